@@ -1,0 +1,91 @@
+//! convgen's front end: the conv DSL, its checker, the checked network, the reference interpreter
+//! and the cost model.
+//!
+//! The pipeline runs one way: text or tokens → [`syntax`] (syn) → [`ast`] (spanned) → [`check`]
+//! (every problem collected) → [`spec`] (plain, validated layers) → [`bind`] (concrete shapes) →
+//! [`interp`] (the oracle). Nothing after `syntax` sees syn types.
+//!
+//! ```
+//! use conv_dsl::{Params, Tensor, compile_source, interp};
+//!
+//! let network = compile_source("block.conv", "
+//!     input x: [1, 8, 6, 6];
+//!     depthwise dw(x) { kernel: 3, pad: 1, act: relu6 }
+//!     pointwise pw(dw) { out: 16 }
+//! ").expect("the model is valid");
+//! let params = Params::random(&network, 7);
+//! let input = Tensor::new(vec![1, 8, 6, 6], vec![0.5; 8 * 36]).unwrap();
+//! let output = interp::run(&network, &input, &params).unwrap();
+//! assert_eq!(output.shape(), &[1, 16, 6, 6]);
+//!
+//! // Every problem is reported at once, each on its token.
+//! let error = compile_source("bad.conv", "
+//!     input x: [1, 32, 8, 8];
+//!     conv c(x) { out: 64, kernel: 3, groups: 3 }
+//!     pointwise p(y) { out: 8 }
+//! ").unwrap_err();
+//! assert!(error.to_string().contains("`groups: 3` does not divide the input channels (32)"));
+//! assert!(error.to_string().contains("unknown name `y`"));
+//! ```
+#![deny(missing_docs)]
+
+pub mod ast;
+pub mod bind;
+pub mod check;
+pub mod cost;
+pub mod diagnostic;
+pub mod dim;
+pub mod error;
+pub mod interp;
+pub mod params;
+pub mod random;
+pub mod spec;
+pub mod syntax;
+pub mod tensor;
+
+pub use bind::{Binding, bind};
+pub use cost::{CostReport, report as cost_report};
+pub use diagnostic::{Diagnostic, LocatedDiagnostic, Location, Span};
+pub use dim::Dim;
+pub use error::Error;
+pub use params::Params;
+pub use spec::{Activation, Conv, ConvKind, Layer, Layout, Network, Op, Padding, Source};
+pub use tensor::Tensor;
+
+/// Parses and checks a token stream (the body of `conv!`). On failure, every problem, parse and
+/// check alike, in source order.
+pub fn compile_tokens(tokens: proc_macro2::TokenStream) -> Result<Network, Vec<Diagnostic>> {
+    let (program, parse_diagnostics) = syntax::parse_tokens(tokens);
+    finish(program, parse_diagnostics)
+}
+
+/// Parses and checks model text. `source_name` (a path, usually) is used in rendered messages.
+pub fn compile_source(source_name: &str, source: &str) -> Result<Network, Error> {
+    let (program, parse_diagnostics) = syntax::parse_str(source);
+    finish(program, parse_diagnostics).map_err(|diagnostics| {
+        let located: Vec<LocatedDiagnostic> = diagnostics.iter().map(Diagnostic::located).collect();
+        let rendered = diagnostic::render(source_name, source, &located);
+        Error::Model { diagnostics: located, rendered }
+    })
+}
+
+/// Parses model text without checking it (for `convgen inspect --emit ast`).
+pub fn parse_source(source_name: &str, source: &str) -> Result<ast::Program, Error> {
+    let (program, diagnostics) = syntax::parse_str(source);
+    if diagnostics.is_empty() {
+        return Ok(program);
+    }
+    let located: Vec<LocatedDiagnostic> = diagnostics.iter().map(Diagnostic::located).collect();
+    let rendered = diagnostic::render(source_name, source, &located);
+    Err(Error::Model { diagnostics: located, rendered })
+}
+
+fn finish(program: ast::Program, mut diagnostics: Vec<Diagnostic>) -> Result<Network, Vec<Diagnostic>> {
+    let (network, check_diagnostics) = check::check(&program);
+    diagnostics.extend(check_diagnostics);
+    diagnostics.sort_by_key(|diagnostic| diagnostic.span.location());
+    match network {
+        Some(network) if diagnostics.is_empty() => Ok(network),
+        _ => Err(diagnostics),
+    }
+}

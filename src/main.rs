@@ -1,0 +1,227 @@
+//! The `convgen` command line: check, run, make parameters for and inspect conv models.
+//!
+//! Exit codes: 0 success, 1 a problem with the model, a file or a tensor (one line naming it, or the
+//! model's diagnostics), 2 a usage error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use convgen::conv_dsl::random::SplitMix64;
+use convgen::conv_dsl::{self, dim::fmt_shape};
+use convgen::{Dim, Error, Network, Params, Tensor};
+
+#[derive(Parser)]
+#[command(name = "convgen", version, about = "A convolution-kernel compiler for grouped, depthwise and separable convolutions")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a model: print every problem, or the per-layer cost table.
+    Check {
+        /// The model (`.conv` DSL text).
+        model: PathBuf,
+    },
+    /// Run a model on an input tensor.
+    Run {
+        /// The model.
+        model: PathBuf,
+        /// The input: a float32 `.npy` array in C order, shaped as the model's `input`.
+        #[arg(long)]
+        input: PathBuf,
+        /// The parameters: a `.safetensors` file with PyTorch names and layouts.
+        #[arg(long)]
+        params: PathBuf,
+        /// Where to write the output `.npy` (written only on success).
+        #[arg(long)]
+        output: PathBuf,
+        /// Which backend runs the model.
+        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        backend: Backend,
+    },
+    /// Write deterministic random parameters (PyTorch's default Kaiming-uniform initialisation).
+    Params {
+        /// The model.
+        model: PathBuf,
+        /// The random seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the `.safetensors` file.
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Show a stage of the compilation.
+    Inspect {
+        /// The model.
+        model: PathBuf,
+        /// Which stage to show.
+        #[arg(long, value_enum)]
+        emit: Emit,
+        /// Show only this layer.
+        #[arg(long)]
+        layer: Option<String>,
+    },
+    /// Check a model, make random parameters and a random input, run it and print a checksum.
+    Demo {
+        /// The model.
+        model: PathBuf,
+        /// The random seed (parameters use it, the input uses seed + 1).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The input shape, for a model with symbolic dims, e.g. `1,16,32,32`.
+        #[arg(long, value_delimiter = ',')]
+        shape: Option<Vec<u64>>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// The reference interpreter.
+    Interp,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Emit {
+    /// The parsed program, with the position of every name and key.
+    Ast,
+    /// The checked network in canonical form.
+    Spec,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Model(conv_dsl::Error::Model { rendered, .. })) => {
+            eprint!("{rendered}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Check { model } => check(&model),
+        Command::Run { model, input, params, output, backend: Backend::Interp } => {
+            let network = convgen::load_model(&model)?;
+            let input = convgen::read_npy(&input)?;
+            let params = convgen::read_safetensors(&params)?;
+            let result = convgen::interp::run(&network, &input, &params)?;
+            convgen::write_npy(&output, &result)
+        }
+        Command::Params { model, seed, output } => {
+            let network = convgen::load_model(&model)?;
+            convgen::write_safetensors(&output, &Params::random(&network, seed))
+        }
+        Command::Inspect { model, emit, layer } => inspect(&model, emit, layer.as_deref()),
+        Command::Demo { model, seed, shape } => demo(&model, seed, shape),
+    }
+}
+
+fn check(model: &Path) -> Result<(), Error> {
+    let network = convgen::load_model(model)?;
+    println!("{}: ok — {}", model.display(), summary(&network));
+    println!();
+    print!("{}", convgen::cost_report(&network));
+    Ok(())
+}
+
+/// `conv2d, input x [1, 3, 224, 224] nchw -> output pw13 [1, 1024, 7, 7], 27 layers`.
+fn summary(network: &Network) -> String {
+    let rank = network.input.shape.len();
+    format!(
+        "conv{}d, input {} {} {} -> output {} {}, {} layer{}",
+        rank - 2,
+        network.input.name,
+        fmt_shape(&network.input_shape_in_layout()),
+        network.input.layout.name(rank),
+        network.layers[network.output].name,
+        fmt_shape(&network.output_shape_in_layout()),
+        network.layers.len(),
+        if network.layers.len() == 1 { "" } else { "s" }
+    )
+}
+
+fn inspect(model: &Path, emit: Emit, layer: Option<&str>) -> Result<(), Error> {
+    match emit {
+        Emit::Ast => {
+            let bytes = std::fs::read(model).map_err(|error| Error::File { path: model.into(), message: format!("cannot read: {error}") })?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::File { path: model.into(), message: "not UTF-8 text; a model is DSL text".into() })?;
+            let program = conv_dsl::parse_source(&model.display().to_string(), &text)?;
+            match layer {
+                None => print!("{program}"),
+                Some(name) => {
+                    let statements: Vec<_> = program.statements.iter().filter(|statement| statement.name().name == name).collect();
+                    if statements.is_empty() {
+                        let names: Vec<&str> = program.statements.iter().map(|statement| statement.name().name.as_str()).collect();
+                        return Err(no_such_layer(model, name, &names));
+                    }
+                    statements.iter().for_each(|statement| print!("{statement}"));
+                }
+            }
+        }
+        Emit::Spec => {
+            let network = convgen::load_model(model)?;
+            match layer {
+                None => print!("{network}"),
+                Some(name) => {
+                    let Some(index) = network.layers.iter().position(|candidate| candidate.name == name) else {
+                        let names: Vec<&str> = network.layers.iter().map(|layer| layer.name.as_str()).collect();
+                        return Err(no_such_layer(model, name, &names));
+                    };
+                    print!("{}", network.layer_text(index));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn no_such_layer(model: &Path, name: &str, names: &[&str]) -> Error {
+    Error::File { path: model.into(), message: format!("has no layer `{name}`; its layers are {}", names.join(", ")) }
+}
+
+fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>) -> Result<(), Error> {
+    let network = convgen::load_model(model)?;
+    println!("{}: {}", model.display(), summary(&network));
+    println!();
+    print!("{}", convgen::cost_report(&network));
+    println!();
+
+    let declared = network.input_shape_in_layout();
+    let shape = match shape {
+        Some(shape) => shape,
+        None => declared.iter().map(Dim::known).collect::<Option<Vec<u64>>>().ok_or_else(|| Error::File {
+            path: model.into(),
+            message: format!("has symbolic input dims {}; pass a concrete shape with --shape", fmt_shape(&declared)),
+        })?,
+    };
+    let binding = convgen::bind(&network, &shape)?;
+    let params = Params::random(&network, seed);
+    let mut rng = SplitMix64::new(seed.wrapping_add(1));
+    let elements: usize = binding.input.iter().product::<u64>() as usize;
+    let data: Vec<f32> = (0..elements).map(|_| rng.symmetric()).collect();
+    let input = Tensor::new(shape.iter().map(|&dim| dim as usize).collect(), data)?;
+
+    let started = Instant::now();
+    let output = convgen::interp::run(&network, &input, &params)?;
+    let elapsed = started.elapsed();
+    let sum: f64 = output.data().iter().map(|&value| f64::from(value)).sum();
+    let mean_abs: f64 = output.data().iter().map(|&value| f64::from(value).abs()).sum::<f64>() / output.data().len() as f64;
+    println!("parameters: {} tensors, seed {seed}; input: uniform [-1, 1), seed {}", params.len(), seed.wrapping_add(1));
+    println!(
+        "reference interpreter: output {} in {:.1} ms; checksum sum {sum:.6}, mean |y| {mean_abs:.6}",
+        fmt_shape(output.shape()),
+        elapsed.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
