@@ -29,9 +29,7 @@ pub fn load_model(path: &Path) -> Result<Network, Error> {
 fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Error> {
     let file = File::open(path).map_err(|error| Error::file(path, format!("cannot open: {error}")))?;
     let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| Error::file(path, format!("cannot read: {error}")))?;
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|error| Error::file(path, format!("cannot read: {error}")))?;
     if bytes.len() as u64 > limit {
         return Err(Error::file(path, format!("{what} is at most {limit} bytes; this file is larger")));
     }
@@ -49,20 +47,28 @@ pub fn read_npy(path: &Path) -> Result<Tensor, Error> {
         _ => "a structured dtype".to_string(),
     };
     if dtype != "<f4" && dtype != ">f4" {
-        return Err(Error::file(path, format!("has dtype {dtype}; convgen reads float32 arrays (`<f4`): use `x.astype(numpy.float32)`")));
+        return Err(Error::file(
+            path,
+            format!("has dtype {dtype}; convgen reads float32 arrays (`<f4`): use `x.astype(numpy.float32)`"),
+        ));
     }
     if npy.order() != npyz::Order::C {
         return Err(Error::file(path, "is in Fortran order; save it in C order (`numpy.ascontiguousarray`)"));
     }
     let shape = npy.shape().to_vec();
-    let elements = shape.iter().try_fold(1u128, |product, &dim| product.checked_mul(u128::from(dim))).unwrap_or(u128::MAX);
+    let elements =
+        shape.iter().try_fold(1u128, |product, &dim| product.checked_mul(u128::from(dim))).unwrap_or(u128::MAX);
     if elements > u128::from(MAX_ELEMENTS) || elements * 4 > u128::from(file_len) {
         return Err(Error::file(
             path,
-            format!("its header claims shape {} ({elements} elements), more than the file holds or the limit of 2^31 elements", fmt_shape(&shape)),
+            format!(
+                "its header claims shape {} ({elements} elements), more than the file holds or the limit of 2^31 elements",
+                fmt_shape(&shape)
+            ),
         ));
     }
-    let data: Vec<f32> = npy.into_vec().map_err(|error| Error::file(path, format!("cannot read the array data: {error}")))?;
+    let data: Vec<f32> =
+        npy.into_vec().map_err(|error| Error::file(path, format!("cannot read the array data: {error}")))?;
     let shape: Vec<usize> = shape.iter().map(|&dim| dim as usize).collect();
     Tensor::new(shape, data).map_err(|error| Error::file(path, error.to_string()))
 }
@@ -80,7 +86,8 @@ pub fn write_npy(path: &Path, tensor: &Tensor) -> Result<(), Error> {
 /// Reads parameters from a `.safetensors` file (f32 tensors only).
 pub fn read_safetensors(path: &Path) -> Result<Params, Error> {
     let bytes = read_limited(path, 64 << 30, "a parameter file")?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|error| Error::file(path, format!("not a valid .safetensors file: {error}")))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|error| Error::file(path, format!("not a valid .safetensors file: {error}")))?;
     let mut params = Params::new();
     let mut tensors = file.tensors();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -88,11 +95,19 @@ pub fn read_safetensors(path: &Path) -> Result<Params, Error> {
         if view.dtype() != Dtype::F32 {
             return Err(Error::file(
                 path,
-                format!("parameter `{name}` has dtype {:?}; convgen reads F32 tensors (`tensor.float()` in PyTorch)", view.dtype()),
+                format!(
+                    "parameter `{name}` has dtype {:?}; convgen reads F32 tensors (`tensor.float()` in PyTorch)",
+                    view.dtype()
+                ),
             ));
         }
-        let data: Vec<f32> = view.data().chunks_exact(4).map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])).collect();
-        let tensor = Tensor::new(view.shape().to_vec(), data).map_err(|error| Error::file(path, format!("parameter `{name}`: {error}")))?;
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+            .collect();
+        let tensor = Tensor::new(view.shape().to_vec(), data)
+            .map_err(|error| Error::file(path, format!("parameter `{name}`: {error}")))?;
         params.insert(name, tensor);
     }
     Ok(params)
@@ -113,21 +128,28 @@ pub fn write_safetensors(path: &Path, params: &Params) -> Result<(), Error> {
             .map_err(|error| Error::file(path, format!("cannot encode `{name}`: {error}")))?;
         views.push((name.as_str(), view));
     }
-    let encoded = safetensors::serialize(views, None).map_err(|error| Error::file(path, format!("cannot encode: {error}")))?;
+    let encoded =
+        safetensors::serialize(views, None).map_err(|error| Error::file(path, format!("cannot encode: {error}")))?;
     write_atomically(path, |file| file.write_all(&encoded))
 }
 
 /// Writes through a temporary file in the target's directory, renamed into place on success.
-fn write_atomically(path: &Path, write: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>) -> Result<(), Error> {
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
+) -> Result<(), Error> {
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let temporary = tempfile::NamedTempFile::new_in(directory)
-        .map_err(|error| Error::file(path, format!("cannot create a temporary file in {}: {error}", directory.display())))?;
+    let temporary = tempfile::NamedTempFile::new_in(directory).map_err(|error| {
+        Error::file(path, format!("cannot create a temporary file in {}: {error}", directory.display()))
+    })?;
     {
         let mut writer = std::io::BufWriter::new(temporary.as_file());
-        write(&mut writer).and_then(|()| writer.flush()).map_err(|error| Error::file(path, format!("cannot write: {error}")))?;
+        write(&mut writer)
+            .and_then(|()| writer.flush())
+            .map_err(|error| Error::file(path, format!("cannot write: {error}")))?;
     }
     temporary.persist(path).map_err(|error| Error::file(path, format!("cannot write: {}", error.error)))?;
     Ok(())

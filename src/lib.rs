@@ -27,8 +27,8 @@ pub mod io;
 
 pub use conv_dsl;
 pub use conv_dsl::{
-    Activation, Binding, Conv, ConvKind, CostReport, Dim, Layer, Layout, Network, Op, Padding, Params, Source,
-    Tensor, bind, compile_source, cost_report, interp,
+    Activation, Binding, Conv, ConvKind, CostReport, Dim, Layer, Layout, Network, Op, Padding, Params, Source, Tensor,
+    bind, compile_source, cost_report, interp,
 };
 pub use io::{load_model, read_npy, read_safetensors, write_npy, write_safetensors};
 

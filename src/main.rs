@@ -13,7 +13,11 @@ use convgen::conv_dsl::{self, dim::fmt_shape};
 use convgen::{Dim, Error, Network, Params, Tensor};
 
 #[derive(Parser)]
-#[command(name = "convgen", version, about = "A convolution-kernel compiler for grouped, depthwise and separable convolutions")]
+#[command(
+    name = "convgen",
+    version,
+    about = "A convolution-kernel compiler for grouped, depthwise and separable convolutions"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -153,16 +157,21 @@ fn summary(network: &Network) -> String {
 fn inspect(model: &Path, emit: Emit, layer: Option<&str>) -> Result<(), Error> {
     match emit {
         Emit::Ast => {
-            let bytes = std::fs::read(model).map_err(|error| Error::File { path: model.into(), message: format!("cannot read: {error}") })?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| Error::File { path: model.into(), message: "not UTF-8 text; a model is DSL text".into() })?;
+            let bytes = std::fs::read(model)
+                .map_err(|error| Error::File { path: model.into(), message: format!("cannot read: {error}") })?;
+            let text = String::from_utf8(bytes).map_err(|_| Error::File {
+                path: model.into(),
+                message: "not UTF-8 text; a model is DSL text".into(),
+            })?;
             let program = conv_dsl::parse_source(&model.display().to_string(), &text)?;
             match layer {
                 None => print!("{program}"),
                 Some(name) => {
-                    let statements: Vec<_> = program.statements.iter().filter(|statement| statement.name().name == name).collect();
+                    let statements: Vec<_> =
+                        program.statements.iter().filter(|statement| statement.name().name == name).collect();
                     if statements.is_empty() {
-                        let names: Vec<&str> = program.statements.iter().map(|statement| statement.name().name.as_str()).collect();
+                        let names: Vec<&str> =
+                            program.statements.iter().map(|statement| statement.name().name.as_str()).collect();
                         return Err(no_such_layer(model, name, &names));
                     }
                     statements.iter().for_each(|statement| print!("{statement}"));
@@ -216,8 +225,13 @@ fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>) -> Result<(), Error> {
     let output = convgen::interp::run(&network, &input, &params)?;
     let elapsed = started.elapsed();
     let sum: f64 = output.data().iter().map(|&value| f64::from(value)).sum();
-    let mean_abs: f64 = output.data().iter().map(|&value| f64::from(value).abs()).sum::<f64>() / output.data().len() as f64;
-    println!("parameters: {} tensors, seed {seed}; input: uniform [-1, 1), seed {}", params.len(), seed.wrapping_add(1));
+    let mean_abs: f64 =
+        output.data().iter().map(|&value| f64::from(value).abs()).sum::<f64>() / output.data().len() as f64;
+    println!(
+        "parameters: {} tensors, seed {seed}; input: uniform [-1, 1), seed {}",
+        params.len(),
+        seed.wrapping_add(1)
+    );
     println!(
         "reference interpreter: output {} in {:.1} ms; checksum sum {sum:.6}, mean |y| {mean_abs:.6}",
         fmt_shape(output.shape()),

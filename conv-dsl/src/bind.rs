@@ -122,7 +122,11 @@ pub fn bind(network: &Network, shape: &[u64]) -> Result<Binding, Error> {
                     let mut output = vec![current[0], conv.out_channels];
                     output.extend(output_spatial);
                     within_limit(&format!("the output of `{stage_name}`"), &output)?;
-                    stages.push(BoundConv { input: current.clone(), padding: conv.resolve_padding(spatial), output: output.clone() });
+                    stages.push(BoundConv {
+                        input: current.clone(),
+                        padding: conv.resolve_padding(spatial),
+                        output: output.clone(),
+                    });
                     current = output;
                 }
                 BoundLayer { shape: current, stages }
@@ -134,7 +138,8 @@ pub fn bind(network: &Network, shape: &[u64]) -> Result<Binding, Error> {
 }
 
 fn within_limit(what: &str, shape: &[u64]) -> Result<(), Error> {
-    let elements = shape.iter().try_fold(1u128, |product, &dim| product.checked_mul(u128::from(dim))).unwrap_or(u128::MAX);
+    let elements =
+        shape.iter().try_fold(1u128, |product, &dim| product.checked_mul(u128::from(dim))).unwrap_or(u128::MAX);
     if elements > u128::from(MAX_ELEMENTS) {
         return Err(Error::TooLarge { what: what.to_string(), shape: fmt_shape(shape), elements });
     }

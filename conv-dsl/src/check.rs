@@ -71,7 +71,8 @@ impl Checker {
         }
         for extra in inputs.iter().skip(1) {
             let first = inputs[0].name.span.location();
-            let message = format!("a model has one `input`; `{}` is a second one (the first is at {first})", extra.name.name);
+            let message =
+                format!("a model has one `input`; `{}` is a second one (the first is at {first})", extra.name.name);
             self.error(extra.keyword, message);
         }
         let Some(input_decl) = inputs.first() else {
@@ -175,7 +176,9 @@ impl Checker {
                     .find(|layout| layout.name(rank) == word.name);
                 if layout.is_none() {
                     let any_rank = [3, 4, 5].into_iter().find(|&other| {
-                        [Layout::ChannelsFirst, Layout::ChannelsLast].iter().any(|layout| layout.name(other) == word.name)
+                        [Layout::ChannelsFirst, Layout::ChannelsLast]
+                            .iter()
+                            .any(|layout| layout.name(other) == word.name)
                     });
                     let message = match any_rank {
                         Some(other) => format!(
@@ -286,7 +289,11 @@ impl Checker {
                     return None;
                 }
             }
-            return Some(Layer { name: decl.name.name.clone(), op: Op::Add { left, right, act: act? }, shape: left_shape });
+            return Some(Layer {
+                name: decl.name.name.clone(),
+                op: Op::Add { left, right, act: act? },
+                shape: left_shape,
+            });
         }
 
         let (source, input_shape) = sources[0].clone();
@@ -309,11 +316,13 @@ impl Checker {
         let dilation = self.optional(&entries, "dilation", ones.clone(), |checker, value| {
             checker.per_axis(value, "dilation", spatial_rank, 1, decl)
         });
-        let padding = self.optional(&entries, "pad", Padding::Explicit(vec![[0, 0]; spatial_rank]), |checker, value| {
-            checker.padding(value, spatial_rank, decl)
-        });
+        let padding =
+            self.optional(&entries, "pad", Padding::Explicit(vec![[0, 0]; spatial_rank]), |checker, value| {
+                checker.padding(value, spatial_rank, decl)
+            });
         let bias = self.optional(&entries, "bias", true, |checker, value| checker.boolean(value, "bias"));
-        let multiplier = self.optional(&entries, "multiplier", 1, |checker, value| checker.int_value(value, "multiplier", 1));
+        let multiplier =
+            self.optional(&entries, "multiplier", 1, |checker, value| checker.int_value(value, "multiplier", 1));
         let groups = self.optional(&entries, "groups", 1, |checker, value| checker.int_value(value, "groups", 1));
         let dw_act = match entries.get("dw_act") {
             Some(entry) => self.activation(&entry.value).map(Some),
@@ -361,10 +370,7 @@ impl Checker {
             }
             "depthwise" => {
                 let out_channels = self.multiply(in_channels, multiplier, &entries, decl)?;
-                Op::Conv {
-                    source,
-                    conv: Conv { kind: ConvKind::Depthwise, out_channels, groups: in_channels, ..base },
-                }
+                Op::Conv { source, conv: Conv { kind: ConvKind::Depthwise, out_channels, groups: in_channels, ..base } }
             }
             _ => {
                 let out = out?;
@@ -396,13 +402,23 @@ impl Checker {
         for (suffix, conv) in op.stages() {
             let name = format!("{}{suffix}", decl.name.name);
             shape = self.conv_shape(conv, &shape, &name, &entries, decl)?;
-            self.within_limit(decl.name.span, &format!("the weight of layer `{name}`"), &conv.weight_shape().into_iter().map(Dim::Known).collect::<Vec<_>>())?;
+            self.within_limit(
+                decl.name.span,
+                &format!("the weight of layer `{name}`"),
+                &conv.weight_shape().into_iter().map(Dim::Known).collect::<Vec<_>>(),
+            )?;
         }
         Some(Layer { name: decl.name.name.clone(), op, shape })
     }
 
     /// `in_channels × multiplier` for a depthwise stage, within the limits.
-    fn multiply(&mut self, in_channels: u64, multiplier: u64, entries: &HashMap<&str, &Entry>, decl: &LayerDecl) -> Option<u64> {
+    fn multiply(
+        &mut self,
+        in_channels: u64,
+        multiplier: u64,
+        entries: &HashMap<&str, &Entry>,
+        decl: &LayerDecl,
+    ) -> Option<u64> {
         let product = in_channels.checked_mul(multiplier).filter(|&product| product <= MAX_INT);
         if product.is_none() {
             let span = entries.get("multiplier").map_or(decl.name.span, |entry| entry.value.span());
@@ -482,7 +498,8 @@ impl Checker {
                 continue;
             }
             if (key == "groups" && has("multiplier")) || (key == "multiplier" && has("groups")) {
-                let first = decl.entries.iter().find(|entry| entry.key.name == "groups" || entry.key.name == "multiplier");
+                let first =
+                    decl.entries.iter().find(|entry| entry.key.name == "groups" || entry.key.name == "multiplier");
                 if first.is_some_and(|first| std::ptr::eq(first, entry)) {
                     continue; // reported once, on the second of the two
                 }
@@ -581,7 +598,10 @@ impl Checker {
                 sizes.into_iter().collect()
             }
             other => {
-                let message = format!("`{key}` expects an integer or a per-axis list such as `[1, 7]`; found {}", other.describe());
+                let message = format!(
+                    "`{key}` expects an integer or a per-axis list such as `[1, 7]`; found {}",
+                    other.describe()
+                );
                 self.error(other.span(), message);
                 None
             }
@@ -615,18 +635,14 @@ impl Checker {
                             before.zip(after).map(|(before, after)| [before, after])
                         }
                         Value::List { items: pair, span } => {
-                            let message = format!(
-                                "a per-axis pad is `p` or `[before, after]`; found a list of {}",
-                                pair.len()
-                            );
+                            let message =
+                                format!("a per-axis pad is `p` or `[before, after]`; found a list of {}", pair.len());
                             self.error(*span, message);
                             None
                         }
                         other => {
-                            let message = format!(
-                                "a per-axis pad is `p` or `[before, after]`; found {}",
-                                other.describe()
-                            );
+                            let message =
+                                format!("a per-axis pad is `p` or `[before, after]`; found {}", other.describe());
                             self.error(other.span(), message);
                             None
                         }
@@ -635,10 +651,8 @@ impl Checker {
                 pads.into_iter().collect::<Option<Vec<_>>>().map(Padding::Explicit)
             }
             other => {
-                let message = format!(
-                    "`pad` expects an integer, a per-axis list, `same` or `valid`; found {}",
-                    other.describe()
-                );
+                let message =
+                    format!("`pad` expects an integer, a per-axis list, `same` or `valid`; found {}", other.describe());
                 self.error(other.span(), message);
                 None
             }
@@ -733,9 +747,9 @@ fn unknown_key_message(kind: &str, key: &str, allowed: &[&str]) -> String {
         }
         (_, "dw_act") => Some("`dw_act` is only for `separable` (the activation of its depthwise half)"),
         ("add", _) => Some("`add` takes only `act`"),
-        ("separable", "groups") => {
-            Some("`separable` is depthwise then pointwise and takes no `groups`; use `multiplier` for the depthwise half")
-        }
+        ("separable", "groups") => Some(
+            "`separable` is depthwise then pointwise and takes no `groups`; use `multiplier` for the depthwise half",
+        ),
         _ => None,
     };
     if let Some(specific) = specific {

@@ -39,33 +39,49 @@ pub struct CostRow {
 pub enum Count {
     /// A number.
     Known(u128),
-    /// `per_element × product(elements)`, where some dims are symbolic.
+    /// `factor × product(elements)`, where `elements` are the symbolic dims of a shape.
     Symbolic {
-        /// The count for one element of `elements`.
-        per_element: u64,
-        /// The shape whose element count multiplies it.
+        /// The count per element of `elements` (the known dims folded in).
+        factor: u128,
+        /// The symbolic dims whose product multiplies it.
         elements: Vec<Dim>,
     },
 }
 
 impl Count {
+    /// `per_element` times the element count of `shape`; known dims are folded into the factor.
     fn of(per_element: u64, shape: &[Dim]) -> Count {
-        match shape.iter().map(Dim::known).collect::<Option<Vec<u64>>>() {
-            Some(known) => Count::Known(known.iter().fold(u128::from(per_element), |product, &dim| product * u128::from(dim))),
-            None => Count::Symbolic { per_element, elements: shape.to_vec() },
+        let factor =
+            shape.iter().filter_map(Dim::known).fold(u128::from(per_element), |product, dim| product * u128::from(dim));
+        let symbolic: Vec<Dim> = shape.iter().filter(|dim| dim.known().is_none()).cloned().collect();
+        if symbolic.is_empty() { Count::Known(factor) } else { Count::Symbolic { factor, elements: symbolic } }
+    }
+
+    /// The sum, when both are concrete or both scale the same symbolic element count.
+    fn plus(&self, other: &Count) -> Option<Count> {
+        match (self, other) {
+            (Count::Known(a), Count::Known(b)) => Some(Count::Known(a + b)),
+            (Count::Symbolic { factor: a, elements }, Count::Symbolic { factor: b, elements: other })
+                if elements == other =>
+            {
+                Some(Count::Symbolic { factor: a + b, elements: elements.clone() })
+            }
+            _ => None,
         }
     }
 
-    fn plus(self, other: Count) -> Count {
-        match (self, other) {
-            (Count::Known(a), Count::Known(b)) => Count::Known(a + b),
-            (Count::Symbolic { per_element: a, elements }, Count::Symbolic { per_element: b, elements: other })
+    /// `self / other`, when both are concrete or scale the same symbolic element count.
+    fn ratio(&self, other: &Count) -> Option<f64> {
+        let (numerator, denominator) = match (self, other) {
+            (Count::Known(a), Count::Known(b)) => (*a, *b),
+            (Count::Symbolic { factor: a, elements }, Count::Symbolic { factor: b, elements: other })
                 if elements == other =>
             {
-                Count::Symbolic { per_element: a + b, elements }
+                (*a, *b)
             }
-            (a, _) => a, // not reached: both stages of a layer share the batch and spatial dims
-        }
+            _ => return None,
+        };
+        (denominator > 0).then(|| numerator as f64 / denominator as f64)
     }
 
     /// The number, when concrete.
@@ -81,9 +97,9 @@ impl fmt::Display for Count {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Count::Known(count) => write!(f, "{}", human(*count)),
-            Count::Symbolic { per_element, elements } => {
+            Count::Symbolic { factor, elements } => {
                 let dims: Vec<String> = elements.iter().map(ToString::to_string).collect();
-                write!(f, "{per_element}·{}", dims.join("·"))
+                write!(f, "{factor}·{}", dims.join("·"))
             }
         }
     }
@@ -134,7 +150,8 @@ pub fn report(network: &Network) -> CostReport {
                     shape: layer.shape.clone(),
                     params: params(depthwise) + params(pointwise),
                     macs: Count::of(depthwise.macs_per_output(), &depthwise_shape)
-                        .plus(Count::of(pointwise.macs_per_output(), &layer.shape)),
+                        .plus(&Count::of(pointwise.macs_per_output(), &layer.shape))
+                        .expect("both stages share the batch and spatial dims"),
                     standard_macs: Some(Count::of(standard(depthwise), &layer.shape)),
                 }
             }
@@ -162,11 +179,9 @@ fn depthwise_output(layer_shape: &[Dim], channels: u64) -> Vec<Dim> {
 }
 
 impl CostRow {
-    /// `standard MACs / MACs`, when both are concrete and the layer has MACs.
+    /// `standard MACs / MACs` (shape-independent, so also for symbolic shapes); `None` for `add`.
     pub fn saving(&self) -> Option<f64> {
-        let macs = self.macs.known()?;
-        let standard = self.standard_macs.as_ref()?.known()?;
-        (macs > 0).then(|| standard as f64 / macs as f64)
+        self.standard_macs.as_ref()?.ratio(&self.macs)
     }
 }
 

@@ -42,7 +42,9 @@ pub enum Error {
         effective_kernel: u64,
     },
     /// With the concrete input, a tensor would exceed the element limit.
-    #[error("{what} would have shape {shape} ({elements} elements); the limit is 2147483648 (2^31) elements per tensor")]
+    #[error(
+        "{what} would have shape {shape} ({elements} elements); the limit is 2147483648 (2^31) elements per tensor"
+    )]
     TooLarge {
         /// Which tensor.
         what: String,

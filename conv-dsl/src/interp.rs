@@ -28,9 +28,11 @@ pub fn run(network: &Network, input: &Tensor, params: &Params) -> Result<Tensor,
             }
         };
         let output = match &layer.op {
-            Op::Add { left, right, act } => {
-                read(*left).iter().zip(read(*right)).map(|(&a, &b)| act.apply(f64::from(a) + f64::from(b)) as f32).collect()
-            }
+            Op::Add { left, right, act } => read(*left)
+                .iter()
+                .zip(read(*right))
+                .map(|(&a, &b)| act.apply(f64::from(a) + f64::from(b)) as f32)
+                .collect(),
             Op::Conv { source, .. } | Op::Separable { source, .. } => {
                 let mut current = read(*source).to_vec();
                 for ((suffix, conv), bound) in layer.op.stages().into_iter().zip(&binding.layers[index].stages) {
@@ -99,7 +101,8 @@ pub fn convolve(conv: &Conv, bound: &BoundConv, input: &[f32], weight: &[f32], b
                                 }
                             }
                         }
-                        output[(((n * out_channels + oc) * out_d + od) * out_h + oh) * out_w + ow] = conv.act.apply(sum) as f32;
+                        output[(((n * out_channels + oc) * out_d + od) * out_h + oh) * out_w + ow] =
+                            conv.act.apply(sum) as f32;
                     }
                 }
             }
@@ -109,7 +112,14 @@ pub fn convolve(conv: &Conv, bound: &BoundConv, input: &[f32], weight: &[f32], b
 }
 
 /// The input index read by output index `out` at kernel tap `tap`, or `None` in the zero padding.
-fn source_index(out: usize, tap: usize, stride: usize, dilation: usize, pad_before: usize, size: usize) -> Option<usize> {
+fn source_index(
+    out: usize,
+    tap: usize,
+    stride: usize,
+    dilation: usize,
+    pad_before: usize,
+    size: usize,
+) -> Option<usize> {
     (out * stride + tap * dilation).checked_sub(pad_before).filter(|&index| index < size)
 }
 

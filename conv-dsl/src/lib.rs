@@ -81,6 +81,9 @@ pub fn parse_source(source_name: &str, source: &str) -> Result<ast::Program, Err
 }
 
 fn finish(program: ast::Program, mut diagnostics: Vec<Diagnostic>) -> Result<Network, Vec<Diagnostic>> {
+    if program.statements.is_empty() && !diagnostics.is_empty() {
+        return Err(diagnostics); // nothing parsed (e.g. the text could not be split into tokens)
+    }
     let (network, check_diagnostics) = check::check(&program);
     diagnostics.extend(check_diagnostics);
     diagnostics.sort_by_key(|diagnostic| diagnostic.span.location());

@@ -68,7 +68,11 @@ impl Params {
         }
         for (name, tensor) in &self.tensors {
             if !expected.iter().any(|param| &param.name == name) {
-                problems.push(Error::UnexpectedParam { name: name.clone(), found: fmt_shape(tensor.shape()), more: String::new() });
+                problems.push(Error::UnexpectedParam {
+                    name: name.clone(),
+                    found: fmt_shape(tensor.shape()),
+                    more: String::new(),
+                });
             }
         }
         let others = problems.len().saturating_sub(1);
@@ -78,7 +82,9 @@ impl Params {
         if others > 0 {
             let note = format!(" (and {others} more parameter problem{})", if others == 1 { "" } else { "s" });
             match &mut first {
-                Error::MissingParam { more, .. } | Error::UnexpectedParam { more, .. } | Error::ParamShape { more, .. } => {
+                Error::MissingParam { more, .. }
+                | Error::UnexpectedParam { more, .. }
+                | Error::ParamShape { more, .. } => {
                     *more = note;
                 }
                 _ => {}

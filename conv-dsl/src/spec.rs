@@ -405,9 +405,17 @@ impl Network {
         for layer in &self.layers {
             for (suffix, conv) in layer.op.stages() {
                 let fan_in = conv.macs_per_output();
-                params.push(ParamSpec { name: format!("{}{suffix}.weight", layer.name), shape: conv.weight_shape(), fan_in });
+                params.push(ParamSpec {
+                    name: format!("{}{suffix}.weight", layer.name),
+                    shape: conv.weight_shape(),
+                    fan_in,
+                });
                 if conv.bias {
-                    params.push(ParamSpec { name: format!("{}{suffix}.bias", layer.name), shape: vec![conv.out_channels], fan_in });
+                    params.push(ParamSpec {
+                        name: format!("{}{suffix}.bias", layer.name),
+                        shape: vec![conv.out_channels],
+                        fan_in,
+                    });
                 }
             }
         }
@@ -475,7 +483,14 @@ impl Network {
         let sources: Vec<&str> = layer.op.sources().into_iter().map(|source| self.name_of(source)).collect();
         match &layer.op {
             Op::Conv { conv, .. } => {
-                writeln!(f, "{} {}({}) -> {}", keyword(conv.kind), layer.name, sources.join(", "), fmt_shape(&layer.shape))?;
+                writeln!(
+                    f,
+                    "{} {}({}) -> {}",
+                    keyword(conv.kind),
+                    layer.name,
+                    sources.join(", "),
+                    fmt_shape(&layer.shape)
+                )?;
                 write_conv(f, "    ", conv)
             }
             Op::Separable { depthwise, pointwise, .. } => {

@@ -29,11 +29,8 @@ pub const LAYER_KINDS: [&str; 5] = ["conv", "depthwise", "pointwise", "separable
 /// Parses model text. Returns the statements that parsed and a diagnostic for each that did not.
 pub fn parse_str(source: &str) -> (Program, Vec<Diagnostic>) {
     if source.len() > MAX_SOURCE_BYTES {
-        let message = format!(
-            "the model is {} bytes long; the limit is {} bytes (16 MiB)",
-            source.len(),
-            MAX_SOURCE_BYTES
-        );
+        let message =
+            format!("the model is {} bytes long; the limit is {} bytes (16 MiB)", source.len(), MAX_SOURCE_BYTES);
         return (Program::default(), vec![Diagnostic::new(Span::call_site(), message)]);
     }
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
@@ -56,7 +53,24 @@ pub fn parse_tokens(tokens: TokenStream) -> (Program, Vec<Diagnostic>) {
         return (Program::default(), diagnostics);
     }
     let mut program = Program::default();
-    for statement in split_statements(tokens) {
+    let mut pending: std::collections::VecDeque<Vec<TokenTree>> = split_statements(tokens).into();
+    while let Some(statement) = pending.pop_front() {
+        if !matches!(statement.first(), Some(TokenTree::Ident(_))) {
+            // Junk where a statement should start: report it, then resynchronise at the next
+            // statement keyword so that the statement after it is still parsed.
+            let first = &statement[0];
+            let message = format!(
+                "expected a statement (`input`, `conv`, `depthwise`, `pointwise`, `separable`, `add` or `output`); found `{first}`"
+            );
+            diagnostics.push(Diagnostic::new(Span::new(first.span()), message));
+            let restart = statement.iter().position(|token| {
+                matches!(token, TokenTree::Ident(ident) if ident == "input" || ident == "output" || LAYER_KINDS.contains(&ident.to_string().as_str()))
+            });
+            if let Some(restart) = restart {
+                pending.push_front(statement[restart..].to_vec());
+            }
+            continue;
+        }
         let mut entry_diagnostics = Vec::new();
         let parsed = parse_with(|input| parse_statement(input, &mut entry_diagnostics), &statement, &mut diagnostics);
         diagnostics.append(&mut entry_diagnostics);
@@ -78,12 +92,26 @@ fn damaged_statement(tokens: &[TokenTree]) -> Option<Statement> {
     let name = Ident { name: name.to_string(), span: Span::new(name.span()) };
     if keyword_text == "input" {
         let keyword = Span::new(keyword.span());
-        return Some(Statement::Input(InputDecl { keyword, name, dims: Vec::new(), dims_span: keyword, layout: None, damaged: true }));
+        return Some(Statement::Input(InputDecl {
+            keyword,
+            name,
+            dims: Vec::new(),
+            dims_span: keyword,
+            layout: None,
+            damaged: true,
+        }));
     }
     if LAYER_KINDS.contains(&keyword_text.as_str()) {
         let kind = Ident { name: keyword_text, span: Span::new(keyword.span()) };
         let args_span = name.span;
-        return Some(Statement::Layer(LayerDecl { kind, name, args: Vec::new(), args_span, entries: Vec::new(), damaged: true }));
+        return Some(Statement::Layer(LayerDecl {
+            kind,
+            name,
+            args: Vec::new(),
+            args_span,
+            entries: Vec::new(),
+            damaged: true,
+        }));
     }
     None
 }

@@ -13,7 +13,8 @@ pub struct Tensor {
 impl Tensor {
     /// A tensor of `shape` holding `data` (C order); the length must be the shape's product.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self, Error> {
-        let expected = shape.iter().try_fold(1u128, |product, &dim| product.checked_mul(dim as u128)).unwrap_or(u128::MAX);
+        let expected =
+            shape.iter().try_fold(1u128, |product, &dim| product.checked_mul(dim as u128)).unwrap_or(u128::MAX);
         if expected != data.len() as u128 {
             return Err(Error::TensorLength { shape: fmt_shape(&shape), expected, found: data.len() });
         }
