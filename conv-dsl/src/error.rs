@@ -99,6 +99,29 @@ pub enum Error {
         /// A note on further problems.
         more: String,
     },
+    /// A schedule cannot run a layer.
+    #[error("schedule for layer `{layer}`: {reason}")]
+    Schedule {
+        /// The layer (or separable stage).
+        layer: String,
+        /// Why not.
+        reason: String,
+    },
+    /// Generated code accessed a buffer out of its bounds (a lowering bug, caught by the IR
+    /// interpreter).
+    #[error("function `{function}` accesses `{buffer}[{index}..{end}]`, outside its {len} elements")]
+    OutOfBounds {
+        /// The function.
+        function: String,
+        /// The buffer.
+        buffer: String,
+        /// First element accessed.
+        index: i64,
+        /// One past the last.
+        end: i64,
+        /// The buffer's length.
+        len: u64,
+    },
     /// A tensor's data length does not match its shape.
     #[error("a tensor of shape {shape} needs {expected} values, but {found} were given")]
     TensorLength {

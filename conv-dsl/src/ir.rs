@@ -1,0 +1,301 @@
+//! The loop IR shared by the code generators: loop nests over flat f32 buffers with vector
+//! accumulators kept in registers.
+//!
+//! A [`Function`] is what one code generator turns into one machine function (the JIT) or one Rust
+//! `fn` (the `conv!` macro). It is deliberately small:
+//!
+//! - buffers are flat f32 arrays with a length known when the function is built;
+//! - loops count `0..count` with constant counts (a function is built for one concrete shape);
+//!   anything a schedule unrolls — kernel windows, register tiles, border positions — is already
+//!   unrolled here, so code generators never decide what to unroll;
+//! - every index is affine in the enclosing loop variables ([`Index`]), so address arithmetic is
+//!   strength-reducible and the interior of a convolution has no bounds checks;
+//! - values are vectors of [`Function::lanes`] f32 lanes (1 = scalar code); accumulators ([`Acc`])
+//!   are registers, never memory (scalar replacement);
+//! - the epilogue (bias is the accumulator's initial value; activation, residual add) is fused into
+//!   the [`Stmt::Store`].
+//!
+//! The IR has a canonical text form (`Display`) for snapshots and `convgen inspect --emit ir`, and
+//! an interpreter ([`crate::ir_interp`]) so that lowering is checked against the reference
+//! interpreter independently of any code generator.
+
+use std::fmt;
+
+use crate::spec::Activation;
+
+/// One generated function: `fn name(buffers…)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Function {
+    /// A name unique within its plan (`dw1`, `s.pw`, `input_to_nhwc4`).
+    pub name: String,
+    /// Lanes of every vector value (1, 4 or 8).
+    pub lanes: u32,
+    /// The parameters, in call order.
+    pub buffers: Vec<Buffer>,
+    /// The loop nest.
+    pub body: Vec<Stmt>,
+    /// How many accumulators the body uses (`Acc(0)..Acc(accumulators)`).
+    pub accumulators: u32,
+    /// How many loop variables the body uses.
+    pub loop_vars: u32,
+}
+
+/// A function parameter: a flat f32 buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Buffer {
+    /// Its name in the text form.
+    pub name: String,
+    /// Its length in f32 elements; every access of the function stays within it.
+    pub len: u64,
+    /// Whether the function writes it.
+    pub writes: bool,
+}
+
+/// A buffer, by position in [`Function::buffers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufferId(pub u32);
+
+/// A loop variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LoopVar(pub u32);
+
+/// A vector accumulator (a register).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Acc(pub u32);
+
+/// A statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// `for var in 0..count { body }`.
+    Loop {
+        /// The variable.
+        var: LoopVar,
+        /// Trip count (≥ 1).
+        count: u64,
+        /// The body.
+        body: Vec<Stmt>,
+    },
+    /// `acc = value`.
+    Init {
+        /// The accumulator.
+        acc: Acc,
+        /// Its new value.
+        value: Value,
+    },
+    /// `acc += a * b` (a fused multiply-add where the target has one).
+    Fma {
+        /// The accumulator.
+        acc: Acc,
+        /// One factor.
+        a: Value,
+        /// The other.
+        b: Value,
+    },
+    /// `buffer[index .. index + lanes] = value`.
+    Store {
+        /// The buffer written.
+        buffer: BufferId,
+        /// Where the first lane goes.
+        index: Index,
+        /// What is stored.
+        value: Value,
+    },
+}
+
+/// A vector value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// An accumulator's current value.
+    Acc(Acc),
+    /// `lanes` consecutive elements starting at `index`.
+    Load {
+        /// The buffer read.
+        buffer: BufferId,
+        /// The first element.
+        index: Index,
+    },
+    /// One element, in every lane.
+    Splat {
+        /// The buffer read.
+        buffer: BufferId,
+        /// The element.
+        index: Index,
+    },
+    /// All lanes 0.
+    Zero,
+    /// Lane-wise sum.
+    Add(Box<Value>, Box<Value>),
+    /// Lane-wise activation. `silu` and `sigmoid` need `exp`, which code generators call as a
+    /// named intrinsic where the target has no instruction for it.
+    Activate(Activation, Box<Value>),
+}
+
+/// An affine index: `offset + Σ coefficient · var`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Index {
+    /// The constant part.
+    pub offset: i64,
+    /// `(var, coefficient)` pairs, sorted by var, no zero coefficients.
+    pub terms: Vec<(LoopVar, i64)>,
+}
+
+impl Index {
+    /// A constant index.
+    pub fn constant(offset: i64) -> Index {
+        Index { offset, terms: Vec::new() }
+    }
+
+    /// `coefficient · var`.
+    pub fn var(var: LoopVar, coefficient: i64) -> Index {
+        Index::constant(0).plus_var(var, coefficient)
+    }
+
+    /// `self + coefficient · var`.
+    pub fn plus_var(mut self, var: LoopVar, coefficient: i64) -> Index {
+        match self.terms.binary_search_by_key(&var, |(existing, _)| *existing) {
+            Ok(position) => {
+                self.terms[position].1 += coefficient;
+                if self.terms[position].1 == 0 {
+                    self.terms.remove(position);
+                }
+            }
+            Err(position) if coefficient != 0 => self.terms.insert(position, (var, coefficient)),
+            Err(_) => {}
+        }
+        self
+    }
+
+    /// `self + other`.
+    pub fn plus(self, other: &Index) -> Index {
+        let mut sum = other.terms.iter().fold(self, |sum, &(var, coefficient)| sum.plus_var(var, coefficient));
+        sum.offset += other.offset;
+        sum
+    }
+
+    /// `self + offset`.
+    pub fn plus_constant(mut self, offset: i64) -> Index {
+        self.offset += offset;
+        self
+    }
+
+    /// `factor · self`.
+    pub fn times(mut self, factor: i64) -> Index {
+        if factor == 0 {
+            return Index::constant(0);
+        }
+        self.offset *= factor;
+        for term in &mut self.terms {
+            term.1 *= factor;
+        }
+        self
+    }
+
+    /// The index's value for the given loop variable values (indexed by `LoopVar.0`).
+    pub fn eval(&self, vars: &[i64]) -> i64 {
+        self.terms.iter().fold(self.offset, |sum, &(var, coefficient)| sum + coefficient * vars[var.0 as usize])
+    }
+}
+
+impl Function {
+    /// Visits every statement, depth first, with the loop counts enclosing it.
+    pub fn visit(&self, visitor: &mut impl FnMut(&Stmt, &[(LoopVar, u64)])) {
+        fn walk(body: &[Stmt], loops: &mut Vec<(LoopVar, u64)>, visitor: &mut impl FnMut(&Stmt, &[(LoopVar, u64)])) {
+            for stmt in body {
+                visitor(stmt, loops);
+                if let Stmt::Loop { var, count, body } = stmt {
+                    loops.push((*var, *count));
+                    walk(body, loops, visitor);
+                    loops.pop();
+                }
+            }
+        }
+        walk(&self.body, &mut Vec::new(), visitor);
+    }
+}
+
+impl fmt::Display for Index {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<String> = self
+            .terms
+            .iter()
+            .map(|&(var, coefficient)| match coefficient {
+                1 => format!("i{}", var.0),
+                _ => format!("{coefficient}*i{}", var.0),
+            })
+            .collect();
+        if self.offset != 0 || parts.is_empty() {
+            parts.push(self.offset.to_string());
+        }
+        write!(f, "{}", parts.join(" + ").replace("+ -", "- "))
+    }
+}
+
+impl Value {
+    fn write(&self, f: &mut fmt::Formatter<'_>, buffers: &[Buffer]) -> fmt::Result {
+        let name = |buffer: &BufferId| buffers.get(buffer.0 as usize).map_or("?", |buffer| buffer.name.as_str());
+        match self {
+            Value::Acc(acc) => write!(f, "a{}", acc.0),
+            Value::Load { buffer, index } => write!(f, "{}[{index}]", name(buffer)),
+            Value::Splat { buffer, index } => write!(f, "splat {}[{index}]", name(buffer)),
+            Value::Zero => write!(f, "0"),
+            Value::Add(a, b) => {
+                write!(f, "(")?;
+                a.write(f, buffers)?;
+                write!(f, " + ")?;
+                b.write(f, buffers)?;
+                write!(f, ")")
+            }
+            Value::Activate(act, value) => {
+                write!(f, "{act}(")?;
+                value.write(f, buffers)?;
+                write!(f, ")")
+            }
+        }
+    }
+}
+
+/// The canonical text form (`convgen inspect --emit ir`, snapshots).
+impl fmt::Display for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let params: Vec<String> = self
+            .buffers
+            .iter()
+            .map(|buffer| format!("{}: {}[{}]", buffer.name, if buffer.writes { "out f32" } else { "f32" }, buffer.len))
+            .collect();
+        writeln!(f, "fn {}({}) lanes {} {{", self.name, params.join(", "), self.lanes)?;
+        write_block(f, &self.body, 1, &self.buffers)?;
+        writeln!(f, "}}")
+    }
+}
+
+fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers: &[Buffer]) -> fmt::Result {
+    let indent = "    ".repeat(depth);
+    for stmt in body {
+        match stmt {
+            Stmt::Loop { var, count, body } => {
+                writeln!(f, "{indent}for i{} in 0..{count} {{", var.0)?;
+                write_block(f, body, depth + 1, buffers)?;
+                writeln!(f, "{indent}}}")?;
+            }
+            Stmt::Init { acc, value } => {
+                write!(f, "{indent}a{} = ", acc.0)?;
+                value.write(f, buffers)?;
+                writeln!(f)?;
+            }
+            Stmt::Fma { acc, a, b } => {
+                write!(f, "{indent}a{} += ", acc.0)?;
+                a.write(f, buffers)?;
+                write!(f, " * ")?;
+                b.write(f, buffers)?;
+                writeln!(f)?;
+            }
+            Stmt::Store { buffer, index, value } => {
+                let name = buffers.get(buffer.0 as usize).map_or("?", |buffer| buffer.name.as_str());
+                write!(f, "{indent}{name}[{index}] = ")?;
+                value.write(f, buffers)?;
+                writeln!(f)?;
+            }
+        }
+    }
+    Ok(())
+}

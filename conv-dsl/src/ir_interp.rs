@@ -1,0 +1,173 @@
+//! The IR interpreter: runs loop-IR functions and whole plans, checking every access.
+//!
+//! It exists so that lowering is tested against the reference interpreter independently of any code
+//! generator, and so that a lowering bug shows up as an [`Error::OutOfBounds`] naming the function
+//! and buffer rather than as memory corruption in generated code. Arithmetic matches what code
+//! generators emit: `Fma` is a fused multiply-add (`f32::mul_add`), activations are computed in f32.
+
+use crate::error::Error;
+use crate::ir::{Function, Stmt, Value};
+use crate::lower::{Arg, Plan};
+use crate::params::Params;
+
+/// Packs a network's parameters for a plan (the params must already be validated).
+pub fn pack_params(plan: &Plan, params: &Params) -> Vec<Vec<f32>> {
+    plan.params
+        .iter()
+        .map(|param| {
+            let tensor = params.get(&param.source).expect("params were validated against the network");
+            param.packing.pack(tensor.data(), param.len)
+        })
+        .collect()
+}
+
+/// Runs a plan: `input` in the user's layout, parameters packed by [`pack_params`]. Returns the
+/// output in the user's layout.
+pub fn run_plan(plan: &Plan, input: &[f32], packed: &[Vec<f32>]) -> Result<Vec<f32>, Error> {
+    let mut values: Vec<Vec<f32>> = plan.values.iter().map(|&len| vec![0.0; len as usize]).collect();
+    let mut input_buffer = input.to_vec();
+    let mut output = vec![0.0f32; plan.output_len as usize];
+    let mut params: Vec<Vec<f32>> = packed.to_vec();
+    for step in &plan.steps {
+        // Move each argument's buffer into the call and back afterwards; an argument passed twice
+        // (`add r(a, a)`) is read-only and passed as a copy.
+        let mut buffers: Vec<Vec<f32>> = Vec::with_capacity(step.args.len());
+        for (position, arg) in step.args.iter().enumerate() {
+            if let Some(first) = step.args[..position].iter().position(|earlier| earlier == arg) {
+                buffers.push(buffers[first].clone());
+                continue;
+            }
+            buffers.push(match *arg {
+                Arg::Input => std::mem::take(&mut input_buffer),
+                Arg::Output => std::mem::take(&mut output),
+                Arg::Value(index) => std::mem::take(&mut values[index]),
+                Arg::Param(index) => std::mem::take(&mut params[index]),
+            });
+        }
+        let result = run_function(&step.function, &mut buffers);
+        for (position, (arg, buffer)) in step.args.iter().zip(buffers).enumerate() {
+            if step.args[..position].contains(arg) {
+                continue;
+            }
+            match *arg {
+                Arg::Input => input_buffer = buffer,
+                Arg::Output => output = buffer,
+                Arg::Value(index) => values[index] = buffer,
+                Arg::Param(index) => params[index] = buffer,
+            }
+        }
+        result?;
+    }
+    Ok(output)
+}
+
+/// Runs one function on `buffers` (one per parameter, in order).
+pub fn run_function(function: &Function, buffers: &mut [Vec<f32>]) -> Result<(), Error> {
+    for (declared, given) in function.buffers.iter().zip(buffers.iter()) {
+        if given.len() as u64 != declared.len {
+            return Err(Error::OutOfBounds {
+                function: function.name.clone(),
+                buffer: declared.name.clone(),
+                index: 0,
+                end: declared.len as i64,
+                len: given.len() as u64,
+            });
+        }
+    }
+    let lanes = function.lanes as usize;
+    let mut state = State {
+        function,
+        vars: vec![0; function.loop_vars as usize],
+        accumulators: vec![[0.0; MAX_LANES]; function.accumulators as usize],
+        lanes,
+    };
+    state.block(&function.body, buffers)
+}
+
+struct State<'a> {
+    function: &'a Function,
+    vars: Vec<i64>,
+    accumulators: Vec<Vector>,
+    lanes: usize,
+}
+
+/// The widest vector the IR uses; lanes past `Function::lanes` are ignored.
+const MAX_LANES: usize = 8;
+
+type Vector = [f32; MAX_LANES];
+
+impl State<'_> {
+    fn block(&mut self, body: &[Stmt], buffers: &mut [Vec<f32>]) -> Result<(), Error> {
+        for stmt in body {
+            match stmt {
+                Stmt::Loop { var, count, body } => {
+                    for value in 0..*count {
+                        self.vars[var.0 as usize] = value as i64;
+                        self.block(body, buffers)?;
+                    }
+                }
+                Stmt::Init { acc, value } => {
+                    let value = self.value(value, buffers)?;
+                    self.accumulators[acc.0 as usize] = value;
+                }
+                Stmt::Fma { acc, a, b } => {
+                    let (a, b) = (self.value(a, buffers)?, self.value(b, buffers)?);
+                    for ((sum, a), b) in self.accumulators[acc.0 as usize].iter_mut().zip(a).zip(b).take(self.lanes) {
+                        *sum = a.mul_add(b, *sum);
+                    }
+                }
+                Stmt::Store { buffer, index, value } => {
+                    let value = self.value(value, buffers)?;
+                    let start = self.range(buffer.0 as usize, index.eval(&self.vars), self.lanes)?;
+                    buffers[buffer.0 as usize][start..start + self.lanes].copy_from_slice(&value[..self.lanes]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks `[index, index + width)` against the buffer's declared length and its real one.
+    fn range(&self, buffer: usize, index: i64, width: usize) -> Result<usize, Error> {
+        let declared = &self.function.buffers[buffer];
+        let end = index + width as i64;
+        if index < 0 || end as u64 > declared.len {
+            return Err(Error::OutOfBounds {
+                function: self.function.name.clone(),
+                buffer: declared.name.clone(),
+                index,
+                end,
+                len: declared.len,
+            });
+        }
+        Ok(index as usize)
+    }
+
+    fn value(&self, value: &Value, buffers: &[Vec<f32>]) -> Result<Vector, Error> {
+        let mut vector = [0.0; MAX_LANES];
+        match value {
+            Value::Acc(acc) => vector = self.accumulators[acc.0 as usize],
+            Value::Load { buffer, index } => {
+                let start = self.range(buffer.0 as usize, index.eval(&self.vars), self.lanes)?;
+                vector[..self.lanes].copy_from_slice(&buffers[buffer.0 as usize][start..start + self.lanes]);
+            }
+            Value::Splat { buffer, index } => {
+                let start = self.range(buffer.0 as usize, index.eval(&self.vars), 1)?;
+                vector = [buffers[buffer.0 as usize][start]; MAX_LANES];
+            }
+            Value::Zero => {}
+            Value::Add(a, b) => {
+                let (a, b) = (self.value(a, buffers)?, self.value(b, buffers)?);
+                for ((sum, a), b) in vector.iter_mut().zip(a).zip(b) {
+                    *sum = a + b;
+                }
+            }
+            Value::Activate(act, inner) => {
+                vector = self.value(inner, buffers)?;
+                for x in &mut vector[..self.lanes] {
+                    *x = act.apply(f64::from(*x)) as f32;
+                }
+            }
+        }
+        Ok(vector)
+    }
+}

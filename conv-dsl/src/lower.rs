@@ -1,0 +1,806 @@
+//! spec + binding + schedules → a [`Plan`]: the loop-IR functions of a whole network, the buffers
+//! they run on, and how parameters are packed for them. One lowering, shared by every code generator.
+//!
+//! Internal values use one layout: channels last, channels padded with zeros to a multiple of the
+//! target's lanes (`NHWC4` on Cranelift; `NWC`/`NDHWC` likewise for 1D/3D). Conversions from and to
+//! the user's layout are the plan's first and last steps. Padded channels hold finite values that no
+//! real channel ever reads.
+//!
+//! A convolution stage is lowered as:
+//!
+//! ```text
+//! for n:                                    (batch)
+//!   for each region of the output (interior / border, per spatial axis):
+//!     for od, oh:                           (loops in the interior, constants on a border)
+//!       for each register tile of pixels along w:
+//!         for each group g, block of output-channel vectors:
+//!           acc[pixel][vector] = bias
+//!           for input channel icg of the group:
+//!             for every kernel tap that is inside the input (unrolled; pruned on borders):
+//!               acc[pixel][vector] += input · packed weight
+//!           store activation(acc)
+//! ```
+//!
+//! The interior has no bounds checks: a border position's out-of-range taps are dropped when the
+//! function is built.
+
+use crate::bind::{Binding, BoundConv};
+use crate::error::Error;
+use crate::ir::{Acc, Buffer, BufferId, Function, Index, LoopVar, Stmt, Value};
+use crate::schedule::{Schedule, Target, channel_vectors};
+use crate::spec::{Activation, Conv, Layout, Network, Op, Source};
+
+/// A whole network, lowered for one concrete input shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Channel padding of internal values (the target's lanes).
+    pub lanes: u32,
+    /// Elements of the user's input tensor.
+    pub input_len: u64,
+    /// Elements of the user's output tensor.
+    pub output_len: u64,
+    /// Logical output shape.
+    pub output_shape: Vec<u64>,
+    /// Internal value buffers (zero-initialised), by length.
+    pub values: Vec<u64>,
+    /// Packed parameter buffers.
+    pub params: Vec<PackedParam>,
+    /// The functions to call, in order.
+    pub steps: Vec<Step>,
+}
+
+/// A parameter tensor re-laid out for the kernels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackedParam {
+    /// The PyTorch-style tensor it is packed from.
+    pub source: String,
+    /// Packed length in elements.
+    pub len: u64,
+    /// How.
+    pub packing: Packing,
+}
+
+/// How a parameter tensor is packed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Packing {
+    /// `[out]` → `[out padded to lanes]`.
+    Bias {
+        /// Real channels.
+        channels: u64,
+    },
+    /// Depthwise `[c, 1, *k]` → `[taps][c padded]`.
+    Depthwise {
+        /// Channels.
+        channels: u64,
+        /// Padded channels.
+        padded: u64,
+        /// Kernel taps (prod of kernel).
+        taps: u64,
+    },
+    /// `[out, in/groups, *k]` → `[group][icg][tap][ocg padded]`.
+    Dense {
+        /// Groups.
+        groups: u64,
+        /// Input channels per group.
+        in_per_group: u64,
+        /// Output channels per group.
+        out_per_group: u64,
+        /// Output channels per group, padded to the vector width.
+        out_per_group_padded: u64,
+        /// Kernel taps.
+        taps: u64,
+    },
+}
+
+/// One function call of a plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// The layer (or stage, or conversion) it computes.
+    pub layer: String,
+    /// The schedule it was lowered with (none for conversions and adds).
+    pub schedule: Option<Schedule>,
+    /// The function.
+    pub function: Function,
+    /// What to pass for each of the function's buffers.
+    pub args: Vec<Arg>,
+}
+
+/// A buffer passed to a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arg {
+    /// The user's input tensor.
+    Input,
+    /// The user's output tensor.
+    Output,
+    /// An internal value.
+    Value(usize),
+    /// A packed parameter.
+    Param(usize),
+}
+
+impl Packing {
+    /// Packs `data` (the PyTorch tensor) into a buffer of `len` elements.
+    pub fn pack(&self, data: &[f32], len: u64) -> Vec<f32> {
+        let mut packed = vec![0.0f32; len as usize];
+        match *self {
+            Packing::Bias { channels } => packed[..channels as usize].copy_from_slice(&data[..channels as usize]),
+            Packing::Depthwise { channels, padded, taps } => {
+                for c in 0..channels {
+                    for tap in 0..taps {
+                        // weight [c, 1, tap] → packed [tap, c]
+                        packed[(tap * padded + c) as usize] = data[(c * taps + tap) as usize];
+                    }
+                }
+            }
+            Packing::Dense { groups, in_per_group, out_per_group, out_per_group_padded, taps } => {
+                for g in 0..groups {
+                    for ocg in 0..out_per_group {
+                        for icg in 0..in_per_group {
+                            for tap in 0..taps {
+                                // weight [g·opg + ocg, icg, tap] → packed [g, icg, tap, ocg]
+                                let from = (((g * out_per_group + ocg) * in_per_group + icg) * taps + tap) as usize;
+                                let to =
+                                    (((g * in_per_group + icg) * taps + tap) * out_per_group_padded + ocg) as usize;
+                                packed[to] = data[from];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        packed
+    }
+}
+
+/// Lowers `network` bound to `binding` for `target`, with each stage's schedule from `schedule_for`
+/// (given the stage name, e.g. `dw1` or `s.pw`) or [`Schedule::auto`].
+pub fn lower(
+    network: &Network,
+    binding: &Binding,
+    target: Target,
+    schedule_for: &dyn Fn(&str) -> Option<Schedule>,
+) -> Result<Plan, Error> {
+    let lanes = target.lanes;
+    let mut plan = Plan {
+        lanes,
+        input_len: binding.input.iter().product(),
+        output_len: binding.layers[network.output].shape.iter().product(),
+        output_shape: binding.layers[network.output].shape.clone(),
+        values: Vec::new(),
+        params: Vec::new(),
+        steps: Vec::new(),
+    };
+    let internal_len = |shape: &[u64]| -> u64 {
+        let channels = padded(shape[1], lanes);
+        shape[0] * channels * shape[2..].iter().product::<u64>()
+    };
+
+    // The input, converted to the internal layout.
+    plan.values.push(internal_len(&binding.input));
+    plan.steps.push(Step {
+        layer: format!("{}.to_internal", network.input.name),
+        schedule: None,
+        function: convert(&binding.input, network.input.layout, lanes, true),
+        args: vec![Arg::Input, Arg::Value(0)],
+    });
+    let mut layer_values: Vec<usize> = Vec::new();
+    let value_of = |source: Source, layer_values: &[usize]| match source {
+        Source::Input => 0,
+        Source::Layer(index) => layer_values[index],
+    };
+
+    for (index, layer) in network.layers.iter().enumerate() {
+        let bound_layer = &binding.layers[index];
+        match &layer.op {
+            Op::Add { left, right, act } => {
+                let len = internal_len(&bound_layer.shape);
+                plan.values.push(len);
+                let output = plan.values.len() - 1;
+                plan.steps.push(Step {
+                    layer: layer.name.clone(),
+                    schedule: None,
+                    function: add(&layer.name, len, lanes, *act),
+                    args: vec![
+                        Arg::Value(value_of(*left, &layer_values)),
+                        Arg::Value(value_of(*right, &layer_values)),
+                        Arg::Value(output),
+                    ],
+                });
+                layer_values.push(output);
+            }
+            Op::Conv { source, .. } | Op::Separable { source, .. } => {
+                let mut current = value_of(*source, &layer_values);
+                for ((suffix, conv), bound) in layer.op.stages().into_iter().zip(&bound_layer.stages) {
+                    let name = format!("{}{suffix}", layer.name);
+                    let auto = Schedule::auto(conv, bound, target);
+                    let schedule = schedule_for(&name).unwrap_or(auto);
+                    schedule
+                        .validate(conv)
+                        .and_then(|()| {
+                            if schedule.lanes == 1 || schedule.lanes == lanes {
+                                Ok(())
+                            } else {
+                                Err(format!("lanes must be 1 or the target's {lanes}"))
+                            }
+                        })
+                        .map_err(|reason| Error::Schedule { layer: name.clone(), reason })?;
+                    plan.values.push(internal_len(&bound.output));
+                    let output = plan.values.len() - 1;
+                    let (function, packings) = convolution(&name, conv, bound, schedule, lanes);
+                    let mut args = vec![Arg::Value(current), Arg::Value(output)];
+                    for (kind, packing, len) in packings {
+                        plan.params.push(PackedParam { source: format!("{name}.{kind}"), len, packing });
+                        args.push(Arg::Param(plan.params.len() - 1));
+                    }
+                    plan.steps.push(Step { layer: name, schedule: Some(schedule), function, args });
+                    current = output;
+                }
+                layer_values.push(current);
+            }
+        }
+    }
+
+    let output_value = layer_values[network.output];
+    let output_shape = &binding.layers[network.output].shape;
+    plan.steps.push(Step {
+        layer: format!("{}.to_user", network.layers[network.output].name),
+        schedule: None,
+        function: convert(output_shape, network.input.layout, lanes, false),
+        args: vec![Arg::Value(output_value), Arg::Output],
+    });
+    Ok(plan)
+}
+
+/// `value` rounded up to a multiple of `lanes`.
+pub fn padded(value: u64, lanes: u32) -> u64 {
+    value.div_ceil(u64::from(lanes)) * u64::from(lanes)
+}
+
+/// Allocates loop variables and accumulators while a function is built.
+#[derive(Default)]
+struct Builder {
+    loop_vars: u32,
+    accumulators: u32,
+}
+
+impl Builder {
+    fn var(&mut self) -> LoopVar {
+        self.loop_vars += 1;
+        LoopVar(self.loop_vars - 1)
+    }
+
+    /// `for var in 0..count { body(var) }`, or `body(0)` inline when `count` is 1.
+    fn repeat(&mut self, count: u64, body: impl FnOnce(&mut Self, Index) -> Vec<Stmt>) -> Vec<Stmt> {
+        if count == 1 {
+            return body(self, Index::constant(0));
+        }
+        let var = self.var();
+        let inner = body(self, Index::var(var, 1));
+        vec![Stmt::Loop { var, count, body: inner }]
+    }
+}
+
+/// Layout conversion between the user's layout and the internal padded channels-last one.
+/// `to_internal` reads the user's tensor; otherwise it writes it.
+fn convert(logical: &[u64], layout: Layout, lanes: u32, to_internal: bool) -> Function {
+    let (batch, channels) = (logical[0], logical[1]);
+    let positions: u64 = logical[2..].iter().product();
+    let padded_channels = padded(channels, lanes);
+    let user_len = batch * channels * positions;
+    let internal_len = batch * padded_channels * positions;
+    let mut builder = Builder::default();
+    let (user, internal) = if to_internal { (BufferId(0), BufferId(1)) } else { (BufferId(1), BufferId(0)) };
+    // Loop order follows the user's layout so that its side is read or written contiguously.
+    let body = builder.repeat(batch, |builder, n| {
+        let (outer, inner) = match layout {
+            Layout::ChannelsFirst => (channels, positions),
+            Layout::ChannelsLast => (positions, channels),
+        };
+        builder.repeat(outer, |builder, a| {
+            builder.repeat(inner, |_, b| {
+                let (c, p) = match layout {
+                    Layout::ChannelsFirst => (a.clone(), b),
+                    Layout::ChannelsLast => (b, a.clone()),
+                };
+                let user_index = match layout {
+                    // [n, c, p]
+                    Layout::ChannelsFirst => {
+                        n.clone().times((channels * positions) as i64).plus(&c.clone().times(positions as i64)).plus(&p)
+                    }
+                    // [n, p, c]
+                    Layout::ChannelsLast => {
+                        n.clone().times((channels * positions) as i64).plus(&p.clone().times(channels as i64)).plus(&c)
+                    }
+                };
+                // [n, p, c padded]
+                let internal_index = n
+                    .clone()
+                    .times((padded_channels * positions) as i64)
+                    .plus(&p.times(padded_channels as i64))
+                    .plus(&c);
+                let (from, to) = if to_internal { (user_index, internal_index) } else { (internal_index, user_index) };
+                let (source, destination) = if to_internal { (user, internal) } else { (internal, user) };
+                vec![Stmt::Store { buffer: destination, index: to, value: Value::Load { buffer: source, index: from } }]
+            })
+        })
+    });
+    let user_buffer = Buffer { name: "user".into(), len: user_len, writes: !to_internal };
+    let internal_buffer = Buffer { name: "internal".into(), len: internal_len, writes: to_internal };
+    let buffers = if to_internal { vec![user_buffer, internal_buffer] } else { vec![internal_buffer, user_buffer] };
+    Function {
+        name: if to_internal { "to_internal".into() } else { "to_user".into() },
+        lanes: 1,
+        buffers,
+        body,
+        accumulators: 0,
+        loop_vars: builder.loop_vars,
+    }
+}
+
+/// `out = act(a + b)` over whole padded buffers.
+fn add(name: &str, len: u64, lanes: u32, act: Activation) -> Function {
+    let mut builder = Builder::default();
+    let body = builder.repeat(len / u64::from(lanes), |_, i| {
+        let index = i.times(i64::from(lanes));
+        let sum = Value::Add(
+            Box::new(Value::Load { buffer: BufferId(0), index: index.clone() }),
+            Box::new(Value::Load { buffer: BufferId(1), index: index.clone() }),
+        );
+        vec![Stmt::Store { buffer: BufferId(2), index, value: activate(act, sum) }]
+    });
+    Function {
+        name: name.to_string(),
+        lanes,
+        buffers: vec![
+            Buffer { name: "a".into(), len, writes: false },
+            Buffer { name: "b".into(), len, writes: false },
+            Buffer { name: "out".into(), len, writes: true },
+        ],
+        body,
+        accumulators: 0,
+        loop_vars: builder.loop_vars,
+    }
+}
+
+fn activate(act: Activation, value: Value) -> Value {
+    match act {
+        Activation::None => value,
+        act => Value::Activate(act, Box::new(value)),
+    }
+}
+
+/// One segment of an output axis: a run of interior positions (no tap out of range) or a single
+/// border position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Segment {
+    Interior { start: u64, count: u64 },
+    Border(u64),
+}
+
+/// Geometry of one spatial axis of a convolution.
+#[derive(Clone, Copy, Debug)]
+struct Axis {
+    input: u64,
+    output: u64,
+    kernel: u64,
+    stride: u64,
+    dilation: u64,
+    pad_before: u64,
+}
+
+impl Axis {
+    /// The input coordinate of output `position` at `tap`, if it is inside the input.
+    fn source(&self, position: u64, tap: u64) -> Option<u64> {
+        (position * self.stride + tap * self.dilation).checked_sub(self.pad_before).filter(|&index| index < self.input)
+    }
+
+    /// Border positions, then one interior run, then border positions.
+    fn segments(&self) -> Vec<Segment> {
+        let is_interior = |position: u64| (0..self.kernel).all(|tap| self.source(position, tap).is_some());
+        let first = (0..self.output).find(|&position| is_interior(position));
+        let Some(first) = first else {
+            return (0..self.output).map(Segment::Border).collect();
+        };
+        // Interior positions form one run: the condition is monotone on both ends.
+        let last = (first..self.output).take_while(|&position| is_interior(position)).last().unwrap_or(first);
+        let mut segments: Vec<Segment> = (0..first).map(Segment::Border).collect();
+        segments.push(Segment::Interior { start: first, count: last - first + 1 });
+        segments.extend((last + 1..self.output).map(Segment::Border));
+        segments
+    }
+}
+
+/// The function of one convolution stage and the packed parameters it takes after its input and
+/// output values: `(kind, packing, len)` with kind `weight` or `bias`.
+fn convolution(
+    name: &str,
+    conv: &Conv,
+    bound: &BoundConv,
+    schedule: Schedule,
+    plan_lanes: u32,
+) -> (Function, Vec<(&'static str, Packing, u64)>) {
+    let lanes = schedule.lanes;
+    let rank = conv.kernel.len();
+    let as_3d = |values: &[u64], fill: u64| -> [u64; 3] {
+        let mut out = [fill; 3];
+        out[3 - values.len()..].copy_from_slice(values);
+        out
+    };
+    let input3 = as_3d(&bound.input[2..], 1);
+    let output3 = as_3d(&bound.output[2..], 1);
+    let kernel3 = as_3d(&conv.kernel, 1);
+    let stride3 = as_3d(&conv.stride, 1);
+    let dilation3 = as_3d(&conv.dilation, 1);
+    let pads: Vec<u64> = bound.padding.iter().map(|[before, _]| *before).collect();
+    let pad3 = as_3d(&pads, 0);
+    let axes: Vec<Axis> = (0..3)
+        .map(|axis| Axis {
+            input: input3[axis],
+            output: output3[axis],
+            kernel: kernel3[axis],
+            stride: stride3[axis],
+            dilation: dilation3[axis],
+            pad_before: if axis < 3 - rank { 0 } else { pad3[axis] },
+        })
+        .collect();
+
+    let batch = bound.input[0];
+    let in_padded = padded(conv.in_channels, plan_lanes);
+    let out_padded = padded(conv.out_channels, plan_lanes);
+    let groups = conv.groups;
+    let in_per_group = conv.in_channels / groups;
+    let out_per_group = conv.out_channels / groups;
+    let taps: u64 = conv.kernel.iter().product();
+    let depthwise = in_per_group == 1 && out_per_group == 1;
+    let vectors = channel_vectors(conv, lanes);
+
+    // Packed parameters and their buffers: 0 input, 1 output, 2 weight, 3 bias.
+    let (weight_packing, weight_len, out_per_group_padded) = if depthwise {
+        let packing = Packing::Depthwise { channels: conv.out_channels, padded: out_padded, taps };
+        (packing, taps * out_padded, 0)
+    } else {
+        let out_per_group_padded = if groups == 1 { padded(out_per_group, lanes) } else { out_per_group };
+        let packing = Packing::Dense { groups, in_per_group, out_per_group, out_per_group_padded, taps };
+        (packing, groups * in_per_group * taps * out_per_group_padded, out_per_group_padded)
+    };
+    let mut packings = vec![("weight", weight_packing, weight_len)];
+    if conv.bias {
+        packings.push(("bias", Packing::Bias { channels: conv.out_channels }, out_padded));
+    }
+    let (input, output, weight, bias) = (BufferId(0), BufferId(1), BufferId(2), BufferId(3));
+    let in_len = batch * in_padded * input3.iter().product::<u64>();
+    let out_len = batch * out_padded * output3.iter().product::<u64>();
+    let mut buffers = vec![
+        Buffer { name: "in".into(), len: in_len, writes: false },
+        Buffer { name: "out".into(), len: out_len, writes: true },
+        Buffer { name: "w".into(), len: weight_len, writes: false },
+    ];
+    if conv.bias {
+        buffers.push(Buffer { name: "b".into(), len: out_padded, writes: false });
+    }
+
+    // Element strides of the internal layouts: [n, d, h, w, c].
+    let in_strides = [
+        input3[0] * input3[1] * input3[2] * in_padded,
+        input3[1] * input3[2] * in_padded,
+        input3[2] * in_padded,
+        in_padded,
+    ];
+    let out_strides = [
+        output3[0] * output3[1] * output3[2] * out_padded,
+        output3[1] * output3[2] * out_padded,
+        output3[2] * out_padded,
+        out_padded,
+    ];
+
+    let mut builder = Builder::default();
+    let segments: Vec<Vec<Segment>> = axes.iter().map(Axis::segments).collect();
+    let tile_width = u64::from(schedule.tile_width);
+    let tile_channels = u64::from(schedule.tile_channels);
+
+    // A position along an axis: a loop-dependent index and, on a border, its constant value.
+    #[derive(Clone)]
+    struct Position {
+        index: Index,
+        border: Option<u64>,
+    }
+
+    let body = builder.repeat(batch, |builder, n| {
+        let mut body = Vec::new();
+        for segment_d in &segments[0] {
+            for segment_h in &segments[1] {
+                for segment_w in &segments[2] {
+                    // Positions of d and h (one loop or one constant each); w is tiled below.
+                    let positions =
+                        |builder: &mut Builder,
+                         segment: Segment,
+                         inner: &mut dyn FnMut(&mut Builder, Position) -> Vec<Stmt>| {
+                            match segment {
+                                Segment::Border(position) => inner(
+                                    builder,
+                                    Position { index: Index::constant(position as i64), border: Some(position) },
+                                ),
+                                Segment::Interior { start, count } => builder.repeat(count, |builder, var| {
+                                    inner(builder, Position { index: var.plus_constant(start as i64), border: None })
+                                }),
+                            }
+                        };
+                    let n = n.clone();
+                    body.extend(positions(builder, *segment_d, &mut |builder, d| {
+                        let n = n.clone();
+                        positions(builder, *segment_h, &mut |builder, h| {
+                            // Tiles along w: (first position index, tile width, border position).
+                            let mut tiles: Vec<Stmt> = Vec::new();
+                            let emit_tile = |builder: &mut Builder, w: Position, width: u64| -> Vec<Stmt> {
+                                tile(
+                                    builder,
+                                    &TileContext {
+                                        conv,
+                                        axes: &axes,
+                                        n: &n,
+                                        d: &d,
+                                        h: &h,
+                                        w: &w,
+                                        width,
+                                        in_strides,
+                                        out_strides,
+                                        depthwise,
+                                        vectors,
+                                        tile_channels,
+                                        lanes,
+                                        in_per_group,
+                                        out_per_group_padded,
+                                        taps,
+                                        buffers: (input, output, weight, if conv.bias { Some(bias) } else { None }),
+                                    },
+                                )
+                            };
+                            match *segment_w {
+                                Segment::Border(position) => {
+                                    tiles.extend(emit_tile(
+                                        builder,
+                                        Position { index: Index::constant(position as i64), border: Some(position) },
+                                        1,
+                                    ));
+                                }
+                                Segment::Interior { start, count } => {
+                                    let full = count / tile_width;
+                                    if full > 0 {
+                                        tiles.extend(builder.repeat(full, |builder, var| {
+                                            let w = Position {
+                                                index: var.times(tile_width as i64).plus_constant(start as i64),
+                                                border: None,
+                                            };
+                                            emit_tile(builder, w, tile_width)
+                                        }));
+                                    }
+                                    let rest = count % tile_width;
+                                    if rest > 0 {
+                                        let w = Position {
+                                            index: Index::constant((start + full * tile_width) as i64),
+                                            border: None,
+                                        };
+                                        tiles.extend(emit_tile(builder, w, rest));
+                                    }
+                                }
+                            }
+                            tiles
+                        })
+                    }));
+                }
+            }
+        }
+        body
+    });
+
+    /// Everything one register tile needs.
+    struct TileContext<'a> {
+        conv: &'a Conv,
+        axes: &'a [Axis],
+        n: &'a Index,
+        d: &'a Position,
+        h: &'a Position,
+        w: &'a Position,
+        width: u64,
+        in_strides: [u64; 4],
+        out_strides: [u64; 4],
+        depthwise: bool,
+        vectors: u64,
+        tile_channels: u64,
+        lanes: u32,
+        in_per_group: u64,
+        out_per_group_padded: u64,
+        taps: u64,
+        buffers: (BufferId, BufferId, BufferId, Option<BufferId>),
+    }
+
+    /// One tile: `width` pixels along w (consecutive, in the same segment) × all channel blocks.
+    fn tile(builder: &mut Builder, context: &TileContext) -> Vec<Stmt> {
+        let TileContext { conv, depthwise, vectors, tile_channels, lanes, buffers, .. } = context;
+        let (input, output, weight, bias) = *buffers;
+        let lanes = i64::from(*lanes);
+        let groups = if *depthwise { 1 } else { conv.groups };
+        let blocks = vectors / tile_channels;
+        let rest = vectors % tile_channels;
+        let mut body = Vec::new();
+        body.extend(builder.repeat(groups, |builder, g| {
+            let mut body = Vec::new();
+            let block = |builder: &mut Builder, first_vector: Index, count: u64| -> Vec<Stmt> {
+                channel_block(builder, context, &g, first_vector, count, (input, output, weight, bias), lanes)
+            };
+            if blocks > 0 {
+                body.extend(
+                    builder.repeat(blocks, |builder, b| block(builder, b.times(*tile_channels as i64), *tile_channels)),
+                );
+            }
+            if rest > 0 {
+                body.extend(block(builder, Index::constant((blocks * tile_channels) as i64), rest));
+            }
+            body
+        }));
+        body
+    }
+
+    /// One block of `count` channel vectors starting at vector `first_vector` of group `g`, for the
+    /// tile's pixels: init, accumulate, store.
+    fn channel_block(
+        builder: &mut Builder,
+        context: &TileContext,
+        g: &Index,
+        first_vector: Index,
+        count: u64,
+        buffers: (BufferId, BufferId, BufferId, Option<BufferId>),
+        lanes: i64,
+    ) -> Vec<Stmt> {
+        let TileContext {
+            conv,
+            axes,
+            n,
+            d,
+            h,
+            w,
+            width,
+            in_strides,
+            out_strides,
+            depthwise,
+            in_per_group,
+            out_per_group_padded,
+            taps,
+            ..
+        } = context;
+        let (input, output, weight, bias) = buffers;
+        let out_per_group = (conv.out_channels / conv.groups) as i64;
+        let accumulator = |pixel: u64, vector: u64| Acc((pixel * count + vector) as u32);
+        builder.accumulators = builder.accumulators.max((width * count) as u32);
+        // Output channel of the first lane of vector v: g·opg + (first_vector + v)·lanes.
+        let channel = |vector: u64| -> Index {
+            let within = first_vector.clone().plus_constant(vector as i64).times(lanes);
+            if *depthwise { within } else { g.clone().times(out_per_group).plus(&within) }
+        };
+        let out_index = |pixel: u64, vector: u64| -> Index {
+            Index::clone(n)
+                .times(out_strides[0] as i64)
+                .plus(&d.index.clone().times(out_strides[1] as i64))
+                .plus(&h.index.clone().times(out_strides[2] as i64))
+                .plus(&w.index.clone().plus_constant(pixel as i64).times(out_strides[3] as i64))
+                .plus(&channel(vector))
+        };
+        let mut body = Vec::new();
+        for pixel in 0..*width {
+            for vector in 0..count {
+                let value = match bias {
+                    Some(bias) => Value::Load { buffer: bias, index: channel(vector) },
+                    None => Value::Zero,
+                };
+                body.push(Stmt::Init { acc: accumulator(pixel, vector), value });
+            }
+        }
+        // The taps that are inside the input for every pixel of the tile (the tile lies in one
+        // segment of each axis, so this is all of them in the interior).
+        let kernel3 = [axes[0].kernel, axes[1].kernel, axes[2].kernel];
+        let inside = |axis: usize, position: &Position, tap: u64| match position.border {
+            Some(constant) => axes[axis].source(constant, tap).is_some(),
+            None => true,
+        };
+        let accumulate = |icg: Index, body: &mut Vec<Stmt>| {
+            for kd in 0..kernel3[0] {
+                if !inside(0, d, kd) {
+                    continue;
+                }
+                for kh in 0..kernel3[1] {
+                    if !inside(1, h, kh) {
+                        continue;
+                    }
+                    for kw in 0..kernel3[2] {
+                        if !inside(2, w, kw) {
+                            continue;
+                        }
+                        let tap = ((kd * kernel3[1] + kh) * kernel3[2] + kw) as i64;
+                        // Input coordinate along an axis: position·stride + tap·dilation − pad.
+                        let coordinate = |axis: usize, position: &Index, extra: u64, k: u64| -> Index {
+                            position
+                                .clone()
+                                .plus_constant(extra as i64)
+                                .times(axes[axis].stride as i64)
+                                .plus_constant((k * axes[axis].dilation) as i64 - axes[axis].pad_before as i64)
+                        };
+                        for pixel in 0..*width {
+                            let pixel_base = Index::clone(n)
+                                .times(in_strides[0] as i64)
+                                .plus(&coordinate(0, &d.index, 0, kd).times(in_strides[1] as i64))
+                                .plus(&coordinate(1, &h.index, 0, kh).times(in_strides[2] as i64))
+                                .plus(&coordinate(2, &w.index, pixel, kw).times(in_strides[3] as i64));
+                            for vector in 0..count {
+                                let (a, b) = if *depthwise {
+                                    // in[…, c..c+lanes] · w[tap, c..c+lanes]
+                                    let c = channel(vector);
+                                    (
+                                        Value::Load { buffer: input, index: pixel_base.clone().plus(&c) },
+                                        Value::Load {
+                                            buffer: weight,
+                                            index: c.plus_constant(tap * out_strides[3] as i64),
+                                        },
+                                    )
+                                } else {
+                                    // splat in[…, g·ipg + icg] · w[g, icg, tap, ocg..ocg+lanes]
+                                    let input_channel = g.clone().times(*in_per_group as i64).plus(&icg);
+                                    let ocg = first_vector.clone().plus_constant(vector as i64).times(lanes);
+                                    let weight_index = g
+                                        .clone()
+                                        .times(*in_per_group as i64)
+                                        .plus(&icg)
+                                        .times(*taps as i64)
+                                        .plus_constant(tap)
+                                        .times(*out_per_group_padded as i64)
+                                        .plus(&ocg);
+                                    (
+                                        Value::Splat { buffer: input, index: pixel_base.clone().plus(&input_channel) },
+                                        Value::Load { buffer: weight, index: weight_index },
+                                    )
+                                };
+                                body.push(Stmt::Fma { acc: accumulator(pixel, vector), a, b });
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if *depthwise {
+            accumulate(Index::constant(0), &mut body);
+        } else {
+            let mut inner = Vec::new();
+            let mut loop_body = |builder: &mut Builder| {
+                if *in_per_group == 1 {
+                    accumulate(Index::constant(0), &mut inner);
+                } else {
+                    let var = builder.var();
+                    let mut looped = Vec::new();
+                    accumulate(Index::var(var, 1), &mut looped);
+                    inner.push(Stmt::Loop { var, count: *in_per_group, body: looped });
+                }
+            };
+            loop_body(builder);
+            body.extend(inner);
+        }
+        for pixel in 0..*width {
+            for vector in 0..count {
+                body.push(Stmt::Store {
+                    buffer: output,
+                    index: out_index(pixel, vector),
+                    value: activate(conv.act, Value::Acc(accumulator(pixel, vector))),
+                });
+            }
+        }
+        body
+    }
+
+    let function = Function {
+        name: name.to_string(),
+        lanes,
+        buffers,
+        body,
+        accumulators: builder.accumulators,
+        loop_vars: builder.loop_vars,
+    };
+    (function, packings)
+}

@@ -1,0 +1,106 @@
+//! How a convolution's loops are vectorised and tiled — never what they compute.
+//!
+//! Halide's separation: the [`crate::spec`] says *what* a layer computes; a [`Schedule`] says *how*
+//! (vector width, register tile). Every schedule gives the same results: the accumulation order of
+//! each output element is the same (input channels, then kernel taps, in order) whatever the tile,
+//! which the differential tests check against the reference interpreter.
+
+use std::fmt;
+
+use crate::bind::BoundConv;
+use crate::spec::Conv;
+
+/// What the code generator can do: vector width and how many vector accumulators fit in registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// f32 lanes per vector.
+    pub lanes: u32,
+    /// Vector accumulators that fit in registers without spilling (with room for the operands).
+    pub accumulators: u32,
+}
+
+impl Target {
+    /// Cranelift 0.135 on x86-64: 128-bit vectors; about 14 f32x4 accumulators fit without spills
+    /// (measured for that version), leaving room for operands.
+    pub const CRANELIFT_X86_64: Target = Target { lanes: 4, accumulators: 12 };
+    /// Scalar code (lanes 1), for tests and targets without vectors.
+    pub const SCALAR: Target = Target { lanes: 1, accumulators: 12 };
+}
+
+/// The schedule of one convolution stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Schedule {
+    /// f32 lanes per vector (1 = scalar code). The output channels are the vector axis.
+    pub lanes: u32,
+    /// Output pixels along the innermost spatial axis per register tile.
+    pub tile_width: u32,
+    /// Vectors of output channels per register tile.
+    pub tile_channels: u32,
+}
+
+impl Schedule {
+    /// The heuristic schedule for `conv` at the shapes `bound` on `target`:
+    /// - vectorise over output channels with the target's lanes when a vector of output channels
+    ///   reads one input channel per lane (depthwise, multiplier 1) or one input channel for all
+    ///   lanes (a standard conv, or a grouped conv whose groups have a multiple of `lanes` outputs);
+    ///   otherwise scalar code (lanes 1), which handles any grouping;
+    /// - a register tile of `tile_width × tile_channels` accumulators within the target's budget:
+    ///   up to 4 pixels, and as many channel vectors as the budget and the channels allow.
+    pub fn auto(conv: &Conv, bound: &BoundConv, target: Target) -> Schedule {
+        let lanes = if vectorizable(conv, target.lanes) { target.lanes } else { 1 };
+        let out_width = *bound.output.last().unwrap_or(&1);
+        let tile_width = out_width.clamp(1, 4) as u32;
+        let channel_vectors = channel_vectors(conv, lanes);
+        let budget = (target.accumulators / tile_width).max(1);
+        let tile_channels = channel_vectors.clamp(1, u64::from(budget)) as u32;
+        Schedule { lanes, tile_width, tile_channels }
+    }
+
+    /// Checks that this schedule can run `conv` (a vector width that the grouping allows, tiles of
+    /// at least 1).
+    pub fn validate(&self, conv: &Conv) -> Result<(), String> {
+        if ![1, 4, 8].contains(&self.lanes) {
+            return Err(format!("lanes must be 1, 4 or 8, not {}", self.lanes));
+        }
+        if self.tile_width == 0 || self.tile_channels == 0 || self.tile_width * self.tile_channels > 64 {
+            return Err(format!(
+                "a register tile is 1 to 64 accumulators; {}x{} is not",
+                self.tile_width, self.tile_channels
+            ));
+        }
+        if self.lanes > 1 && !vectorizable(conv, self.lanes) {
+            let per_group = conv.out_channels / conv.groups;
+            return Err(format!(
+                "{} output channels per group cannot be split into vectors of {} lanes",
+                per_group, self.lanes
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lanes {}, tile {}x{}", self.lanes, self.tile_width, self.tile_channels)
+    }
+}
+
+/// Whether vectors of `lanes` output channels can be computed together.
+pub(crate) fn vectorizable(conv: &Conv, lanes: u32) -> bool {
+    let in_per_group = conv.in_channels / conv.groups;
+    let out_per_group = conv.out_channels / conv.groups;
+    let depthwise = in_per_group == 1 && out_per_group == 1;
+    depthwise || conv.groups == 1 || out_per_group % u64::from(lanes) == 0
+}
+
+/// How many vectors of output channels one group's (padded) output channels make.
+pub(crate) fn channel_vectors(conv: &Conv, lanes: u32) -> u64 {
+    let in_per_group = conv.in_channels / conv.groups;
+    let out_per_group = conv.out_channels / conv.groups;
+    let lanes = u64::from(lanes);
+    if (in_per_group == 1 && out_per_group == 1) || conv.groups == 1 {
+        conv.out_channels.div_ceil(lanes)
+    } else {
+        out_per_group.div_ceil(lanes)
+    }
+}
