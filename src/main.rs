@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a problem with the model, a file or a tensor (one line naming it, or the
 //! model's diagnostics), 2 a usage error.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -68,6 +69,9 @@ enum Command {
         /// Show only this layer.
         #[arg(long)]
         layer: Option<String>,
+        /// The input shape to compile for (`ir`), for a model with symbolic dims, e.g. `1,16,32,32`.
+        #[arg(long, value_delimiter = ',')]
+        shape: Option<Vec<u64>>,
     },
     /// Check a model, make random parameters and a random input, run it and print a checksum.
     Demo {
@@ -94,6 +98,8 @@ enum Emit {
     Ast,
     /// The checked network in canonical form.
     Spec,
+    /// The loop IR of every step, lowered for Cranelift on x86-64 (4 lanes).
+    Ir,
 }
 
 fn main() -> ExitCode {
@@ -125,16 +131,28 @@ fn execute(command: Command) -> Result<(), Error> {
             let network = convgen::load_model(&model)?;
             convgen::write_safetensors(&output, &Params::random(&network, seed))
         }
-        Command::Inspect { model, emit, layer } => inspect(&model, emit, layer.as_deref()),
+        Command::Inspect { model, emit, layer, shape } => inspect(&model, emit, layer.as_deref(), shape),
         Command::Demo { model, seed, shape } => demo(&model, seed, shape),
+    }
+}
+
+/// Writes to standard output; a closed pipe (`convgen … | head`) ends the program quietly.
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {error}");
+        std::process::exit(1);
     }
 }
 
 fn check(model: &Path) -> Result<(), Error> {
     let network = convgen::load_model(model)?;
-    println!("{}: ok — {}", model.display(), summary(&network));
-    println!();
-    print!("{}", convgen::cost_report(&network));
+    out(&(format!("{}: ok — {}", model.display(), summary(&network)) + "\n"));
+    out("\n");
+    out(&convgen::cost_report(&network).to_string());
     Ok(())
 }
 
@@ -154,7 +172,7 @@ fn summary(network: &Network) -> String {
     )
 }
 
-fn inspect(model: &Path, emit: Emit, layer: Option<&str>) -> Result<(), Error> {
+fn inspect(model: &Path, emit: Emit, layer: Option<&str>, shape: Option<Vec<u64>>) -> Result<(), Error> {
     match emit {
         Emit::Ast => {
             let bytes = std::fs::read(model)
@@ -165,7 +183,7 @@ fn inspect(model: &Path, emit: Emit, layer: Option<&str>) -> Result<(), Error> {
             })?;
             let program = conv_dsl::parse_source(&model.display().to_string(), &text)?;
             match layer {
-                None => print!("{program}"),
+                None => out(&program.to_string()),
                 Some(name) => {
                     let statements: Vec<_> =
                         program.statements.iter().filter(|statement| statement.name().name == name).collect();
@@ -174,25 +192,60 @@ fn inspect(model: &Path, emit: Emit, layer: Option<&str>) -> Result<(), Error> {
                             program.statements.iter().map(|statement| statement.name().name.as_str()).collect();
                         return Err(no_such_layer(model, name, &names));
                     }
-                    statements.iter().for_each(|statement| print!("{statement}"));
+                    statements.iter().for_each(|statement| out(&statement.to_string()));
                 }
             }
         }
         Emit::Spec => {
             let network = convgen::load_model(model)?;
             match layer {
-                None => print!("{network}"),
+                None => out(&network.to_string()),
                 Some(name) => {
                     let Some(index) = network.layers.iter().position(|candidate| candidate.name == name) else {
                         let names: Vec<&str> = network.layers.iter().map(|layer| layer.name.as_str()).collect();
                         return Err(no_such_layer(model, name, &names));
                     };
-                    print!("{}", network.layer_text(index));
+                    out(&network.layer_text(index));
                 }
+            }
+        }
+        Emit::Ir => {
+            let network = convgen::load_model(model)?;
+            let shape = concrete_shape(model, &network, shape)?;
+            let binding = convgen::bind(&network, &shape)?;
+            let plan =
+                conv_dsl::lower::lower(&network, &binding, conv_dsl::schedule::Target::CRANELIFT_X86_64, &|_| None)?;
+            let steps: Vec<_> = plan
+                .steps
+                .iter()
+                .filter(|step| {
+                    layer.is_none_or(|name| step.layer == name || step.layer.starts_with(&format!("{name}.")))
+                })
+                .collect();
+            if steps.is_empty() {
+                let names: Vec<&str> = network.layers.iter().map(|layer| layer.name.as_str()).collect();
+                return Err(no_such_layer(model, layer.unwrap_or_default(), &names));
+            }
+            for step in steps {
+                let schedule = step.schedule.map_or(String::new(), |schedule| format!(" ({schedule})"));
+                out(&(format!("// step {}{schedule}", step.layer) + "\n"));
+                out(&step.function.to_string());
             }
         }
     }
     Ok(())
+}
+
+/// The model's declared input shape, or `shape` (required when the model has symbolic dims).
+fn concrete_shape(model: &Path, network: &Network, shape: Option<Vec<u64>>) -> Result<Vec<u64>, Error> {
+    let declared = network.input_shape_in_layout();
+    match shape {
+        Some(shape) => Ok(shape),
+        None => declared.iter().map(Dim::known).collect::<Option<Vec<u64>>>().ok_or_else(|| Error::File {
+            path: model.into(),
+            message: format!("has symbolic input dims {}; pass a concrete shape with --shape", fmt_shape(&declared)),
+        }),
+    }
 }
 
 fn no_such_layer(model: &Path, name: &str, names: &[&str]) -> Error {
@@ -201,19 +254,12 @@ fn no_such_layer(model: &Path, name: &str, names: &[&str]) -> Error {
 
 fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>) -> Result<(), Error> {
     let network = convgen::load_model(model)?;
-    println!("{}: {}", model.display(), summary(&network));
-    println!();
-    print!("{}", convgen::cost_report(&network));
-    println!();
+    out(&(format!("{}: {}", model.display(), summary(&network)) + "\n"));
+    out("\n");
+    out(&convgen::cost_report(&network).to_string());
+    out("\n");
 
-    let declared = network.input_shape_in_layout();
-    let shape = match shape {
-        Some(shape) => shape,
-        None => declared.iter().map(Dim::known).collect::<Option<Vec<u64>>>().ok_or_else(|| Error::File {
-            path: model.into(),
-            message: format!("has symbolic input dims {}; pass a concrete shape with --shape", fmt_shape(&declared)),
-        })?,
-    };
+    let shape = concrete_shape(model, &network, shape)?;
     let binding = convgen::bind(&network, &shape)?;
     let params = Params::random(&network, seed);
     let mut rng = SplitMix64::new(seed.wrapping_add(1));
@@ -227,15 +273,15 @@ fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>) -> Result<(), Error> {
     let sum: f64 = output.data().iter().map(|&value| f64::from(value)).sum();
     let mean_abs: f64 =
         output.data().iter().map(|&value| f64::from(value).abs()).sum::<f64>() / output.data().len() as f64;
-    println!(
+    out(&(format!(
         "parameters: {} tensors, seed {seed}; input: uniform [-1, 1), seed {}",
         params.len(),
         seed.wrapping_add(1)
-    );
-    println!(
+    ) + "\n"));
+    out(&(format!(
         "reference interpreter: output {} in {:.1} ms; checksum sum {sum:.6}, mean |y| {mean_abs:.6}",
         fmt_shape(output.shape()),
         elapsed.as_secs_f64() * 1e3
-    );
+    ) + "\n"));
     Ok(())
 }
