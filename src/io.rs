@@ -40,8 +40,10 @@ fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Error> {
 pub fn read_npy(path: &Path) -> Result<Tensor, Error> {
     let file = File::open(path).map_err(|error| Error::file(path, format!("cannot open: {error}")))?;
     let file_len = file.metadata().map(|metadata| metadata.len()).unwrap_or(u64::MAX);
-    let npy = npyz::NpyFile::new(BufReader::new(file))
-        .map_err(|error| Error::file(path, format!("not a valid .npy file: {error}")))?;
+    let mut reader = BufReader::new(file);
+    check_npy_header_length(path, &mut reader, file_len)?;
+    let npy =
+        npyz::NpyFile::new(reader).map_err(|error| Error::file(path, format!("not a valid .npy file: {error}")))?;
     let dtype = match npy.dtype() {
         npyz::DType::Plain(type_str) => type_str.to_string(),
         _ => "a structured dtype".to_string(),
@@ -71,6 +73,29 @@ pub fn read_npy(path: &Path) -> Result<Tensor, Error> {
         npy.into_vec().map_err(|error| Error::file(path, format!("cannot read the array data: {error}")))?;
     let shape: Vec<usize> = shape.iter().map(|&dim| dim as usize).collect();
     Tensor::new(shape, data).map_err(|error| Error::file(path, error.to_string()))
+}
+
+/// Rejects a header whose declared length is more than the file holds, before `npyz` allocates a
+/// buffer of that length (a corrupt 4 GiB length would otherwise be allocated up front).
+fn check_npy_header_length(path: &Path, reader: &mut BufReader<File>, file_len: u64) -> Result<(), Error> {
+    use std::io::BufRead;
+    let prefix = reader.fill_buf().map_err(|error| Error::file(path, format!("cannot read: {error}")))?;
+    if prefix.len() < 10 || &prefix[..6] != b"\x93NUMPY" {
+        return Err(Error::file(path, "not a valid .npy file: it does not start with the .npy magic bytes"));
+    }
+    // Version 1 has a 2-byte header length after the version; versions 2 and 3 a 4-byte one.
+    let (header_len, preamble) = match prefix[6] {
+        1 => (u64::from(u16::from_le_bytes([prefix[8], prefix[9]])), 10),
+        _ if prefix.len() >= 12 => (u64::from(u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]])), 12),
+        _ => return Err(Error::file(path, "not a valid .npy file: its header is cut short")),
+    };
+    if preamble + header_len > file_len {
+        return Err(Error::file(
+            path,
+            format!("not a valid .npy file: its header claims {header_len} bytes, but the file has only {file_len}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Writes an f32 `.npy` array in C order, atomically.

@@ -190,7 +190,13 @@ fn inspect(model: &Path, emit: Emit, layer: Option<&str>, shape: Option<Vec<u64>
                     if statements.is_empty() {
                         let names: Vec<&str> =
                             program.statements.iter().map(|statement| statement.name().name.as_str()).collect();
-                        return Err(no_such_layer(model, name, &names));
+                        return Err(Error::File {
+                            path: model.into(),
+                            message: format!(
+                                "has no statement named `{name}`; its statements name {}",
+                                names.join(", ")
+                            ),
+                        });
                     }
                     statements.iter().for_each(|statement| out(&statement.to_string()));
                 }

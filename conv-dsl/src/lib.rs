@@ -64,13 +64,21 @@ pub fn compile_tokens(tokens: proc_macro2::TokenStream) -> Result<Network, Vec<D
 }
 
 /// Parses and checks model text. `source_name` (a path, usually) is used in rendered messages.
+///
+/// Not for use inside a procedural macro (the macro uses [`compile_tokens`]): after checking, it
+/// releases the span information `proc_macro2` keeps for every text parsed on this thread, which
+/// would otherwise grow without bound in a long-running process (and wrap its 32-bit positions
+/// after 4 GiB of text).
 pub fn compile_source(source_name: &str, source: &str) -> Result<Network, Error> {
     let (program, parse_diagnostics) = syntax::parse_str(source);
-    finish(program, parse_diagnostics).map_err(|diagnostics| {
+    let result = finish(program, parse_diagnostics).map_err(|diagnostics| {
         let located: Vec<LocatedDiagnostic> = diagnostics.iter().map(Diagnostic::located).collect();
         let rendered = diagnostic::render(source_name, source, &located);
         Error::Model { diagnostics: located, rendered }
-    })
+    });
+    // Nothing returned holds a span any more (the network has none; diagnostics are located).
+    proc_macro2::extra::invalidate_current_thread_spans();
+    result
 }
 
 /// Parses model text without checking it (for `convgen inspect --emit ast`).
