@@ -90,7 +90,7 @@ pub(crate) fn vectorizable(conv: &Conv, lanes: u32) -> bool {
     let in_per_group = conv.in_channels / conv.groups;
     let out_per_group = conv.out_channels / conv.groups;
     let depthwise = in_per_group == 1 && out_per_group == 1;
-    depthwise || conv.groups == 1 || out_per_group % u64::from(lanes) == 0
+    depthwise || conv.groups == 1 || out_per_group.is_multiple_of(u64::from(lanes))
 }
 
 /// How many vectors of output channels one group's (padded) output channels make.
