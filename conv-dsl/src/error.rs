@@ -122,6 +122,16 @@ pub enum Error {
         /// The buffer's length.
         len: u64,
     },
+    /// A buffer given to a plan has the wrong length.
+    #[error("{what} has {found} elements; the plan expects {expected}")]
+    PlanArgument {
+        /// Which buffer.
+        what: String,
+        /// Its length (or count).
+        found: u64,
+        /// The plan's.
+        expected: u64,
+    },
     /// A tensor's data length does not match its shape.
     #[error("a tensor of shape {shape} needs {expected} values, but {found} were given")]
     TensorLength {

@@ -3,7 +3,8 @@
 //! It exists so that lowering is tested against the reference interpreter independently of any code
 //! generator, and so that a lowering bug shows up as an [`Error::OutOfBounds`] naming the function
 //! and buffer rather than as memory corruption in generated code. Arithmetic matches what code
-//! generators emit: `Fma` is a fused multiply-add (`f32::mul_add`), activations are computed in f32.
+//! generators emit: `Fma` is a fused multiply-add (`f32::mul_add`); activations are computed in f64
+//! from the f32 value and rounded once to f32 (as [`crate::spec::Activation::apply`] defines them).
 
 use crate::error::Error;
 use crate::ir::{Function, Stmt, Value};
@@ -24,6 +25,19 @@ pub fn pack_params(plan: &Plan, params: &Params) -> Vec<Vec<f32>> {
 /// Runs a plan: `input` in the user's layout, parameters packed by [`pack_params`]. Returns the
 /// output in the user's layout.
 pub fn run_plan(plan: &Plan, input: &[f32], packed: &[Vec<f32>]) -> Result<Vec<f32>, Error> {
+    let mismatch =
+        |what: String, found: usize, expected: u64| Error::PlanArgument { what, found: found as u64, expected };
+    if input.len() as u64 != plan.input_len {
+        return Err(mismatch("the input".to_string(), input.len(), plan.input_len));
+    }
+    if packed.len() != plan.params.len() {
+        return Err(mismatch("the list of packed parameters".to_string(), packed.len(), plan.params.len() as u64));
+    }
+    for (param, buffer) in plan.params.iter().zip(packed) {
+        if buffer.len() as u64 != param.len {
+            return Err(mismatch(format!("packed parameter `{}`", param.source), buffer.len(), param.len));
+        }
+    }
     let mut values: Vec<Vec<f32>> = plan.values.iter().map(|&len| vec![0.0; len as usize]).collect();
     let mut input_buffer = input.to_vec();
     let mut output = vec![0.0f32; plan.output_len as usize];

@@ -1,1 +1,687 @@
-//! x
+//! convgen's Cranelift backend: compiles a lowered [`Plan`] to machine code at run time and runs it.
+//!
+//! ```
+//! use conv_dsl::schedule::Target;
+//! use conv_dsl::{Params, bind, compile_source, ir_interp, lower};
+//!
+//! let network = compile_source("block.conv", "
+//!     input x: [1, 6, 7, 7];
+//!     depthwise dw(x) { kernel: 3, pad: 1, act: relu6 }
+//!     pointwise pw(dw) { out: 10, act: silu }
+//! ").expect("the model is valid");
+//! let binding = bind(&network, &[1, 6, 7, 7]).expect("the shape fits the model");
+//! let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
+//! let params = ir_interp::pack_params(&plan, &Params::random(&network, 7));
+//! let input: Vec<f32> = (0..6 * 7 * 7).map(|i| (i % 13) as f32 / 6.5 - 1.0).collect();
+//!
+//! let compiled = conv_jit::compile(&plan).expect("compiles");
+//! let output = compiled.run(&input, &params).expect("runs");
+//! // Bit for bit what the IR interpreter computes.
+//! assert_eq!(output, ir_interp::run_plan(&plan, &input, &params).unwrap());
+//! // A buffer of the wrong length is an error, not a crash.
+//! assert!(compiled.run(&input[1..], &params).is_err());
+//! // The CLIF of a step, before optimisation.
+//! let text = conv_jit::clif(&plan.steps[1].function).expect("a lowered function is valid");
+//! assert!(text.contains(" = fma ") && text.contains("f32x4"));
+//! ```
+//!
+//! Each [`conv_dsl::ir::Function`] of the plan becomes one Cranelift function
+//! `extern "C" fn(args: *const *mut f32)` taking its buffers in [`conv_dsl::ir::Function::buffers`]
+//! order. Results are bit-identical to [`conv_dsl::ir_interp::run_plan`] (the specification):
+//! `Fma` is a fused multiply-add (the FMA instruction where the host has it, the libcall `fmaf`
+//! otherwise), accumulation order is the IR's, and activations round as the interpreter does.
+//!
+//! Safety: before generating code, [`compile`] proves that every access of every function stays
+//! inside its buffer's declared length (indices are affine in loops of constant trip count), and
+//! [`CompiledPlan::run`] checks every buffer's length before each call. The crate's only `unsafe`
+//! is that call, and the release of a plan's code when the plan is dropped.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod codegen;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Mutex;
+
+use conv_dsl::ir;
+use conv_dsl::lower::{Arg, Plan};
+use cranelift_codegen::ir::{ExtFuncData, ExternalName, UserFuncName};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{Linkage, Module, default_libcall_names};
+
+/// Everything that can go wrong when compiling or running a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A function uses a vector width this backend does not generate.
+    #[error("function `{function}` has {lanes} lanes; the cranelift backend generates 1 (f32) or 4 (f32x4)")]
+    Lanes {
+        /// The function.
+        function: String,
+        /// Its lanes.
+        lanes: u32,
+    },
+    /// A function names a buffer it does not have.
+    #[error("function `{function}` uses buffer {buffer}, but it has {buffers}")]
+    UnknownBuffer {
+        /// The function.
+        function: String,
+        /// The buffer's position.
+        buffer: u32,
+        /// How many buffers the function has.
+        buffers: usize,
+    },
+    /// A function names an accumulator it does not have.
+    #[error("function `{function}` uses accumulator `a{acc}`, but it has {accumulators}")]
+    UnknownAccumulator {
+        /// The function.
+        function: String,
+        /// The accumulator.
+        acc: u32,
+        /// How many the function declares.
+        accumulators: u32,
+    },
+    /// A function uses a loop variable outside a loop over it, loops over a variable inside a
+    /// loop over the same variable, or loops more than `i64::MAX` times.
+    #[error("function `{function}` uses loop variable `i{var}` outside a loop over it, or loops over it twice")]
+    LoopVariable {
+        /// The function.
+        function: String,
+        /// The variable.
+        var: u32,
+    },
+    /// An access of a function can fall outside its buffer (a lowering bug; no code is generated).
+    #[error("function `{function}` can access `{buffer}[{start}..{end}]`, outside its {len} elements")]
+    OutOfBounds {
+        /// The function.
+        function: String,
+        /// The buffer.
+        buffer: String,
+        /// The lowest element accessed.
+        start: i128,
+        /// One past the highest.
+        end: i128,
+        /// The buffer's length.
+        len: u64,
+    },
+    /// A plan step passes a different number of buffers than its function takes.
+    #[error("step `{step}` passes {found} buffers to function `{function}`, which takes {expected}")]
+    ArgumentCount {
+        /// The step's layer.
+        step: String,
+        /// Its function.
+        function: String,
+        /// Buffers passed.
+        found: usize,
+        /// Buffers taken.
+        expected: usize,
+    },
+    /// A plan step passes a value or parameter the plan does not have.
+    #[error("step `{step}` passes {kind} {index}, but the plan has {count} of them")]
+    UnknownArgument {
+        /// The step's layer.
+        step: String,
+        /// `value` or `parameter`.
+        kind: &'static str,
+        /// Its index.
+        index: usize,
+        /// How many the plan has.
+        count: usize,
+    },
+    /// A buffer passed to a function does not have the length the function was built for.
+    #[error("step `{step}` passes {found} elements as `{buffer}` to function `{function}`, which takes {expected}")]
+    BufferLength {
+        /// The step's layer.
+        step: String,
+        /// Its function.
+        function: String,
+        /// The function's name for the buffer.
+        buffer: String,
+        /// Elements passed.
+        found: u64,
+        /// Elements taken.
+        expected: u64,
+    },
+    /// The input does not have the plan's input length.
+    #[error("the input has {found} elements; the plan expects {expected}")]
+    InputLength {
+        /// Elements given.
+        found: usize,
+        /// The plan's input length.
+        expected: u64,
+    },
+    /// A different number of packed parameter buffers than the plan has was given.
+    #[error("{found} packed parameter buffers were given; the plan has {expected}")]
+    ParamCount {
+        /// Buffers given.
+        found: usize,
+        /// The plan's.
+        expected: usize,
+    },
+    /// A packed parameter buffer does not have its packed length.
+    #[error("packed parameter {index} (`{name}`) has {found} elements; the plan expects {expected}")]
+    ParamLength {
+        /// Its position in the plan's parameters.
+        index: usize,
+        /// The tensor it is packed from.
+        name: String,
+        /// Elements given.
+        found: usize,
+        /// Its packed length.
+        expected: u64,
+    },
+    /// Cranelift does not support this host.
+    #[error("cranelift does not support this host: {0}")]
+    Host(&'static str),
+    /// Cranelift has no backend for the target `clif` prints for.
+    #[error("cranelift has no x86-64 backend in this build: {0}")]
+    Isa(#[from] cranelift_codegen::isa::LookupError),
+    /// A Cranelift setting was refused.
+    #[error("cranelift setting: {0}")]
+    Setting(#[from] settings::SetError),
+    /// Cranelift could not build the target description.
+    #[error("cranelift: {0}")]
+    Codegen(#[from] cranelift_codegen::CodegenError),
+    /// Cranelift failed to compile a function.
+    #[error("cranelift could not compile function `{function}`: {source}")]
+    Cranelift {
+        /// The function.
+        function: String,
+        /// Why.
+        source: cranelift_module::ModuleError,
+    },
+    /// Cranelift failed to link the compiled functions or to make their memory executable.
+    #[error("cranelift could not load the compiled plan: {0}")]
+    Load(#[source] cranelift_module::ModuleError),
+    /// Cranelift's verifier rejected the CLIF of a function (a code-generator bug).
+    #[error("cranelift's verifier rejected function `{function}`:\n{errors}")]
+    Verifier {
+        /// The function.
+        function: String,
+        /// The errors, shown against the CLIF.
+        errors: String,
+    },
+}
+
+/// A plan compiled to machine code. Cheap to run many times, from many threads at once.
+///
+/// Dropping a plan frees its machine code (`JITModule` itself frees nothing on drop, so
+/// [`CompiledPlan`]'s `Drop` does it): a model that recompiles for new shapes and evicts old ones
+/// does not grow without bound.
+pub struct CompiledPlan {
+    input_len: u64,
+    output_len: u64,
+    /// Length of each internal value buffer.
+    values: Vec<u64>,
+    /// Source name and packed length of each parameter buffer.
+    params: Vec<(String, u64)>,
+    /// Whether some step writes the user's input or a packed parameter (never, for plans from
+    /// `lower`); those are then copied per run, as the interpreter does.
+    input_written: bool,
+    params_written: Vec<bool>,
+    steps: Vec<CompiledStep>,
+    /// Per step: its layer and how long building and compiling its function took.
+    compile_times: Vec<(String, std::time::Duration)>,
+    /// Owns the generated code. Reached only in `Drop` (to free it); otherwise only kept alive.
+    /// `JITModule` is `Send` but not `Sync` (a `RefCell` symbol cache used only while linking), so the `Mutex` makes
+    /// `CompiledPlan` `Sync` without `unsafe`.
+    ///
+    /// Why sharing is sound: after `finalize_definitions` the code and its relocated constants are
+    /// never written again (the module is never touched after `compile`), generated functions keep
+    /// no state between calls (accumulators live in registers or on the call's own stack), and the
+    /// helpers they call (`convgen_exp`, `fmaf`) are pure. Each run allocates its own buffers, so
+    /// concurrent runs share only immutable code and the caller's read-only input and parameters.
+    module: Mutex<Option<JITModule>>,
+}
+
+impl Drop for CompiledPlan {
+    /// Frees the generated code. This and [`call`] are the crate's only `unsafe` blocks: Cranelift
+    /// offers no safe way to release JIT memory, and the issue requires that replaced code be
+    /// reclaimed.
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        let module = self.module.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(module) = module {
+            // SAFETY: `drop` has `&mut self`, so no `run` (which borrows `&self`) is executing any
+            // of this module's functions, and the code addresses live only in `self.steps`, which
+            // is dropped with `self`: no function pointer of this module is called afterwards.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+/// One compiled function call of a plan.
+struct CompiledStep {
+    layer: String,
+    function: String,
+    /// The function's buffers (name, length) in call order.
+    buffers: Vec<ir::Buffer>,
+    /// Per buffer: whether the generated code stores into it.
+    stored: Vec<bool>,
+    args: Vec<Arg>,
+    /// The code's address (with its provenance exposed, so that `usize` keeps the plan `Send`).
+    code: usize,
+}
+
+// `CompiledPlan` is shared between threads by reference (see `module`); errors cross threads too.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<CompiledPlan>();
+    send_sync::<Error>();
+};
+
+/// Code-generation choices that tests vary; [`compile`] uses the defaults.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// Use the host's instruction-set extensions (otherwise x86-64's baseline, SSE2).
+    pub host_features: bool,
+    /// Use the host's FMA instructions when it has them (otherwise the libcall `fmaf`).
+    pub host_fma: bool,
+    /// Run Cranelift's verifier on every function.
+    pub verify: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { host_features: true, host_fma: true, verify: cfg!(debug_assertions) }
+    }
+}
+
+/// Compiles every step of `plan` for the host (Cranelift, `opt_level=speed`; the verifier runs
+/// in debug builds). Fails, without generating code, if a function could access memory outside
+/// its buffers or the plan passes buffers of the wrong lengths.
+pub fn compile(plan: &Plan) -> Result<CompiledPlan, Error> {
+    compile_with(plan, Options::default())
+}
+
+pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan, Error> {
+    // Check everything before generating any code.
+    let mut analyses = Vec::with_capacity(plan.steps.len());
+    let mut input_written = false;
+    let mut params_written = vec![false; plan.params.len()];
+    for step in &plan.steps {
+        let function = &step.function;
+        if step.args.len() != function.buffers.len() {
+            return Err(Error::ArgumentCount {
+                step: step.layer.clone(),
+                function: function.name.clone(),
+                found: step.args.len(),
+                expected: function.buffers.len(),
+            });
+        }
+        let analysis = codegen::check(function)?;
+        for ((arg, declared), &stored) in step.args.iter().zip(&function.buffers).zip(&analysis.stored) {
+            let len = match *arg {
+                Arg::Input => plan.input_len,
+                Arg::Output => plan.output_len,
+                Arg::Value(index) => *plan.values.get(index).ok_or_else(|| Error::UnknownArgument {
+                    step: step.layer.clone(),
+                    kind: "value",
+                    index,
+                    count: plan.values.len(),
+                })?,
+                Arg::Param(index) => {
+                    plan.params
+                        .get(index)
+                        .ok_or_else(|| Error::UnknownArgument {
+                            step: step.layer.clone(),
+                            kind: "parameter",
+                            index,
+                            count: plan.params.len(),
+                        })?
+                        .len
+                }
+            };
+            if len != declared.len {
+                return Err(Error::BufferLength {
+                    step: step.layer.clone(),
+                    function: function.name.clone(),
+                    buffer: declared.name.clone(),
+                    found: len,
+                    expected: declared.len,
+                });
+            }
+            match *arg {
+                Arg::Input => input_written |= stored,
+                Arg::Param(index) => params_written[index] |= stored,
+                Arg::Output | Arg::Value(_) => {}
+            }
+        }
+        analyses.push(analysis);
+    }
+
+    let isa = host_isa(options)?;
+    let call_conv = isa.default_call_conv();
+    let config = isa.frontend_config();
+    let mut jit = JITBuilder::with_isa(isa, default_libcall_names());
+    // Every symbol generated code can reference, so that linking never falls back to the process's
+    // symbols or fails (an unresolved symbol panics inside `finalize_definitions`).
+    jit.symbol(codegen::EXP_SYMBOL, codegen::convgen_exp as extern "C" fn(f64) -> f64 as *const u8);
+    jit.symbol("fmaf", codegen::convgen_fmaf as extern "C" fn(f32, f32, f32) -> f32 as *const u8);
+    jit.symbol("fma", codegen::convgen_fma as extern "C" fn(f64, f64, f64) -> f64 as *const u8);
+    let mut module = JITModule::new(jit);
+    let exp = module
+        .declare_function(codegen::EXP_SYMBOL, Linkage::Import, &codegen::exp_signature(call_conv))
+        .map_err(|source| Error::Cranelift { function: codegen::EXP_SYMBOL.into(), source })?;
+    let signature = codegen::signature(config.pointer_type(), call_conv);
+
+    // One builder context and one codegen context for all functions.
+    let mut builder_context = FunctionBuilderContext::new();
+    let mut context = module.make_context();
+    let mut ids = Vec::with_capacity(plan.steps.len());
+    let mut compile_times = Vec::with_capacity(plan.steps.len());
+    for (step, analysis) in plan.steps.iter().zip(&analyses) {
+        let started = std::time::Instant::now();
+        let cranelift = |source| Error::Cranelift { function: step.function.name.clone(), source };
+        let id = module.declare_anonymous_function(&signature).map_err(cranelift)?;
+        context.func.signature = signature.clone();
+        context.func.name = UserFuncName::user(0, id.as_u32());
+        codegen::build(&mut context.func, &mut builder_context, config, &step.function, analysis, &mut |function| {
+            module.declare_func_in_func(exp, function)
+        });
+        module.define_function(id, &mut context).map_err(cranelift)?;
+        module.clear_context(&mut context);
+        ids.push(id);
+        compile_times.push((step.layer.clone(), started.elapsed()));
+    }
+    module.finalize_definitions().map_err(Error::Load)?;
+
+    let steps = plan
+        .steps
+        .iter()
+        .zip(analyses)
+        .zip(ids)
+        .map(|((step, analysis), id)| CompiledStep {
+            layer: step.layer.clone(),
+            function: step.function.name.clone(),
+            buffers: step.function.buffers.clone(),
+            stored: analysis.stored,
+            args: step.args.clone(),
+            code: module.get_finalized_function(id).expose_provenance(),
+        })
+        .collect();
+    Ok(CompiledPlan {
+        input_len: plan.input_len,
+        output_len: plan.output_len,
+        values: plan.values.clone(),
+        params: plan.params.iter().map(|param| (param.source.clone(), param.len)).collect(),
+        input_written,
+        params_written,
+        steps,
+        compile_times,
+        module: Mutex::new(Some(module)),
+    })
+}
+
+/// The host's target: `opt_level=speed`, absolute addresses (what `cranelift-jit` needs).
+fn host_isa(options: Options) -> Result<OwnedTargetIsa, Error> {
+    let mut flags = settings::builder();
+    flags.set("opt_level", "speed")?;
+    flags.set("enable_verifier", if options.verify { "true" } else { "false" })?;
+    flags.set("use_colocated_libcalls", "false")?;
+    flags.set("is_pic", "false")?;
+    let mut isa = cranelift_native::builder_with_options(options.host_features).map_err(Error::Host)?;
+    if !options.host_fma {
+        isa.set("has_fma", "false")?;
+    }
+    Ok(isa.finish(settings::Flags::new(flags))?)
+}
+
+impl CompiledPlan {
+    /// Per step, in order: the layer it computes and how long translating it to CLIF and compiling
+    /// it to machine code took (linking the whole plan, `finalize_definitions`, is not included).
+    pub fn compile_times(&self) -> &[(String, std::time::Duration)] {
+        &self.compile_times
+    }
+
+    /// Runs the plan, with the contract of [`conv_dsl::ir_interp::run_plan`]: `input` in the user's
+    /// layout, parameters packed by [`conv_dsl::ir_interp::pack_params`]; value buffers are
+    /// allocated zeroed for each call, the steps run in order, and the output comes back in the
+    /// user's layout.
+    pub fn run(&self, input: &[f32], packed_params: &[Vec<f32>]) -> Result<Vec<f32>, Error> {
+        if input.len() as u64 != self.input_len {
+            return Err(Error::InputLength { found: input.len(), expected: self.input_len });
+        }
+        if packed_params.len() != self.params.len() {
+            return Err(Error::ParamCount { found: packed_params.len(), expected: self.params.len() });
+        }
+        for (index, (given, (name, len))) in packed_params.iter().zip(&self.params).enumerate() {
+            if given.len() as u64 != *len {
+                return Err(Error::ParamLength { index, name: name.clone(), found: given.len(), expected: *len });
+            }
+        }
+        let mut values: Vec<Vec<f32>> = self.values.iter().map(|&len| vec![0.0; len as usize]).collect();
+        let mut output = vec![0.0f32; self.output_len as usize];
+        // Read-only buffers are passed as they are; written ones are owned copies.
+        let mut input_copy = self.input_written.then(|| input.to_vec());
+        let mut param_copies: Vec<Option<Vec<f32>>> = self
+            .params_written
+            .iter()
+            .zip(packed_params)
+            .map(|(&written, param)| written.then(|| param.clone()))
+            .collect();
+        for step in &self.steps {
+            // Move each argument's buffer into the call and back afterwards; an argument passed
+            // twice is passed as a copy the second time, whose writes are dropped (as in the
+            // interpreter), so that no two arguments alias a written buffer.
+            let mut slots: Vec<Cow<'_, [f32]>> = Vec::with_capacity(step.args.len());
+            for (position, arg) in step.args.iter().enumerate() {
+                if let Some(first) = step.args[..position].iter().position(|earlier| earlier == arg) {
+                    let copy = slots[first].to_vec();
+                    slots.push(Cow::Owned(copy));
+                    continue;
+                }
+                slots.push(match *arg {
+                    Arg::Input => match &mut input_copy {
+                        Some(copy) => Cow::Owned(std::mem::take(copy)),
+                        None => Cow::Borrowed(input),
+                    },
+                    Arg::Output => Cow::Owned(std::mem::take(&mut output)),
+                    Arg::Value(index) => Cow::Owned(std::mem::take(&mut values[index])),
+                    Arg::Param(index) => match &mut param_copies[index] {
+                        Some(copy) => Cow::Owned(std::mem::take(copy)),
+                        None => Cow::Borrowed(&packed_params[index]),
+                    },
+                });
+            }
+            let result = call(step, &mut slots);
+            for (position, (arg, slot)) in step.args.iter().zip(slots).enumerate() {
+                if step.args[..position].contains(arg) {
+                    continue;
+                }
+                let Cow::Owned(buffer) = slot else { continue };
+                match *arg {
+                    Arg::Input => input_copy = Some(buffer),
+                    Arg::Output => output = buffer,
+                    Arg::Value(index) => values[index] = buffer,
+                    Arg::Param(index) => param_copies[index] = Some(buffer),
+                }
+            }
+            result?;
+        }
+        Ok(output)
+    }
+}
+
+/// Calls one step's generated code on `buffers` (one per function buffer, in order), after
+/// checking each one's length against the length the function was compiled for.
+#[allow(unsafe_code)]
+fn call(step: &CompiledStep, buffers: &mut [Cow<'_, [f32]>]) -> Result<(), Error> {
+    if buffers.len() != step.buffers.len() {
+        return Err(Error::ArgumentCount {
+            step: step.layer.clone(),
+            function: step.function.clone(),
+            found: buffers.len(),
+            expected: step.buffers.len(),
+        });
+    }
+    for (buffer, declared) in buffers.iter().zip(&step.buffers) {
+        if buffer.len() as u64 != declared.len {
+            return Err(Error::BufferLength {
+                step: step.layer.clone(),
+                function: step.function.clone(),
+                buffer: declared.name.clone(),
+                found: buffer.len() as u64,
+                expected: declared.len,
+            });
+        }
+    }
+    // Buffers the code stores into are passed from an exclusive borrow (copying a borrowed one,
+    // which `run` never passes here); the others from a shared one.
+    let pointers: Vec<*mut f32> = buffers
+        .iter_mut()
+        .zip(&step.stored)
+        .map(|(buffer, &stored)| if stored { buffer.to_mut().as_mut_ptr() } else { buffer.as_ptr().cast_mut() })
+        .collect();
+    let code: *const u8 = std::ptr::with_exposed_provenance(step.code);
+    // # Safety
+    //
+    // - `code` is the address of a function that `compile` finalized in the `JITModule` owned by
+    //   the plan that owns `step`, which is alive while `step` is borrowed and whose code memory
+    //   is never freed nor written after finalizing. Its signature is `extern "C" fn(*const *mut
+    //   f32)`: one pointer parameter, no results, the host's default calling convention, which
+    //   is the C one.
+    // - `pointers` has one pointer per buffer of the function (checked above), in order, each to
+    //   the start of a live allocation of exactly the length the function was compiled for
+    //   (checked above), which outlives the call (`buffers` is borrowed for all of it).
+    // - The code accesses nothing else: `codegen::check` proved, before any code was generated,
+    //   that every load and store of every iteration lies inside its buffer's declared length.
+    // - It writes only buffers whose `stored` flag is set; those pointers come from `&mut Vec`
+    //   borrows of distinct slots, each its own allocation (`run` passes a repeated argument as a
+    //   copy), so nothing else in `pointers` aliases them, and nothing else reads or writes them
+    //   during the call. The other buffers are only read, through shared borrows.
+    // - The code cannot trap or unwind (in-bounds accesses, no integer division; the only calls
+    //   are to `convgen_exp` and `fmaf`, which cannot panic), and keeps no state, so concurrent
+    //   calls on distinct buffers are independent.
+    unsafe {
+        let function = std::mem::transmute::<*const u8, unsafe extern "C" fn(*const *mut f32)>(code);
+        function(pointers.as_ptr());
+    }
+    Ok(())
+}
+
+/// The CLIF text of `function` before optimisation, deterministic (for snapshots and
+/// `convgen inspect --emit clif`). It is exactly what [`compile`] hands to Cranelift, except for
+/// names: the function is `%name`, and `exp` is `%convgen_exp`; it is built for x86-64 (System V)
+/// whatever the host, and checked by Cranelift's verifier.
+pub fn clif(function: &ir::Function) -> Result<String, Error> {
+    let mut flags = settings::builder();
+    flags.set("enable_verifier", "true")?;
+    let isa =
+        cranelift_codegen::isa::lookup_by_name("x86_64-unknown-linux-gnu")?.finish(settings::Flags::new(flags))?;
+    Ok(build_clif(function, isa.as_ref())?.display().to_string())
+}
+
+/// The machine code Cranelift generates for `function` on this host, as Cranelift's own
+/// disassembly listing (its `VCode` text, with register allocation applied): what
+/// `convgen inspect --emit asm` shows. For people, not for snapshots (it depends on the host).
+pub fn disassembly(function: &ir::Function) -> Result<String, Error> {
+    let isa = host_isa(Options::default())?;
+    let clif = build_clif(function, isa.as_ref())?;
+    let mut context = cranelift_codegen::Context::for_function(clif);
+    context.set_disasm(true);
+    let compiled =
+        context.compile(isa.as_ref(), &mut Default::default()).map_err(|error| Error::Codegen(error.inner))?;
+    Ok(compiled.vcode.clone().unwrap_or_default())
+}
+
+/// The verified CLIF of `function` for `isa`, before optimisation.
+fn build_clif(
+    function: &ir::Function,
+    isa: &dyn cranelift_codegen::isa::TargetIsa,
+) -> Result<cranelift_codegen::ir::Function, Error> {
+    let analysis = codegen::check(function)?;
+    let config = isa.frontend_config();
+    let call_conv = config.default_call_conv;
+    let mut clif = cranelift_codegen::ir::Function::with_name_signature(
+        UserFuncName::testcase(&function.name),
+        codegen::signature(config.pointer_type(), call_conv),
+    );
+    codegen::build(&mut clif, &mut FunctionBuilderContext::new(), config, function, &analysis, &mut |clif| {
+        let signature = clif.import_signature(codegen::exp_signature(call_conv));
+        clif.import_function(ExtFuncData {
+            name: ExternalName::testcase(codegen::EXP_SYMBOL),
+            signature,
+            colocated: false,
+            patchable: false,
+        })
+    });
+    cranelift_codegen::verify_function(&clif, isa).map_err(|errors| Error::Verifier {
+        function: function.name.clone(),
+        errors: cranelift_codegen::print_errors::pretty_verifier_error(&clif, None, errors),
+    })?;
+    Ok(clif)
+}
+
+impl fmt::Debug for CompiledPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledPlan")
+            .field("input_len", &self.input_len)
+            .field("output_len", &self.output_len)
+            .field("values", &self.values)
+            .field("steps", &self.steps.iter().map(|step| step.layer.as_str()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use conv_dsl::schedule::{Schedule, Target};
+    use conv_dsl::{Params, bind, compile_source, ir_interp, lower};
+
+    use super::{Options, compile_with};
+
+    /// Every activation, vector and scalar code, depthwise, dense and `add` steps.
+    const MODEL: &str = "
+        input x: [2, 6, 7, 5];
+        conv a(x)        { out: 8, kernel: 3, pad: 1, act: leaky_relu(0.1) }
+        depthwise b(a)   { kernel: 3, stride: 2, pad: same, act: hardswish }
+        pointwise c(b)   { out: 5, act: silu }
+        conv d(c)        { out: 6, kernel: [2, 3], groups: 1, pad: [[1, 0], [1, 1]], act: relu6 }
+        separable e(d)   { out: 6, kernel: 3, pad: 1, dw_act: relu, act: sigmoid }
+        add f(e, d)      { act: relu }
+    ";
+
+    /// Compiles the model with `options` and checks it against the IR interpreter, bit for bit.
+    fn check(options: Options) {
+        let network = compile_source("model.conv", MODEL).expect("the model is valid");
+        let binding = bind(&network, &[2, 6, 7, 5]).expect("binds");
+        let params = Params::random(&network, 21);
+        let mut rng = conv_dsl::random::SplitMix64::new(4);
+        let input: Vec<f32> = (0..2 * 6 * 7 * 5).map(|_| rng.symmetric()).collect();
+        let schedules = [None, Some(Schedule { lanes: 1, tile_width: 3, tile_channels: 2 })];
+        for forced in schedules {
+            let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| forced).expect("lowers");
+            let packed = ir_interp::pack_params(&plan, &params);
+            let output = compile_with(&plan, options).expect("compiles").run(&input, &packed).expect("runs");
+            let expected = ir_interp::run_plan(&plan, &input, &packed).expect("runs");
+            assert_eq!(output, expected, "{options:?}, {forced:?}");
+        }
+    }
+
+    fn fmaf_calls() -> usize {
+        crate::codegen::FMAF_CALLS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn without_fma_instructions_the_libcall_fuses_the_same() {
+        let before = fmaf_calls();
+        check(Options { host_features: true, host_fma: false, verify: true });
+        assert!(fmaf_calls() > before, "the code called `fmaf`");
+    }
+
+    #[test]
+    fn the_x86_64_baseline_sse2_runs_the_same() {
+        let before = fmaf_calls();
+        check(Options { host_features: false, host_fma: false, verify: true });
+        assert!(fmaf_calls() > before, "the code called `fmaf`");
+    }
+
+    #[test]
+    fn the_host_with_the_verifier_runs_the_same() {
+        check(Options { host_features: true, host_fma: true, verify: true });
+    }
+}

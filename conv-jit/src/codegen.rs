@@ -1,0 +1,505 @@
+//! Loop IR → CLIF: the checks that make generated code memory-safe, and the translation itself.
+//!
+//! [`check`] proves, before any code exists, that every access of a function stays inside its
+//! buffer for every iteration of its loops (indices are affine in loop variables with constant
+//! ranges, so the extremes are exact), and that every name it uses exists. [`build`] then emits one
+//! CLIF function per IR function:
+//!
+//! - loop variables are block parameters (SSA values) of a loop header; loops test at the bottom,
+//!   `brif done, exit, header(next)`, so that the back edge is the untaken branch, which keeps
+//!   Cranelift's loop-invariant code motion working;
+//! - accumulators are `Variable`s (registers, turned into SSA by the frontend);
+//! - indices are i64 arithmetic on the buffer's base pointer, outermost loop first, so that the
+//!   partial sums of outer loops are invariant in inner ones and hoisted; the constant part is the
+//!   load's immediate offset;
+//! - loads from buffers the function never stores to are `readonly notrap can_move` (pure for the
+//!   optimiser); scalar accesses are also `aligned` (a `&[f32]` is 4-byte aligned), vector ones are
+//!   not (a buffer's base is only 4-byte aligned, and x86 SSE faults on unaligned memory operands
+//!   marked aligned);
+//! - activations reproduce [`conv_dsl::spec::Activation::apply`], which the IR interpreter evaluates
+//!   in f64 and rounds to f32: relu, relu6 and leaky relu are exact in f32 and computed lane-wise
+//!   with compares and selects (the interpreter's NaN behaviour included); hardswish, sigmoid and
+//!   silu are computed per lane in f64, `exp` being [`convgen_exp`], so the JIT's results are
+//!   bit-identical to the interpreter's.
+
+use conv_dsl::ir::{self, BufferId, Index, Stmt};
+use conv_dsl::spec::Activation;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, I64};
+use cranelift_codegen::ir::{
+    AbiParam, Block, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Signature, Type, Value,
+};
+use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+
+use crate::Error;
+
+/// The name under which generated code calls [`convgen_exp`].
+pub(crate) const EXP_SYMBOL: &str = "convgen_exp";
+
+/// `e^x`, called by generated code for `sigmoid` and `silu` (Cranelift has no `exp` instruction).
+/// In f64, like the interpreter, so that results are bit-identical.
+pub(crate) extern "C" fn convgen_exp(x: f64) -> f64 {
+    x.exp()
+}
+
+/// `a·b + c` rounded once: what Cranelift calls (as the libcall `fmaf`) for `fma` on an x86-64
+/// without the FMA extension, lane by lane for vectors.
+pub(crate) extern "C" fn convgen_fmaf(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(test)]
+    FMAF_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    a.mul_add(b, c)
+}
+
+/// How often generated code called [`convgen_fmaf`] (tests check that the libcall path runs).
+#[cfg(test)]
+pub(crate) static FMAF_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The f64 version of [`convgen_fmaf`] (libcall `fma`), registered so that no libcall can be left
+/// unresolved; the code generator emits no f64 `fma`.
+pub(crate) extern "C" fn convgen_fma(a: f64, b: f64, c: f64) -> f64 {
+    a.mul_add(b, c)
+}
+
+/// The signature of every generated function: `extern "C" fn(args: *const *mut f32)`.
+pub(crate) fn signature(pointer: Type, call_conv: CallConv) -> Signature {
+    let mut signature = Signature::new(call_conv);
+    signature.params.push(AbiParam::new(pointer));
+    signature
+}
+
+/// The signature of [`convgen_exp`].
+pub(crate) fn exp_signature(call_conv: CallConv) -> Signature {
+    let mut signature = Signature::new(call_conv);
+    signature.params.push(AbiParam::new(F64));
+    signature.returns.push(AbiParam::new(F64));
+    signature
+}
+
+/// What [`check`] found out about a function.
+#[derive(Clone, Debug)]
+pub(crate) struct Analysis {
+    /// Per buffer: whether the function stores into it (in a loop that runs).
+    pub stored: Vec<bool>,
+    /// Whether it calls [`convgen_exp`].
+    pub uses_exp: bool,
+}
+
+/// Checks that `function` can be compiled to memory-safe code: lanes 1 or 4, every buffer,
+/// accumulator and loop variable it names exists (loop variables only inside their loop), and every
+/// access of every iteration lies inside its buffer's declared length. Loops that run 0 times are
+/// never executed and not checked (the interpreter does not look into them either).
+pub(crate) fn check(function: &ir::Function) -> Result<Analysis, Error> {
+    if function.lanes != 1 && function.lanes != 4 {
+        return Err(Error::Lanes { function: function.name.clone(), lanes: function.lanes });
+    }
+    let mut checker = Checker {
+        function,
+        counts: vec![None; function.loop_vars as usize],
+        analysis: Analysis { stored: vec![false; function.buffers.len()], uses_exp: false },
+    };
+    checker.block(&function.body)?;
+    Ok(checker.analysis)
+}
+
+struct Checker<'a> {
+    function: &'a ir::Function,
+    /// Per loop variable: its trip count while inside its loop.
+    counts: Vec<Option<u64>>,
+    analysis: Analysis,
+}
+
+impl Checker<'_> {
+    fn block(&mut self, body: &[Stmt]) -> Result<(), Error> {
+        for stmt in body {
+            match stmt {
+                Stmt::Loop { var, count, body } => {
+                    if *count == 0 {
+                        continue;
+                    }
+                    let free = matches!(self.counts.get(var.0 as usize), Some(None));
+                    if !free || *count > i64::MAX as u64 {
+                        return Err(self.loop_variable(var.0));
+                    }
+                    self.counts[var.0 as usize] = Some(*count);
+                    self.block(body)?;
+                    self.counts[var.0 as usize] = None;
+                }
+                Stmt::Init { acc, value } => {
+                    self.accumulator(*acc)?;
+                    self.value(value)?;
+                }
+                Stmt::Fma { acc, a, b } => {
+                    self.accumulator(*acc)?;
+                    self.value(a)?;
+                    self.value(b)?;
+                }
+                Stmt::Store { buffer, index, value } => {
+                    self.access(*buffer, index, self.function.lanes)?;
+                    self.analysis.stored[buffer.0 as usize] = true;
+                    self.value(value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, value: &ir::Value) -> Result<(), Error> {
+        match value {
+            ir::Value::Acc(acc) => self.accumulator(*acc),
+            ir::Value::Load { buffer, index } => self.access(*buffer, index, self.function.lanes),
+            ir::Value::Splat { buffer, index } => self.access(*buffer, index, 1),
+            ir::Value::Zero => Ok(()),
+            ir::Value::Add(a, b) => {
+                self.value(a)?;
+                self.value(b)
+            }
+            ir::Value::Activate(act, inner) => {
+                if matches!(act, Activation::Sigmoid | Activation::Silu) {
+                    self.analysis.uses_exp = true;
+                }
+                self.value(inner)
+            }
+        }
+    }
+
+    fn accumulator(&self, acc: ir::Acc) -> Result<(), Error> {
+        if acc.0 < self.function.accumulators {
+            Ok(())
+        } else {
+            Err(Error::UnknownAccumulator {
+                function: self.function.name.clone(),
+                acc: acc.0,
+                accumulators: self.function.accumulators,
+            })
+        }
+    }
+
+    fn loop_variable(&self, var: u32) -> Error {
+        Error::LoopVariable { function: self.function.name.clone(), var }
+    }
+
+    /// Checks `buffer[index .. index + width]` for every value of the enclosing loop variables.
+    fn access(&self, buffer: BufferId, index: &Index, width: u32) -> Result<(), Error> {
+        let declared = self.function.buffers.get(buffer.0 as usize).ok_or_else(|| Error::UnknownBuffer {
+            function: self.function.name.clone(),
+            buffer: buffer.0,
+            buffers: self.function.buffers.len(),
+        })?;
+        // An affine function over a box takes its extremes at corners: each term contributes
+        // between 0 and coefficient·(count − 1). i128 cannot overflow here (|terms| < 2^63 each,
+        // far fewer than 2^64 of them).
+        let (mut low, mut high) = (i128::from(index.offset), i128::from(index.offset));
+        for &(var, coefficient) in &index.terms {
+            let count = self.counts.get(var.0 as usize).copied().flatten().ok_or_else(|| self.loop_variable(var.0))?;
+            let last = i128::from(coefficient) * (i128::from(count) - 1);
+            low += last.min(0);
+            high += last.max(0);
+        }
+        let end = high + i128::from(width);
+        if low < 0 || end > i128::from(declared.len) {
+            return Err(Error::OutOfBounds {
+                function: self.function.name.clone(),
+                buffer: declared.name.clone(),
+                start: low,
+                end,
+                len: declared.len,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Builds the CLIF of `source` into `function` (whose name and signature are set), importing
+/// [`convgen_exp`] with `import_exp` if the function needs it. `analysis` is [`check`]'s.
+pub(crate) fn build(
+    function: &mut Function,
+    context: &mut FunctionBuilderContext,
+    config: TargetFrontendConfig,
+    source: &ir::Function,
+    analysis: &Analysis,
+    import_exp: &mut dyn FnMut(&mut Function) -> FuncRef,
+) {
+    let exp = analysis.uses_exp.then(|| import_exp(function));
+    let pointer = config.pointer_type();
+    let vector = if source.lanes == 4 { F32X4 } else { F32 };
+    let mut builder = FunctionBuilder::new(function, context);
+    let entry = builder.create_block();
+    builder.append_block_params_for_function_params(entry);
+    builder.switch_to_block(entry);
+    builder.seal_block(entry);
+    let args = builder.block_params(entry)[0];
+    // The buffer pointers, from the argument array (read-only; unused ones are removed).
+    let argument_flags = MemFlagsData::trusted().with_readonly().with_can_move();
+    let pointer_bytes = i32::from(pointer.bytes() as u16);
+    let bases: Vec<Value> = (0..source.buffers.len() as i32)
+        .map(|position| builder.ins().load(pointer, argument_flags, args, position * pointer_bytes))
+        .collect();
+    let mut emitter = Emitter {
+        builder,
+        analysis,
+        vector,
+        bases,
+        vars: vec![None; source.loop_vars as usize],
+        depth: 0,
+        accumulators: Vec::new(),
+        exp,
+    };
+    // Accumulators start at zero, as in the interpreter.
+    for _ in 0..source.accumulators {
+        let variable = emitter.builder.declare_var(vector);
+        let zero = emitter.constant(vector, 0.0);
+        emitter.builder.def_var(variable, zero);
+        emitter.accumulators.push(variable);
+    }
+    emitter.block(&source.body);
+    emitter.builder.ins().return_(&[]);
+    emitter.builder.finalize(config);
+}
+
+struct Emitter<'a, 'b> {
+    builder: FunctionBuilder<'b>,
+    analysis: &'a Analysis,
+    /// `f32` or `f32x4`.
+    vector: Type,
+    /// Base pointer of each buffer.
+    bases: Vec<Value>,
+    /// Per loop variable inside its loop: its value and the loop's depth (1 = outermost).
+    vars: Vec<Option<(Value, usize)>>,
+    depth: usize,
+    accumulators: Vec<Variable>,
+    exp: Option<FuncRef>,
+}
+
+impl Emitter<'_, '_> {
+    fn block(&mut self, body: &[Stmt]) {
+        for stmt in body {
+            match stmt {
+                Stmt::Loop { var, count, body } => self.emit_loop(var.0 as usize, *count, body),
+                Stmt::Init { acc, value } => {
+                    let value = self.value(value);
+                    self.builder.def_var(self.accumulators[acc.0 as usize], value);
+                }
+                Stmt::Fma { acc, a, b } => {
+                    let (a, b) = (self.value(a), self.value(b));
+                    let variable = self.accumulators[acc.0 as usize];
+                    let sum = self.builder.use_var(variable);
+                    let sum = self.builder.ins().fma(a, b, sum);
+                    self.builder.def_var(variable, sum);
+                }
+                Stmt::Store { buffer, index, value } => {
+                    let value = self.value(value);
+                    let (address, offset) = self.address(*buffer, index);
+                    let flags = self.flags(*buffer, self.vector);
+                    self.builder.ins().store(flags, value, address, offset);
+                }
+            }
+        }
+    }
+
+    /// `for var in 0..count { body }`: a header block with the variable as parameter, the test at
+    /// the bottom (`count ≥ 1`), exit on the taken branch.
+    fn emit_loop(&mut self, var: usize, count: u64, body: &[Stmt]) {
+        self.depth += 1;
+        match count {
+            0 => {}
+            1 => {
+                let zero = self.builder.ins().iconst(I64, 0);
+                self.vars[var] = Some((zero, self.depth));
+                self.block(body);
+            }
+            _ => {
+                let header: Block = self.builder.create_block();
+                let exit = self.builder.create_block();
+                let counter = self.builder.append_block_param(header, I64);
+                let zero = self.builder.ins().iconst(I64, 0);
+                self.builder.ins().jump(header, &[BlockArg::Value(zero)]);
+                self.builder.switch_to_block(header);
+                self.vars[var] = Some((counter, self.depth));
+                self.block(body);
+                let next = self.builder.ins().iadd_imm_s(counter, 1);
+                // `count` ≤ i64::MAX (checked).
+                let done = self.builder.ins().icmp_imm_s(IntCC::Equal, next, count as i64);
+                self.builder.ins().brif(done, exit, &[], header, &[BlockArg::Value(next)]);
+                self.builder.seal_block(header);
+                self.builder.switch_to_block(exit);
+                self.builder.seal_block(exit);
+            }
+        }
+        self.vars[var] = None;
+        self.depth -= 1;
+    }
+
+    fn value(&mut self, value: &ir::Value) -> Value {
+        match value {
+            ir::Value::Acc(acc) => self.builder.use_var(self.accumulators[acc.0 as usize]),
+            ir::Value::Load { buffer, index } => {
+                let (address, offset) = self.address(*buffer, index);
+                let flags = self.flags(*buffer, self.vector);
+                self.builder.ins().load(self.vector, flags, address, offset)
+            }
+            ir::Value::Splat { buffer, index } => {
+                let (address, offset) = self.address(*buffer, index);
+                let flags = self.flags(*buffer, F32);
+                let element = self.builder.ins().load(F32, flags, address, offset);
+                if self.vector == F32 { element } else { self.builder.ins().splat(self.vector, element) }
+            }
+            ir::Value::Zero => self.constant(self.vector, 0.0),
+            ir::Value::Add(a, b) => {
+                let (a, b) = (self.value(a), self.value(b));
+                self.builder.ins().fadd(a, b)
+            }
+            ir::Value::Activate(act, inner) => {
+                let x = self.value(inner);
+                self.activate(*act, x)
+            }
+        }
+    }
+
+    /// Memory flags of an access of type `ty` to `buffer`.
+    fn flags(&self, buffer: BufferId, ty: Type) -> MemFlagsData {
+        // In bounds (checked), so it cannot trap.
+        let mut flags = MemFlagsData::new().with_notrap();
+        if ty == F32 {
+            flags = flags.with_aligned();
+        }
+        if !self.analysis.stored[buffer.0 as usize] {
+            // Nothing writes the buffer while the function runs (arguments never alias a written
+            // buffer), and every access is in bounds wherever it is moved to.
+            flags = flags.with_readonly().with_can_move();
+        }
+        flags
+    }
+
+    /// The address of `buffer[index]` as (pointer, byte offset): `base + Σ 4·coefficient·var`,
+    /// outermost loop first, plus `4·offset` as the memory access's immediate where it fits.
+    fn address(&mut self, buffer: BufferId, index: &Index) -> (Value, i32) {
+        let mut terms: Vec<(usize, Value, i64)> = index
+            .terms
+            .iter()
+            .map(|&(var, coefficient)| {
+                let (value, depth) =
+                    self.vars[var.0 as usize].expect("check() proved every index variable is in scope");
+                (depth, value, coefficient)
+            })
+            .collect();
+        terms.sort_by_key(|&(depth, ..)| depth);
+        let mut address = self.bases[buffer.0 as usize];
+        for (_, value, coefficient) in terms {
+            // Wrapping: the final address is in bounds (checked), partial sums may wrap.
+            let scaled = self.builder.ins().imul_imm_s(value, coefficient.wrapping_mul(4));
+            address = self.builder.ins().iadd(address, scaled);
+        }
+        let bytes = index.offset.wrapping_mul(4);
+        match i32::try_from(bytes) {
+            Ok(offset) => (address, offset),
+            Err(_) => (self.builder.ins().iadd_imm_s(address, bytes), 0),
+        }
+    }
+
+    /// `value` in every lane of `ty` (f32, f32x4 or f64).
+    fn constant(&mut self, ty: Type, value: f64) -> Value {
+        match ty {
+            F64 => self.builder.ins().f64const(value),
+            F32 => self.builder.ins().f32const(value as f32),
+            _ => {
+                let lane = self.builder.ins().f32const(value as f32);
+                self.builder.ins().splat(ty, lane)
+            }
+        }
+    }
+
+    /// Lane-wise `if x <cc> y { if_true } else { if_false }`.
+    fn select_where(&mut self, cc: FloatCC, x: Value, y: Value, if_true: Value, if_false: Value) -> Value {
+        let condition = self.builder.ins().fcmp(cc, x, y);
+        let ty = self.builder.func.dfg.value_type(x);
+        if ty.is_vector() {
+            let mask =
+                self.builder.ins().bitcast(ty, MemFlagsData::new().with_endianness(Endianness::Little), condition);
+            self.builder.ins().bitselect(mask, if_true, if_false)
+        } else {
+            self.builder.ins().select(condition, if_true, if_false)
+        }
+    }
+
+    /// `f64::clamp(x, 0, 6)` (of f32 or f64 lanes): `if x < 0 { 0 }`, then `if x > 6 { 6 }`; NaN
+    /// stays NaN.
+    fn clamp_0_6(&mut self, x: Value) -> Value {
+        let ty = self.builder.func.dfg.value_type(x);
+        let zero = self.constant(ty, 0.0);
+        let six = self.constant(ty, 6.0);
+        let low = self.select_where(FloatCC::LessThan, x, zero, zero, x);
+        self.select_where(FloatCC::GreaterThan, low, six, six, low)
+    }
+
+    /// [`Activation::apply`] lane-wise, with the interpreter's rounding.
+    fn activate(&mut self, act: Activation, x: Value) -> Value {
+        let ty = self.vector;
+        match act {
+            Activation::None => x,
+            // `f64::max(x, 0)`: NaN gives 0.
+            Activation::Relu => {
+                let zero = self.constant(ty, 0.0);
+                self.select_where(FloatCC::GreaterThan, x, zero, x, zero)
+            }
+            // Exact in f32: 0 and 6 are f32 values.
+            Activation::Relu6 => self.clamp_0_6(x),
+            // α·x of two f32 values is exact in f64, so rounding it once to f32 is the f32 product.
+            Activation::LeakyRelu(alpha) => {
+                let zero = self.constant(ty, 0.0);
+                let alpha = self.constant(ty, f64::from(alpha));
+                let scaled = self.builder.ins().fmul(alpha, x);
+                self.select_where(FloatCC::GreaterThanOrEqual, x, zero, x, scaled)
+            }
+            Activation::Hardswish => self.per_lane_f64(x, |emitter, x| {
+                // x · clamp(x + 3, 0, 6) / 6
+                let three = emitter.constant(F64, 3.0);
+                let shifted = emitter.builder.ins().fadd(x, three);
+                let clamped = emitter.clamp_0_6(shifted);
+                let product = emitter.builder.ins().fmul(x, clamped);
+                let six = emitter.constant(F64, 6.0);
+                emitter.builder.ins().fdiv(product, six)
+            }),
+            Activation::Sigmoid => self.per_lane_f64(x, |emitter, x| {
+                // 1 / (1 + e^−x)
+                let one = emitter.constant(F64, 1.0);
+                let denominator = emitter.one_plus_exp_minus(x);
+                emitter.builder.ins().fdiv(one, denominator)
+            }),
+            Activation::Silu => self.per_lane_f64(x, |emitter, x| {
+                // x / (1 + e^−x)
+                let denominator = emitter.one_plus_exp_minus(x);
+                emitter.builder.ins().fdiv(x, denominator)
+            }),
+        }
+    }
+
+    /// `1 + e^−x` for an f64 `x`.
+    fn one_plus_exp_minus(&mut self, x: Value) -> Value {
+        let exp = self.exp.expect("check() records every function that activates with sigmoid or silu");
+        let minus = self.builder.ins().fneg(x);
+        let call = self.builder.ins().call(exp, &[minus]);
+        let power = self.builder.inst_results(call)[0];
+        let one = self.constant(F64, 1.0);
+        self.builder.ins().fadd(one, power)
+    }
+
+    /// Applies `f` to each f32 lane of `x` promoted to f64, and rounds the results back to f32.
+    fn per_lane_f64(&mut self, x: Value, mut f: impl FnMut(&mut Self, Value) -> Value) -> Value {
+        let mut lane = |emitter: &mut Self, element: Value| {
+            let wide = emitter.builder.ins().fpromote(F64, element);
+            let result = f(emitter, wide);
+            emitter.builder.ins().fdemote(F32, result)
+        };
+        if self.vector == F32 {
+            return lane(self, x);
+        }
+        let mut result = x;
+        for position in 0..self.vector.lane_count() as u8 {
+            let element = self.builder.ins().extractlane(x, position);
+            let value = lane(self, element);
+            result = self.builder.ins().insertlane(result, value, position);
+        }
+        result
+    }
+}

@@ -1,0 +1,385 @@
+//! The JIT's contract beyond the corpus: exact activations on special values, errors instead of
+//! crashes for wrong buffers and malformed IR, concurrent runs, and the CLIF text.
+
+use conv_dsl::Activation;
+use conv_dsl::ir::{Acc, Buffer, BufferId, Function, Index, LoopVar, Stmt, Value};
+use conv_dsl::lower::{Arg, Plan, Step};
+use conv_dsl::random::SplitMix64;
+use conv_dsl::schedule::Target;
+use conv_dsl::{Params, bind, compile_source, ir_interp, lower};
+use conv_jit::{Error, compile};
+
+const ACTIVATIONS: [Activation; 9] = [
+    Activation::None,
+    Activation::Relu,
+    Activation::Relu6,
+    Activation::LeakyRelu(0.1),
+    Activation::LeakyRelu(-2.5),
+    Activation::Hardswish,
+    Activation::Silu,
+    Activation::Sigmoid,
+    Activation::LeakyRelu(0.0),
+];
+
+/// Inputs where activations are easy to get wrong: NaN, signed zeros, infinities, subnormals,
+/// extremes, the breakpoints of relu6 and hardswish and their neighbours, where `exp` overflows.
+const SPECIAL: [f32; 36] = [
+    f32::NAN,
+    -f32::NAN,
+    0.0,
+    -0.0,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    f32::MIN_POSITIVE,
+    -f32::MIN_POSITIVE,
+    1e-45,
+    -1e-45,
+    f32::MAX,
+    f32::MIN,
+    1.0,
+    -1.0,
+    3.0,
+    -3.0,
+    6.0,
+    -6.0,
+    6.000_000_5,
+    5.999_999_5,
+    -3.000_000_2,
+    -2.999_999_8,
+    0.5,
+    -0.5,
+    88.72,
+    -88.72,
+    100.0,
+    -100.0,
+    1e-8,
+    -1e-8,
+    20.0,
+    -20.0,
+    104.0,
+    -104.0,
+    0.333_333_34,
+    -0.333_333_34,
+];
+
+/// `for i0 in 0..len/lanes { out[lanes·i0] = act(in[lanes·i0]) }`.
+fn elementwise(lanes: u32, len: u64, act: Activation) -> Function {
+    let index = Index::var(LoopVar(0), i64::from(lanes));
+    Function {
+        name: format!("{act}_x{lanes}"),
+        lanes,
+        buffers: vec![
+            Buffer { name: "in".into(), len, writes: false },
+            Buffer { name: "out".into(), len, writes: true },
+        ],
+        body: vec![Stmt::Loop {
+            var: LoopVar(0),
+            count: len / u64::from(lanes),
+            body: vec![Stmt::Store {
+                buffer: BufferId(1),
+                index: index.clone(),
+                value: Value::Activate(act, Box::new(Value::Load { buffer: BufferId(0), index })),
+            }],
+        }],
+        accumulators: 0,
+        loop_vars: 1,
+    }
+}
+
+/// A one-step plan calling `function` on the input (buffer 0) and the output (buffer 1).
+fn plan_of(function: Function) -> Plan {
+    let (input_len, output_len) = (function.buffers[0].len, function.buffers[1].len);
+    Plan {
+        lanes: function.lanes,
+        input_len,
+        output_len,
+        output_shape: vec![output_len],
+        values: Vec::new(),
+        params: Vec::new(),
+        steps: vec![Step { layer: "test".into(), schedule: None, function, args: vec![Arg::Input, Arg::Output] }],
+    }
+}
+
+fn same(a: f32, b: f32) -> bool {
+    a == b || (a.is_nan() && b.is_nan())
+}
+
+#[test]
+fn activations_match_the_interpreter_bit_for_bit_on_special_values() {
+    let mut rng = SplitMix64::new(11);
+    let mut input: Vec<f32> = SPECIAL.to_vec();
+    // And ordinary values over the range where the activations bend.
+    input.extend((0..92).map(|_| rng.symmetric() * 12.0));
+    let len = input.len() as u64;
+    for act in ACTIVATIONS {
+        for lanes in [1, 4] {
+            let plan = plan_of(elementwise(lanes, len, act));
+            let expected = ir_interp::run_plan(&plan, &input, &[]).expect("the IR is in bounds");
+            let output = compile(&plan).expect("compiles").run(&input, &[]).expect("runs");
+            for ((x, got), want) in input.iter().zip(&output).zip(&expected) {
+                assert!(same(*got, *want), "{act} with {lanes} lanes of {x:e}: jit {got:e}, ir_interp {want:e}");
+            }
+        }
+    }
+}
+
+/// A small network with several steps, parameters and `exp`.
+fn small_plan() -> (Plan, Vec<f32>, Vec<Vec<f32>>) {
+    let network = compile_source(
+        "small.conv",
+        "input x: [2, 5, 9, 7];
+         conv c(x) { out: 6, kernel: 3, pad: 1, act: silu }
+         depthwise d(c) { kernel: 3, stride: 2, pad: same, act: hardswish }
+         add r(d, d) { act: sigmoid }",
+    )
+    .expect("the model is valid");
+    let binding = bind(&network, &[2, 5, 9, 7]).expect("binds");
+    let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
+    let params = ir_interp::pack_params(&plan, &Params::random(&network, 5));
+    let mut rng = SplitMix64::new(3);
+    let input = (0..plan.input_len).map(|_| rng.symmetric()).collect();
+    (plan, input, params)
+}
+
+#[test]
+fn one_compiled_plan_runs_from_four_threads_at_once() {
+    let (plan, input, params) = small_plan();
+    let compiled = compile(&plan).expect("compiles");
+    let expected = ir_interp::run_plan(&plan, &input, &params).expect("runs");
+    let barrier = std::sync::Barrier::new(4);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    (0..20).map(|_| compiled.run(&input, &params).expect("runs")).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            for output in handle.join().expect("no thread panics") {
+                assert_eq!(output, expected);
+            }
+        }
+    });
+}
+
+#[test]
+fn wrong_input_and_parameter_lengths_are_errors() {
+    let (plan, input, params) = small_plan();
+    let compiled = compile(&plan).expect("compiles");
+    let error = compiled.run(&input[1..], &params).unwrap_err();
+    assert!(matches!(error, Error::InputLength { found, expected } if found + 1 == expected as usize), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!("the input has {} elements; the plan expects {}", input.len() - 1, input.len())
+    );
+    let longer: Vec<f32> = input.iter().copied().chain([1.0]).collect();
+    assert!(matches!(compiled.run(&longer, &params), Err(Error::InputLength { .. })));
+    assert!(matches!(compiled.run(&[], &params), Err(Error::InputLength { .. })));
+
+    assert!(matches!(compiled.run(&input, &params[1..]), Err(Error::ParamCount { found: 3, expected: 4 })));
+    assert!(matches!(compiled.run(&input, &[]), Err(Error::ParamCount { .. })));
+    for index in 0..params.len() {
+        let mut wrong = params.clone();
+        wrong[index].pop();
+        let error = compiled.run(&input, &wrong).unwrap_err();
+        assert!(matches!(&error, Error::ParamLength { index: i, .. } if *i == index), "{error:?}");
+        assert!(error.to_string().starts_with(&format!("packed parameter {index} (`")), "{error}");
+    }
+    // Still runs correctly afterwards.
+    assert_eq!(compiled.run(&input, &params).unwrap(), ir_interp::run_plan(&plan, &input, &params).unwrap());
+}
+
+#[test]
+fn a_plan_passing_a_buffer_of_the_wrong_length_is_rejected() {
+    let (mut plan, _, _) = small_plan();
+    plan.values[1] -= 4;
+    let error = compile(&plan).unwrap_err();
+    assert!(matches!(error, Error::BufferLength { .. }), "{error:?}");
+
+    let (mut plan, _, _) = small_plan();
+    plan.steps[1].args.pop();
+    assert!(matches!(compile(&plan), Err(Error::ArgumentCount { .. })));
+
+    let (mut plan, _, _) = small_plan();
+    plan.steps[1].args[0] = Arg::Value(99);
+    let error = compile(&plan).unwrap_err();
+    assert!(matches!(error, Error::UnknownArgument { kind: "value", index: 99, .. }), "{error:?}");
+}
+
+#[test]
+fn an_access_outside_a_buffer_is_rejected_before_any_code_exists() {
+    // One element too far on the last iteration.
+    let mut function = elementwise(4, 16, Activation::Relu);
+    let Stmt::Loop { body, .. } = &mut function.body[0] else { unreachable!("built as a loop") };
+    let Stmt::Store { index, .. } = &mut body[0] else { unreachable!("built as a store") };
+    *index = index.clone().plus_constant(1);
+    let error = compile(&plan_of(function.clone())).unwrap_err();
+    assert!(
+        matches!(&error, Error::OutOfBounds { buffer, start: 1, end: 17, len: 16, .. } if buffer == "out"),
+        "{error:?}"
+    );
+    assert_eq!(error.to_string(), "function `relu_x4` can access `out[1..17]`, outside its 16 elements");
+    assert!(matches!(conv_jit::clif(&function), Err(Error::OutOfBounds { .. })));
+
+    // Negative indices, via a negative coefficient.
+    let mut function = elementwise(1, 8, Activation::None);
+    let Stmt::Loop { body, .. } = &mut function.body[0] else { unreachable!("built as a loop") };
+    let Stmt::Store { value: Value::Activate(_, load), .. } = &mut body[0] else { unreachable!("built as a store") };
+    **load = Value::Splat { buffer: BufferId(0), index: Index::var(LoopVar(0), -1).plus_constant(3) };
+    assert!(matches!(compile(&plan_of(function)), Err(Error::OutOfBounds { start: -4, end: 4, .. })));
+}
+
+#[test]
+fn malformed_functions_are_errors() {
+    // A loop variable used outside its loop.
+    let mut function = elementwise(1, 8, Activation::None);
+    function.body.push(Stmt::Store { buffer: BufferId(1), index: Index::var(LoopVar(0), 1), value: Value::Zero });
+    assert!(matches!(compile(&plan_of(function)), Err(Error::LoopVariable { var: 0, .. })));
+
+    // An accumulator that does not exist.
+    let mut function = elementwise(1, 8, Activation::None);
+    function.body.push(Stmt::Init { acc: Acc(0), value: Value::Zero });
+    assert!(matches!(compile(&plan_of(function)), Err(Error::UnknownAccumulator { acc: 0, accumulators: 0, .. })));
+
+    // A buffer that does not exist.
+    let mut function = elementwise(1, 8, Activation::None);
+    function.body.push(Stmt::Store { buffer: BufferId(2), index: Index::constant(0), value: Value::Zero });
+    assert!(matches!(compile(&plan_of(function)), Err(Error::UnknownBuffer { buffer: 2, buffers: 2, .. })));
+
+    // Eight lanes (AVX), which Cranelift 0.135 does not generate on x86-64.
+    let error = compile(&plan_of(elementwise(8, 16, Activation::Relu))).unwrap_err();
+    assert!(matches!(error, Error::Lanes { lanes: 8, .. }), "{error:?}");
+}
+
+#[test]
+fn a_loop_that_runs_zero_times_is_never_entered() {
+    // Its out-of-bounds store is never executed (as in the interpreter), so it is accepted.
+    let mut function = elementwise(1, 4, Activation::None);
+    function.loop_vars = 2;
+    function.body.push(Stmt::Loop {
+        var: LoopVar(1),
+        count: 0,
+        body: vec![Stmt::Store { buffer: BufferId(1), index: Index::constant(100), value: Value::Zero }],
+    });
+    let plan = plan_of(function);
+    let input = [1.0, -2.0, 3.0, -4.0];
+    assert_eq!(compile(&plan).unwrap().run(&input, &[]).unwrap(), input);
+}
+
+#[test]
+fn a_step_that_writes_its_input_sees_its_own_writes_and_leaves_the_callers_input_alone() {
+    // Step 1 doubles the input in place; step 2 copies it to the output.
+    let len = 8;
+    let double = Function {
+        name: "double".into(),
+        lanes: 4,
+        buffers: vec![Buffer { name: "x".into(), len, writes: true }],
+        body: vec![Stmt::Loop {
+            var: LoopVar(0),
+            count: 2,
+            body: vec![Stmt::Store {
+                buffer: BufferId(0),
+                index: Index::var(LoopVar(0), 4),
+                value: Value::Add(
+                    Box::new(Value::Load { buffer: BufferId(0), index: Index::var(LoopVar(0), 4) }),
+                    Box::new(Value::Load { buffer: BufferId(0), index: Index::var(LoopVar(0), 4) }),
+                ),
+            }],
+        }],
+        accumulators: 0,
+        loop_vars: 1,
+    };
+    let mut plan = plan_of(elementwise(4, len, Activation::None));
+    plan.steps.insert(0, Step { layer: "double".into(), schedule: None, function: double, args: vec![Arg::Input] });
+    let input: Vec<f32> = (0..8).map(|i| i as f32).collect();
+    let output = compile(&plan).unwrap().run(&input, &[]).unwrap();
+    assert_eq!(output, ir_interp::run_plan(&plan, &input, &[]).unwrap());
+    assert_eq!(output, input.iter().map(|x| 2.0 * x).collect::<Vec<_>>());
+    assert_eq!(input[3], 3.0);
+}
+
+/// A small hand-written function using every construct: nested loops, accumulators initialised
+/// from a load and from zero, fused multiply-adds of splats and vectors, an add and activations
+/// with and without `exp`.
+fn every_construct() -> Function {
+    let (i, j) = (LoopVar(0), LoopVar(1));
+    Function {
+        name: "every_construct".into(),
+        lanes: 4,
+        buffers: vec![
+            Buffer { name: "in".into(), len: 12, writes: false },
+            Buffer { name: "out".into(), len: 24, writes: true },
+            Buffer { name: "w".into(), len: 8, writes: false },
+        ],
+        body: vec![Stmt::Loop {
+            var: i,
+            count: 3,
+            body: vec![
+                Stmt::Init { acc: Acc(0), value: Value::Load { buffer: BufferId(2), index: Index::constant(4) } },
+                Stmt::Init { acc: Acc(1), value: Value::Zero },
+                Stmt::Loop {
+                    var: j,
+                    count: 4,
+                    body: vec![
+                        Stmt::Fma {
+                            acc: Acc(0),
+                            a: Value::Splat { buffer: BufferId(0), index: Index::var(i, 4).plus_var(j, 1) },
+                            b: Value::Load { buffer: BufferId(2), index: Index::constant(0) },
+                        },
+                        Stmt::Fma {
+                            acc: Acc(1),
+                            a: Value::Acc(Acc(0)),
+                            b: Value::Load { buffer: BufferId(2), index: Index::constant(4) },
+                        },
+                    ],
+                },
+                Stmt::Store {
+                    buffer: BufferId(1),
+                    index: Index::var(i, 8),
+                    value: Value::Activate(Activation::Relu6, Box::new(Value::Acc(Acc(0)))),
+                },
+                Stmt::Store {
+                    buffer: BufferId(1),
+                    index: Index::var(i, 8).plus_constant(4),
+                    value: Value::Activate(
+                        Activation::Sigmoid,
+                        Box::new(Value::Add(Box::new(Value::Acc(Acc(0))), Box::new(Value::Acc(Acc(1))))),
+                    ),
+                },
+            ],
+        }],
+        accumulators: 2,
+        loop_vars: 2,
+    }
+}
+
+#[test]
+fn clif_text_is_deterministic_and_snapshotted() {
+    let function = every_construct();
+    let text = conv_jit::clif(&function).expect("valid");
+    assert_eq!(text, conv_jit::clif(&function).unwrap());
+    insta::assert_snapshot!("every_construct", format!("{function}\n{text}"));
+}
+
+#[test]
+fn the_snapshotted_function_runs_like_the_interpreter() {
+    let function = every_construct();
+    let mut rng = SplitMix64::new(8);
+    let mut buffers: Vec<Vec<f32>> =
+        function.buffers.iter().map(|buffer| (0..buffer.len).map(|_| rng.symmetric()).collect()).collect();
+    let mut plan = plan_of(function.clone());
+    plan.params.push(conv_dsl::lower::PackedParam {
+        source: "w".into(),
+        len: 8,
+        packing: conv_dsl::lower::Packing::Bias { channels: 8 },
+    });
+    plan.steps[0].args.push(Arg::Param(0));
+    let output = compile(&plan).unwrap().run(&buffers[0], &[buffers[2].clone()]).unwrap();
+    ir_interp::run_function(&function, &mut buffers).unwrap();
+    assert_eq!(buffers[1].len(), output.len());
+    for (got, want) in output.iter().zip(&buffers[1]) {
+        assert!(same(*got, *want), "{got} vs {want}");
+    }
+}
