@@ -159,7 +159,7 @@ pub fn write_safetensors(path: &Path, params: &Params) -> Result<(), Error> {
 }
 
 /// Writes through a temporary file in the target's directory, renamed into place on success.
-fn write_atomically(
+pub(crate) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
 ) -> Result<(), Error> {

@@ -23,7 +23,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod explain;
 pub mod io;
+pub mod model;
 
 pub use conv_dsl;
 pub use conv_dsl::{
@@ -31,6 +33,7 @@ pub use conv_dsl::{
     bind, compile_source, cost_report, interp,
 };
 pub use io::{load_model, read_npy, read_safetensors, write_npy, write_safetensors};
+pub use model::{Backend, CompiledModel, PackedParams};
 
 use std::path::PathBuf;
 
@@ -40,6 +43,12 @@ pub enum Error {
     /// A problem in the model, the shapes or the tensors.
     #[error(transparent)]
     Model(#[from] conv_dsl::Error),
+    /// A buffer passed to [`CompiledModel::run`] does not fit its shape or the model.
+    #[error("{0}")]
+    Shape(String),
+    /// The JIT failed to compile or run a plan.
+    #[error("jit: {0}")]
+    Jit(String),
     /// A file could not be read or written.
     #[error("{path}: {message}")]
     File {

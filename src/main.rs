@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod bench;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use convgen::conv_dsl::random::SplitMix64;
 use convgen::conv_dsl::{self, dim::fmt_shape};
-use convgen::{Dim, Error, Network, Params, Tensor};
+use convgen::{CompiledModel, Dim, Error, Network, Params, Tensor};
 
 #[derive(Parser)]
 #[command(
@@ -45,7 +47,7 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
         /// Which backend runs the model.
-        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
     },
     /// Write deterministic random parameters (PyTorch's default Kaiming-uniform initialisation).
@@ -73,6 +75,37 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         shape: Option<Vec<u64>>,
     },
+    /// Explain each layer: its kind, channel groups, parameters, MACs and saving; or draw it.
+    Explain {
+        /// The model.
+        model: PathBuf,
+        /// Explain (or draw) only this layer.
+        #[arg(long)]
+        layer: Option<String>,
+        /// Write a diagram of one layer (`--layer NAME`, unless the model has one layer) to this SVG file.
+        #[arg(long, conflicts_with = "html")]
+        svg: Option<PathBuf>,
+        /// Write a self-contained page with every layer's diagram, an animation and a MACs chart.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Measure JIT compile time (whole model and per layer), cache-hit time and run time.
+    Bench {
+        /// The model.
+        model: PathBuf,
+        /// Timed runs per measurement.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        /// The input shape, for a model with symbolic dims, e.g. `1,16,32,32`.
+        #[arg(long, value_delimiter = ',')]
+        shape: Option<Vec<u64>>,
+        /// Also time the reference interpreter (slow).
+        #[arg(long)]
+        reference: bool,
+        /// Print one JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a model, make random parameters and a random input, run it and print a checksum.
     Demo {
         /// The model.
@@ -88,8 +121,19 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Backend {
-    /// The reference interpreter.
+    /// Machine code compiled by Cranelift for the input's exact shape.
+    Jit,
+    /// The reference interpreter (the oracle; slow).
     Interp,
+}
+
+impl From<Backend> for convgen::Backend {
+    fn from(backend: Backend) -> Self {
+        match backend {
+            Backend::Jit => convgen::Backend::Jit,
+            Backend::Interp => convgen::Backend::Interpreter,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -100,6 +144,10 @@ enum Emit {
     Spec,
     /// The loop IR of every step, lowered for Cranelift on x86-64 (4 lanes).
     Ir,
+    /// Cranelift IR of every step, before optimisation (x86-64).
+    Clif,
+    /// The machine code Cranelift generates on this host (Cranelift's disassembly listing).
+    Asm,
 }
 
 fn main() -> ExitCode {
@@ -120,11 +168,24 @@ fn main() -> ExitCode {
 fn execute(command: Command) -> Result<(), Error> {
     match command {
         Command::Check { model } => check(&model),
-        Command::Run { model, input, params, output, backend: Backend::Interp } => {
+        Command::Run { model, input, params, output, backend } => {
             let network = convgen::load_model(&model)?;
             let input = convgen::read_npy(&input)?;
             let params = convgen::read_safetensors(&params)?;
-            let result = convgen::interp::run(&network, &input, &params)?;
+            let compiled = CompiledModel::new(network, backend.into());
+            // Shape errors first (they name the input), then the parameters.
+            let binding = convgen::bind(compiled.network(), &input.shape_u64())?;
+            let packed = compiled.pack(&params)?;
+            let network = compiled.network();
+            let output_shape: Vec<usize> = network
+                .input
+                .layout
+                .order(&binding.layers[network.output].shape)
+                .iter()
+                .map(|&dim| dim as usize)
+                .collect();
+            let mut result = Tensor::zeros(output_shape.clone());
+            compiled.run((input.shape(), input.data()), &packed, (&output_shape, result.data_mut()))?;
             convgen::write_npy(&output, &result)
         }
         Command::Params { model, seed, output } => {
@@ -132,7 +193,13 @@ fn execute(command: Command) -> Result<(), Error> {
             convgen::write_safetensors(&output, &Params::random(&network, seed))
         }
         Command::Inspect { model, emit, layer, shape } => inspect(&model, emit, layer.as_deref(), shape),
+        Command::Explain { model, layer, svg, html } => explain(&model, layer.as_deref(), svg, html),
         Command::Demo { model, seed, shape } => demo(&model, seed, shape),
+        Command::Bench { model: path, runs, shape, reference, json } => {
+            let network = convgen::load_model(&path)?;
+            let shape = concrete_shape(&path, &network, shape)?;
+            bench::bench(&path, network, &shape, &bench::Options { runs, reference, json }, &out)
+        }
     }
 }
 
@@ -154,6 +221,13 @@ fn check(model: &Path) -> Result<(), Error> {
     out("\n");
     out(&convgen::cost_report(&network).to_string());
     Ok(())
+}
+
+/// `sum 12.345678, mean |y| 0.123456`.
+fn checksum(data: &[f32]) -> String {
+    let sum: f64 = data.iter().map(|&value| f64::from(value)).sum();
+    let mean_abs: f64 = data.iter().map(|&value| f64::from(value).abs()).sum::<f64>() / data.len().max(1) as f64;
+    format!("checksum sum {sum:.6}, mean |y| {mean_abs:.6}")
 }
 
 /// `conv2d, input x [1, 3, 224, 224] nchw -> output pw13 [1, 1024, 7, 7], 27 layers`.
@@ -215,7 +289,7 @@ fn inspect(model: &Path, emit: Emit, layer: Option<&str>, shape: Option<Vec<u64>
                 }
             }
         }
-        Emit::Ir => {
+        Emit::Ir | Emit::Clif | Emit::Asm => {
             let network = convgen::load_model(model)?;
             let shape = concrete_shape(model, &network, shape)?;
             let binding = convgen::bind(&network, &shape)?;
@@ -234,8 +308,15 @@ fn inspect(model: &Path, emit: Emit, layer: Option<&str>, shape: Option<Vec<u64>
             }
             for step in steps {
                 let schedule = step.schedule.map_or(String::new(), |schedule| format!(" ({schedule})"));
-                out(&(format!("// step {}{schedule}", step.layer) + "\n"));
-                out(&step.function.to_string());
+                out(&format!("// step {}{schedule}\n", step.layer));
+                let text = match emit {
+                    Emit::Clif => conv_jit::clif(&step.function).map_err(|error| Error::Jit(error.to_string()))?,
+                    Emit::Asm => {
+                        conv_jit::disassembly(&step.function).map_err(|error| Error::Jit(error.to_string()))?
+                    }
+                    _ => step.function.to_string(),
+                };
+                out(&text);
             }
         }
     }
@@ -258,6 +339,35 @@ fn no_such_layer(model: &Path, name: &str, names: &[&str]) -> Error {
     Error::File { path: model.into(), message: format!("has no layer `{name}`; its layers are {}", names.join(", ")) }
 }
 
+fn explain(model: &Path, layer: Option<&str>, svg: Option<PathBuf>, html: Option<PathBuf>) -> Result<(), Error> {
+    let network = convgen::load_model(model)?;
+    let mut explanation = convgen::explain::explain(&network);
+    if let Some(name) = layer {
+        explanation = explanation.only(name).ok_or_else(|| no_such_layer(model, name, &explanation.layer_names()))?;
+    }
+    if let Some(path) = svg {
+        let [layer] = explanation.layers.as_slice() else {
+            return Err(Error::File {
+                path: model.into(),
+                message: format!(
+                    "has {} layers and `--svg` draws one: pass `--layer NAME`, one of {}",
+                    explanation.layers.len(),
+                    explanation.layer_names().join(", ")
+                ),
+            });
+        };
+        return convgen::explain::write_svg(&path, layer);
+    }
+    if let Some(path) = html {
+        let title = model.file_name().map_or_else(|| model.display().to_string(), |name| name.to_string_lossy().into());
+        return convgen::explain::write_html(&path, &title, &explanation);
+    }
+    out(&(format!("{}: {}", model.display(), summary(&network)) + "\n"));
+    out("\n");
+    out(&convgen::explain::text::network(&explanation));
+    Ok(())
+}
+
 fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>) -> Result<(), Error> {
     let network = convgen::load_model(model)?;
     out(&(format!("{}: {}", model.display(), summary(&network)) + "\n"));
@@ -273,21 +383,51 @@ fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>) -> Result<(), Error> {
     let data: Vec<f32> = (0..elements).map(|_| rng.symmetric()).collect();
     let input = Tensor::new(shape.iter().map(|&dim| dim as usize).collect(), data)?;
 
-    let started = Instant::now();
-    let output = convgen::interp::run(&network, &input, &params)?;
-    let elapsed = started.elapsed();
-    let sum: f64 = output.data().iter().map(|&value| f64::from(value)).sum();
-    let mean_abs: f64 =
-        output.data().iter().map(|&value| f64::from(value).abs()).sum::<f64>() / output.data().len() as f64;
-    out(&(format!(
-        "parameters: {} tensors, seed {seed}; input: uniform [-1, 1), seed {}",
+    out(&format!(
+        "parameters: {} tensors, seed {seed}; input {}: uniform [-1, 1), seed {}\n",
         params.len(),
+        fmt_shape(input.shape()),
         seed.wrapping_add(1)
-    ) + "\n"));
-    out(&(format!(
-        "reference interpreter: output {} in {:.1} ms; checksum sum {sum:.6}, mean |y| {mean_abs:.6}",
-        fmt_shape(output.shape()),
-        elapsed.as_secs_f64() * 1e3
-    ) + "\n"));
+    ));
+
+    // The JIT: compile for this shape, run, run again from the cache.
+    let output_shape: Vec<usize> =
+        network.input.layout.order(&binding.layers[network.output].shape).iter().map(|&dim| dim as usize).collect();
+    let compiled = CompiledModel::new(network.clone(), convgen::Backend::Jit);
+    let packed = compiled.pack(&params)?;
+    let mut jit_output = Tensor::zeros(output_shape.clone());
+    let started = Instant::now();
+    compiled.prepare(&shape)?;
+    let compile_time = started.elapsed();
+    let mut run_times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        compiled.run((input.shape(), input.data()), &packed, (&output_shape, jit_output.data_mut()))?;
+        run_times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    run_times.sort_by(f64::total_cmp);
+    out(&format!(
+        "jit: compiled in {:.1} ms; runs in {:.2} ms (median of 5); {}\n",
+        compile_time.as_secs_f64() * 1e3,
+        run_times[run_times.len() / 2],
+        checksum(jit_output.data())
+    ));
+
+    // The oracle, and how far the JIT is from it.
+    let started = Instant::now();
+    let reference = convgen::interp::run(&network, &input, &params)?;
+    let elapsed = started.elapsed();
+    out(&format!(
+        "reference interpreter: runs in {:.1} ms; {}\n",
+        elapsed.as_secs_f64() * 1e3,
+        checksum(reference.data())
+    ));
+    let worst = jit_output
+        .data()
+        .iter()
+        .zip(reference.data())
+        .map(|(&jit, &oracle)| f64::from((jit - oracle).abs()) / (1.0 + f64::from(oracle.abs())))
+        .fold(0.0, f64::max);
+    out(&format!("output {}: max |jit - reference| / (1 + |reference|) = {worst:.2e}\n", fmt_shape(reference.shape())));
     Ok(())
 }

@@ -1,0 +1,174 @@
+//! `convgen bench`: how long a model takes to compile, to find in the cache, and to run.
+//!
+//! Medians over many runs (the machines are shared and noisy), with min and max; `--json` prints one
+//! JSON object per line for scripts.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use convgen::conv_dsl::dim::fmt_shape;
+use convgen::conv_dsl::random::SplitMix64;
+use convgen::{Backend, CompiledModel, Error, Network, Params, Tensor};
+
+/// What to measure.
+pub struct Options {
+    /// Timed runs per measurement.
+    pub runs: usize,
+    /// Also time the reference interpreter (slow).
+    pub reference: bool,
+    /// Print JSON lines instead of a table.
+    pub json: bool,
+}
+
+/// Summary of a set of timings.
+struct Stats {
+    median: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Stats {
+    fn of(mut samples: Vec<Duration>) -> Stats {
+        samples.sort();
+        Stats { median: samples[samples.len() / 2], min: samples[0], max: samples[samples.len() - 1] }
+    }
+}
+
+/// Runs the benchmark of `network` at input `shape` and prints the results with `out`.
+pub fn bench(
+    model: &Path,
+    network: Network,
+    shape: &[u64],
+    options: &Options,
+    out: &dyn Fn(&str),
+) -> Result<(), Error> {
+    let runs = options.runs.max(1);
+    let name = model.file_stem().map_or("model".to_string(), |stem| stem.to_string_lossy().into_owned());
+    let binding = convgen::bind(&network, shape)?;
+    let macs: u128 = convgen::cost_report(&network).total_macs().unwrap_or(0);
+    let params = Params::random(&network, 0);
+    let mut rng = SplitMix64::new(1);
+    let input_shape: Vec<usize> = shape.iter().map(|&dim| dim as usize).collect();
+    let input: Vec<f32> = (0..input_shape.iter().product::<usize>()).map(|_| rng.symmetric()).collect();
+    let output_shape: Vec<usize> =
+        network.input.layout.order(&binding.layers[network.output].shape).iter().map(|&dim| dim as usize).collect();
+    let mut output = Tensor::zeros(output_shape.clone());
+
+    // Compile latency: a fresh model per sample, so every sample compiles.
+    let mut whole = Vec::new();
+    let mut per_layer: Vec<Duration> = Vec::new();
+    for _ in 0..runs.min(20) {
+        let fresh = CompiledModel::new(network.clone(), Backend::Jit);
+        let started = Instant::now();
+        fresh.prepare(shape)?;
+        whole.push(started.elapsed());
+        let times = fresh.compile_times(shape).unwrap_or_default();
+        per_layer.extend(
+            times
+                .iter()
+                .filter(|(layer, _)| !layer.ends_with(".to_internal") && !layer.ends_with(".to_user"))
+                .map(|(_, time)| *time),
+        );
+    }
+    let whole = Stats::of(whole);
+    let per_layer = Stats::of(if per_layer.is_empty() { vec![Duration::ZERO] } else { per_layer });
+
+    // A cache hit: the whole `prepare` path (bind the shape, find the code) for a compiled shape.
+    let compiled = CompiledModel::new(network.clone(), Backend::Jit);
+    compiled.prepare(shape)?;
+    let hits = (0..runs.max(200))
+        .map(|_| {
+            let started = Instant::now();
+            compiled.prepare(shape).map(|()| started.elapsed())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let hit = Stats::of(hits);
+
+    let packed = compiled.pack(&params)?;
+    let mut time_runs = |model: &CompiledModel, packed: &convgen::PackedParams, count: usize| -> Result<Stats, Error> {
+        model.run((&input_shape, &input), packed, (&output_shape, output.data_mut()))?; // warm-up
+        let samples = (0..count)
+            .map(|_| {
+                let started = Instant::now();
+                model
+                    .run((&input_shape, &input), packed, (&output_shape, output.data_mut()))
+                    .map(|()| started.elapsed())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Stats::of(samples))
+    };
+    let jit = time_runs(&compiled, &packed, runs)?;
+    let reference = if options.reference {
+        let interpreter = CompiledModel::new(network.clone(), Backend::Interpreter);
+        let packed = interpreter.pack(&params)?;
+        Some(time_runs(&interpreter, &packed, runs.min(3))?)
+    } else {
+        None
+    };
+
+    let gflops = |stats: &Stats| 2.0 * macs as f64 / stats.median.as_secs_f64() / 1e9;
+    let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
+    if options.json {
+        let line = |backend: &str, stats: &Stats| {
+            format!(
+                "{{\"model\":\"{name}\",\"backend\":\"{backend}\",\"threads\":1,\"ms\":{:.4},\"min_ms\":{:.4},\"max_ms\":{:.4},\"gflops\":{:.2}}}\n",
+                ms(stats.median),
+                ms(stats.min),
+                ms(stats.max),
+                gflops(stats)
+            )
+        };
+        out(&line("jit", &jit));
+        if let Some(reference) = &reference {
+            out(&line("interp", reference));
+        }
+        out(&format!(
+            "{{\"model\":\"{name}\",\"compile_ms\":{:.3},\"compile_layer_median_ms\":{:.4},\"compile_layer_max_ms\":{:.4},\"cache_hit_us\":{:.3}}}\n",
+            ms(whole.median),
+            ms(per_layer.median),
+            ms(per_layer.max),
+            hit.median.as_secs_f64() * 1e6
+        ));
+        return Ok(());
+    }
+    out(&format!(
+        "{name}: input {}, {:.1} M MACs, {runs} runs per measurement (medians, min..max)\n",
+        fmt_shape(shape),
+        macs as f64 / 1e6
+    ));
+    out(&format!(
+        "  jit compile, whole model:   {:>9.3} ms   ({:.3}..{:.3})\n",
+        ms(whole.median),
+        ms(whole.min),
+        ms(whole.max)
+    ));
+    out(&format!(
+        "  jit compile, per layer:     {:>9.3} ms   ({:.3}..{:.3})\n",
+        ms(per_layer.median),
+        ms(per_layer.min),
+        ms(per_layer.max)
+    ));
+    out(&format!(
+        "  cache hit:                  {:>9.3} µs   ({:.3}..{:.3})\n",
+        hit.median.as_secs_f64() * 1e6,
+        hit.min.as_secs_f64() * 1e6,
+        hit.max.as_secs_f64() * 1e6
+    ));
+    out(&format!(
+        "  jit run:                    {:>9.3} ms   ({:.3}..{:.3})  {:.1} GFLOP/s\n",
+        ms(jit.median),
+        ms(jit.min),
+        ms(jit.max),
+        gflops(&jit)
+    ));
+    if let Some(reference) = &reference {
+        out(&format!(
+            "  reference interpreter run:  {:>9.3} ms   ({:.3}..{:.3})  {:.2} GFLOP/s\n",
+            ms(reference.median),
+            ms(reference.min),
+            ms(reference.max),
+            gflops(reference)
+        ));
+    }
+    Ok(())
+}
