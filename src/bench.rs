@@ -37,16 +37,17 @@ impl Stats {
 /// Runs the benchmark of `network` at input `shape` and prints the results with `out`.
 pub fn bench(
     model: &Path,
-    network: Network,
+    network: &Network,
+    make: &dyn Fn(Backend) -> Result<CompiledModel, Error>,
     shape: &[u64],
     options: &Options,
     out: &dyn Fn(&str),
 ) -> Result<(), Error> {
     let runs = options.runs.max(1);
     let name = model.file_stem().map_or("model".to_string(), |stem| stem.to_string_lossy().into_owned());
-    let binding = convgen::bind(&network, shape)?;
-    let macs: u128 = convgen::cost_report(&network).total_macs().unwrap_or(0);
-    let params = Params::random(&network, 0);
+    let binding = convgen::bind(network, shape)?;
+    let macs: u128 = convgen::cost_report(network).total_macs().unwrap_or(0);
+    let params = Params::random(network, 0);
     let mut rng = SplitMix64::new(1);
     let input_shape: Vec<usize> = shape.iter().map(|&dim| dim as usize).collect();
     let input: Vec<f32> = (0..input_shape.iter().product::<usize>()).map(|_| rng.symmetric()).collect();
@@ -58,7 +59,7 @@ pub fn bench(
     let mut whole = Vec::new();
     let mut per_layer: Vec<Duration> = Vec::new();
     for _ in 0..runs.min(20) {
-        let fresh = CompiledModel::new(network.clone(), Backend::Jit);
+        let fresh = make(Backend::Jit)?;
         let started = Instant::now();
         fresh.prepare(shape)?;
         whole.push(started.elapsed());
@@ -74,7 +75,7 @@ pub fn bench(
     let per_layer = Stats::of(if per_layer.is_empty() { vec![Duration::ZERO] } else { per_layer });
 
     // A cache hit: the whole `prepare` path (bind the shape, find the code) for a compiled shape.
-    let compiled = CompiledModel::new(network.clone(), Backend::Jit);
+    let compiled = make(Backend::Jit)?;
     compiled.prepare(shape)?;
     let hits = (0..runs.max(200))
         .map(|_| {
@@ -99,7 +100,7 @@ pub fn bench(
     };
     let jit = time_runs(&compiled, &packed, runs)?;
     let reference = if options.reference {
-        let interpreter = CompiledModel::new(network.clone(), Backend::Interpreter);
+        let interpreter = make(Backend::Interpreter)?;
         let packed = interpreter.pack(&params)?;
         Some(time_runs(&interpreter, &packed, runs.min(3))?)
     } else {

@@ -12,6 +12,7 @@ mod bench;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use convgen::conv_dsl::random::SplitMix64;
+use convgen::conv_dsl::schedule::Schedule;
 use convgen::conv_dsl::{self, dim::fmt_shape};
 use convgen::{CompiledModel, Dim, Error, Network, Params, Tensor};
 
@@ -49,6 +50,9 @@ enum Command {
         /// Which backend runs the model.
         #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
+        /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
+        #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
+        schedules: Vec<ScheduleArg>,
     },
     /// Write deterministic random parameters (PyTorch's default Kaiming-uniform initialisation).
     Params {
@@ -74,6 +78,9 @@ enum Command {
         /// The input shape to compile for (`ir`), for a model with symbolic dims, e.g. `1,16,32,32`.
         #[arg(long, value_delimiter = ',')]
         shape: Option<Vec<u64>>,
+        /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
+        #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
+        schedules: Vec<ScheduleArg>,
     },
     /// Explain each layer: its kind, channel groups, parameters, MACs and saving; or draw it.
     Explain {
@@ -105,6 +112,9 @@ enum Command {
         /// Print one JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+        /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
+        #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
+        schedules: Vec<ScheduleArg>,
     },
     /// Check a model, make random parameters and a random input, run it and print a checksum.
     Demo {
@@ -116,7 +126,39 @@ enum Command {
         /// The input shape, for a model with symbolic dims, e.g. `1,16,32,32`.
         #[arg(long, value_delimiter = ',')]
         shape: Option<Vec<u64>>,
+        /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
+        #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
+        schedules: Vec<ScheduleArg>,
     },
+}
+
+/// `--schedule LAYER:lanes=L,tile=WxC`: an explicit schedule for one convolution stage.
+#[derive(Clone, Debug)]
+struct ScheduleArg {
+    layer: String,
+    schedule: Schedule,
+}
+
+impl std::str::FromStr for ScheduleArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ScheduleArg, String> {
+        let (layer, schedule) = text
+            .split_once(':')
+            .ok_or_else(|| format!("expected `LAYER:lanes=L,tile=WxC`, e.g. `dw1:lanes=4,tile=4x1`; got `{text}`"))?;
+        Ok(ScheduleArg { layer: layer.trim().to_string(), schedule: schedule.parse()? })
+    }
+}
+
+/// The model on `backend` with the `--schedule` overrides.
+fn compiled_model(
+    network: Network,
+    backend: convgen::Backend,
+    schedules: &[ScheduleArg],
+) -> Result<CompiledModel, Error> {
+    schedules
+        .iter()
+        .try_fold(CompiledModel::new(network, backend), |model, arg| model.with_schedule(&arg.layer, arg.schedule))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -168,11 +210,11 @@ fn main() -> ExitCode {
 fn execute(command: Command) -> Result<(), Error> {
     match command {
         Command::Check { model } => check(&model),
-        Command::Run { model, input, params, output, backend } => {
+        Command::Run { model, input, params, output, backend, schedules } => {
             let network = convgen::load_model(&model)?;
             let input = convgen::read_npy(&input)?;
             let params = convgen::read_safetensors(&params)?;
-            let compiled = CompiledModel::new(network, backend.into());
+            let compiled = compiled_model(network, backend.into(), &schedules)?;
             // Shape errors first (they name the input), then the parameters.
             let binding = convgen::bind(compiled.network(), &input.shape_u64())?;
             let packed = compiled.pack(&params)?;
@@ -192,13 +234,16 @@ fn execute(command: Command) -> Result<(), Error> {
             let network = convgen::load_model(&model)?;
             convgen::write_safetensors(&output, &Params::random(&network, seed))
         }
-        Command::Inspect { model, emit, layer, shape } => inspect(&model, emit, layer.as_deref(), shape),
+        Command::Inspect { model, emit, layer, shape, schedules } => {
+            inspect(&model, emit, layer.as_deref(), shape, &schedules)
+        }
         Command::Explain { model, layer, svg, html } => explain(&model, layer.as_deref(), svg, html),
-        Command::Demo { model, seed, shape } => demo(&model, seed, shape),
-        Command::Bench { model: path, runs, shape, reference, json } => {
+        Command::Demo { model, seed, shape, schedules } => demo(&model, seed, shape, &schedules),
+        Command::Bench { model: path, runs, shape, reference, json, schedules } => {
             let network = convgen::load_model(&path)?;
             let shape = concrete_shape(&path, &network, shape)?;
-            bench::bench(&path, network, &shape, &bench::Options { runs, reference, json }, &out)
+            let make = |backend| compiled_model(network.clone(), backend, &schedules);
+            bench::bench(&path, &network, &make, &shape, &bench::Options { runs, reference, json }, &out)
         }
     }
 }
@@ -246,7 +291,13 @@ fn summary(network: &Network) -> String {
     )
 }
 
-fn inspect(model: &Path, emit: Emit, layer: Option<&str>, shape: Option<Vec<u64>>) -> Result<(), Error> {
+fn inspect(
+    model: &Path,
+    emit: Emit,
+    layer: Option<&str>,
+    shape: Option<Vec<u64>>,
+    schedules: &[ScheduleArg],
+) -> Result<(), Error> {
     match emit {
         Emit::Ast => {
             let bytes = std::fs::read(model)
@@ -292,9 +343,7 @@ fn inspect(model: &Path, emit: Emit, layer: Option<&str>, shape: Option<Vec<u64>
         Emit::Ir | Emit::Clif | Emit::Asm => {
             let network = convgen::load_model(model)?;
             let shape = concrete_shape(model, &network, shape)?;
-            let binding = convgen::bind(&network, &shape)?;
-            let plan =
-                conv_dsl::lower::lower(&network, &binding, conv_dsl::schedule::Target::CRANELIFT_X86_64, &|_| None)?;
+            let plan = compiled_model(network.clone(), convgen::Backend::Jit, schedules)?.plan(&shape)?;
             let steps: Vec<_> = plan
                 .steps
                 .iter()
@@ -368,7 +417,7 @@ fn explain(model: &Path, layer: Option<&str>, svg: Option<PathBuf>, html: Option
     Ok(())
 }
 
-fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>) -> Result<(), Error> {
+fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>, schedules: &[ScheduleArg]) -> Result<(), Error> {
     let network = convgen::load_model(model)?;
     out(&(format!("{}: {}", model.display(), summary(&network)) + "\n"));
     out("\n");
@@ -393,7 +442,7 @@ fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>) -> Result<(), Error> {
     // The JIT: compile for this shape, run, run again from the cache.
     let output_shape: Vec<usize> =
         network.input.layout.order(&binding.layers[network.output].shape).iter().map(|&dim| dim as usize).collect();
-    let compiled = CompiledModel::new(network.clone(), convgen::Backend::Jit);
+    let compiled = compiled_model(network.clone(), convgen::Backend::Jit, schedules)?;
     let packed = compiled.pack(&params)?;
     let mut jit_output = Tensor::zeros(output_shape.clone());
     let started = Instant::now();

@@ -949,3 +949,28 @@ fn hostile_file_over_the_size_limit() {
     };
     outcome.assert_one_line_failure(&["big.conv", "16777216"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// schedules
+
+#[test]
+fn run_with_explicit_schedules_gives_the_same_output() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    let model = repo("examples/models/block.conv");
+    let model = model.to_str().expect("the repository path is UTF-8");
+    convgen(dir, ["params", model, "--seed", "3", "--output", "p.safetensors"]).assert_success();
+    convgen::write_npy(&dir.join("x.npy"), &random_tensor(&[1, 32, 56, 56], 5)).unwrap();
+    let base = ["run", model, "--input", "x.npy", "--params", "p.safetensors"];
+    convgen(dir, base.iter().copied().chain(["--output", "auto.npy"])).assert_success();
+    let tuned = ["--output", "tuned.npy", "--schedule", "dw:lanes=1,tile=3x2", "--schedule", "pw:lanes=4,tile=2x5"];
+    convgen(dir, base.iter().copied().chain(tuned)).assert_success();
+    assert_eq!(fs::read(dir.join("auto.npy")).unwrap(), fs::read(dir.join("tuned.npy")).unwrap());
+
+    // A schedule for a layer the model does not have, or one that does not parse, is an error.
+    let unknown = ["--output", "bad.npy", "--schedule", "nope:lanes=4,tile=1x1"];
+    convgen(dir, base.iter().copied().chain(unknown)).assert_one_line_failure(&["`nope`"]);
+    assert!(!dir.join("bad.npy").exists());
+    let malformed = convgen(dir, base.iter().copied().chain(["--output", "bad.npy", "--schedule", "dw:lanes=4"]));
+    assert_eq!(malformed.code, Some(2), "{}", malformed.describe());
+}

@@ -23,6 +23,10 @@ impl Target {
     /// Cranelift 0.135 on x86-64: 128-bit vectors; about 14 f32x4 accumulators fit without spills
     /// (measured for that version), leaving room for operands.
     pub const CRANELIFT_X86_64: Target = Target { lanes: 4, accumulators: 12 };
+    /// x86-64 with AVX2 and FMA, for the `conv!` macro's Rust: 256-bit vectors (8 f32 lanes) and
+    /// 16 of them, of which 12 hold accumulators, leaving room for the operands. The macro's portable
+    /// fallback runs the same plan (the compiler splits each 8-lane operation into two of 4).
+    pub const AVX2: Target = Target { lanes: 8, accumulators: 12 };
     /// Scalar code (lanes 1), for tests and targets without vectors.
     pub const SCALAR: Target = Target { lanes: 1, accumulators: 12 };
 }
@@ -45,11 +49,17 @@ impl Schedule {
     ///   lanes (a standard conv, or a grouped conv whose groups have a multiple of `lanes` outputs);
     ///   otherwise scalar code (lanes 1), which handles any grouping;
     /// - a register tile of `tile_width × tile_channels` accumulators within the target's budget:
-    ///   up to 4 pixels, and as many channel vectors as the budget and the channels allow.
+    ///   up to 4 pixels, and as many channel vectors as the budget and the channels allow — except
+    ///   for depthwise layers, whose channel vectors share no inputs: one vector, up to 4 pixels.
     pub fn auto(conv: &Conv, bound: &BoundConv, target: Target) -> Schedule {
         let lanes = if vectorizable(conv, target.lanes) { target.lanes } else { 1 };
         let out_width = *bound.output.last().unwrap_or(&1);
         let tile_width = out_width.clamp(1, 4) as u32;
+        if conv.in_channels == conv.groups && conv.out_channels == conv.groups {
+            // Depthwise: each channel vector reads its own input, so a tile of several channel
+            // vectors shares nothing and only multiplies code size; pixels along w share inputs.
+            return Schedule { lanes, tile_width, tile_channels: 1 };
+        }
         let channel_vectors = channel_vectors(conv, lanes);
         let budget = (target.accumulators / tile_width).max(1);
         let tile_channels = channel_vectors.clamp(1, u64::from(budget)) as u32;
@@ -79,9 +89,72 @@ impl Schedule {
     }
 }
 
+/// `lanes=4,tile=4x3`: the form [`Schedule::from_str`] reads.
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "lanes {}, tile {}x{}", self.lanes, self.tile_width, self.tile_channels)
+        write!(f, "lanes={},tile={}x{}", self.lanes, self.tile_width, self.tile_channels)
+    }
+}
+
+/// Reads `lanes=L,tile=WxC` (both keys required, in any order): `L` lanes per vector, a register
+/// tile of `W` pixels by `C` channel vectors. Whether the schedule fits a layer is checked when the
+/// layer is lowered ([`Schedule::validate`]).
+impl std::str::FromStr for Schedule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Schedule, String> {
+        let number = |value: &str, what: &str| -> Result<u32, String> {
+            value.trim().parse::<u32>().map_err(|_| format!("{what} must be a whole number, not `{}`", value.trim()))
+        };
+        let (mut lanes, mut tile) = (None, None);
+        for part in text.split(',') {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("expected `lanes=L,tile=WxC`; `{}` has no `=`", part.trim()))?;
+            match key.trim() {
+                "lanes" => lanes = Some(number(value, "lanes")?),
+                "tile" => {
+                    let (width, channels) = value
+                        .split_once('x')
+                        .ok_or_else(|| format!("`tile` is `WxC` (pixels x channel vectors), not `{}`", value.trim()))?;
+                    tile = Some((number(width, "the tile width")?, number(channels, "the tile's channel vectors")?));
+                }
+                other => return Err(format!("unknown schedule key `{other}`; expected `lanes` and `tile`")),
+            }
+        }
+        let lanes = lanes.ok_or("the schedule needs `lanes=L`")?;
+        let (tile_width, tile_channels) = tile.ok_or("the schedule needs `tile=WxC`")?;
+        Ok(Schedule { lanes, tile_width, tile_channels })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Schedule;
+
+    #[test]
+    fn text_form_round_trips() {
+        let schedule = Schedule { lanes: 4, tile_width: 3, tile_channels: 2 };
+        assert_eq!(schedule.to_string().parse::<Schedule>(), Ok(schedule));
+        assert_eq!(
+            " tile = 1x1 , lanes=1".parse::<Schedule>(),
+            Ok(Schedule { lanes: 1, tile_width: 1, tile_channels: 1 })
+        );
+    }
+
+    #[test]
+    fn malformed_text_is_an_error() {
+        for (text, expected) in [
+            ("lanes=4", "needs `tile=WxC`"),
+            ("tile=4x3", "needs `lanes=L`"),
+            ("lanes=four,tile=4x3", "lanes must be a whole number"),
+            ("lanes=4,tile=43", "`tile` is `WxC`"),
+            ("lanes=4,tile=4x3,unroll=2", "unknown schedule key `unroll`"),
+            ("", "has no `=`"),
+        ] {
+            let error = text.parse::<Schedule>().unwrap_err();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
     }
 }
 
