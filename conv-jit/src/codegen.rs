@@ -22,6 +22,8 @@
 //!   silu are computed per lane in f64, `exp` being [`convgen_exp`], so the JIT's results are
 //!   bit-identical to the interpreter's.
 
+use std::collections::HashMap;
+
 use conv_dsl::ir::{self, BufferId, Index, Stmt};
 use conv_dsl::spec::Activation;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -241,6 +243,7 @@ pub(crate) fn build(
         vector,
         bases,
         vars: vec![None; source.loop_vars as usize],
+        addresses: vec![HashMap::new()],
         depth: 0,
         accumulators: Vec::new(),
         exp,
@@ -257,6 +260,9 @@ pub(crate) fn build(
     emitter.builder.finalize(config);
 }
 
+/// A buffer and the variable terms of an index into it.
+type AddressKey = (u32, Vec<(ir::LoopVar, i64)>);
+
 struct Emitter<'a, 'b> {
     builder: FunctionBuilder<'b>,
     analysis: &'a Analysis,
@@ -266,6 +272,12 @@ struct Emitter<'a, 'b> {
     bases: Vec<Value>,
     /// Per loop variable inside its loop: its value and the loop's depth (1 = outermost).
     vars: Vec<Option<(Value, usize)>>,
+    /// Addresses computed so far, per loop nesting level (outermost first): the variable part of
+    /// `buffer[index]` depends only on the buffer and the index's terms, so every access with the
+    /// same terms reuses one computation, and only the constant offset differs. A level is
+    /// dropped when its loop body ends: values defined inside a loop do not dominate the code
+    /// after it, while values from enclosing levels dominate everything nested in them.
+    addresses: Vec<HashMap<AddressKey, Value>>,
     depth: usize,
     accumulators: Vec<Variable>,
     exp: Option<FuncRef>,
@@ -301,6 +313,7 @@ impl Emitter<'_, '_> {
     /// the bottom (`count ≥ 1`), exit on the taken branch.
     fn emit_loop(&mut self, var: usize, count: u64, body: &[Stmt]) {
         self.depth += 1;
+        self.addresses.push(HashMap::new());
         match count {
             0 => {}
             1 => {
@@ -327,6 +340,7 @@ impl Emitter<'_, '_> {
             }
         }
         self.vars[var] = None;
+        self.addresses.pop();
         self.depth -= 1;
     }
 
@@ -374,6 +388,25 @@ impl Emitter<'_, '_> {
     /// The address of `buffer[index]` as (pointer, byte offset): `base + Σ 4·coefficient·var`,
     /// outermost loop first, plus `4·offset` as the memory access's immediate where it fits.
     fn address(&mut self, buffer: BufferId, index: &Index) -> (Value, i32) {
+        let key = (buffer.0, index.terms.clone());
+        let known = self.addresses.iter().rev().find_map(|level| level.get(&key).copied());
+        let address = match known {
+            Some(address) => address,
+            None => {
+                let address = self.variable_address(buffer, index);
+                self.addresses.last_mut().expect("the function level is never popped").insert(key, address);
+                address
+            }
+        };
+        let bytes = index.offset.wrapping_mul(4);
+        match i32::try_from(bytes) {
+            Ok(offset) => (address, offset),
+            Err(_) => (self.builder.ins().iadd_imm_s(address, bytes), 0),
+        }
+    }
+
+    /// `base + Σ 4·coefficient·var`, outermost loop first.
+    fn variable_address(&mut self, buffer: BufferId, index: &Index) -> Value {
         let mut terms: Vec<(usize, Value, i64)> = index
             .terms
             .iter()
@@ -390,11 +423,7 @@ impl Emitter<'_, '_> {
             let scaled = self.builder.ins().imul_imm_s(value, coefficient.wrapping_mul(4));
             address = self.builder.ins().iadd(address, scaled);
         }
-        let bytes = index.offset.wrapping_mul(4);
-        match i32::try_from(bytes) {
-            Ok(offset) => (address, offset),
-            Err(_) => (self.builder.ins().iadd_imm_s(address, bytes), 0),
-        }
+        address
     }
 
     /// `value` in every lane of `ty` (f32, f32x4 or f64).

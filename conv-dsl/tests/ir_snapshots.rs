@@ -1,0 +1,33 @@
+//! The loop IR of every good-corpus model, lowered for Cranelift on x86-64 (4 lanes) with the
+//! automatic schedules, as canonical text. Symbolic dims are bound to N = 1 and 9 for the others.
+//!
+//! Re-bless with `INSTA_UPDATE=always cargo test -p conv-dsl --test ir_snapshots`.
+
+use conv_dsl::schedule::Target;
+use conv_dsl::{Dim, bind, compile_source, lower};
+
+#[test]
+fn good_corpus_ir() {
+    insta::glob!("../../tests/corpus/good", "*.conv", |path| {
+        let text = std::fs::read_to_string(path).expect("corpus files are readable");
+        let network = compile_source("model.conv", &text).expect("good corpus files check");
+        let shape: Vec<u64> = network
+            .input_shape_in_layout()
+            .iter()
+            .enumerate()
+            .map(|(axis, dim)| match dim {
+                Dim::Known(size) => *size,
+                _ if axis == 0 => 1,
+                _ => 9,
+            })
+            .collect();
+        let binding = bind(&network, &shape).expect("binds");
+        let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
+        let mut listing = format!("// input {shape:?}, {} steps\n", plan.steps.len());
+        for step in &plan.steps {
+            let schedule = step.schedule.map_or(String::new(), |schedule| format!(" ({schedule})"));
+            listing.push_str(&format!("// step {}{schedule}\n{}", step.layer, step.function));
+        }
+        insta::assert_snapshot!(listing);
+    });
+}

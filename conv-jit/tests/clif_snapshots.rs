@@ -1,0 +1,34 @@
+//! Cranelift IR before optimisation, for the good corpus.
+//!
+//! The whole corpus's CLIF is about 90,000 lines (every border position of every layer is
+//! unrolled), too much to review; the snapshot holds, for each model, the CLIF of its first
+//! convolution step, which exercises everything the code generator emits for that kind of layer
+//! (loops, affine addresses, loads, splats, FMAs, the fused epilogue). The differential tests run
+//! every step of every model. Re-bless with `INSTA_UPDATE=always cargo test -p conv-jit --test
+//! clif_snapshots`.
+
+use conv_dsl::schedule::Target;
+use conv_dsl::{Dim, bind, compile_source, lower};
+
+#[test]
+fn good_corpus_clif_of_the_first_convolution() {
+    insta::glob!("../../tests/corpus/good", "*.conv", |path| {
+        let text = std::fs::read_to_string(path).expect("corpus files are readable");
+        let network = compile_source("model.conv", &text).expect("good corpus files check");
+        let shape: Vec<u64> = network
+            .input_shape_in_layout()
+            .iter()
+            .enumerate()
+            .map(|(axis, dim)| match dim {
+                Dim::Known(size) => *size,
+                _ if axis == 0 => 1,
+                _ => 9,
+            })
+            .collect();
+        let binding = bind(&network, &shape).expect("binds");
+        let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
+        let step = plan.steps.iter().find(|step| step.schedule.is_some()).expect("every corpus model has a conv");
+        let clif = conv_jit::clif(&step.function).expect("the corpus compiles");
+        insta::assert_snapshot!(format!("// step {} ({})\n{clif}", step.layer, step.schedule.expect("a conv step")));
+    });
+}
