@@ -189,9 +189,15 @@ pub fn lower(
         Source::Layer(index) => layer_values[index],
     };
 
+    let fusions = residual_fusions(network);
     for (index, layer) in network.layers.iter().enumerate() {
         let bound_layer = &binding.layers[index];
         match &layer.op {
+            Op::Add { .. } if fusions.iter().any(|fusion| fusion.add == index) => {
+                // Computed by the convolution it was fused into, whose value this is.
+                let fusion = fusions.iter().find(|fusion| fusion.add == index).expect("just found");
+                layer_values.push(layer_values[fusion.conv]);
+            }
             Op::Add { left, right, act } => {
                 let len = internal_len(&bound_layer.shape);
                 plan.values.push(len);
@@ -210,7 +216,13 @@ pub fn lower(
             }
             Op::Conv { source, .. } | Op::Separable { source, .. } => {
                 let mut current = value_of(*source, &layer_values);
-                for ((suffix, conv), bound) in layer.op.stages().into_iter().zip(&bound_layer.stages) {
+                let fusion = fusions.iter().find(|fusion| fusion.conv == index);
+                let stages = layer.op.stages().len();
+                for (stage, ((suffix, conv), bound)) in
+                    layer.op.stages().into_iter().zip(&bound_layer.stages).enumerate()
+                {
+                    // Only the last stage's store carries the fused `add`.
+                    let residual = fusion.filter(|_| stage + 1 == stages);
                     let name = format!("{}{suffix}", layer.name);
                     let auto = Schedule::auto(conv, bound, target);
                     let schedule = schedule_for(&name).unwrap_or(auto);
@@ -226,11 +238,15 @@ pub fn lower(
                         .map_err(|reason| Error::Schedule { layer: name.clone(), reason })?;
                     plan.values.push(internal_len(&bound.output));
                     let output = plan.values.len() - 1;
-                    let (function, packings) = convolution(&name, conv, bound, schedule, lanes);
+                    let (function, packings) =
+                        convolution(&name, conv, bound, schedule, lanes, residual.map(|fusion| fusion.act));
                     let mut args = vec![Arg::Value(current), Arg::Value(output)];
                     for (kind, packing, len) in packings {
                         plan.params.push(PackedParam { source: format!("{name}.{kind}"), len, packing });
                         args.push(Arg::Param(plan.params.len() - 1));
+                    }
+                    if let Some(fusion) = residual {
+                        args.push(Arg::Value(value_of(fusion.other, &layer_values)));
                     }
                     plan.steps.push(Step { layer: name, schedule: Some(schedule), function, args });
                     current = output;
@@ -249,6 +265,51 @@ pub fn lower(
         args: vec![Arg::Value(output_value), Arg::Output],
     });
     Ok(plan)
+}
+
+/// An `add` computed in the store of the convolution that produces one of its operands.
+#[derive(Clone, Copy, Debug)]
+struct ResidualFusion {
+    /// The convolution layer (its last stage stores `act(conv + other)`).
+    conv: usize,
+    /// The `add` layer, which then needs no step of its own.
+    add: usize,
+    /// The add's other operand.
+    other: Source,
+    /// The add's activation.
+    act: Activation,
+}
+
+/// The `add` layers that can be fused into a convolution's store: one operand is a convolution
+/// (or separable) layer used by nothing else — not another layer, not the output — and the other
+/// operand is already computed when that convolution runs (the input or an earlier layer).
+fn residual_fusions(network: &Network) -> Vec<ResidualFusion> {
+    let mut uses = vec![0usize; network.layers.len()];
+    for layer in &network.layers {
+        for source in layer.op.sources() {
+            if let Source::Layer(index) = source {
+                uses[index] += 1;
+            }
+        }
+    }
+    uses[network.output] += 1;
+    let mut fusions: Vec<ResidualFusion> = Vec::new();
+    for (add, layer) in network.layers.iter().enumerate() {
+        let Op::Add { left, right, act } = &layer.op else { continue };
+        for (conv_source, other) in [(*left, *right), (*right, *left)] {
+            let Source::Layer(conv) = conv_source else { continue };
+            let is_conv = !network.layers[conv].op.stages().is_empty();
+            let ready = match other {
+                Source::Input => true,
+                Source::Layer(earlier) => earlier < conv,
+            };
+            if is_conv && uses[conv] == 1 && ready && !fusions.iter().any(|fusion| fusion.conv == conv) {
+                fusions.push(ResidualFusion { conv, add, other, act: *act });
+                break;
+            }
+        }
+    }
+    fusions
 }
 
 /// `value` rounded up to a multiple of `lanes`.
@@ -418,6 +479,7 @@ fn convolution(
     bound: &BoundConv,
     schedule: Schedule,
     plan_lanes: u32,
+    residual: Option<Activation>,
 ) -> (Function, Vec<(&'static str, Packing, u64)>) {
     let lanes = schedule.lanes;
     let rank = conv.kernel.len();
@@ -478,6 +540,11 @@ fn convolution(
     if conv.bias {
         buffers.push(Buffer { name: "b".into(), len: out_padded, writes: false });
     }
+    // A fused residual `add`: the other operand, in the output's layout; its activation.
+    let residual = residual.map(|act| {
+        buffers.push(Buffer { name: "res".into(), len: out_len, writes: false });
+        (BufferId(buffers.len() as u32 - 1), act)
+    });
 
     // Element strides of the internal layouts: [n, d, h, w, c].
     let in_strides = [
@@ -552,6 +619,7 @@ fn convolution(
                                         out_per_group_padded,
                                         taps,
                                         buffers: (input, output, weight, if conv.bias { Some(bias) } else { None }),
+                                        residual,
                                     },
                                 )
                             };
@@ -612,6 +680,7 @@ fn convolution(
         out_per_group_padded: u64,
         taps: u64,
         buffers: (BufferId, BufferId, BufferId, Option<BufferId>),
+        residual: Option<(BufferId, Activation)>,
     }
 
     /// One tile: `width` pixels along w (consecutive, in the same segment) × all channel blocks.
@@ -666,6 +735,7 @@ fn convolution(
             in_per_group,
             out_per_group_padded,
             taps,
+            residual,
             ..
         } = context;
         let (input, output, weight, bias) = buffers;
@@ -784,11 +854,14 @@ fn convolution(
         }
         for pixel in 0..*width {
             for vector in 0..count {
-                body.push(Stmt::Store {
-                    buffer: output,
-                    index: out_index(pixel, vector),
-                    value: activate(conv.act, Value::Acc(accumulator(pixel, vector))),
-                });
+                let index = out_index(pixel, vector);
+                let mut value = activate(conv.act, Value::Acc(accumulator(pixel, vector)));
+                if let Some((other, act)) = *residual {
+                    // `add`: act(conv + other), stored once.
+                    let other = Value::Load { buffer: other, index: index.clone() };
+                    value = activate(act, Value::Add(Box::new(value), Box::new(other)));
+                }
+                body.push(Stmt::Store { buffer: output, index, value });
             }
         }
         body

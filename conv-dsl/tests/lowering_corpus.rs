@@ -70,3 +70,34 @@ fn good_corpus_lowers_correctly() {
         check_file(&path);
     }
 }
+
+/// An `add` whose operand is a convolution used nowhere else is computed in that convolution's
+/// store (no step of its own); otherwise it stays a step. Both give the reference's results.
+#[test]
+fn residual_adds_fuse_into_the_convolution_store() {
+    let cases = [
+        // `p` feeds only the add, `x` is ready before it: fused.
+        ("input x: [1, 4, 5, 5]; pointwise p(x) { out: 4 } add r(p, x) { act: relu }", true),
+        // `c` is ready before `p`: fused into `p`, whichever side it is on.
+        ("input x: [1, 4, 5, 5]; conv c(x) { out: 4, kernel: 3, pad: 1 } pointwise p(c) { out: 4 } add r(c, p);", true),
+        // `p` is also the output of another add: not fused.
+        ("input x: [1, 4, 5, 5]; pointwise p(x) { out: 4 } add r(p, x); add s(p, r);", false),
+        // `p` is the network's output too: not fused.
+        ("input x: [1, 4, 5, 5]; pointwise p(x) { out: 4 } add r(p, x); output p;", false),
+    ];
+    for (text, fused) in cases {
+        let network = compile_source("model.conv", text).expect("the case checks");
+        let binding = bind(&network, &[1, 4, 5, 5]).expect("binds");
+        let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
+        let has_add_step = plan.steps.iter().any(|step| step.layer == "r");
+        assert_eq!(!has_add_step, fused, "{text}");
+        let params = Params::random(&network, 2);
+        let mut rng = conv_dsl::random::SplitMix64::new(3);
+        let input = Tensor::new(vec![1, 4, 5, 5], (0..100).map(|_| rng.symmetric()).collect()).unwrap();
+        let expected = interp::run(&network, &input, &params).unwrap();
+        let output = ir_interp::run_plan(&plan, input.data(), &ir_interp::pack_params(&plan, &params)).unwrap();
+        for (got, want) in output.iter().zip(expected.data()) {
+            assert!((got - want).abs() <= TOLERANCE * (1.0 + want.abs()), "{text}: {got} vs {want}");
+        }
+    }
+}
