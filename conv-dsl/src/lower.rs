@@ -341,6 +341,10 @@ impl Builder {
     }
 }
 
+/// Positions per block of a channels-first conversion (a transpose): 64 positions × up to a few
+/// hundred channels stay within L1/L2 on both sides.
+const CONVERT_BLOCK: u64 = 64;
+
 /// Layout conversion between the user's layout and the internal padded channels-last one.
 /// `to_internal` reads the user's tensor; otherwise it writes it.
 fn convert(logical: &[u64], layout: Layout, lanes: u32, to_internal: bool) -> Function {
@@ -351,39 +355,56 @@ fn convert(logical: &[u64], layout: Layout, lanes: u32, to_internal: bool) -> Fu
     let internal_len = batch * padded_channels * positions;
     let mut builder = Builder::default();
     let (user, internal) = if to_internal { (BufferId(0), BufferId(1)) } else { (BufferId(1), BufferId(0)) };
-    // Loop order follows the user's layout so that its side is read or written contiguously.
-    let body = builder.repeat(batch, |builder, n| {
-        let (outer, inner) = match layout {
-            Layout::ChannelsFirst => (channels, positions),
-            Layout::ChannelsLast => (positions, channels),
+    // One element: user[n, c, p] (or [n, p, c]) <-> internal[n, p, c padded].
+    let element = |n: &Index, c: &Index, p: &Index| -> Stmt {
+        let user_index = match layout {
+            Layout::ChannelsFirst => {
+                n.clone().times((channels * positions) as i64).plus(&c.clone().times(positions as i64)).plus(p)
+            }
+            Layout::ChannelsLast => {
+                n.clone().times((channels * positions) as i64).plus(&p.clone().times(channels as i64)).plus(c)
+            }
         };
-        builder.repeat(outer, |builder, a| {
-            builder.repeat(inner, |_, b| {
-                let (c, p) = match layout {
-                    Layout::ChannelsFirst => (a.clone(), b),
-                    Layout::ChannelsLast => (b, a.clone()),
-                };
-                let user_index = match layout {
-                    // [n, c, p]
-                    Layout::ChannelsFirst => {
-                        n.clone().times((channels * positions) as i64).plus(&c.clone().times(positions as i64)).plus(&p)
-                    }
-                    // [n, p, c]
-                    Layout::ChannelsLast => {
-                        n.clone().times((channels * positions) as i64).plus(&p.clone().times(channels as i64)).plus(&c)
-                    }
-                };
-                // [n, p, c padded]
-                let internal_index = n
-                    .clone()
-                    .times((padded_channels * positions) as i64)
-                    .plus(&p.times(padded_channels as i64))
-                    .plus(&c);
-                let (from, to) = if to_internal { (user_index, internal_index) } else { (internal_index, user_index) };
-                let (source, destination) = if to_internal { (user, internal) } else { (internal, user) };
-                vec![Stmt::Store { buffer: destination, index: to, value: Value::Load { buffer: source, index: from } }]
-            })
-        })
+        let internal_index = n
+            .clone()
+            .times((padded_channels * positions) as i64)
+            .plus(&p.clone().times(padded_channels as i64))
+            .plus(c);
+        let (from, to) = if to_internal { (user_index, internal_index) } else { (internal_index, user_index) };
+        let (source, destination) = if to_internal { (user, internal) } else { (internal, user) };
+        Stmt::Store { buffer: destination, index: to, value: Value::Load { buffer: source, index: from } }
+    };
+    let body = builder.repeat(batch, |builder, n| match layout {
+        // Both sides are channels-last: the inner loop is contiguous on both.
+        Layout::ChannelsLast => {
+            builder.repeat(positions, |builder, p| builder.repeat(channels, |_, c| vec![element(&n, &c, &p)]))
+        }
+        // A transpose: blocks of CONVERT_BLOCK positions × all channels, so that both the user's
+        // rows and the internal pixels a block touches stay in cache.
+        Layout::ChannelsFirst => {
+            let blocks = positions / CONVERT_BLOCK;
+            let rest = positions % CONVERT_BLOCK;
+            let mut body = Vec::new();
+            if blocks > 0 {
+                body.extend(builder.repeat(blocks, |builder, block| {
+                    builder.repeat(channels, |builder, c| {
+                        builder.repeat(CONVERT_BLOCK, |_, within| {
+                            let p = block.clone().times(CONVERT_BLOCK as i64).plus(&within);
+                            vec![element(&n, &c, &p)]
+                        })
+                    })
+                }));
+            }
+            if rest > 0 {
+                body.extend(builder.repeat(channels, |builder, c| {
+                    builder.repeat(rest, |_, within| {
+                        let p = within.plus_constant((blocks * CONVERT_BLOCK) as i64);
+                        vec![element(&n, &c, &p)]
+                    })
+                }));
+            }
+            body
+        }
     });
     let user_buffer = Buffer { name: "user".into(), len: user_len, writes: !to_internal };
     let internal_buffer = Buffer { name: "internal".into(), len: internal_len, writes: to_internal };

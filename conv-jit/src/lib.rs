@@ -145,6 +145,14 @@ pub enum Error {
         /// Elements taken.
         expected: u64,
     },
+    /// The output buffer does not have the plan's output length.
+    #[error("the output buffer has {found} elements; the plan's output has {expected}")]
+    OutputLength {
+        /// Elements given.
+        found: usize,
+        /// Elements of the plan's output.
+        expected: u64,
+    },
     /// The input does not have the plan's input length.
     #[error("the input has {found} elements; the plan expects {expected}")]
     InputLength {
@@ -223,6 +231,9 @@ pub struct CompiledPlan {
     input_written: bool,
     params_written: Vec<bool>,
     steps: Vec<CompiledStep>,
+    /// Value and output buffers of finished runs, reused by the next runs (at most
+    /// [`WORKSPACE_POOL`] sets: one per concurrently running thread, typically).
+    workspaces: Mutex<Vec<(Vec<Vec<f32>>, Vec<f32>)>>,
     /// Per step: its layer and how long building and compiling its function took.
     compile_times: Vec<(String, std::time::Duration)>,
     /// Owns the generated code. Reached only in `Drop` (to free it); otherwise only kept alive.
@@ -252,6 +263,9 @@ impl Drop for CompiledPlan {
         }
     }
 }
+
+/// How many sets of run buffers a plan keeps for reuse.
+const WORKSPACE_POOL: usize = 8;
 
 /// One compiled function call of a plan.
 struct CompiledStep {
@@ -412,6 +426,7 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
         params_written,
         steps,
         compile_times,
+        workspaces: Mutex::new(Vec::new()),
         module: Mutex::new(Some(module)),
     })
 }
@@ -438,10 +453,24 @@ impl CompiledPlan {
     }
 
     /// Runs the plan, with the contract of [`conv_dsl::ir_interp::run_plan`]: `input` in the user's
-    /// layout, parameters packed by [`conv_dsl::ir_interp::pack_params`]; value buffers are
-    /// allocated zeroed for each call, the steps run in order, and the output comes back in the
-    /// user's layout.
+    /// layout, parameters packed by [`conv_dsl::ir_interp::pack_params`]; the steps run in order,
+    /// and the output comes back in the user's layout.
     pub fn run(&self, input: &[f32], packed_params: &[Vec<f32>]) -> Result<Vec<f32>, Error> {
+        let mut output = vec![0.0f32; self.output_len as usize];
+        self.run_into(input, packed_params, &mut output)?;
+        Ok(output)
+    }
+
+    /// [`CompiledPlan::run`], writing the output into `output` (of the plan's output length).
+    ///
+    /// Internal value buffers come from a pool kept by the plan, so repeated runs allocate nothing
+    /// (a fresh allocation costs page faults on every call for large layers). A buffer from the
+    /// pool holds the previous run's values; every element a step reads was written earlier in
+    /// the same run, except padded channels, which hold finite values that no real channel reads.
+    pub fn run_into(&self, input: &[f32], packed_params: &[Vec<f32>], output: &mut [f32]) -> Result<(), Error> {
+        if output.len() as u64 != self.output_len {
+            return Err(Error::OutputLength { found: output.len(), expected: self.output_len });
+        }
         if input.len() as u64 != self.input_len {
             return Err(Error::InputLength { found: input.len(), expected: self.input_len });
         }
@@ -453,8 +482,12 @@ impl CompiledPlan {
                 return Err(Error::ParamLength { index, name: name.clone(), found: given.len(), expected: *len });
             }
         }
-        let mut values: Vec<Vec<f32>> = self.values.iter().map(|&len| vec![0.0; len as usize]).collect();
-        let mut output = vec![0.0f32; self.output_len as usize];
+        let pooled = self.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let (mut values, mut pooled_output) = pooled.unwrap_or_else(|| {
+            let values = self.values.iter().map(|&len| vec![0.0; len as usize]).collect();
+            (values, vec![0.0f32; self.output_len as usize])
+        });
+        let mut output_buffer = std::mem::take(&mut pooled_output);
         // Read-only buffers are passed as they are; written ones are owned copies.
         let mut input_copy = self.input_written.then(|| input.to_vec());
         let mut param_copies: Vec<Option<Vec<f32>>> = self
@@ -479,7 +512,7 @@ impl CompiledPlan {
                         Some(copy) => Cow::Owned(std::mem::take(copy)),
                         None => Cow::Borrowed(input),
                     },
-                    Arg::Output => Cow::Owned(std::mem::take(&mut output)),
+                    Arg::Output => Cow::Owned(std::mem::take(&mut output_buffer)),
                     Arg::Value(index) => Cow::Owned(std::mem::take(&mut values[index])),
                     Arg::Param(index) => match &mut param_copies[index] {
                         Some(copy) => Cow::Owned(std::mem::take(copy)),
@@ -495,14 +528,24 @@ impl CompiledPlan {
                 let Cow::Owned(buffer) = slot else { continue };
                 match *arg {
                     Arg::Input => input_copy = Some(buffer),
-                    Arg::Output => output = buffer,
+                    Arg::Output => output_buffer = buffer,
                     Arg::Value(index) => values[index] = buffer,
                     Arg::Param(index) => param_copies[index] = Some(buffer),
                 }
             }
-            result?;
+            if result.is_err() {
+                return result; // the buffers of a failed run are dropped, not pooled
+            }
         }
-        Ok(output)
+        output.copy_from_slice(&output_buffer);
+        let intact = values.iter().zip(&self.values).all(|(buffer, &len)| buffer.len() as u64 == len);
+        if intact && output_buffer.len() as u64 == self.output_len {
+            let mut pool = self.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if pool.len() < WORKSPACE_POOL {
+                pool.push((values, output_buffer));
+            }
+        }
+        Ok(())
     }
 }
 

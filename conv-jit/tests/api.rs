@@ -187,8 +187,19 @@ fn wrong_input_and_parameter_lengths_are_errors() {
         assert!(matches!(&error, Error::ParamLength { index: i, .. } if *i == index), "{error:?}");
         assert!(error.to_string().starts_with(&format!("packed parameter {index} (`")), "{error}");
     }
-    // Still runs correctly afterwards.
-    assert_eq!(compiled.run(&input, &params).unwrap(), ir_interp::run_plan(&plan, &input, &params).unwrap());
+    let expected = ir_interp::run_plan(&plan, &input, &params).unwrap();
+    let mut short = vec![0.0; expected.len() - 1];
+    let error = compiled.run_into(&input, &params, &mut short).unwrap_err();
+    assert!(matches!(error, Error::OutputLength { found, .. } if found == expected.len() - 1), "{error:?}");
+
+    // Still runs correctly afterwards, again and again from its pooled buffers, and into a
+    // caller's buffer.
+    for _ in 0..3 {
+        assert_eq!(compiled.run(&input, &params).unwrap(), expected);
+    }
+    let mut output = vec![f32::NAN; expected.len()];
+    compiled.run_into(&input, &params, &mut output).unwrap();
+    assert_eq!(output, expected);
 }
 
 #[test]
