@@ -128,6 +128,26 @@ impl std::str::FromStr for Schedule {
     }
 }
 
+/// Whether vectors of `lanes` output channels can be computed together.
+pub(crate) fn vectorizable(conv: &Conv, lanes: u32) -> bool {
+    let in_per_group = conv.in_channels / conv.groups;
+    let out_per_group = conv.out_channels / conv.groups;
+    let depthwise = in_per_group == 1 && out_per_group == 1;
+    depthwise || conv.groups == 1 || out_per_group.is_multiple_of(u64::from(lanes))
+}
+
+/// How many vectors of output channels one group's (padded) output channels make.
+pub(crate) fn channel_vectors(conv: &Conv, lanes: u32) -> u64 {
+    let in_per_group = conv.in_channels / conv.groups;
+    let out_per_group = conv.out_channels / conv.groups;
+    let lanes = u64::from(lanes);
+    if (in_per_group == 1 && out_per_group == 1) || conv.groups == 1 {
+        conv.out_channels.div_ceil(lanes)
+    } else {
+        out_per_group.div_ceil(lanes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Schedule;
@@ -155,25 +175,5 @@ mod tests {
             let error = text.parse::<Schedule>().unwrap_err();
             assert!(error.contains(expected), "{text}: {error}");
         }
-    }
-}
-
-/// Whether vectors of `lanes` output channels can be computed together.
-pub(crate) fn vectorizable(conv: &Conv, lanes: u32) -> bool {
-    let in_per_group = conv.in_channels / conv.groups;
-    let out_per_group = conv.out_channels / conv.groups;
-    let depthwise = in_per_group == 1 && out_per_group == 1;
-    depthwise || conv.groups == 1 || out_per_group.is_multiple_of(u64::from(lanes))
-}
-
-/// How many vectors of output channels one group's (padded) output channels make.
-pub(crate) fn channel_vectors(conv: &Conv, lanes: u32) -> u64 {
-    let in_per_group = conv.in_channels / conv.groups;
-    let out_per_group = conv.out_channels / conv.groups;
-    let lanes = u64::from(lanes);
-    if (in_per_group == 1 && out_per_group == 1) || conv.groups == 1 {
-        conv.out_channels.div_ceil(lanes)
-    } else {
-        out_per_group.div_ceil(lanes)
     }
 }

@@ -233,7 +233,7 @@ pub struct CompiledPlan {
     steps: Vec<CompiledStep>,
     /// Value and output buffers of finished runs, reused by the next runs (at most
     /// [`WORKSPACE_POOL`] sets: one per concurrently running thread, typically).
-    workspaces: Mutex<Vec<(Vec<Vec<f32>>, Vec<f32>)>>,
+    workspaces: Mutex<Vec<RunBuffers>>,
     /// Per step: its layer and how long building and compiling its function took.
     compile_times: Vec<(String, std::time::Duration)>,
     /// Owns the generated code. Reached only in `Drop` (to free it); otherwise only kept alive.
@@ -263,6 +263,9 @@ impl Drop for CompiledPlan {
         }
     }
 }
+
+/// One run's buffers: the internal values (in `Plan::values` order) and the output.
+type RunBuffers = (Vec<Vec<f32>>, Vec<f32>);
 
 /// How many sets of run buffers a plan keeps for reuse.
 const WORKSPACE_POOL: usize = 8;
@@ -533,9 +536,8 @@ impl CompiledPlan {
                     Arg::Param(index) => param_copies[index] = Some(buffer),
                 }
             }
-            if result.is_err() {
-                return result; // the buffers of a failed run are dropped, not pooled
-            }
+            // On failure the run's buffers are dropped, not pooled.
+            result?;
         }
         output.copy_from_slice(&output_buffer);
         let intact = values.iter().zip(&self.values).all(|(buffer, &len)| buffer.len() as u64 == len);
