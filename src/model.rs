@@ -167,11 +167,34 @@ impl CompiledModel {
                     }
                 };
                 let packed = params.packed_for(&executable.plan)?;
-                let result = executable.code.run(input_data, &packed).map_err(|error| Error::Jit(error.to_string()))?;
-                output_data.copy_from_slice(&result);
+                executable
+                    .code
+                    .run_into(input_data, &packed, output_data)
+                    .map_err(|error| Error::Jit(error.to_string()))?;
             }
         }
         Ok(())
+    }
+
+    /// [`CompiledModel::run`] on `ndarray` views (feature `ndarray`). Both must be in standard (C,
+    /// contiguous) layout; a view that is not is an error, not a silent copy.
+    #[cfg(feature = "ndarray")]
+    pub fn run_ndarray(
+        &self,
+        input: ndarray::ArrayViewD<f32>,
+        params: &PackedParams,
+        mut output: ndarray::ArrayViewMutD<f32>,
+    ) -> Result<(), Error> {
+        let not_contiguous = |what: &str| {
+            Error::Shape(format!(
+                "the {what} view is not in standard (C, contiguous) layout; use `.as_standard_layout()`"
+            ))
+        };
+        let input_shape = input.shape().to_vec();
+        let output_shape = output.shape().to_vec();
+        let input_data = input.as_slice().ok_or_else(|| not_contiguous("input"))?;
+        let output_data = output.as_slice_mut().ok_or_else(|| not_contiguous("output"))?;
+        self.run((&input_shape, input_data), params, (&output_shape, output_data))
     }
 
     /// The lowered plan for one concrete input shape (what `inspect --emit ir` shows).
