@@ -25,6 +25,7 @@
 
 pub mod explain;
 pub mod io;
+pub mod macro_support;
 pub mod model;
 
 pub use conv_dsl;
@@ -32,6 +33,7 @@ pub use conv_dsl::{
     Activation, Binding, Conv, ConvKind, CostReport, Dim, Layer, Layout, Network, Op, Padding, Params, Source, Tensor,
     bind, compile_source, cost_report, interp,
 };
+pub use conv_macros::{conv, conv_file};
 pub use io::{load_model, read_npy, read_safetensors, write_npy, write_safetensors};
 pub use model::{Backend, CompiledModel, PackedParams};
 

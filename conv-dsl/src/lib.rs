@@ -35,6 +35,7 @@ pub mod check;
 pub mod cost;
 pub mod diagnostic;
 pub mod dim;
+pub mod emit_rust;
 pub mod error;
 pub mod interp;
 pub mod ir;
@@ -61,6 +62,35 @@ pub use tensor::Tensor;
 pub fn compile_tokens(tokens: proc_macro2::TokenStream) -> Result<Network, Vec<Diagnostic>> {
     let (program, parse_diagnostics) = syntax::parse_tokens(tokens);
     finish(program, parse_diagnostics)
+}
+
+/// Parses and checks a token stream for the `conv!` macro, which needs concrete shapes: like
+/// [`compile_tokens`], and every symbolic input dim is also an error, on its token (see
+/// [`emit_rust::symbolic_dims`]). Every problem is reported, in source order.
+pub fn compile_tokens_concrete(tokens: proc_macro2::TokenStream) -> Result<Network, Vec<Diagnostic>> {
+    let (program, mut parse_diagnostics) = syntax::parse_tokens(tokens);
+    parse_diagnostics.extend(emit_rust::symbolic_dims(&program));
+    finish(program, parse_diagnostics)
+}
+
+/// Parses and checks model text for `conv_file!`, which needs concrete shapes: like
+/// [`compile_source`] (spans released afterwards included), and every symbolic input dim is also an
+/// error.
+///
+/// Inside a procedural macro, call it between `proc_macro2::fallback::force()` and
+/// `proc_macro2::fallback::unforce()`: with the compiler's spans, text parsed in a macro has no line
+/// and column of its own and releasing spans panics; with `proc_macro2`'s own (fallback) spans both
+/// work, and nothing returned holds a span.
+pub fn compile_source_concrete(source_name: &str, source: &str) -> Result<Network, Error> {
+    let (program, mut parse_diagnostics) = syntax::parse_str(source);
+    parse_diagnostics.extend(emit_rust::symbolic_dims(&program));
+    let result = finish(program, parse_diagnostics).map_err(|diagnostics| {
+        let located: Vec<LocatedDiagnostic> = diagnostics.iter().map(Diagnostic::located).collect();
+        let rendered = diagnostic::render(source_name, source, &located);
+        Error::Model { diagnostics: located, rendered }
+    });
+    proc_macro2::extra::invalidate_current_thread_spans();
+    result
 }
 
 /// Parses and checks model text. `source_name` (a path, usually) is used in rendered messages.

@@ -1,0 +1,950 @@
+//! Plan (loop IR) → Rust: the code generator of the `conv!` and `conv_file!` macros.
+//!
+//! A proc-macro crate can only export macros, so the emitter lives here, where it is an ordinary
+//! function that unit and snapshot tests call; `conv-macros` only parses the invocation, calls
+//! [`crate::compile_tokens_concrete`] and [`module`], and turns diagnostics into compile errors.
+//!
+//! [`module`] lowers a concrete network once, for [`TARGET`] (8 lanes), and emits a module with:
+//!
+//! - shape constants (`INPUT_SHAPE`, `INPUT_LEN`, `OUTPUT_SHAPE`, `OUTPUT_LEN`, `PARAMETERS`,
+//!   `MACS`), the cost table `convgen check` prints (`COST_REPORT`), the model's text
+//!   (`MODEL_SOURCE`) and its parameter tensors (`TENSORS`);
+//! - `Params`: one field per layer (named as the layer), each with `weight` / `bias` fields — or
+//!   `dw` / `pw` stages for a separable layer — in PyTorch's layouts, so `params.s.dw.weight` is
+//!   the tensor PyTorch calls `s.dw.weight`; filled from a flat slice, a `convgen::Params`, a
+//!   `.safetensors` file or PyTorch-like random values;
+//! - `Packed`: the parameters re-laid out for the kernels ([`crate::lower::Packing`]), built once;
+//! - `Workspace`: one heap buffer per intermediate value, reused across calls;
+//! - `forward(input, &packed, output, &mut workspace)` over fixed-size arrays, which allocates
+//!   nothing; it runs the AVX2 + FMA version of every kernel when the CPU has both (detected at
+//!   run time; the one `unsafe` of the expansion is that call) and `forward_portable` otherwise.
+//!
+//! Each distinct IR function becomes one `#[inline(always)]` Rust function generic over whether
+//! multiply-adds are fused, and two thin `#[inline(never)]` wrappers: one compiled with
+//! `#[target_feature(enable = "avx2,fma")]` (fused, so its results equal the IR interpreter's bit
+//! for bit), one portable (`a * b + c`: `f32::mul_add` without FMA hardware is a library call).
+//! Identical functions (MobileNet's repeated blocks) are emitted once.
+//!
+//! Unroll policy: the emitter unrolls nothing and keeps every IR loop a Rust `for` loop. What is
+//! unrolled is what the IR already unrolls — kernel windows (taps), register tiles (pixels ×
+//! channel vectors) and the border positions of each axis — so the code size of a layer grows
+//! with `taps × tile` per region, not with its spatial size or channel counts.
+
+use std::cell::{Cell, RefCell};
+
+use proc_macro2::{Ident, Literal, TokenStream};
+use quote::{format_ident, quote};
+
+use crate::ast::{DimLit, Program, Statement};
+use crate::bind::bind;
+use crate::cost;
+use crate::diagnostic::Diagnostic;
+use crate::dim::fmt_shape;
+use crate::error::Error;
+use crate::ir::{Function, Index, LoopVar, Stmt, Value};
+use crate::lower::{self, Arg, Packing, Plan};
+use crate::schedule::Target;
+use crate::spec::{Activation, Layout, Network, Op};
+
+/// The target the macro lowers for: 8 lanes, the width of the AVX2 version.
+pub const TARGET: Target = Target::AVX2;
+
+/// The head of the module to emit: `#[attributes] visibility mod name`, and extra items to put
+/// inside it (`conv_file!` adds an `include_str!` of the model so that Cargo rebuilds on change).
+#[derive(Clone, Debug)]
+pub struct Header {
+    /// Outer attributes (doc comments) given on the declaration.
+    pub attributes: TokenStream,
+    /// `pub`, `pub(crate)`, or nothing.
+    pub visibility: TokenStream,
+    /// The module's name.
+    pub name: Ident,
+    /// Items added inside the module as they are.
+    pub items: TokenStream,
+}
+
+/// A diagnostic on every symbolic input dim except the channel dim (which the checker already
+/// reports): the macro generates code for one concrete shape.
+pub fn symbolic_dims(program: &Program) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for statement in &program.statements {
+        let Statement::Input(decl) = statement else {
+            continue;
+        };
+        let rank = decl.dims.len();
+        let channels_last = decl.layout.as_ref().is_some_and(|word| word.name == Layout::ChannelsLast.name(rank));
+        let channel_axis = if channels_last { rank.saturating_sub(1) } else { 1 };
+        for (axis, dim) in decl.dims.iter().enumerate() {
+            if let DimLit::Symbol(symbol) = dim
+                && axis != channel_axis
+            {
+                let role = if axis == 0 { "batch dim" } else { "dim" };
+                let message = format!(
+                    "{role} `{}` of input `{}` is symbolic, but the `conv!` macro generates code for one concrete shape: write its size (models with symbolic dims run on `convgen::CompiledModel`)",
+                    symbol.name, decl.name.name
+                );
+                diagnostics.push(Diagnostic::new(symbol.span, message));
+            }
+        }
+    }
+    diagnostics
+}
+
+/// The plan the macro emits for `network` (whose input dims must all be concrete).
+pub fn plan(network: &Network) -> Result<Plan, Error> {
+    let shape = concrete_input_shape(network)?;
+    let binding = bind(network, &shape)?;
+    lower::lower(network, &binding, TARGET, &|_| None)
+}
+
+/// The module for `network`. `model_source` is the model's text, kept as `MODEL_SOURCE`.
+pub fn module(header: &Header, network: &Network, model_source: &str) -> Result<TokenStream, Error> {
+    let input_shape = concrete_input_shape(network)?;
+    let binding = bind(network, &input_shape)?;
+    let plan = lower::lower(network, &binding, TARGET, &|_| None)?;
+    let layout = network.input.layout;
+    let rank = input_shape.len();
+    let output_shape = layout.order(&binding.layers[network.output].shape);
+    let report = cost::report(network);
+    let tensors = network.parameters();
+
+    let Header { attributes, visibility, name, items } = header;
+    let doc = format!(
+        " A convolution network generated by `convgen::conv!`: input `{}` {} ({}) → output `{}` {}; {} parameters, {} multiply-adds. Run it with [`forward`].",
+        network.input.name,
+        fmt_shape(&input_shape),
+        layout.name(rank),
+        network.layers[network.output].name,
+        fmt_shape(&output_shape),
+        report.total_params(),
+        report.total_macs().unwrap_or(0),
+    );
+    let constants = constants(network, &plan, &input_shape, &output_shape, &report, model_source);
+    let params = params(network, &tensors);
+    let packed = packed(&plan);
+    let workspace = workspace(&plan);
+    let (forward, kernels) = forward_and_kernels(&plan);
+
+    Ok(quote! {
+        #attributes
+        #[doc = #doc]
+        #visibility mod #name {
+            #![allow(clippy::all, clippy::pedantic, unused_qualifications)]
+            #items
+            #constants
+            #params
+            #packed
+            #workspace
+            #forward
+            #kernels
+        }
+    })
+}
+
+/// The module emitted when the model has errors: the same item names with permissive types, so
+/// that code using the module reports no follow-on errors (the compile errors are emitted with it).
+pub fn stub(header: &Header) -> TokenStream {
+    let Header { attributes, visibility, name, items } = header;
+    quote! {
+        #attributes
+        #[doc = " A stub: the model has errors (reported on its tokens)."]
+        #visibility mod #name {
+            #![allow(dead_code, unused_variables, missing_docs, clippy::all)]
+            #items
+            pub const INPUT_SHAPE: &[usize] = &[];
+            pub const INPUT_LEN: usize = 0;
+            pub const OUTPUT_SHAPE: &[usize] = &[];
+            pub const OUTPUT_LEN: usize = 0;
+            pub const PARAMETERS: usize = 0;
+            pub const MACS: u64 = 0;
+            pub const COST_REPORT: &str = "";
+            pub const MODEL_SOURCE: &str = "";
+            pub const TENSORS: &[::convgen::macro_support::TensorSpec] = &[];
+            pub struct Params;
+            impl Params {
+                pub fn zeroed() -> Params { Params }
+                pub fn from_flat(values: &[f32]) -> Result<Params, ::convgen::Error> { Ok(Params) }
+                pub fn from_params(params: &::convgen::Params) -> Result<Params, ::convgen::Error> { Ok(Params) }
+                pub fn from_safetensors(path: impl AsRef<::std::path::Path>) -> Result<Params, ::convgen::Error> {
+                    Ok(Params)
+                }
+                pub fn random(seed: u64) -> Params { Params }
+                pub fn to_params(&self) -> ::convgen::Params { ::convgen::Params::new() }
+                pub fn pack(&self) -> Packed { Packed }
+            }
+            pub struct Packed;
+            impl Packed {
+                pub fn new(params: &Params) -> Packed { Packed }
+            }
+            #[derive(Default)]
+            pub struct Workspace;
+            impl Workspace {
+                pub fn new() -> Workspace { Workspace }
+            }
+            pub fn new_input() -> Box<[f32]> { Box::new([]) }
+            pub fn new_output() -> Box<[f32]> { Box::new([]) }
+            pub fn forward<I, P, O, W>(input: I, params: P, output: O, workspace: W) {}
+            pub fn forward_portable<I, P, O, W>(input: I, params: P, output: O, workspace: W) {}
+        }
+    }
+}
+
+fn concrete_input_shape(network: &Network) -> Result<Vec<u64>, Error> {
+    let declared = network.input_shape_in_layout();
+    declared.iter().map(|dim| dim.known()).collect::<Option<Vec<u64>>>().ok_or_else(|| Error::InputShape {
+        name: network.input.name.clone(),
+        expected: fmt_shape(&declared),
+        found: "not concrete".to_string(),
+        detail: ": the `conv!` macro needs every dim to be an integer".to_string(),
+    })
+}
+
+fn unsuffixed(value: u64) -> Literal {
+    Literal::u64_unsuffixed(value)
+}
+
+/// `value` as an f32 expression (a literal, or a constant for non-finite values).
+fn f32_tokens(value: f32) -> TokenStream {
+    if value.is_nan() {
+        quote!(f32::NAN)
+    } else if value.is_infinite() {
+        if value > 0.0 { quote!(f32::INFINITY) } else { quote!(f32::NEG_INFINITY) }
+    } else if value.is_sign_negative() {
+        let magnitude = Literal::f32_suffixed(-value);
+        quote!(-#magnitude)
+    } else {
+        let literal = Literal::f32_suffixed(value);
+        quote!(#literal)
+    }
+}
+
+/// Rust's keywords: names that need `r#` (or, for the few that cannot be raw, a `_` suffix).
+const KEYWORDS: [&str; 51] = [
+    "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in",
+    "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "Self", "static", "struct", "super",
+    "trait", "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box",
+    "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try",
+];
+
+/// A field or variable name for a DSL name.
+fn field_ident(name: &str) -> Ident {
+    match name {
+        "self" | "Self" | "super" | "crate" | "_" => format_ident!("{name}_"),
+        _ if KEYWORDS.contains(&name) || name == "gen" => Ident::new_raw(name, proc_macro2::Span::call_site()),
+        _ => format_ident!("{name}"),
+    }
+}
+
+/// `s_dw` → `SDw`.
+fn camel_case(name: &str) -> String {
+    let camel: String = name
+        .split('_')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|first| first.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
+        })
+        .collect();
+    if camel.is_empty() || KEYWORDS.contains(&camel.as_str()) { format!("{camel}_") } else { camel }
+}
+
+fn constants(
+    network: &Network,
+    plan: &Plan,
+    input_shape: &[u64],
+    output_shape: &[u64],
+    report: &cost::CostReport,
+    model_source: &str,
+) -> TokenStream {
+    let rank = unsuffixed(input_shape.len() as u64);
+    let layout = network.input.layout.name(input_shape.len());
+    let input_dims = input_shape.iter().map(|&dim| unsuffixed(dim));
+    let output_dims = output_shape.iter().map(|&dim| unsuffixed(dim));
+    let input_len = unsuffixed(plan.input_len);
+    let output_len = unsuffixed(plan.output_len);
+    let parameters = unsuffixed(report.total_params());
+    let macs = Literal::u128_unsuffixed(report.total_macs().unwrap_or(0));
+    let cost_report = report.to_string();
+    let input_doc = format!(" The input `{}`'s shape, in its layout (`{layout}`).", network.input.name);
+    let output_doc =
+        format!(" The output `{}`'s shape, in the input's layout (`{layout}`).", network.layers[network.output].name);
+    let specs = network.parameters().into_iter().map(|param| {
+        let name = &param.name;
+        let shape = param.shape.iter().map(|&dim| unsuffixed(dim));
+        let fan_in = unsuffixed(param.fan_in);
+        quote!(::convgen::macro_support::TensorSpec { name: #name, shape: &[#(#shape),*], fan_in: #fan_in })
+    });
+    quote! {
+        #[doc = #input_doc]
+        pub const INPUT_SHAPE: [usize; #rank] = [#(#input_dims),*];
+        #[doc = " Elements of the input."]
+        pub const INPUT_LEN: usize = #input_len;
+        #[doc = #output_doc]
+        pub const OUTPUT_SHAPE: [usize; #rank] = [#(#output_dims),*];
+        #[doc = " Elements of the output."]
+        pub const OUTPUT_LEN: usize = #output_len;
+        #[doc = " Parameters (weights and biases) of the whole network."]
+        pub const PARAMETERS: usize = #parameters;
+        #[doc = " Multiply-accumulates of one forward pass."]
+        pub const MACS: u64 = #macs;
+        #[doc = " The per-layer cost table, as `convgen check` prints it."]
+        pub const COST_REPORT: &str = #cost_report;
+        #[doc = " The model's DSL text."]
+        pub const MODEL_SOURCE: &str = #model_source;
+        #[doc = " The parameter tensors, in order: PyTorch names and shapes (the order of `Params::from_flat`)."]
+        pub const TENSORS: &[::convgen::macro_support::TensorSpec] = &[#(#specs),*];
+    }
+}
+
+/// One convolution stage's parameters: its struct's fields and, per tensor, the field name.
+struct StageFields {
+    /// The struct, in `mod layers`.
+    definition: TokenStream,
+    /// Its type name.
+    type_name: Ident,
+    /// `(tensor name, field, length)`.
+    tensors: Vec<(String, Ident, u64)>,
+}
+
+fn params(network: &Network, specs: &[crate::spec::ParamSpec]) -> TokenStream {
+    let mut used_types: Vec<String> = Vec::new();
+    let mut type_name = |base: String| -> Ident {
+        let mut candidate = base.clone();
+        let mut suffix = 2;
+        while used_types.contains(&candidate) {
+            candidate = format!("{base}{suffix}");
+            suffix += 1;
+        }
+        used_types.push(candidate.clone());
+        format_ident!("{candidate}")
+    };
+    let stage = |type_name: Ident, prefix: &str, conv: &crate::spec::Conv| -> StageFields {
+        let mut fields = Vec::new();
+        let mut tensors = Vec::new();
+        for kind in ["weight", "bias"] {
+            let tensor = format!("{prefix}.{kind}");
+            let Some(spec) = specs.iter().find(|spec| spec.name == tensor) else {
+                continue;
+            };
+            let field = format_ident!("{kind}");
+            let len: u64 = spec.shape.iter().product();
+            let len_literal = unsuffixed(len);
+            let doc = format!(" `{tensor}` {} (PyTorch's layout, C order).", fmt_shape(&spec.shape));
+            fields.push(quote!(#[doc = #doc] pub #field: ::std::boxed::Box<[f32; #len_literal]>,));
+            tensors.push((tensor, field, len));
+        }
+        let doc = format!(" Parameters of `{prefix}`: {}.", conv.describe());
+        let definition = quote! {
+            #[doc = #doc]
+            pub struct #type_name { #(#fields)* }
+        };
+        StageFields { definition, type_name, tensors }
+    };
+
+    let mut definitions = Vec::new();
+    let mut fields = Vec::new();
+    let mut initialisers = Vec::new();
+    // Per tensor, in `Network::parameters` order: the path below `self` / `params`.
+    let mut paths: Vec<(String, TokenStream)> = Vec::new();
+    for layer in &network.layers {
+        let field = field_ident(&layer.name);
+        let base = camel_case(&layer.name);
+        let zeroed = |stage: &StageFields| {
+            let type_name = &stage.type_name;
+            let names = stage.tensors.iter().map(|(_, field, _)| field);
+            quote!(layers::#type_name { #(#names: ::convgen::macro_support::zeroed()),* })
+        };
+        match &layer.op {
+            Op::Add { .. } => continue,
+            Op::Conv { conv, .. } => {
+                let stage = stage(type_name(base), &layer.name, conv);
+                let type_name = &stage.type_name;
+                let doc = format!(" Layer `{}`: {}.", layer.name, conv.describe());
+                fields.push(quote!(#[doc = #doc] pub #field: layers::#type_name,));
+                let init = zeroed(&stage);
+                initialisers.push(quote!(#field: #init,));
+                for (tensor, name, _) in &stage.tensors {
+                    paths.push((tensor.clone(), quote!(#field.#name)));
+                }
+                definitions.push(stage.definition);
+            }
+            Op::Separable { depthwise, pointwise, .. } => {
+                let outer = type_name(base.clone());
+                let dw = stage(type_name(format!("{base}Dw")), &format!("{}.dw", layer.name), depthwise);
+                let pw = stage(type_name(format!("{base}Pw")), &format!("{}.pw", layer.name), pointwise);
+                let (dw_type, pw_type) = (&dw.type_name, &pw.type_name);
+                let doc = format!(" Parameters of the separable layer `{}`: its two stages.", layer.name);
+                definitions.push(quote! {
+                    #[doc = #doc]
+                    pub struct #outer {
+                        #[doc = " The depthwise stage."]
+                        pub dw: #dw_type,
+                        #[doc = " The pointwise stage."]
+                        pub pw: #pw_type,
+                    }
+                });
+                let doc = format!(
+                    " Layer `{}`: separable, {} then {}.",
+                    layer.name,
+                    depthwise.describe(),
+                    pointwise.describe()
+                );
+                fields.push(quote!(#[doc = #doc] pub #field: layers::#outer,));
+                let (dw_init, pw_init) = (zeroed(&dw), zeroed(&pw));
+                initialisers.push(quote!(#field: layers::#outer { dw: #dw_init, pw: #pw_init },));
+                for (tensor, name, _) in &dw.tensors {
+                    paths.push((tensor.clone(), quote!(#field.dw.#name)));
+                }
+                for (tensor, name, _) in &pw.tensors {
+                    paths.push((tensor.clone(), quote!(#field.pw.#name)));
+                }
+                definitions.push(dw.definition);
+                definitions.push(pw.definition);
+            }
+        }
+    }
+    // `paths` follows the layers and stages in order, weight before bias: `Network::parameters`.
+    debug_assert!(paths.iter().map(|(name, _)| name).eq(specs.iter().map(|spec| &spec.name)));
+    let count = unsuffixed(paths.len() as u64);
+    let shared = paths.iter().map(|(_, path)| quote!(&self.#path[..]));
+    let exclusive = paths.iter().map(|(_, path)| quote!(&mut self.#path[..]));
+    quote! {
+        #[doc = " The network's parameters, by PyTorch name (`params.dw.weight` is `dw.weight`) and in PyTorch's layouts. Pack them once with [`Params::pack`] for [`forward`]."]
+        pub struct Params { #(#fields)* }
+
+        #[doc = " The types of [`Params`]' fields, one per layer (and per stage of a separable layer)."]
+        pub mod layers {
+            #(#definitions)*
+        }
+
+        impl Params {
+            #[doc = " All zeros."]
+            pub fn zeroed() -> Params {
+                Params { #(#initialisers)* }
+            }
+
+            #[doc = " From every tensor of [`TENSORS`] in order, each in C order, concatenated."]
+            pub fn from_flat(values: &[f32]) -> Result<Params, ::convgen::Error> {
+                let mut params = Params::zeroed();
+                ::convgen::macro_support::fill_from_flat(TENSORS, values, &mut params.tensors_mut())?;
+                Ok(params)
+            }
+
+            #[doc = " From named tensors (exactly the model's names and shapes)."]
+            pub fn from_params(params: &::convgen::Params) -> Result<Params, ::convgen::Error> {
+                let mut result = Params::zeroed();
+                ::convgen::macro_support::fill_from_params(TENSORS, params, &mut result.tensors_mut())?;
+                Ok(result)
+            }
+
+            #[doc = " From a `.safetensors` file with PyTorch's names (f32), e.g. a `state_dict` saved with `safetensors.torch.save_file`."]
+            pub fn from_safetensors(path: impl AsRef<::std::path::Path>) -> Result<Params, ::convgen::Error> {
+                let mut result = Params::zeroed();
+                ::convgen::macro_support::fill_from_safetensors(TENSORS, path.as_ref(), &mut result.tensors_mut())?;
+                Ok(result)
+            }
+
+            #[doc = " PyTorch-like random parameters: the values `convgen::Params::random` gives for this model and seed."]
+            pub fn random(seed: u64) -> Params {
+                let mut params = Params::zeroed();
+                ::convgen::macro_support::fill_random(TENSORS, seed, &mut params.tensors_mut());
+                params
+            }
+
+            #[doc = " The tensors as a `convgen::Params` (for the interpreter or the JIT)."]
+            pub fn to_params(&self) -> ::convgen::Params {
+                ::convgen::macro_support::to_params(TENSORS, &self.tensors())
+            }
+
+            #[doc = " Every tensor's data, in the order of [`TENSORS`]."]
+            pub fn tensors(&self) -> [&[f32]; #count] {
+                [#(#shared),*]
+            }
+
+            #[doc = " Every tensor's data, writable, in the order of [`TENSORS`]."]
+            pub fn tensors_mut(&mut self) -> [&mut [f32]; #count] {
+                [#(#exclusive),*]
+            }
+
+            #[doc = " The parameters packed for [`forward`]."]
+            pub fn pack(&self) -> Packed {
+                Packed::new(self)
+            }
+        }
+    }
+}
+
+fn packing_tokens(packing: &Packing) -> TokenStream {
+    match *packing {
+        Packing::Bias { channels } => {
+            let channels = unsuffixed(channels);
+            quote!(::convgen::macro_support::Packing::Bias { channels: #channels })
+        }
+        Packing::Depthwise { channels, padded, taps } => {
+            let (channels, padded, taps) = (unsuffixed(channels), unsuffixed(padded), unsuffixed(taps));
+            quote!(::convgen::macro_support::Packing::Depthwise { channels: #channels, padded: #padded, taps: #taps })
+        }
+        Packing::Dense { groups, in_per_group, out_per_group, out_per_group_padded, taps } => {
+            let values = [groups, in_per_group, out_per_group, out_per_group_padded, taps].map(unsuffixed);
+            let [groups, in_per_group, out_per_group, out_per_group_padded, taps] = values;
+            quote!(::convgen::macro_support::Packing::Dense {
+                groups: #groups,
+                in_per_group: #in_per_group,
+                out_per_group: #out_per_group,
+                out_per_group_padded: #out_per_group_padded,
+                taps: #taps
+            })
+        }
+    }
+}
+
+/// The path of a parameter tensor below a `Params` value: `dw.weight` → `dw.weight`,
+/// `s.dw.bias` → `s.dw.bias` (each part a field name).
+fn tensor_path(tensor: &str) -> TokenStream {
+    let parts: Vec<&str> = tensor.split('.').collect();
+    let (layer, rest) = parts.split_first().expect("a tensor name has a layer part");
+    let layer = field_ident(layer);
+    let rest = rest.iter().map(|part| format_ident!("{part}"));
+    quote!(#layer #(.#rest)*)
+}
+
+fn packed(plan: &Plan) -> TokenStream {
+    let fields = plan.params.iter().enumerate().map(|(index, param)| {
+        let field = format_ident!("p{index}");
+        let len = unsuffixed(param.len);
+        let doc = format!(" `{}`, packed: {:?}.", param.source, param.packing);
+        quote!(#[doc = #doc] #field: Box<[f32; #len]>,)
+    });
+    let initialisers = plan.params.iter().enumerate().map(|(index, param)| {
+        let field = format_ident!("p{index}");
+        let packing = packing_tokens(&param.packing);
+        let path = tensor_path(&param.source);
+        quote!(#field: ::convgen::macro_support::pack(&#packing, &params.#path[..]),)
+    });
+    quote! {
+        #[doc = " The parameters re-laid out for the kernels (made by [`Params::pack`], once)."]
+        pub struct Packed { #(#fields)* }
+
+        impl Packed {
+            #[doc = " Packs `params`."]
+            pub fn new(params: &Params) -> Packed {
+                Packed { #(#initialisers)* }
+            }
+        }
+    }
+}
+
+fn workspace(plan: &Plan) -> TokenStream {
+    let fields = plan.values.iter().enumerate().map(|(index, &len)| {
+        let field = format_ident!("v{index}");
+        let len = unsuffixed(len);
+        quote!(#field: Box<[f32; #len]>,)
+    });
+    let initialisers = (0..plan.values.len()).map(|index| {
+        let field = format_ident!("v{index}");
+        quote!(#field: ::convgen::macro_support::zeroed(),)
+    });
+    let elements: u64 = plan.values.iter().sum();
+    let doc = format!(
+        " The intermediate values of [`forward`] ({elements} f32 in {} buffers, channels last and padded to {} lanes): allocate one with [`Workspace::new`] and reuse it.",
+        plan.values.len(),
+        plan.lanes
+    );
+    quote! {
+        #[doc = #doc]
+        pub struct Workspace { #(#fields)* }
+
+        impl Workspace {
+            #[doc = " Zeroed buffers."]
+            pub fn new() -> Workspace {
+                Workspace { #(#initialisers)* }
+            }
+        }
+
+        impl Default for Workspace {
+            fn default() -> Workspace {
+                Workspace::new()
+            }
+        }
+
+        #[doc = " A zeroed input on the heap."]
+        pub fn new_input() -> Box<[f32; INPUT_LEN]> {
+            ::convgen::macro_support::zeroed()
+        }
+
+        #[doc = " A zeroed output on the heap."]
+        pub fn new_output() -> Box<[f32; OUTPUT_LEN]> {
+            ::convgen::macro_support::zeroed()
+        }
+    }
+}
+
+/// `forward`, `forward_portable`, `forward_avx2` and `mod kernels`.
+fn forward_and_kernels(plan: &Plan) -> (TokenStream, TokenStream) {
+    // Distinct functions (ignoring names), each with the layers that call it.
+    let mut distinct: Vec<(Function, Vec<String>)> = Vec::new();
+    let mut kernel_of_step: Vec<usize> = Vec::new();
+    for step in &plan.steps {
+        let anonymous = Function { name: String::new(), ..step.function.clone() };
+        let position = match distinct.iter().position(|(function, _)| *function == anonymous) {
+            Some(position) => position,
+            None => {
+                distinct.push((anonymous, Vec::new()));
+                distinct.len() - 1
+            }
+        };
+        let label = match step.schedule {
+            Some(schedule) => format!("`{}` ({schedule})", step.layer),
+            None => format!("`{}`", step.layer),
+        };
+        distinct[position].1.push(label);
+        kernel_of_step.push(position);
+    }
+
+    let calls = |suffix: &str| -> Vec<TokenStream> {
+        plan.steps
+            .iter()
+            .zip(&kernel_of_step)
+            .map(|(step, &kernel)| {
+                let name = format_ident!("k{kernel}_{suffix}");
+                let args =
+                    step.args.iter().zip(&step.function.buffers).map(|(arg, buffer)| match (*arg, buffer.writes) {
+                        (Arg::Input, _) => quote!(input),
+                        (Arg::Output, _) => quote!(output),
+                        (Arg::Value(index), true) => {
+                            let field = format_ident!("v{index}");
+                            quote!(&mut *workspace.#field)
+                        }
+                        (Arg::Value(index), false) => {
+                            let field = format_ident!("v{index}");
+                            quote!(&*workspace.#field)
+                        }
+                        (Arg::Param(index), _) => {
+                            let field = format_ident!("p{index}");
+                            quote!(&*params.#field)
+                        }
+                    });
+                quote!(kernels::#name(#(#args),*);)
+            })
+            .collect()
+    };
+    let avx2_calls = calls("avx2");
+    let portable_calls = calls("portable");
+    let steps: Vec<String> = plan.steps.iter().map(|step| format!("`{}`", step.layer)).collect();
+    let forward_doc = format!(
+        " Runs the network: `input` and `output` in the input's layout, C order. Allocates nothing. Steps: {}.\n\n Runs the AVX2 + FMA version of the kernels when the CPU has both (detected at run time), else [`forward_portable`]. The AVX2 version's results equal the IR interpreter's bit for bit; the portable version rounds each multiply and add separately; both are within `1e-4·(1 + |y|)` of the reference interpreter on the tested models.",
+        steps.join(", ")
+    );
+    let forward = quote! {
+        #[doc = #forward_doc]
+        #[allow(unsafe_code)]
+        pub fn forward(input: &[f32; INPUT_LEN], params: &Packed, output: &mut [f32; OUTPUT_LEN], workspace: &mut Workspace) {
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            if ::convgen::macro_support::avx2_fma_detected() {
+                // SAFETY: `forward_avx2` needs AVX2 and FMA, which the CPU was just detected to have.
+                unsafe { forward_avx2(input, params, output, workspace) };
+                return;
+            }
+            forward_portable(input, params, output, workspace);
+        }
+
+        #[doc = " [`forward`] with the portable kernels (the baseline features of the target), whatever the CPU."]
+        pub fn forward_portable(input: &[f32; INPUT_LEN], params: &Packed, output: &mut [f32; OUTPUT_LEN], workspace: &mut Workspace) {
+            #(#portable_calls)*
+        }
+
+        #[doc = " [`forward`] with the AVX2 + FMA kernels.\n\n # Safety\n\n The CPU must have AVX2 and FMA."]
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        #[target_feature(enable = "avx2,fma")]
+        fn forward_avx2(input: &[f32; INPUT_LEN], params: &Packed, output: &mut [f32; OUTPUT_LEN], workspace: &mut Workspace) {
+            #(#avx2_calls)*
+        }
+    };
+    let kernels = distinct.iter().enumerate().map(|(index, (function, layers))| kernel(index, function, layers));
+    let kernels = quote! {
+        #[doc = " The kernels: each distinct loop-IR function of the plan, generic over fused multiply-adds, with an AVX2 + FMA and a portable entry."]
+        mod kernels {
+            #[allow(unused_imports)]
+            use ::convgen::macro_support::{
+                add, fma, hardswish, leaky_relu, load, relu, relu6, sigmoid, silu, splat, store,
+            };
+
+            #(#kernels)*
+        }
+    };
+    (forward, kernels)
+}
+
+/// The Rust name of a function's buffer (IR names are `in`, `out`, `w`, `b`, `a`, `res`, `user`, …),
+/// kept apart from keywords and the names the emitter makes (`FMA`, `a0`, `i0`, `o0`).
+fn buffer_ident(name: &str) -> Ident {
+    let generated = |prefix: char| {
+        name.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()))
+    };
+    let clashes = KEYWORDS.contains(&name) || name == "FMA" || ['a', 'i', 'o'].into_iter().any(generated);
+    if clashes { format_ident!("{name}_") } else { format_ident!("{name}") }
+}
+
+fn kernel(index: usize, function: &Function, layers: &[String]) -> TokenStream {
+    let body_name = format_ident!("k{index}");
+    let avx2_name = format_ident!("k{index}_avx2");
+    let portable_name = format_ident!("k{index}_portable");
+    let names: Vec<Ident> = function.buffers.iter().map(|buffer| buffer_ident(&buffer.name)).collect();
+    let params: Vec<TokenStream> = function
+        .buffers
+        .iter()
+        .zip(&names)
+        .map(|(buffer, name)| {
+            let len = unsuffixed(buffer.len);
+            if buffer.writes { quote!(#name: &mut [f32; #len]) } else { quote!(#name: &[f32; #len]) }
+        })
+        .collect();
+    let lanes = unsuffixed(u64::from(function.lanes));
+    let accumulators = (0..function.accumulators).map(|acc| format_ident!("a{acc}"));
+    let emitter = Emitter { names: &names, lanes: &lanes, hoisted: RefCell::new(Vec::new()), next_name: Cell::new(0) };
+    let body = emitter.block(&function.body);
+    let doc = format!(" {} (lanes {}).", layers.join(", "), function.lanes);
+    quote! {
+        #[doc = #doc]
+        #[inline(always)]
+        #[allow(unused_assignments, unused_mut, unused_variables)]
+        fn #body_name<const FMA: bool>(#(#params),*) {
+            #(let mut #accumulators = [0.0f32; #lanes];)*
+            #body
+        }
+
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        #[target_feature(enable = "avx2,fma")]
+        #[inline(never)]
+        pub(super) fn #avx2_name(#(#params),*) {
+            #body_name::<true>(#(#names),*)
+        }
+
+        #[inline(never)]
+        pub(super) fn #portable_name(#(#params),*) {
+            #body_name::<false>(#(#names),*)
+        }
+    }
+}
+
+/// The variable part of an index (its `(var, coefficient)` terms) and the name it is bound to.
+type Hoisted = (Vec<(LoopVar, i64)>, Ident);
+
+/// Emits one function's statements.
+///
+/// The variable part of each index (`i0 * 486 + i2 * 162`) is computed once per block, as
+/// `let oN = …;` at the top of the innermost loop that has all its variables, and each access adds
+/// its constant: `load(w, o3 + 78)`. The Rust is shorter and LLVM starts with less to simplify.
+struct Emitter<'a> {
+    names: &'a [Ident],
+    lanes: &'a Literal,
+    /// Per enclosing block, innermost last: the hoisted variable parts and their names.
+    hoisted: RefCell<Vec<Vec<Hoisted>>>,
+    /// How many `oN` names exist.
+    next_name: Cell<u32>,
+}
+
+impl Emitter<'_> {
+    fn block(&self, body: &[Stmt]) -> TokenStream {
+        // The variable parts of the indices of this block's own statements, in order of appearance.
+        let mut parts: Vec<Vec<(LoopVar, i64)>> = Vec::new();
+        for stmt in body {
+            let mut visit = |index: &Index| {
+                let worth_hoisting = index.terms.iter().all(|&(_, coefficient)| coefficient > 0)
+                    && (index.terms.len() > 1 || index.terms.first().is_some_and(|&(_, coefficient)| coefficient != 1));
+                if worth_hoisting && !parts.contains(&index.terms) {
+                    parts.push(index.terms.clone());
+                }
+            };
+            match stmt {
+                Stmt::Loop { .. } => {}
+                Stmt::Init { value, .. } => indices(value, &mut visit),
+                Stmt::Fma { a, b, .. } => {
+                    indices(a, &mut visit);
+                    indices(b, &mut visit);
+                }
+                Stmt::Store { index, value, .. } => {
+                    visit(index);
+                    indices(value, &mut visit);
+                }
+            }
+        }
+        let mut lets = Vec::new();
+        let mut names = Vec::new();
+        for terms in parts {
+            let name = format_ident!("o{}", self.next_name.get());
+            self.next_name.set(self.next_name.get() + 1);
+            let value = index_tokens(&Index { offset: 0, terms: terms.clone() });
+            lets.push(quote!(let #name = #value;));
+            names.push((terms, name));
+        }
+        self.hoisted.borrow_mut().push(names);
+        let statements: TokenStream = body.iter().map(|stmt| self.stmt(stmt)).collect();
+        self.hoisted.borrow_mut().pop();
+        quote!(#(#lets)* #statements)
+    }
+
+    /// `index`, using this block's hoisted variable part if it has one.
+    fn index(&self, index: &Index) -> TokenStream {
+        let hoisted = self.hoisted.borrow();
+        let found = hoisted.last().and_then(|names| names.iter().find(|(terms, _)| *terms == index.terms));
+        let Some((_, name)) = found else {
+            return index_tokens(index);
+        };
+        match index.offset {
+            0 => quote!(#name),
+            offset if offset > 0 => {
+                let offset = unsuffixed(offset as u64);
+                quote!(#name + #offset)
+            }
+            offset => {
+                let offset = unsuffixed(offset.unsigned_abs());
+                quote!(#name - #offset)
+            }
+        }
+    }
+
+    fn stmt(&self, stmt: &Stmt) -> TokenStream {
+        let lanes = self.lanes;
+        match stmt {
+            Stmt::Loop { var, count, body } => {
+                let var = format_ident!("i{}", var.0);
+                let count = unsuffixed(*count);
+                let body = self.block(body);
+                quote!(for #var in 0..#count { #body })
+            }
+            Stmt::Init { acc, value } => {
+                let acc = format_ident!("a{}", acc.0);
+                let value = self.value(value);
+                quote!(#acc = #value;)
+            }
+            Stmt::Fma { acc, a, b } => {
+                let acc = format_ident!("a{}", acc.0);
+                let (a, b) = (self.value(a), self.value(b));
+                quote!(#acc = fma(FMA, #acc, #a, #b);)
+            }
+            Stmt::Store { buffer, index, value } => {
+                let buffer = &self.names[buffer.0 as usize];
+                let index = self.index(index);
+                let value = self.value(value);
+                quote!(store::<#lanes>(#buffer, #index, #value);)
+            }
+        }
+    }
+
+    fn value(&self, value: &Value) -> TokenStream {
+        let lanes = self.lanes;
+        match value {
+            Value::Acc(acc) => {
+                let acc = format_ident!("a{}", acc.0);
+                quote!(#acc)
+            }
+            Value::Load { buffer, index } => {
+                let buffer = &self.names[buffer.0 as usize];
+                let index = self.index(index);
+                quote!(load(#buffer, #index))
+            }
+            Value::Splat { buffer, index } => {
+                let buffer = &self.names[buffer.0 as usize];
+                let index = self.index(index);
+                quote!(splat(#buffer, #index))
+            }
+            Value::Zero => quote!([0.0f32; #lanes]),
+            Value::Add(a, b) => {
+                let (a, b) = (self.value(a), self.value(b));
+                quote!(add(#a, #b))
+            }
+            Value::Activate(act, inner) => {
+                let x = self.value(inner);
+                match act {
+                    Activation::None => x,
+                    Activation::Relu => quote!(relu(#x)),
+                    Activation::Relu6 => quote!(relu6(#x)),
+                    Activation::LeakyRelu(alpha) => {
+                        let alpha = f32_tokens(*alpha);
+                        quote!(leaky_relu(#x, #alpha))
+                    }
+                    Activation::Hardswish => quote!(hardswish(#x)),
+                    Activation::Silu => quote!(silu(#x)),
+                    Activation::Sigmoid => quote!(sigmoid(#x)),
+                }
+            }
+        }
+    }
+}
+
+/// Calls `visit` on every index `value` reads.
+fn indices(value: &Value, visit: &mut impl FnMut(&Index)) {
+    match value {
+        Value::Load { index, .. } | Value::Splat { index, .. } => visit(index),
+        Value::Add(a, b) => {
+            indices(a, visit);
+            indices(b, visit);
+        }
+        Value::Activate(_, inner) => indices(inner, visit),
+        Value::Acc(_) | Value::Zero => {}
+    }
+}
+
+/// An affine index as a `usize` expression: the positive terms first, then the negative ones
+/// subtracted, so that no partial sum goes below the (non-negative) final value.
+fn index_tokens(index: &Index) -> TokenStream {
+    let mut positive: Vec<TokenStream> = Vec::new();
+    let mut negative: Vec<TokenStream> = Vec::new();
+    for &(var, coefficient) in &index.terms {
+        let var = format_ident!("i{}", var.0);
+        let term = match coefficient.unsigned_abs() {
+            1 => quote!(#var),
+            magnitude => {
+                let magnitude = unsuffixed(magnitude);
+                quote!(#var * #magnitude)
+            }
+        };
+        if coefficient > 0 { positive.push(term) } else { negative.push(term) }
+    }
+    if index.offset > 0 {
+        let offset = unsuffixed(index.offset as u64);
+        positive.push(quote!(#offset));
+    } else if index.offset < 0 {
+        let offset = unsuffixed(index.offset.unsigned_abs());
+        negative.push(quote!(#offset));
+    }
+    if positive.is_empty() {
+        positive.push(quote!(0));
+    }
+    quote!(#(#positive)+* #(- #negative)*)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_subtract_last() {
+        let index = Index { offset: -64, terms: vec![(LoopVar(0), 256), (LoopVar(2), 8)] };
+        assert_eq!(index_tokens(&index).to_string(), "i0 * 256 + i2 * 8 - 64");
+        assert_eq!(index_tokens(&Index::constant(0)).to_string(), "0");
+        assert_eq!(index_tokens(&Index::constant(12)).to_string(), "12");
+        let index = Index { offset: 3, terms: vec![(LoopVar(1), 1), (LoopVar(4), -2)] };
+        assert_eq!(index_tokens(&index).to_string(), "i1 + 3 - i4 * 2");
+    }
+
+    #[test]
+    fn names_that_are_keywords_still_make_identifiers() {
+        assert_eq!(field_ident("type").to_string(), "r#type");
+        assert_eq!(field_ident("self").to_string(), "self_");
+        assert_eq!(field_ident("dw1").to_string(), "dw1");
+        assert_eq!(camel_case("s_dw"), "SDw");
+        assert_eq!(camel_case("self"), "Self_");
+        assert_eq!(buffer_ident("in").to_string(), "in_");
+        assert_eq!(buffer_ident("a").to_string(), "a");
+        assert_eq!(buffer_ident("a1").to_string(), "a1_");
+        assert_eq!(buffer_ident("FMA").to_string(), "FMA_");
+    }
+
+    #[test]
+    fn floats_are_literals_or_constants() {
+        assert_eq!(f32_tokens(0.1).to_string(), "0.1f32");
+        assert_eq!(f32_tokens(-0.5).to_string(), "- 0.5f32");
+        assert_eq!(f32_tokens(f32::INFINITY).to_string(), "f32 :: INFINITY");
+    }
+}

@@ -1,0 +1,321 @@
+//! Run-time support for the code that [`conv!`](crate::conv) and [`conv_file!`](crate::conv_file)
+//! expand to. Not meant to be called by hand: the expansion refers to these items as
+//! `::convgen::macro_support::…`, and they may change with the macro.
+//!
+//! - Vector helpers over `[f32; L]` arrays (`L` = 1 or 8), all `#[inline(always)]`, so that each is
+//!   compiled into the generated kernel that calls it — with AVX2 and FMA inside the kernels'
+//!   `#[target_feature(enable = "avx2,fma")]` versions, with the baseline features in the portable
+//!   ones. Their arithmetic is the loop IR's ([`conv_dsl::ir_interp`]): `fma::<true, L>` is a fused
+//!   multiply-add, activations are [`crate::Activation::apply`] (the cheap ones are exact in f32, the
+//!   others computed in f64 and rounded once).
+//! - Filling a generated `Params` from a flat slice, a [`crate::Params`] or a `.safetensors` file
+//!   (names and shapes checked), PyTorch-like random parameters equal to [`crate::Params::random`],
+//!   and packing them for the kernels ([`Packing`]).
+//! - Run-time CPU feature detection for the AVX2 + FMA dispatch.
+
+use std::path::Path;
+
+use conv_dsl::dim::fmt_shape;
+use conv_dsl::random::SplitMix64;
+
+pub use conv_dsl::lower::Packing;
+
+use crate::{Error, Params, Tensor};
+
+/// One parameter tensor of a generated model: PyTorch name, PyTorch shape, and the fan-in used by
+/// the random initialisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// `dw.weight`, `s.pw.bias`.
+    pub name: &'static str,
+    /// `[out, in/groups, *kernel]` or `[out]`.
+    pub shape: &'static [usize],
+    /// `in/groups · prod(kernel)` of the convolution it belongs to.
+    pub fan_in: usize,
+}
+
+impl TensorSpec {
+    /// Elements of the tensor.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether it has no elements (never, for a checked model).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whether this CPU has AVX2 and FMA (cached by the standard library after the first call).
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[inline]
+pub fn avx2_fma_detected() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// `N` zeros on the heap (a large array is never built on the stack).
+pub fn zeroed<const N: usize>() -> Box<[f32; N]> {
+    boxed(vec![0.0; N])
+}
+
+/// Packs the PyTorch tensor `data` with `packing` into a buffer of `N` elements.
+pub fn pack<const N: usize>(packing: &Packing, data: &[f32]) -> Box<[f32; N]> {
+    boxed(packing.pack(data, N as u64))
+}
+
+fn boxed<const N: usize>(values: Vec<f32>) -> Box<[f32; N]> {
+    values.into_boxed_slice().try_into().expect("the vector was built with exactly N elements")
+}
+
+/// Copies `values` — every tensor of `specs` in order, each in C order, concatenated — into
+/// `destinations` (one per spec, of the spec's length).
+pub fn fill_from_flat(specs: &[TensorSpec], values: &[f32], destinations: &mut [&mut [f32]]) -> Result<(), Error> {
+    let total: usize = specs.iter().map(TensorSpec::len).sum();
+    if values.len() != total {
+        return Err(Error::Shape(format!(
+            "the flat parameter slice has {} values; the model's {} parameter tensors have {total}",
+            values.len(),
+            specs.len()
+        )));
+    }
+    let mut rest = values;
+    for (spec, destination) in specs.iter().zip(destinations.iter_mut()) {
+        let (head, tail) = rest.split_at(spec.len());
+        destination.copy_from_slice(head);
+        rest = tail;
+    }
+    Ok(())
+}
+
+/// Copies the tensors of `params` into `destinations` (one per spec), after checking that `params`
+/// holds exactly the tensors of `specs` with their shapes. The error names the first problem (in
+/// the model's order) and counts the others, as [`crate::Params::validate`] does.
+pub fn fill_from_params(specs: &[TensorSpec], params: &Params, destinations: &mut [&mut [f32]]) -> Result<(), Error> {
+    let mut problems: Vec<conv_dsl::Error> = Vec::new();
+    for spec in specs {
+        match params.get(spec.name) {
+            None => problems.push(conv_dsl::Error::MissingParam {
+                name: spec.name.to_string(),
+                expected: fmt_shape(spec.shape),
+                more: String::new(),
+            }),
+            Some(tensor) if tensor.shape() != spec.shape => problems.push(conv_dsl::Error::ParamShape {
+                name: spec.name.to_string(),
+                found: fmt_shape(tensor.shape()),
+                expected: fmt_shape(spec.shape),
+                more: String::new(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (name, tensor) in params.iter() {
+        if !specs.iter().any(|spec| spec.name == name) {
+            problems.push(conv_dsl::Error::UnexpectedParam {
+                name: name.to_string(),
+                found: fmt_shape(tensor.shape()),
+                more: String::new(),
+            });
+        }
+    }
+    let others = problems.len().saturating_sub(1);
+    if let Some(mut first) = problems.into_iter().next() {
+        if others > 0 {
+            let note = format!(" (and {others} more parameter problem{})", if others == 1 { "" } else { "s" });
+            if let conv_dsl::Error::MissingParam { more, .. }
+            | conv_dsl::Error::UnexpectedParam { more, .. }
+            | conv_dsl::Error::ParamShape { more, .. } = &mut first
+            {
+                *more = note;
+            }
+        }
+        return Err(first.into());
+    }
+    for (spec, destination) in specs.iter().zip(destinations.iter_mut()) {
+        let tensor = params.get(spec.name).expect("every spec's tensor was found just above");
+        destination.copy_from_slice(tensor.data());
+    }
+    Ok(())
+}
+
+/// Reads a `.safetensors` file (PyTorch names, f32) into `destinations`, checked as by
+/// [`fill_from_params`].
+pub fn fill_from_safetensors(specs: &[TensorSpec], path: &Path, destinations: &mut [&mut [f32]]) -> Result<(), Error> {
+    let params = crate::read_safetensors(path)?;
+    fill_from_params(specs, &params, destinations)
+}
+
+/// PyTorch-like random parameters, the same values as [`crate::Params::random`] gives for the
+/// model with the same seed: uniform in ±1/√fan_in, one SplitMix64 stream over the tensors in order.
+pub fn fill_random(specs: &[TensorSpec], seed: u64, destinations: &mut [&mut [f32]]) {
+    let mut rng = SplitMix64::new(seed);
+    for (spec, destination) in specs.iter().zip(destinations.iter_mut()) {
+        let bound = 1.0 / (spec.fan_in as f32).sqrt();
+        for value in destination.iter_mut() {
+            *value = bound * rng.symmetric();
+        }
+    }
+}
+
+/// The tensors as a [`crate::Params`] (`sources` one per spec, in order).
+pub fn to_params(specs: &[TensorSpec], sources: &[&[f32]]) -> Params {
+    let mut params = Params::new();
+    for (spec, data) in specs.iter().zip(sources) {
+        let tensor = Tensor::new(spec.shape.to_vec(), data.to_vec()).expect("a tensor's length is its spec's");
+        params.insert(spec.name, tensor);
+    }
+    params
+}
+
+/// `buffer[index .. index + L]`.
+#[inline(always)]
+pub fn load<const L: usize>(buffer: &[f32], index: usize) -> [f32; L] {
+    let mut vector = [0.0; L];
+    vector.copy_from_slice(&buffer[index..index + L]);
+    vector
+}
+
+/// `buffer[index]` in every lane.
+#[inline(always)]
+pub fn splat<const L: usize>(buffer: &[f32], index: usize) -> [f32; L] {
+    [buffer[index]; L]
+}
+
+/// `buffer[index .. index + L] = vector`.
+#[inline(always)]
+pub fn store<const L: usize>(buffer: &mut [f32], index: usize, vector: [f32; L]) {
+    buffer[index..index + L].copy_from_slice(&vector);
+}
+
+/// `acc + a·b` lane-wise: rounded once (`f32::mul_add`) when `fused` (the AVX2 + FMA kernels),
+/// else a product and a sum (the portable kernels, where `mul_add` would be a library call).
+/// `fused` is a constant in every caller, so the test disappears when this is inlined.
+#[inline(always)]
+pub fn fma<const L: usize>(fused: bool, acc: [f32; L], a: [f32; L], b: [f32; L]) -> [f32; L] {
+    let mut sum = acc;
+    for lane in 0..L {
+        sum[lane] = if fused { a[lane].mul_add(b[lane], acc[lane]) } else { a[lane] * b[lane] + acc[lane] };
+    }
+    sum
+}
+
+/// `a + b` lane-wise.
+#[inline(always)]
+pub fn add<const L: usize>(a: [f32; L], b: [f32; L]) -> [f32; L] {
+    let mut sum = a;
+    for lane in 0..L {
+        sum[lane] = a[lane] + b[lane];
+    }
+    sum
+}
+
+/// `max(x, 0)`; NaN gives 0 (as `f64::max` in the interpreter).
+#[inline(always)]
+pub fn relu<const L: usize>(x: [f32; L]) -> [f32; L] {
+    x.map(|x| if x > 0.0 { x } else { 0.0 })
+}
+
+/// `clamp(x, 0, 6)`; NaN stays NaN.
+#[inline(always)]
+pub fn relu6<const L: usize>(x: [f32; L]) -> [f32; L] {
+    x.map(|x| {
+        let low = if x < 0.0 { 0.0 } else { x };
+        if low > 6.0 { 6.0 } else { low }
+    })
+}
+
+/// `x` if `x ≥ 0`, else `α·x` (exact in f32: the f64 product of two f32 values rounds to the f32
+/// product).
+#[inline(always)]
+pub fn leaky_relu<const L: usize>(x: [f32; L], alpha: f32) -> [f32; L] {
+    x.map(|x| if x >= 0.0 { x } else { alpha * x })
+}
+
+/// `x · clamp(x + 3, 0, 6) / 6`, in f64, rounded once.
+#[inline(always)]
+pub fn hardswish<const L: usize>(x: [f32; L]) -> [f32; L] {
+    x.map(|x| {
+        let x = f64::from(x);
+        (x * (x + 3.0).clamp(0.0, 6.0) / 6.0) as f32
+    })
+}
+
+/// `x / (1 + e^−x)`, in f64, rounded once.
+#[inline(always)]
+pub fn silu<const L: usize>(x: [f32; L]) -> [f32; L] {
+    x.map(|x| {
+        let x = f64::from(x);
+        (x / (1.0 + (-x).exp())) as f32
+    })
+}
+
+/// `1 / (1 + e^−x)`, in f64, rounded once.
+#[inline(always)]
+pub fn sigmoid<const L: usize>(x: [f32; L]) -> [f32; L] {
+    x.map(|x| {
+        let x = f64::from(x);
+        (1.0 / (1.0 + (-x).exp())) as f32
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Activation;
+
+    #[test]
+    fn activations_match_the_interpreter_bit_for_bit() {
+        let values = [-7.5f32, -3.0, -1.25, -0.0, 0.0, 0.3, 2.9, 6.0, 6.5, 40.0, f32::NAN, f32::INFINITY];
+        type Case = (Activation, fn([f32; 12]) -> [f32; 12]);
+        let cases: [Case; 6] = [
+            (Activation::Relu, relu::<12>),
+            (Activation::Relu6, relu6::<12>),
+            (Activation::LeakyRelu(0.1), |x| leaky_relu::<12>(x, 0.1)),
+            (Activation::Hardswish, hardswish::<12>),
+            (Activation::Silu, silu::<12>),
+            (Activation::Sigmoid, sigmoid::<12>),
+        ];
+        for (act, f) in cases {
+            for (x, y) in values.iter().zip(f(values)) {
+                let expected = act.apply(f64::from(*x)) as f32;
+                assert!(y.to_bits() == expected.to_bits() || (y.is_nan() && expected.is_nan()), "{act} {x}: {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn fused_and_unfused_multiply_add() {
+        let (a, b, c) = ([0.1f32; 8], [3.0f32; 8], [1e-8f32; 8]);
+        assert_eq!(fma::<8>(true, c, a, b)[3], 0.1f32.mul_add(3.0, 1e-8));
+        assert_eq!(fma::<8>(false, c, a, b)[3], 0.1f32 * 3.0 + 1e-8);
+    }
+
+    #[test]
+    fn flat_fill_checks_the_length() {
+        let specs = [
+            TensorSpec { name: "c.weight", shape: &[2, 1, 1], fan_in: 1 },
+            TensorSpec { name: "c.bias", shape: &[2], fan_in: 1 },
+        ];
+        let (mut weight, mut bias) = ([0.0f32; 2], [0.0f32; 2]);
+        fill_from_flat(&specs, &[1.0, 2.0, 3.0, 4.0], &mut [&mut weight, &mut bias]).unwrap();
+        assert_eq!((weight, bias), ([1.0, 2.0], [3.0, 4.0]));
+        let error = fill_from_flat(&specs, &[1.0; 3], &mut [&mut weight, &mut bias]).unwrap_err();
+        assert_eq!(error.to_string(), "the flat parameter slice has 3 values; the model's 2 parameter tensors have 4");
+    }
+
+    #[test]
+    fn params_fill_reports_the_first_problem_and_counts_the_rest() {
+        let specs = [
+            TensorSpec { name: "c.weight", shape: &[2, 1, 1], fan_in: 1 },
+            TensorSpec { name: "c.bias", shape: &[2], fan_in: 1 },
+        ];
+        let mut params = Params::new();
+        params.insert("c.weight", Tensor::new(vec![2, 1], vec![1.0, 2.0]).unwrap());
+        params.insert("extra", Tensor::new(vec![1], vec![0.0]).unwrap());
+        let (mut weight, mut bias) = ([0.0f32; 2], [0.0f32; 2]);
+        let error = fill_from_params(&specs, &params, &mut [&mut weight, &mut bias]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "parameter `c.weight` has shape [2, 1]; the model expects [2, 1, 1] (and 2 more parameter problems)"
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! Every kind of layer through `convgen::conv!`, run by the generated `forward` and compared with
+//! the reference interpreter: ranks 1–3, both layouts, groups (scalar and vectorised), depthwise
+//! multipliers, stride (also larger than the kernel), dilation, every padding form (also wider than
+//! the kernel), every activation, separable layers, residual adds, batch > 1, size-1 dims, and
+//! channel counts and widths that leave tails of vectors and register tiles.
+//!
+//! Each model checks:
+//! - `Params::random(seed)` is `convgen::Params::random` for the same model and seed;
+//! - `forward` and `forward_portable` are within `1e-4·(1 + |ref|)` of the reference interpreter
+//!   (f32 accumulation against its f64), also when the workspace is reused for a second input;
+//! - on a CPU with AVX2 and FMA, `forward` equals the IR interpreter on the same plan bit for bit
+//!   (both fuse every multiply-add).
+
+use convgen::conv_dsl::{emit_rust, ir_interp};
+use convgen::{Params, Tensor, interp};
+
+/// |y − ref| ≤ TOLERANCE · (1 + |ref|).
+const TOLERANCE: f32 = 1e-4;
+
+convgen::conv! {
+    /// conv1d: batch 2, channel tails, stride, dilation, asymmetric padding, a depthwise
+    /// multiplier, `same` padding, and three activations.
+    mod rank1 {
+        input x: [2, 5, 19];
+        conv c(x) { out: 11, kernel: 4, stride: 2, dilation: 2, pad: [[2, 1]], act: relu }
+        depthwise d(c) { kernel: 3, multiplier: 2, pad: same, act: leaky_relu(0.1) }
+        pointwise p(d) { out: 9, act: hardswish }
+    }
+}
+
+convgen::conv! {
+    /// conv1d, channels last.
+    mod rank1_nwc {
+        input x: [1, 23, 6] layout nwc;
+        depthwise d(x) { kernel: 7, pad: 3, act: relu }
+        pointwise p(d) { out: 10, act: silu }
+    }
+}
+
+convgen::conv! {
+    /// conv2d: scalar grouped conv (4 outputs per group), per-axis kernel/stride/dilation/pad,
+    /// strided depthwise with `same` padding, a separable layer with a multiplier and its own
+    /// `dw_act`, a bias-free pointwise and a residual add.
+    mod rank2 {
+        input x: [1, 6, 13, 11];
+        conv g(x) { out: 12, kernel: [3, 2], groups: 3, stride: [2, 1], dilation: [1, 2], pad: [1, 2], act: silu }
+        depthwise dw(g) { kernel: 5, stride: 2, pad: same, act: relu6 }
+        separable s(dw) { out: 16, kernel: 3, pad: 1, multiplier: 2, dw_act: sigmoid, act: none }
+        pointwise p(s) { out: 16, bias: false }
+        add r(p, s) { act: relu }
+    }
+}
+
+convgen::conv! {
+    /// conv2d: vectorised grouped convs (8 and 16 outputs per group), `valid` padding, padding
+    /// wider than the kernel, stride larger than the kernel, and an add of a value with itself.
+    mod rank2_groups {
+        input x: [1, 16, 9, 10];
+        conv g(x) { out: 32, kernel: 3, groups: 2, pad: valid, act: relu }
+        pointwise p(g) { out: 32, groups: 4, act: leaky_relu(0.2) }
+        conv wide(p) { out: 8, kernel: 2, pad: 4 }
+        conv skip(wide) { out: 8, kernel: 2, stride: 3 }
+        add twice(skip, skip);
+    }
+}
+
+convgen::conv! {
+    /// conv2d, channels last, with an explicit output that is not the last layer.
+    mod rank2_nhwc {
+        input x: [1, 7, 9, 10] layout nhwc;
+        conv c(x) { out: 8, kernel: 3, stride: 2, pad: [[0, 2], [1, 1]], act: sigmoid }
+        depthwise d(c) { kernel: 3, pad: 1, act: hardswish }
+        pointwise unused(d) { out: 4 }
+        output d;
+    }
+}
+
+convgen::conv! {
+    /// Size-1 dims: one channel, one row.
+    mod size_one {
+        input x: [1, 1, 1, 7];
+        conv c(x) { out: 3, kernel: [1, 3], pad: [0, 1], act: relu }
+        pointwise p(c) { out: 1 }
+    }
+}
+
+convgen::conv! {
+    /// conv3d: per-axis kernel, stride, dilation and padding, depthwise, pointwise.
+    mod rank3 {
+        input x: [1, 3, 5, 7, 6];
+        conv c(x) { out: 8, kernel: [2, 3, 3], stride: [1, 2, 1], pad: [[1, 0], [1, 1], [0, 2]], act: relu }
+        depthwise d(c) { kernel: 3, dilation: [1, 1, 2], pad: same, act: relu6 }
+        pointwise p(d) { out: 12, act: silu }
+    }
+}
+
+convgen::conv! {
+    /// conv3d, channels last, grouped.
+    mod rank3_ndhwc {
+        input x: [1, 3, 6, 5, 4] layout ndhwc;
+        conv c(x) { out: 8, kernel: 3, pad: 1, groups: 2, act: leaky_relu(0.01) }
+        depthwise d(c) { kernel: [1, 3, 3], stride: [1, 2, 2], pad: [0, 1, 1] }
+    }
+}
+
+convgen::conv_file!(
+    /// The depthwise-separable block at [1, 32, 56, 56], from its file.
+    mod block = "examples/models/block.conv"
+);
+
+/// Deterministic input values in [-1, 1).
+fn fill(values: &mut [f32], seed: u64) {
+    let mut rng = convgen::conv_dsl::random::SplitMix64::new(seed);
+    for value in values {
+        *value = rng.symmetric();
+    }
+}
+
+fn assert_close(label: &str, found: &[f32], expected: &[f32]) {
+    assert_eq!(found.len(), expected.len(), "{label}: length");
+    for (index, (y, reference)) in found.iter().zip(expected).enumerate() {
+        assert!(
+            (y - reference).abs() <= TOLERANCE * (1.0 + reference.abs()),
+            "{label}: element {index}: {y} vs reference {reference}"
+        );
+    }
+}
+
+fn avx2_fma() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        convgen::macro_support::avx2_fma_detected()
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
+/// Runs the differential checks on a generated module.
+macro_rules! differential {
+    ($test:ident, $model:ident) => {
+        #[test]
+        fn $test() {
+            use $model as model;
+            let name = stringify!($model);
+            let network = convgen::compile_source(name, model::MODEL_SOURCE).expect("the macro's model checks");
+            let params = model::Params::random(3);
+            assert_eq!(params.to_params(), Params::random(&network, 3), "{name}: random parameters");
+            assert_eq!(model::PARAMETERS as u64, convgen::cost_report(&network).total_params());
+            let packed = params.pack();
+            let plan = emit_rust::plan(&network).expect("lowers");
+            let ir_params = ir_interp::pack_params(&plan, &params.to_params());
+            let mut workspace = model::Workspace::new();
+            let mut input = model::new_input();
+            let mut output = model::new_output();
+            let mut portable = model::new_output();
+            for seed in [1, 2] {
+                fill(&mut input[..], seed);
+                let tensor = Tensor::new(model::INPUT_SHAPE.to_vec(), input.to_vec()).expect("INPUT_SHAPE fits");
+                let reference = interp::run(&network, &tensor, &params.to_params()).expect("reference runs");
+                assert_eq!(reference.shape(), &model::OUTPUT_SHAPE[..], "{name}: OUTPUT_SHAPE");
+                model::forward(&input, &packed, &mut output, &mut workspace);
+                assert_close(&format!("{name} forward, input {seed}"), &output[..], reference.data());
+                model::forward_portable(&input, &packed, &mut portable, &mut workspace);
+                assert_close(&format!("{name} forward_portable, input {seed}"), &portable[..], reference.data());
+                if avx2_fma() {
+                    let ir = ir_interp::run_plan(&plan, &input[..], &ir_params).expect("the IR interpreter runs");
+                    let bits = |values: &[f32]| values.iter().map(|value| value.to_bits()).collect::<Vec<u32>>();
+                    assert_eq!(bits(&output[..]), bits(&ir), "{name}: AVX2 forward vs the IR interpreter");
+                }
+            }
+        }
+    };
+}
+
+differential!(conv1d_matches_the_reference, rank1);
+differential!(conv1d_channels_last_matches_the_reference, rank1_nwc);
+differential!(conv2d_matches_the_reference, rank2);
+differential!(grouped_conv2d_matches_the_reference, rank2_groups);
+differential!(conv2d_channels_last_matches_the_reference, rank2_nhwc);
+differential!(size_one_dims_match_the_reference, size_one);
+differential!(conv3d_matches_the_reference, rank3);
+differential!(conv3d_channels_last_matches_the_reference, rank3_ndhwc);
+differential!(conv_file_block_matches_the_reference, block);
+
+#[test]
+fn shape_constants_describe_the_model() {
+    assert_eq!(rank2_nhwc::INPUT_SHAPE, [1, 7, 9, 10]);
+    assert_eq!(rank2_nhwc::OUTPUT_SHAPE, [1, 4, 5, 8]); // output `d`, NHWC
+    assert_eq!(rank2_nhwc::INPUT_LEN, 630);
+    assert_eq!(rank2_nhwc::OUTPUT_LEN, 160);
+    assert_eq!(block::INPUT_SHAPE, [1, 32, 56, 56]);
+    assert_eq!(block::OUTPUT_SHAPE, [1, 64, 56, 56]);
+    assert_eq!(block::PARAMETERS, 32 * 9 + 32 + 64 * 32 + 64);
+    assert_eq!(block::MACS, 56 * 56 * (32 * 9 + 64 * 32));
+    assert!(block::COST_REPORT.contains("depthwise 3x3"), "{}", block::COST_REPORT);
+    let names: Vec<&str> = rank2::TENSORS.iter().map(|tensor| tensor.name).collect();
+    assert_eq!(
+        names,
+        [
+            "g.weight",
+            "g.bias",
+            "dw.weight",
+            "dw.bias",
+            "s.dw.weight",
+            "s.dw.bias",
+            "s.pw.weight",
+            "s.pw.bias",
+            "p.weight"
+        ]
+    );
+    assert_eq!(rank2::TENSORS[0].shape, &[12, 2, 3, 2]);
+}
+
+#[test]
+fn params_fields_follow_pytorch_names_and_layouts() {
+    let params = rank2::Params::random(5);
+    let named = params.to_params();
+    assert_eq!(named.get("s.dw.weight").unwrap().data(), &params.s.dw.weight[..]);
+    assert_eq!(named.get("s.pw.bias").unwrap().data(), &params.s.pw.bias[..]);
+    assert_eq!(named.get("g.weight").unwrap().shape(), &[12, 2, 3, 2]);
+    assert_eq!(params.g.weight.len(), 12 * 2 * 3 * 2);
+}
+
+#[test]
+fn params_fill_from_a_flat_slice_a_params_set_and_a_safetensors_file() {
+    let random = rank1::Params::random(9);
+    let flat: Vec<f32> = random.tensors().concat();
+    assert_eq!(flat.len(), rank1::PARAMETERS);
+    let from_flat = rank1::Params::from_flat(&flat).unwrap();
+    assert_eq!(from_flat.to_params(), random.to_params());
+
+    let from_params = rank1::Params::from_params(&random.to_params()).unwrap();
+    assert_eq!(from_params.to_params(), random.to_params());
+
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("p.safetensors");
+    convgen::write_safetensors(&path, &random.to_params()).unwrap();
+    let from_file = rank1::Params::from_safetensors(&path).unwrap();
+    assert_eq!(from_file.to_params(), random.to_params());
+}
+
+#[test]
+fn params_fill_errors_name_the_problem() {
+    let error = rank1::Params::from_flat(&[0.0; 3]).err().expect("too short");
+    assert_eq!(
+        error.to_string(),
+        format!("the flat parameter slice has 3 values; the model's 6 parameter tensors have {}", rank1::PARAMETERS)
+    );
+    let mut named = rank1::Params::random(1).to_params();
+    named.insert("d.weight", Tensor::new(vec![22, 1, 2], vec![0.0; 44]).unwrap());
+    let error = rank1::Params::from_params(&named).err().expect("wrong shape");
+    assert_eq!(error.to_string(), "parameter `d.weight` has shape [22, 1, 2]; the model expects [22, 1, 3]");
+    let error = rank1::Params::from_safetensors("/nonexistent/p.safetensors").err().expect("no file");
+    assert!(error.to_string().starts_with("/nonexistent/p.safetensors: "), "{error}");
+}
