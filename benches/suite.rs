@@ -70,7 +70,7 @@ fn main() {
                 std::process::exit(1);
             }
         };
-        let shape: Vec<u64> = network.input_shape_in_layout().iter().map(|dim| dim.known().unwrap_or(1)).collect();
+        let shape = network.example_input_shape(1, 1); // the suite's models are concrete
         let flops = 2 * convgen::cost_report(&network).total_macs().unwrap_or(0);
         let binding = convgen::bind(&network, &shape).expect("suite models bind");
         let output_shape: Vec<usize> =

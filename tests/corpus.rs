@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use convgen::{Dim, Params, Tensor, compile_source, conv_dsl};
+use convgen::{Params, Tensor, compile_source, conv_dsl};
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
@@ -75,16 +75,7 @@ fn benchmark_suite_checks_to_canonical_form() {
 fn good_programs_run_in_the_interpreter() {
     insta::glob!("corpus/good/*.conv", |path| {
         let network = compile_source(&file_name(path), &read(path)).expect("good programs check");
-        let shape: Vec<u64> = network
-            .input_shape_in_layout()
-            .iter()
-            .enumerate()
-            .map(|(axis, dim)| match dim {
-                Dim::Known(size) => *size,
-                _ if axis == 0 => 2,
-                _ => 9,
-            })
-            .collect();
+        let shape = network.example_input_shape(2, 9);
         let binding = convgen::bind(&network, &shape).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
         let elements: u64 = shape.iter().product();
         let mut rng = conv_dsl::random::SplitMix64::new(3);

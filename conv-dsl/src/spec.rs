@@ -427,6 +427,22 @@ impl Network {
         self.input.layout.order(&self.input.shape)
     }
 
+    /// The input shape as written (in its layout's order) with every symbolic dim replaced: the
+    /// batch dim by `batch`, any other by `size` (a symbol used twice gets the same value, as
+    /// binding requires). For tests, benchmarks and examples that need some concrete shape.
+    pub fn example_input_shape(&self, batch: u64, size: u64) -> Vec<u64> {
+        let batch_axis = 0; // batch is first in every layout
+        self.input_shape_in_layout()
+            .iter()
+            .enumerate()
+            .map(|(axis, dim)| match dim {
+                Dim::Known(known) => *known,
+                _ if axis == batch_axis => batch,
+                _ => size,
+            })
+            .collect()
+    }
+
     /// The output's shape in the input's layout.
     pub fn output_shape_in_layout(&self) -> Vec<Dim> {
         self.input.layout.order(&self.layers[self.output].shape)

@@ -4,23 +4,14 @@
 //! Re-bless with `INSTA_UPDATE=always cargo test -p conv-dsl --test ir_snapshots`.
 
 use conv_dsl::schedule::Target;
-use conv_dsl::{Dim, bind, compile_source, lower};
+use conv_dsl::{bind, compile_source, lower};
 
 #[test]
 fn good_corpus_ir() {
     insta::glob!("../../tests/corpus/good", "*.conv", |path| {
         let text = std::fs::read_to_string(path).expect("corpus files are readable");
         let network = compile_source("model.conv", &text).expect("good corpus files check");
-        let shape: Vec<u64> = network
-            .input_shape_in_layout()
-            .iter()
-            .enumerate()
-            .map(|(axis, dim)| match dim {
-                Dim::Known(size) => *size,
-                _ if axis == 0 => 1,
-                _ => 9,
-            })
-            .collect();
+        let shape = network.example_input_shape(1, 9);
         let binding = bind(&network, &shape).expect("binds");
         let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
         let mut listing = format!("// input {shape:?}, {} steps\n", plan.steps.len());

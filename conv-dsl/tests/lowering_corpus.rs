@@ -2,7 +2,7 @@
 //! matches the reference interpreter.
 
 use conv_dsl::schedule::{Schedule, Target};
-use conv_dsl::{Dim, Params, Tensor, bind, compile_source, interp, ir_interp, lower};
+use conv_dsl::{Params, Tensor, bind, compile_source, interp, ir_interp, lower};
 
 /// |ir − reference| ≤ TOLERANCE · (1 + |reference|): f32 accumulation (with FMA) against the
 /// reference's f64 accumulation, for inputs and weights in [−1, 1] and at most a few hundred terms.
@@ -11,16 +11,7 @@ const TOLERANCE: f32 = 1e-4;
 fn check_file(path: &std::path::Path) {
     let text = std::fs::read_to_string(path).expect("corpus files are readable");
     let network = compile_source(&path.display().to_string(), &text).expect("good corpus files check");
-    let shape: Vec<u64> = network
-        .input_shape_in_layout()
-        .iter()
-        .enumerate()
-        .map(|(axis, dim)| match dim {
-            Dim::Known(size) => *size,
-            _ if axis == 0 => 2,
-            _ => 11,
-        })
-        .collect();
+    let shape = network.example_input_shape(2, 11);
     let binding = bind(&network, &shape).expect("binds");
     let mut rng = conv_dsl::random::SplitMix64::new(9);
     let elements: u64 = shape.iter().product();

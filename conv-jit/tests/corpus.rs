@@ -3,7 +3,7 @@
 
 mod common;
 
-use conv_dsl::{Dim, compile_source};
+use conv_dsl::compile_source;
 
 #[test]
 fn good_corpus_runs_like_the_interpreters() {
@@ -20,16 +20,7 @@ fn good_corpus_runs_like_the_interpreters() {
         let text = std::fs::read_to_string(&path).expect("corpus files are readable");
         let network = compile_source(&name, &text).expect("good corpus files check");
         // Symbolic dims: batch 2, spatial 11 (as in conv-dsl's lowering test).
-        let shape: Vec<u64> = network
-            .input_shape_in_layout()
-            .iter()
-            .enumerate()
-            .map(|(axis, dim)| match dim {
-                Dim::Known(size) => *size,
-                _ if axis == 0 => 2,
-                _ => 11,
-            })
-            .collect();
+        let shape = network.example_input_shape(2, 11);
         let started = std::time::Instant::now();
         if let Err(message) = common::check_network(&name, &network, &shape, 9, &choices) {
             panic!("{message}");
