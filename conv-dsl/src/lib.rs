@@ -82,15 +82,7 @@ pub fn compile_tokens_concrete(tokens: proc_macro2::TokenStream) -> Result<Netwo
 /// and column of its own and releasing spans panics; with `proc_macro2`'s own (fallback) spans both
 /// work, and nothing returned holds a span.
 pub fn compile_source_concrete(source_name: &str, source: &str) -> Result<Network, Error> {
-    let (program, mut parse_diagnostics) = syntax::parse_str(source);
-    parse_diagnostics.extend(emit_rust::symbolic_dims(&program));
-    let result = finish(program, parse_diagnostics).map_err(|diagnostics| {
-        let located: Vec<LocatedDiagnostic> = diagnostics.iter().map(Diagnostic::located).collect();
-        let rendered = diagnostic::render(source_name, source, &located);
-        Error::Model { diagnostics: located, rendered }
-    });
-    proc_macro2::extra::invalidate_current_thread_spans();
-    result
+    compile_text(source_name, source, emit_rust::symbolic_dims)
 }
 
 /// Parses and checks model text. `source_name` (a path, usually) is used in rendered messages.
@@ -100,7 +92,18 @@ pub fn compile_source_concrete(source_name: &str, source: &str) -> Result<Networ
 /// would otherwise grow without bound in a long-running process (and wrap its 32-bit positions
 /// after 4 GiB of text).
 pub fn compile_source(source_name: &str, source: &str) -> Result<Network, Error> {
-    let (program, parse_diagnostics) = syntax::parse_str(source);
+    compile_text(source_name, source, |_| Vec::new())
+}
+
+/// Parses text, adds `extra_checks`' diagnostics to the parser's, checks, renders any problems
+/// against the text, and releases the thread's span table.
+fn compile_text(
+    source_name: &str,
+    source: &str,
+    extra_checks: impl FnOnce(&ast::Program) -> Vec<Diagnostic>,
+) -> Result<Network, Error> {
+    let (program, mut parse_diagnostics) = syntax::parse_str(source);
+    parse_diagnostics.extend(extra_checks(&program));
     let result = finish(program, parse_diagnostics).map_err(|diagnostics| {
         let located: Vec<LocatedDiagnostic> = diagnostics.iter().map(Diagnostic::located).collect();
         let rendered = diagnostic::render(source_name, source, &located);
