@@ -17,12 +17,17 @@ use crate::{Error, Network, Params, Tensor};
 
 /// Reads and checks a model file.
 pub fn load_model(path: &Path) -> Result<Network, Error> {
+    let text = read_model_text(path)?;
+    Ok(conv_dsl::compile_source(&path.display().to_string(), &text)?)
+}
+
+/// Reads a model file's text: at most the front end's size limit, and UTF-8.
+pub fn read_model_text(path: &Path) -> Result<String, Error> {
     let bytes = read_limited(path, conv_dsl::syntax::MAX_SOURCE_BYTES as u64, "a model file")?;
-    let text = String::from_utf8(bytes).map_err(|error| {
+    String::from_utf8(bytes).map_err(|error| {
         let offset = error.utf8_error().valid_up_to();
         Error::file(path, format!("not UTF-8 text (invalid byte at offset {offset}); a model is DSL text"))
-    })?;
-    Ok(conv_dsl::compile_source(&path.display().to_string(), &text)?)
+    })
 }
 
 /// Reads a whole file of at most `limit` bytes.

@@ -300,12 +300,7 @@ fn inspect(
 ) -> Result<(), Error> {
     match emit {
         Emit::Ast => {
-            let bytes = std::fs::read(model)
-                .map_err(|error| Error::File { path: model.into(), message: format!("cannot read: {error}") })?;
-            let text = String::from_utf8(bytes).map_err(|_| Error::File {
-                path: model.into(),
-                message: "not UTF-8 text; a model is DSL text".into(),
-            })?;
+            let text = convgen::io::read_model_text(model)?;
             let program = conv_dsl::parse_source(&model.display().to_string(), &text)?;
             match layer {
                 None => out(&program.to_string()),
