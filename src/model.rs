@@ -57,6 +57,9 @@ struct Executable {
     code: conv_jit::CompiledPlan,
     /// The output shape for this input shape, in the input's layout.
     output_shape: Vec<u64>,
+    /// How the plan packs its parameters (the key of `PackedParams`), computed once here rather
+    /// than on every run.
+    packing: Vec<PackedParamKey>,
 }
 
 /// Parameters checked against a model and packed for its kernels.
@@ -166,7 +169,7 @@ impl CompiledModel {
                         self.compile(&shape, &binding)?
                     }
                 };
-                let packed = params.packed_for(&executable.plan)?;
+                let packed = params.packed_for(&executable.plan, &executable.packing);
                 executable
                     .code
                     .run_into(input_data, &packed, output_data)
@@ -213,7 +216,8 @@ impl CompiledModel {
         let output_shape = self.network.input.layout.order(&binding.layers[self.network.output].shape);
         let plan = self.lower(binding)?;
         let code = conv_jit::compile(&plan).map_err(|error| Error::Jit(error.to_string()))?;
-        let executable = Arc::new(Executable { plan, code, output_shape });
+        let packing = plan.params.iter().map(signature).collect();
+        let executable = Arc::new(Executable { plan, code, output_shape, packing });
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(position) = cache.iter().position(|(key, _)| key == shape) {
             return Ok(cache[position].1.clone());
@@ -263,16 +267,15 @@ impl CompiledModel {
 }
 
 impl PackedParams {
-    /// The packed buffers for `plan`, packed on first use.
-    fn packed_for(&self, plan: &Plan) -> Result<Arc<PackedBuffers>, Error> {
-        let key: Vec<PackedParamKey> = plan.params.iter().map(signature).collect();
+    /// The packed buffers for `plan` (whose packing signature is `key`), packed on first use.
+    fn packed_for(&self, plan: &Plan, key: &[PackedParamKey]) -> Arc<PackedBuffers> {
         let mut packed = self.packed.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = packed.get(&key) {
-            return Ok(existing.clone());
+        if let Some(existing) = packed.get(key) {
+            return existing.clone();
         }
         let buffers = Arc::new(conv_dsl::ir_interp::pack_params(plan, &self.params));
-        packed.insert(key, buffers.clone());
-        Ok(buffers)
+        packed.insert(key.to_vec(), buffers.clone());
+        buffers
     }
 }
 
