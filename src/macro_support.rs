@@ -186,6 +186,24 @@ pub fn store<const L: usize>(buffer: &mut [f32], index: usize, vector: [f32; L])
     buffer[index..index + L].copy_from_slice(&vector);
 }
 
+/// `conv_dsl::ir::Stmt::Transpose`: the 4×4 block whose rows start at `from[from_index + r·from_stride]`
+/// stored transposed, `to[to_index + c·to_stride + r] = from[from_index + r·from_stride + c]`.
+#[inline(always)]
+pub fn transpose(
+    from: &[f32],
+    from_index: usize,
+    from_stride: usize,
+    to: &mut [f32],
+    to_index: usize,
+    to_stride: usize,
+) {
+    let rows: [[f32; 4]; 4] = std::array::from_fn(|r| load(from, from_index + r * from_stride));
+    let columns: [[f32; 4]; 4] = std::array::from_fn(|c| std::array::from_fn(|r| rows[r][c]));
+    for (c, column) in columns.into_iter().enumerate() {
+        store(to, to_index + c * to_stride, column);
+    }
+}
+
 /// `acc + a·b` lane-wise: rounded once (`f32::mul_add`) when `fused` (the AVX2 + FMA kernels),
 /// else a product and a sum (the portable kernels, where `mul_add` would be a library call).
 /// `fused` is a constant in every caller, so the test disappears when this is inlined.

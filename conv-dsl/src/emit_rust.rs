@@ -665,7 +665,7 @@ fn forward_and_kernels(plan: &Plan) -> (TokenStream, TokenStream) {
         mod kernels {
             #[allow(unused_imports)]
             use ::convgen::macro_support::{
-                add, fma, hardswish, leaky_relu, load, relu, relu6, sigmoid, silu, splat, store,
+                add, fma, hardswish, leaky_relu, load, relu, relu6, sigmoid, silu, splat, store, transpose,
             };
 
             #(#kernels)*
@@ -766,6 +766,10 @@ impl Emitter<'_> {
                     visit(index);
                     indices(value, &mut visit);
                 }
+                Stmt::Transpose { from_index, to_index, .. } => {
+                    visit(from_index);
+                    visit(to_index);
+                }
             }
         }
         let mut lets = Vec::new();
@@ -827,6 +831,12 @@ impl Emitter<'_> {
                 let index = self.index(index);
                 let value = self.value(value);
                 quote!(store::<#lanes>(#buffer, #index, #value);)
+            }
+            Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
+                let (from, to) = (&self.names[from.0 as usize], &self.names[to.0 as usize]);
+                let (from_index, to_index) = (self.index(from_index), self.index(to_index));
+                let (from_stride, to_stride) = (unsuffixed(*from_stride as u64), unsuffixed(*to_stride as u64));
+                quote!(transpose(#from, #from_index, #from_stride, #to, #to_index, #to_stride);)
             }
         }
     }

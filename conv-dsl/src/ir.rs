@@ -100,7 +100,28 @@ pub enum Stmt {
         /// What is stored.
         value: Value,
     },
+    /// A [`TRANSPOSE`]×[`TRANSPOSE`] block copied transposed, whatever [`Function::lanes`] is (layout
+    /// conversions use it between channels-first and channels-last tensors):
+    /// `to[to_index + c·to_stride + r] = from[from_index + r·from_stride + c]` for `r, c` in
+    /// `0..TRANSPOSE`. Row `r` of the source and row `c` of the destination are contiguous.
+    Transpose {
+        /// The buffer read.
+        from: BufferId,
+        /// Its first element (row 0, column 0).
+        from_index: Index,
+        /// Elements from one source row to the next (≥ [`TRANSPOSE`]).
+        from_stride: i64,
+        /// The buffer written (all four rows are read before any is written).
+        to: BufferId,
+        /// Its first element.
+        to_index: Index,
+        /// Elements from one destination row to the next (≥ [`TRANSPOSE`]).
+        to_stride: i64,
+    },
 }
+
+/// The side of a [`Stmt::Transpose`] block: 4 f32, one 128-bit vector, a row.
+pub const TRANSPOSE: u32 = 4;
 
 /// A vector value.
 #[derive(Clone, Debug, PartialEq)]
@@ -294,6 +315,16 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                 write!(f, "{indent}{name}[{index}] = ")?;
                 value.write(f, buffers)?;
                 writeln!(f)?;
+            }
+            Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
+                let name =
+                    |buffer: &BufferId| buffers.get(buffer.0 as usize).map_or("?", |buffer| buffer.name.as_str());
+                writeln!(
+                    f,
+                    "{indent}{}[{to_index}; rows {to_stride}] = transpose{TRANSPOSE} {}[{from_index}; rows {from_stride}]",
+                    name(to),
+                    name(from)
+                )?;
             }
         }
     }

@@ -7,7 +7,7 @@
 //! from the f32 value and rounded once to f32 (as [`crate::spec::Activation::apply`] defines them).
 
 use crate::error::Error;
-use crate::ir::{Function, Stmt, Value};
+use crate::ir::{Function, Stmt, TRANSPOSE, Value};
 use crate::lower::{Arg, Plan};
 use crate::params::Params;
 
@@ -134,6 +134,21 @@ impl State<'_> {
                     let value = self.value(value, buffers)?;
                     let start = self.range(buffer.0 as usize, index.eval(&self.vars), self.lanes)?;
                     buffers[buffer.0 as usize][start..start + self.lanes].copy_from_slice(&value[..self.lanes]);
+                }
+                Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
+                    let size = TRANSPOSE as usize;
+                    let (from_base, to_base) = (from_index.eval(&self.vars), to_index.eval(&self.vars));
+                    let mut block = [[0.0f32; TRANSPOSE as usize]; TRANSPOSE as usize];
+                    for (r, row) in block.iter_mut().enumerate() {
+                        let start = self.range(from.0 as usize, from_base + r as i64 * from_stride, size)?;
+                        row.copy_from_slice(&buffers[from.0 as usize][start..start + size]);
+                    }
+                    for c in 0..size {
+                        let start = self.range(to.0 as usize, to_base + c as i64 * to_stride, size)?;
+                        for (r, row) in block.iter().enumerate() {
+                            buffers[to.0 as usize][start + r] = row[c];
+                        }
+                    }
                 }
             }
         }

@@ -26,7 +26,7 @@
 
 use crate::bind::{Binding, BoundConv};
 use crate::error::Error;
-use crate::ir::{Acc, Buffer, BufferId, Function, Index, LoopVar, Stmt, Value};
+use crate::ir::{Acc, Buffer, BufferId, Function, Index, LoopVar, Stmt, TRANSPOSE, Value};
 use crate::schedule::{Schedule, Target, channel_vectors};
 use crate::spec::{Activation, Conv, Layout, Network, Op, Source};
 
@@ -347,6 +347,11 @@ const CONVERT_BLOCK: u64 = 64;
 
 /// Layout conversion between the user's layout and the internal padded channels-last one.
 /// `to_internal` reads the user's tensor; otherwise it writes it.
+///
+/// Channels-first (a transpose): blocks of [`CONVERT_BLOCK`] positions, each moved as
+/// [`TRANSPOSE`]×[`TRANSPOSE`] blocks of channels × positions ([`Stmt::Transpose`]) and element by
+/// element where channels or positions do not fill a block. Channels-last without channel padding:
+/// one vector copy; with padding, element by element.
 fn convert(logical: &[u64], layout: Layout, lanes: u32, to_internal: bool) -> Function {
     let (batch, channels) = (logical[0], logical[1]);
     let positions: u64 = logical[2..].iter().product();
@@ -355,63 +360,107 @@ fn convert(logical: &[u64], layout: Layout, lanes: u32, to_internal: bool) -> Fu
     let internal_len = batch * padded_channels * positions;
     let mut builder = Builder::default();
     let (user, internal) = if to_internal { (BufferId(0), BufferId(1)) } else { (BufferId(1), BufferId(0)) };
-    // One element: user[n, c, p] (or [n, p, c]) <-> internal[n, p, c padded].
+    // user[n, c, p] (or [n, p, c]) and internal[n, p, c padded].
+    let user_index = |n: &Index, c: &Index, p: &Index| -> Index {
+        let n = n.clone().times((channels * positions) as i64);
+        match layout {
+            Layout::ChannelsFirst => n.plus(&c.clone().times(positions as i64)).plus(p),
+            Layout::ChannelsLast => n.plus(&p.clone().times(channels as i64)).plus(c),
+        }
+    };
+    let internal_index = |n: &Index, c: &Index, p: &Index| -> Index {
+        n.clone().times((padded_channels * positions) as i64).plus(&p.clone().times(padded_channels as i64)).plus(c)
+    };
+    let (source, destination) = if to_internal { (user, internal) } else { (internal, user) };
+    // One element (or, in a vector copy, one vector) from `source` to `destination`.
     let element = |n: &Index, c: &Index, p: &Index| -> Stmt {
-        let user_index = match layout {
-            Layout::ChannelsFirst => {
-                n.clone().times((channels * positions) as i64).plus(&c.clone().times(positions as i64)).plus(p)
-            }
-            Layout::ChannelsLast => {
-                n.clone().times((channels * positions) as i64).plus(&p.clone().times(channels as i64)).plus(c)
-            }
-        };
-        let internal_index = n
-            .clone()
-            .times((padded_channels * positions) as i64)
-            .plus(&p.clone().times(padded_channels as i64))
-            .plus(c);
+        let (user_index, internal_index) = (user_index(n, c, p), internal_index(n, c, p));
         let (from, to) = if to_internal { (user_index, internal_index) } else { (internal_index, user_index) };
-        let (source, destination) = if to_internal { (user, internal) } else { (internal, user) };
         Stmt::Store { buffer: destination, index: to, value: Value::Load { buffer: source, index: from } }
     };
-    let body = builder.repeat(batch, |builder, n| match layout {
-        // Both sides are channels-last: the inner loop is contiguous on both.
-        Layout::ChannelsLast => {
-            builder.repeat(positions, |builder, p| builder.repeat(channels, |_, c| vec![element(&n, &c, &p)]))
-        }
-        // A transpose: blocks of CONVERT_BLOCK positions × all channels, so that both the user's
-        // rows and the internal pixels a block touches stay in cache.
-        Layout::ChannelsFirst => {
-            let blocks = positions / CONVERT_BLOCK;
-            let rest = positions % CONVERT_BLOCK;
-            let mut body = Vec::new();
-            if blocks > 0 {
-                body.extend(builder.repeat(blocks, |builder, block| {
-                    builder.repeat(channels, |builder, c| {
-                        builder.repeat(CONVERT_BLOCK, |_, within| {
-                            let p = block.clone().times(CONVERT_BLOCK as i64).plus(&within);
-                            vec![element(&n, &c, &p)]
-                        })
-                    })
-                }));
+    // The block of channels c..c+4 × positions p..p+4: rows are channels in the user's tensor
+    // (stride `positions`) and positions in the internal one (stride `padded_channels`).
+    let block = |n: &Index, c: &Index, p: &Index| -> Stmt {
+        let (user_index, internal_index) = (user_index(n, c, p), internal_index(n, c, p));
+        let (user_rows, internal_rows) = (positions as i64, padded_channels as i64);
+        let ((from_index, from_stride), (to_index, to_stride)) = if to_internal {
+            ((user_index, user_rows), (internal_index, internal_rows))
+        } else {
+            ((internal_index, internal_rows), (user_index, user_rows))
+        };
+        Stmt::Transpose { from: source, from_index, from_stride, to: destination, to_index, to_stride }
+    };
+    let size = u64::from(TRANSPOSE);
+    let vector_copy = layout == Layout::ChannelsLast && padded_channels == channels;
+    let body =
+        builder.repeat(batch, |builder, n| match layout {
+            // Both sides are channels-last and equal: a copy.
+            Layout::ChannelsLast if vector_copy => builder.repeat(positions * channels / u64::from(lanes), |_, v| {
+                let index = n.clone().times((channels * positions) as i64).plus(&v.times(i64::from(lanes)));
+                vec![Stmt::Store {
+                    buffer: destination,
+                    index: index.clone(),
+                    value: Value::Load { buffer: source, index },
+                }]
+            }),
+            // The inner loop is contiguous on both sides.
+            Layout::ChannelsLast => {
+                builder.repeat(positions, |builder, p| builder.repeat(channels, |_, c| vec![element(&n, &c, &p)]))
             }
-            if rest > 0 {
-                body.extend(builder.repeat(channels, |builder, c| {
-                    builder.repeat(rest, |_, within| {
-                        let p = within.plus_constant((blocks * CONVERT_BLOCK) as i64);
-                        vec![element(&n, &c, &p)]
-                    })
-                }));
+            // A transpose: blocks of CONVERT_BLOCK positions × all channels, so that both the user's
+            // rows and the internal pixels a block touches stay in cache.
+            Layout::ChannelsFirst => {
+                let full_channels = channels / size * size;
+                // Positions start..start+count (count ≤ CONVERT_BLOCK) of every channel.
+                let span = |builder: &mut Builder, start: Index, count: u64| -> Vec<Stmt> {
+                    let mut body = Vec::new();
+                    let quads = count / size;
+                    if full_channels > 0 && quads > 0 {
+                        body.extend(builder.repeat(full_channels / size, |builder, c| {
+                            builder.repeat(quads, |_, q| {
+                                let p = start.clone().plus(&q.times(size as i64));
+                                vec![block(&n, &c.clone().times(size as i64), &p)]
+                            })
+                        }));
+                    }
+                    if full_channels > 0 && !count.is_multiple_of(size) {
+                        body.extend(builder.repeat(full_channels, |builder, c| {
+                            builder.repeat(count % size, |_, within| {
+                                let p = start.clone().plus_constant((quads * size) as i64).plus(&within);
+                                vec![element(&n, &c, &p)]
+                            })
+                        }));
+                    }
+                    if channels > full_channels {
+                        body.extend(builder.repeat(channels - full_channels, |builder, c| {
+                            builder.repeat(count, |_, within| {
+                                let c = c.plus_constant(full_channels as i64);
+                                vec![element(&n, &c, &start.clone().plus(&within))]
+                            })
+                        }));
+                    }
+                    body
+                };
+                let blocks = positions / CONVERT_BLOCK;
+                let rest = positions % CONVERT_BLOCK;
+                let mut body = Vec::new();
+                if blocks > 0 {
+                    body.extend(builder.repeat(blocks, |builder, block| {
+                        span(builder, block.times(CONVERT_BLOCK as i64), CONVERT_BLOCK)
+                    }));
+                }
+                if rest > 0 {
+                    body.extend(span(builder, Index::constant((blocks * CONVERT_BLOCK) as i64), rest));
+                }
+                body
             }
-            body
-        }
-    });
+        });
     let user_buffer = Buffer { name: "user".into(), len: user_len, writes: !to_internal };
     let internal_buffer = Buffer { name: "internal".into(), len: internal_len, writes: to_internal };
     let buffers = if to_internal { vec![user_buffer, internal_buffer] } else { vec![internal_buffer, user_buffer] };
     Function {
         name: if to_internal { "to_internal".into() } else { "to_user".into() },
-        lanes: 1,
+        lanes: if vector_copy { lanes } else { 1 },
         buffers,
         body,
         accumulators: 0,

@@ -24,12 +24,13 @@
 
 use std::collections::HashMap;
 
-use conv_dsl::ir::{self, BufferId, Index, Stmt};
+use conv_dsl::ir::{self, BufferId, Index, Stmt, TRANSPOSE};
 use conv_dsl::spec::Activation;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{F32, F32X4, F64, I64};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, I8X16, I64};
 use cranelift_codegen::ir::{
-    AbiParam, Block, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Signature, Type, Value,
+    AbiParam, Block, BlockArg, ConstantData, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Signature, Type,
+    Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -140,6 +141,13 @@ impl Checker<'_> {
                     self.access(*buffer, index, self.function.lanes)?;
                     self.analysis.stored[buffer.0 as usize] = true;
                     self.value(value)?;
+                }
+                Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
+                    for row in 0..i64::from(TRANSPOSE) {
+                        self.access(*from, &from_index.clone().plus_constant(row * from_stride), TRANSPOSE)?;
+                        self.access(*to, &to_index.clone().plus_constant(row * to_stride), TRANSPOSE)?;
+                    }
+                    self.analysis.stored[to.0 as usize] = true;
                 }
             }
         }
@@ -305,7 +313,53 @@ impl Emitter<'_, '_> {
                     let flags = self.flags(*buffer, self.vector);
                     self.builder.ins().store(flags, value, address, offset);
                 }
+                Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
+                    self.transpose((*from, from_index, *from_stride), (*to, to_index, *to_stride));
+                }
             }
+        }
+    }
+
+    /// A 4×4 transpose ([`Stmt::Transpose`]): four row loads, two rounds of interleaves (32-bit
+    /// lanes, then 64-bit halves; x86-64 lowers each to one `punpck*`), four row stores. The rows
+    /// are moved as bytes (`i8x16`), which is what `shuffle` takes; nothing is computed on them.
+    fn transpose(&mut self, (from, from_index, from_stride): (BufferId, &Index, i64), to: (BufferId, &Index, i64)) {
+        let rows: Vec<Value> = (0..i64::from(TRANSPOSE))
+            .map(|row| {
+                let (address, offset) = self.address(from, &from_index.clone().plus_constant(row * from_stride));
+                let flags = self.flags(from, I8X16);
+                self.builder.ins().load(I8X16, flags, address, offset)
+            })
+            .collect();
+        // Byte masks for `shuffle(a, b)`: bytes 0–15 are a's, 16–31 b's.
+        let interleave = |builder: &mut FunctionBuilder, a: Value, b: Value, element: u8, high: bool| -> Value {
+            let half = if high { 8 } else { 0 };
+            let mask: Vec<u8> = (0..16u8)
+                .map(|byte| {
+                    let (pair, within) = (byte / element, byte % element);
+                    let source = if pair % 2 == 0 { 0 } else { 16 };
+                    source + half + (pair / 2) * element + within
+                })
+                .collect();
+            let mask = builder.func.dfg.immediates.push(ConstantData::from(mask));
+            builder.ins().shuffle(a, b, mask)
+        };
+        // [r0.0 r1.0 r0.1 r1.1], [r0.2 r1.2 r0.3 r1.3], likewise for rows 2 and 3.
+        let low01 = interleave(&mut self.builder, rows[0], rows[1], 4, false);
+        let high01 = interleave(&mut self.builder, rows[0], rows[1], 4, true);
+        let low23 = interleave(&mut self.builder, rows[2], rows[3], 4, false);
+        let high23 = interleave(&mut self.builder, rows[2], rows[3], 4, true);
+        let columns = [
+            interleave(&mut self.builder, low01, low23, 8, false),
+            interleave(&mut self.builder, low01, low23, 8, true),
+            interleave(&mut self.builder, high01, high23, 8, false),
+            interleave(&mut self.builder, high01, high23, 8, true),
+        ];
+        let (to, to_index, to_stride) = to;
+        for (column, value) in columns.into_iter().enumerate() {
+            let (address, offset) = self.address(to, &to_index.clone().plus_constant(column as i64 * to_stride));
+            let flags = self.flags(to, I8X16);
+            self.builder.ins().store(flags, value, address, offset);
         }
     }
 

@@ -394,3 +394,36 @@ fn the_snapshotted_function_runs_like_the_interpreter() {
         assert!(same(*got, *want), "{got} vs {want}");
     }
 }
+
+/// The layout conversions at both ends of a plan move every element to its place: channel counts
+/// below, at and above the transpose block of 4 (and not multiples of it), position counts around
+/// the conversion's blocks of 64, batch 2, both layouts. `add r(x, x)` makes the output exactly
+/// twice the input, in the input's layout, so the expected values are known without an oracle.
+#[test]
+fn layout_conversions_move_every_element_to_its_place() {
+    let mut rng = SplitMix64::new(5);
+    for channels_last in [false, true] {
+        for channels in 1..=9u64 {
+            for spatial in [vec![1], vec![3], vec![4], vec![5], vec![63], vec![64], vec![67], vec![131], vec![3, 22]] {
+                // [n, c, *spatial], or [n, *spatial, c] channels-last.
+                let (shape, layout) = if channels_last {
+                    let layout = if spatial.len() == 1 { " layout nwc" } else { " layout nhwc" };
+                    ([&[2][..], &spatial, &[channels]].concat(), layout)
+                } else {
+                    ([&[2, channels][..], &spatial].concat(), "")
+                };
+                let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+                let source = format!("input x: [{}]{layout};\nadd r(x, x);\n", dims.join(", "));
+                let network = compile_source("conversions.conv", &source).expect("the model checks");
+                let binding = bind(&network, &shape).expect("concrete shapes bind");
+                let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
+                let input: Vec<f32> = (0..plan.input_len).map(|_| rng.symmetric()).collect();
+                let expected: Vec<f32> = input.iter().map(|x| x + x).collect();
+                let interpreted = ir_interp::run_plan(&plan, &input, &[]).expect("the IR is in bounds");
+                let jit = compile(&plan).expect("compiles").run(&input, &[]).expect("runs");
+                assert_eq!(interpreted, expected, "ir_interp: {source}");
+                assert_eq!(jit, expected, "jit: {source}");
+            }
+        }
+    }
+}
