@@ -204,6 +204,75 @@ pub fn transpose(
     }
 }
 
+/// The constant part of a `conv_dsl::ir::Tile` (its strides and counts).
+pub struct TileShape {
+    /// Input elements from one pixel to the next.
+    pub pixel_stride: isize,
+    /// Input channels each sum runs over.
+    pub reduce: usize,
+    /// Input elements from one input channel to the next.
+    pub reduce_input_stride: isize,
+    /// Weight elements from one input channel to the next.
+    pub reduce_weight_stride: isize,
+    /// Taps per axis (d, h, w).
+    pub taps: [usize; 3],
+    /// Input elements from one tap to the next, per axis.
+    pub tap_input_strides: [isize; 3],
+    /// Weight elements from one tap to the next, per axis.
+    pub tap_weight_strides: [isize; 3],
+}
+
+/// `conv_dsl::ir::Stmt::Tile`: `P` pixels × `V` vectors of 8 sums, starting at the bias (or 0)
+/// and written to `acc`, each the chain of multiply-adds (fused when `fused`) in the statement's
+/// order.
+#[inline(always)]
+pub fn tile<const P: usize, const V: usize>(
+    fused: bool,
+    (input, input_index): (&[f32], usize),
+    (weight, weight_index): (&[f32], usize),
+    bias: Option<(&[f32], usize)>,
+    (acc, acc_index): (&mut [f32], usize),
+    shape: &TileShape,
+) {
+    let at = |base: usize, offset: isize| base.wrapping_add_signed(offset);
+    let initial: [[f32; 8]; V] = std::array::from_fn(|vector| match bias {
+        Some((bias, index)) => load(bias, index + vector * 8),
+        None => [0.0; 8],
+    });
+    let mut sums: [[[f32; 8]; V]; P] = [initial; P];
+    let [taps_d, taps_h, taps_w] = shape.taps;
+    let (input_strides, weight_strides) = (shape.tap_input_strides, shape.tap_weight_strides);
+    for k in 0..shape.reduce as isize {
+        for td in 0..taps_d as isize {
+            for th in 0..taps_h as isize {
+                for tw in 0..taps_w as isize {
+                    let x = k * shape.reduce_input_stride
+                        + td * input_strides[0]
+                        + th * input_strides[1]
+                        + tw * input_strides[2];
+                    let y = k * shape.reduce_weight_stride
+                        + td * weight_strides[0]
+                        + th * weight_strides[1]
+                        + tw * weight_strides[2];
+                    let weights: [[f32; 8]; V] =
+                        std::array::from_fn(|vector| load(weight, at(weight_index, y) + vector * 8));
+                    for (pixel, vectors) in sums.iter_mut().enumerate() {
+                        let x: [f32; 8] = splat(input, at(input_index, x + pixel as isize * shape.pixel_stride));
+                        for (sum, weights) in vectors.iter_mut().zip(&weights) {
+                            *sum = fma(fused, *sum, x, *weights);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (pixel, vectors) in sums.iter().enumerate() {
+        for (vector, sum) in vectors.iter().enumerate() {
+            store(acc, acc_index + (pixel * V + vector) * 8, *sum);
+        }
+    }
+}
+
 /// `acc + a·b` lane-wise: rounded once (`f32::mul_add`) when `fused` (the AVX2 + FMA kernels),
 /// else a product and a sum (the portable kernels, where `mul_add` would be a library call).
 /// `fused` is a constant in every caller, so the test disappears when this is inlined.

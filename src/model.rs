@@ -83,12 +83,13 @@ pub type TensorRef<'a> = (&'a [usize], &'a [f32]);
 pub type TensorMut<'a> = (&'a [usize], &'a mut [f32]);
 
 impl CompiledModel {
-    /// A model on `backend` with automatic schedules for Cranelift on x86-64 / aarch64 (4 lanes).
+    /// A model on `backend` with automatic schedules for Cranelift on x86-64 / aarch64 (4 lanes,
+    /// and the tile microkernels where the host has AVX2 and FMA: [`conv_jit::host_target`]).
     pub fn new(network: Network, backend: Backend) -> Self {
         CompiledModel {
             network,
             backend,
-            target: Target::CRANELIFT_X86_64,
+            target: conv_jit::host_target(),
             schedules: HashMap::new(),
             cache: Mutex::new(Vec::new()),
         }

@@ -77,13 +77,9 @@ fn schedules_do_not_change_results() {
     let data = random(&input, 8);
     let auto = CompiledModel::new(network.clone(), Backend::Jit);
     let expected = run(&auto, &auto.pack(&params).unwrap(), &input, &data);
-    for schedule in [
-        Schedule { lanes: 4, tile_width: 1, tile_channels: 1 },
-        Schedule { lanes: 1, tile_width: 3, tile_channels: 2 },
-        Schedule { lanes: 4, tile_width: 5, tile_channels: 1 },
-    ] {
+    for schedule in [Schedule::new(4, 1, 1), Schedule::new(1, 3, 2), Schedule::new(4, 5, 1)] {
         let tuned = CompiledModel::new(network.clone(), Backend::Jit)
-            .with_schedule("c", Schedule { lanes: 1, ..schedule })
+            .with_schedule("c", Schedule::new(1, schedule.tile_width, schedule.tile_channels))
             .and_then(|model| model.with_schedule("s.dw", schedule))
             .and_then(|model| model.with_schedule("s.pw", schedule))
             .unwrap();
@@ -95,13 +91,10 @@ fn schedules_do_not_change_results() {
 #[test]
 fn bad_schedules_are_errors() {
     let network = compile_source("model.conv", MODEL).unwrap();
-    let unknown = CompiledModel::new(network.clone(), Backend::Jit)
-        .with_schedule("nope", Schedule { lanes: 4, tile_width: 1, tile_channels: 1 });
+    let unknown = CompiledModel::new(network.clone(), Backend::Jit).with_schedule("nope", Schedule::new(4, 1, 1));
     assert!(matches!(unknown, Err(Error::Model(convgen::conv_dsl::Error::Schedule { .. }))));
     // `c` has 4 output channels per group: vectors of 4 fit, 8 do not (and the target has 4).
-    let model = CompiledModel::new(network.clone(), Backend::Jit)
-        .with_schedule("c", Schedule { lanes: 8, tile_width: 1, tile_channels: 1 })
-        .unwrap();
+    let model = CompiledModel::new(network.clone(), Backend::Jit).with_schedule("c", Schedule::new(8, 1, 1)).unwrap();
     let packed = model.pack(&Params::random(&network, 1)).unwrap();
     let input = [1, 6, 4, 4];
     let shape = output_shape(&input);

@@ -118,10 +118,103 @@ pub enum Stmt {
         /// Elements from one destination row to the next (≥ [`TRANSPOSE`]).
         to_stride: i64,
     },
+    /// One register tile of a dense convolution computed by a microkernel (a named intrinsic of
+    /// the code generators; see [`Tile`]).
+    Tile(Box<Tile>),
 }
 
 /// The side of a [`Stmt::Transpose`] block: 4 f32, one 128-bit vector, a row.
 pub const TRANSPOSE: u32 = 4;
+
+/// Lanes of the tile microkernel's vectors (AVX2: 256 bits).
+pub const TILE_LANES: u32 = 8;
+/// The most pixels of a [`Tile`].
+pub const TILE_MAX_PIXELS: u32 = 6;
+/// The most vectors of a [`Tile`].
+pub const TILE_MAX_VECTORS: u32 = 4;
+/// The most accumulators (`pixels × vectors`) of a [`Tile`]: with one weight vector per vector
+/// and a broadcast input, they fit AVX2's 16 registers.
+pub const TILE_MAX_ACCUMULATORS: u32 = 12;
+
+/// A dense convolution's register tile, computed by the tile microkernel: `pixels` × `vectors`
+/// accumulators of [`TILE_LANES`] lanes, which start as the bias (or 0) and end in `acc`:
+///
+/// ```text
+/// for p, v, lane:  acc[acc_index + (p·vectors + v)·8 + lane] = bias[bias_index + v·8 + lane] +
+///     Σ over k in 0..reduce, then taps (d, h, w) in order:
+///         input[input_index + p·pixel_stride + k·reduce_input_stride + Σ tap·tap_input_stride]
+///       · weight[weight_index + k·reduce_weight_stride + Σ tap·tap_weight_stride + v·8 + lane]
+/// ```
+///
+/// Each sum is a chain of fused multiply-adds in exactly that order (input channels, then taps):
+/// the order the inline loops use, so that a schedule never changes results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tile {
+    /// Pixels (1 to [`TILE_MAX_PIXELS`]).
+    pub pixels: u32,
+    /// Vectors of output channels (1 to [`TILE_MAX_VECTORS`]).
+    pub vectors: u32,
+    /// The input buffer, read one element at a time (broadcast to the lanes).
+    pub input: BufferId,
+    /// Pixel 0's element for k = 0 at the first tap.
+    pub input_index: Index,
+    /// Input elements from one pixel of the tile to the next.
+    pub pixel_stride: i64,
+    /// The packed weights, read a vector at a time.
+    pub weight: BufferId,
+    /// Vector 0's first lane for k = 0 at the first tap.
+    pub weight_index: Index,
+    /// The initial value of every pixel's sums, `vectors · 8` elements from its index; none: 0.
+    pub bias: Option<(BufferId, Index)>,
+    /// Where the sums go, `pixels · vectors · 8` elements from `acc_index` (only written).
+    pub acc: BufferId,
+    /// The first accumulator's first lane.
+    pub acc_index: Index,
+    /// How many input channels (k) each sum runs over.
+    pub reduce: u64,
+    /// Input elements from one k to the next.
+    pub reduce_input_stride: i64,
+    /// Weight elements from one k to the next.
+    pub reduce_weight_stride: i64,
+    /// Taps per axis (d, h, w): a box, so a border tile's taps are a smaller box.
+    pub taps: [u64; 3],
+    /// Input elements from one tap to the next, per axis.
+    pub tap_input_strides: [i64; 3],
+    /// Weight elements from one tap to the next, per axis.
+    pub tap_weight_strides: [i64; 3],
+}
+
+impl Tile {
+    /// `(buffer, lowest offset, highest offset + 1)` from the statement's index of each buffer it
+    /// touches but the bias (`vectors · 8` elements from its index): input, weight, acc. Every
+    /// element accessed lies in between (for every value of the index).
+    pub fn extents(&self) -> [(BufferId, i64, i64); 3] {
+        // Σ over (count, stride) of the lowest and highest count·stride reached.
+        let span = |terms: &[(u64, i64)]| -> (i64, i64) {
+            terms.iter().fold((0, 0), |(low, high), &(count, stride)| {
+                let far = (count.saturating_sub(1) as i64).saturating_mul(stride);
+                (low + far.min(0), high + far.max(0))
+            })
+        };
+        let mut input_terms =
+            vec![(u64::from(self.pixels), self.pixel_stride), (self.reduce, self.reduce_input_stride)];
+        let mut weight_terms = vec![(self.reduce, self.reduce_weight_stride)];
+        for axis in 0..3 {
+            input_terms.push((self.taps[axis], self.tap_input_strides[axis]));
+            weight_terms.push((self.taps[axis], self.tap_weight_strides[axis]));
+        }
+        let (input_low, input_high) = span(&input_terms);
+        let (weight_low, weight_high) = span(&weight_terms);
+        let lanes = i64::from(TILE_LANES);
+        let width = i64::from(self.vectors) * lanes;
+        let accumulators = i64::from(self.pixels) * width;
+        [
+            (self.input, input_low, input_high + 1),
+            (self.weight, weight_low, weight_high + width),
+            (self.acc, 0, accumulators),
+        ]
+    }
+}
 
 /// A vector value.
 #[derive(Clone, Debug, PartialEq)]
@@ -315,6 +408,31 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                 write!(f, "{indent}{name}[{index}] = ")?;
                 value.write(f, buffers)?;
                 writeln!(f)?;
+            }
+            Stmt::Tile(tile) => {
+                let name =
+                    |buffer: &BufferId| buffers.get(buffer.0 as usize).map_or("?", |buffer| buffer.name.as_str());
+                let axes = |values: &[i64; 3]| values.map(|value| value.to_string()).join(", ");
+                writeln!(
+                    f,
+                    "{indent}{}[{}] = {} + tile{}x{} {}[{}; pixels {}] * {}[{}] over k {} ({}, {}) taps [{}] ([{}], [{}])",
+                    name(&tile.acc),
+                    tile.acc_index,
+                    tile.bias.as_ref().map_or("0".to_string(), |(bias, index)| format!("{}[{index}]", name(bias))),
+                    tile.pixels,
+                    tile.vectors,
+                    name(&tile.input),
+                    tile.input_index,
+                    tile.pixel_stride,
+                    name(&tile.weight),
+                    tile.weight_index,
+                    tile.reduce,
+                    tile.reduce_input_stride,
+                    tile.reduce_weight_stride,
+                    tile.taps.map(|count| count.to_string()).join(", "),
+                    axes(&tile.tap_input_strides),
+                    axes(&tile.tap_weight_strides),
+                )?;
             }
             Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
                 let name =

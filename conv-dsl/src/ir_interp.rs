@@ -7,7 +7,7 @@
 //! from the f32 value and rounded once to f32 (as [`crate::spec::Activation::apply`] defines them).
 
 use crate::error::Error;
-use crate::ir::{Function, Stmt, TRANSPOSE, Value};
+use crate::ir::{Function, Stmt, TILE_LANES, TRANSPOSE, Tile, Value};
 use crate::lower::{Arg, Plan};
 use crate::params::Params;
 
@@ -135,6 +135,7 @@ impl State<'_> {
                     let start = self.range(buffer.0 as usize, index.eval(&self.vars), self.lanes)?;
                     buffers[buffer.0 as usize][start..start + self.lanes].copy_from_slice(&value[..self.lanes]);
                 }
+                Stmt::Tile(tile) => self.tile(tile, buffers)?,
                 Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
                     let size = TRANSPOSE as usize;
                     let (from_base, to_base) = (from_index.eval(&self.vars), to_index.eval(&self.vars));
@@ -149,6 +150,54 @@ impl State<'_> {
                             buffers[to.0 as usize][start + r] = row[c];
                         }
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Stmt::Tile`], element by element in the order its definition gives.
+    fn tile(&self, tile: &Tile, buffers: &mut [Vec<f32>]) -> Result<(), Error> {
+        let (input, weight, acc) = (tile.input.0 as usize, tile.weight.0 as usize, tile.acc.0 as usize);
+        let (input_base, weight_base) = (tile.input_index.eval(&self.vars), tile.weight_index.eval(&self.vars));
+        let acc_base = tile.acc_index.eval(&self.vars);
+        let lanes = i64::from(TILE_LANES);
+        let [taps_d, taps_h, taps_w] = tile.taps;
+        let (input_strides, weight_strides) = (tile.tap_input_strides, tile.tap_weight_strides);
+        for pixel in 0..i64::from(tile.pixels) {
+            for vector in 0..i64::from(tile.vectors) {
+                for lane in 0..lanes {
+                    let slot =
+                        self.range(acc, acc_base + (pixel * i64::from(tile.vectors) + vector) * lanes + lane, 1)?;
+                    let mut sum = match &tile.bias {
+                        Some((bias, index)) => {
+                            let at = self.range(bias.0 as usize, index.eval(&self.vars) + vector * lanes + lane, 1)?;
+                            buffers[bias.0 as usize][at]
+                        }
+                        None => 0.0,
+                    };
+                    for k in 0..tile.reduce as i64 {
+                        for (td, th, tw) in (0..taps_d as i64).flat_map(|td| {
+                            (0..taps_h as i64).flat_map(move |th| (0..taps_w as i64).map(move |tw| (td, th, tw)))
+                        }) {
+                            let x = input_base
+                                + pixel * tile.pixel_stride
+                                + k * tile.reduce_input_stride
+                                + td * input_strides[0]
+                                + th * input_strides[1]
+                                + tw * input_strides[2];
+                            let y = weight_base
+                                + k * tile.reduce_weight_stride
+                                + td * weight_strides[0]
+                                + th * weight_strides[1]
+                                + tw * weight_strides[2]
+                                + vector * lanes
+                                + lane;
+                            let (x, y) = (self.range(input, x, 1)?, self.range(weight, y, 1)?);
+                            sum = buffers[input][x].mul_add(buffers[weight][y], sum);
+                        }
+                    }
+                    buffers[acc][slot] = sum;
                 }
             }
         }

@@ -26,8 +26,8 @@
 
 use crate::bind::{Binding, BoundConv};
 use crate::error::Error;
-use crate::ir::{Acc, Buffer, BufferId, Function, Index, LoopVar, Stmt, TRANSPOSE, Value};
-use crate::schedule::{Schedule, Target, channel_vectors};
+use crate::ir::{Acc, Buffer, BufferId, Function, Index, LoopVar, Stmt, TILE_LANES, TRANSPOSE, Tile, Value};
+use crate::schedule::{Kernel, Schedule, Target, channel_vectors};
 use crate::spec::{Activation, Conv, Layout, Network, Op, Source};
 
 /// A whole network, lowered for one concrete input shape.
@@ -229,7 +229,7 @@ pub fn lower(
                     schedule
                         .validate(conv)
                         .and_then(|()| {
-                            if schedule.lanes == 1 || schedule.lanes == lanes {
+                            if schedule.kernel == Kernel::Tile || schedule.lanes == 1 || schedule.lanes == lanes {
                                 Ok(())
                             } else {
                                 Err(format!("lanes must be 1 or the target's {lanes}"))
@@ -247,6 +247,10 @@ pub fn lower(
                     }
                     if let Some(fusion) = residual {
                         args.push(Arg::Value(value_of(fusion.other, &layer_values)));
+                    }
+                    if let Some(scratch) = function.buffers.iter().find(|buffer| buffer.name == TILE_SCRATCH) {
+                        plan.values.push(scratch.len);
+                        args.push(Arg::Value(plan.values.len() - 1));
                     }
                     plan.steps.push(Step { layer: name, schedule: Some(schedule), function, args });
                     current = output;
@@ -615,6 +619,12 @@ fn convolution(
         buffers.push(Buffer { name: "res".into(), len: out_len, writes: false });
         (BufferId(buffers.len() as u32 - 1), act)
     });
+    // The tile kernel's accumulators, in memory between the IR's init, the kernel and the store.
+    let scratch = (schedule.kernel == Kernel::Tile).then(|| {
+        let len = u64::from(schedule.tile_width * schedule.tile_channels * TILE_LANES);
+        buffers.push(Buffer { name: TILE_SCRATCH.into(), len, writes: true });
+        BufferId(buffers.len() as u32 - 1)
+    });
 
     // Element strides of the internal layouts: [n, d, h, w, c].
     let in_strides = [
@@ -690,6 +700,8 @@ fn convolution(
                                         taps,
                                         buffers: (input, output, weight, if conv.bias { Some(bias) } else { None }),
                                         residual,
+                                        scratch,
+                                        plan_lanes,
                                     },
                                 )
                             };
@@ -751,6 +763,9 @@ fn convolution(
         taps: u64,
         buffers: (BufferId, BufferId, BufferId, Option<BufferId>),
         residual: Option<(BufferId, Activation)>,
+        /// The tile kernel's accumulators (for a [`Kernel::Tile`] schedule).
+        scratch: Option<BufferId>,
+        plan_lanes: u32,
     }
 
     /// One tile: `width` pixels along w (consecutive, in the same segment) × all channel blocks.
@@ -808,6 +823,9 @@ fn convolution(
             residual,
             ..
         } = context;
+        if let Some(scratch) = context.scratch {
+            return tile_block(context, g, first_vector, count, scratch);
+        }
         let (input, output, weight, bias) = buffers;
         let out_per_group = (conv.out_channels / conv.groups) as i64;
         let accumulator = |pixel: u64, vector: u64| Acc((pixel * count + vector) as u32);
@@ -937,9 +955,111 @@ fn convolution(
         body
     }
 
+    /// One block of `count` vectors of [`TILE_LANES`] channels for the tile's pixels, by the tile
+    /// kernel: it starts each sum at the bias, adds every product and leaves the sums in
+    /// `scratch`; the epilogue stores `act(scratch)` (plus a residual) a vector of the plan's lanes
+    /// at a time. (A kernel that read its initial sums from `scratch` would wait on the IR's
+    /// 128-bit stores there: a 256-bit load cannot be forwarded from two stores.)
+    fn tile_block(context: &TileContext, g: &Index, first_vector: Index, count: u64, scratch: BufferId) -> Vec<Stmt> {
+        let TileContext { conv, axes, n, d, h, w, width, in_strides, out_strides, residual, plan_lanes, .. } = context;
+        let (input, output, weight, bias) = context.buffers;
+        let tile_lanes = u64::from(TILE_LANES);
+        let step = u64::from(*plan_lanes);
+        let (in_per_group, out_per_group) = (conv.in_channels / conv.groups, conv.out_channels / conv.groups);
+        let opgp = context.out_per_group_padded as i64;
+        // Output channel of lane `lane` of vector `vector`.
+        let channel = |vector: u64, lane: u64| -> Index {
+            let within = first_vector.clone().plus_constant(vector as i64).times(tile_lanes as i64);
+            g.clone().times(out_per_group as i64).plus(&within).plus_constant(lane as i64)
+        };
+        let slot =
+            |pixel: u64, vector: u64, lane: u64| Index::constant(((pixel * count + vector) * tile_lanes + lane) as i64);
+        let mut body = Vec::new();
+        // The taps inside the input along each axis: a contiguous range (`first`, `count`) — all of
+        // them except at a border position (the tile lies in one segment of each axis).
+        let positions = [*d, *h, *w].map(Position::clone);
+        let taps: [(u64, u64); 3] = std::array::from_fn(|axis| {
+            let kernel = axes[axis].kernel;
+            match positions[axis].border {
+                None => (0, kernel),
+                Some(position) => {
+                    let inside: Vec<u64> =
+                        (0..kernel).filter(|&tap| axes[axis].source(position, tap).is_some()).collect();
+                    (inside.first().copied().unwrap_or(0), inside.len() as u64)
+                }
+            }
+        });
+        // A tile whose every tap falls outside the input (padding wider than the kernel) is the
+        // bias alone: the kernel over no input channel.
+        let empty = taps.iter().any(|&(_, count)| count == 0);
+        let kernel3 = [axes[0].kernel, axes[1].kernel, axes[2].kernel];
+        // Input coordinate of pixel 0 at the first inside tap: position·stride + tap·dilation − pad.
+        let coordinate = |axis: usize| -> Index {
+            positions[axis]
+                .index
+                .clone()
+                .times(axes[axis].stride as i64)
+                .plus_constant((taps[axis].0 * axes[axis].dilation) as i64 - axes[axis].pad_before as i64)
+        };
+        let input_index = Index::clone(n)
+            .times(in_strides[0] as i64)
+            .plus(&coordinate(0).times(in_strides[1] as i64))
+            .plus(&coordinate(1).times(in_strides[2] as i64))
+            .plus(&coordinate(2).times(in_strides[3] as i64))
+            .plus(&g.clone().times(in_per_group as i64));
+        let taps_total = (kernel3[0] * kernel3[1] * kernel3[2]) as i64;
+        let first_tap = ((taps[0].0 * kernel3[1] + taps[1].0) * kernel3[2] + taps[2].0) as i64;
+        // [g, icg, tap, ocg]: the first vector's lane 0 at icg 0 and the first inside tap.
+        let weight_index = g
+            .clone()
+            .times(in_per_group as i64 * taps_total)
+            .plus_constant(first_tap)
+            .times(opgp)
+            .plus(&first_vector.clone().times(tile_lanes as i64));
+        body.push(Stmt::Tile(Box::new(Tile {
+            pixels: *width as u32,
+            vectors: count as u32,
+            input,
+            // (An empty tile reads no input: any index inside it will do.)
+            input_index: if empty { Index::constant(0) } else { input_index },
+            pixel_stride: if empty { 0 } else { (axes[2].stride * in_strides[3]) as i64 },
+            weight,
+            weight_index,
+            bias: bias.map(|bias| (bias, channel(0, 0))),
+            acc: scratch,
+            acc_index: Index::constant(0),
+            reduce: if empty { 0 } else { in_per_group },
+            reduce_input_stride: 1,
+            reduce_weight_stride: taps_total * opgp,
+            taps: taps.map(|(_, count)| count.max(1)),
+            tap_input_strides: std::array::from_fn(|axis| (axes[axis].dilation * in_strides[axis + 1]) as i64),
+            tap_weight_strides: [(kernel3[1] * kernel3[2]) as i64 * opgp, kernel3[2] as i64 * opgp, opgp],
+        })));
+        for pixel in 0..*width {
+            for vector in 0..count {
+                for lane in (0..tile_lanes).step_by(step as usize) {
+                    let index = Index::clone(n)
+                        .times(out_strides[0] as i64)
+                        .plus(&d.index.clone().times(out_strides[1] as i64))
+                        .plus(&h.index.clone().times(out_strides[2] as i64))
+                        .plus(&w.index.clone().plus_constant(pixel as i64).times(out_strides[3] as i64))
+                        .plus(&channel(vector, lane));
+                    let sum = Value::Load { buffer: scratch, index: slot(pixel, vector, lane) };
+                    let mut value = activate(conv.act, sum);
+                    if let Some((other, act)) = *residual {
+                        let other = Value::Load { buffer: other, index: index.clone() };
+                        value = activate(act, Value::Add(Box::new(value), Box::new(other)));
+                    }
+                    body.push(Stmt::Store { buffer: output, index, value });
+                }
+            }
+        }
+        body
+    }
+
     let function = Function {
         name: name.to_string(),
-        lanes,
+        lanes: if schedule.kernel == Kernel::Tile { plan_lanes } else { lanes },
         buffers,
         body,
         accumulators: builder.accumulators,
@@ -947,3 +1067,6 @@ fn convolution(
     };
     (function, packings)
 }
+
+/// The name of a tile-kernel step's accumulator buffer.
+const TILE_SCRATCH: &str = "sums";

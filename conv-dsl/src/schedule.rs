@@ -8,6 +8,7 @@
 use std::fmt;
 
 use crate::bind::BoundConv;
+use crate::ir::{TILE_LANES, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS};
 use crate::spec::Conv;
 
 /// What the code generator can do: vector width and how many vector accumulators fit in registers.
@@ -21,6 +22,9 @@ pub struct Target {
     /// and one weight vector per channel vector (`w·c + w + c`). Cranelift allocates registers
     /// without the slack LLVM finds, so for it this is the binding limit.
     pub registers: u32,
+    /// Whether the code generator can call the tile microkernels ([`Kernel::Tile`]) and they run
+    /// at full speed (AVX2 + FMA on the host).
+    pub microkernels: bool,
 }
 
 impl Target {
@@ -29,13 +33,13 @@ impl Target {
     /// (`convgen bench`, medians, same session): a dense tile of 4 pixels × 2 channel vectors
     /// (8 + 4 + 2 = 14 registers) instead of 4 × 3 (19, which spills) runs MobileNetV1 in 39.5 ms
     /// instead of 48 ms and pw_64to64_56 in 0.93 ms instead of 1.20 ms; g3_c256_g2_28 is 8% slower.
-    pub const CRANELIFT_X86_64: Target = Target { lanes: 4, accumulators: 12, registers: 14 };
+    pub const CRANELIFT_X86_64: Target = Target { lanes: 4, accumulators: 12, registers: 14, microkernels: false };
     /// x86-64 with AVX2 and FMA, for the `conv!` macro's Rust: 256-bit vectors (8 f32 lanes) and
     /// 16 of them, of which 12 hold accumulators, leaving room for the operands. The macro's portable
     /// fallback runs the same plan (the compiler splits each 8-lane operation into two of 4).
-    pub const AVX2: Target = Target { lanes: 8, accumulators: 12, registers: 32 };
+    pub const AVX2: Target = Target { lanes: 8, accumulators: 12, registers: 32, microkernels: false };
     /// Scalar code (lanes 1), for tests and targets without vectors.
-    pub const SCALAR: Target = Target { lanes: 1, accumulators: 12, registers: 32 };
+    pub const SCALAR: Target = Target { lanes: 1, accumulators: 12, registers: 32, microkernels: false };
 }
 
 /// The schedule of one convolution stage.
@@ -47,11 +51,38 @@ pub struct Schedule {
     pub tile_width: u32,
     /// Vectors of output channels per register tile.
     pub tile_channels: u32,
+    /// Who computes a register tile's sums.
+    pub kernel: Kernel,
+}
+
+/// Who computes a register tile's sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Kernel {
+    /// The loop IR itself: every multiply-add is an IR statement (`Stmt::Fma`).
+    #[default]
+    Inline,
+    /// A tile microkernel ([`crate::ir::Stmt::Tile`]): one IR statement per tile, which a code
+    /// generator emits as a call to a kernel compiled for AVX2 + FMA (the JIT, whose own vectors
+    /// are 128-bit) or inline. Vectors of [`crate::ir::TILE_LANES`] output channels.
+    Tile,
 }
 
 impl Schedule {
+    /// A schedule whose tiles are computed by the loop IR itself.
+    pub const fn new(lanes: u32, tile_width: u32, tile_channels: u32) -> Schedule {
+        Schedule { lanes, tile_width, tile_channels, kernel: Kernel::Inline }
+    }
+
+    /// A schedule whose tiles of `tile_width` pixels × `tile_channels` vectors of 8 output channels
+    /// are computed by the tile microkernel.
+    pub const fn tile_kernel(tile_width: u32, tile_channels: u32) -> Schedule {
+        Schedule { lanes: TILE_LANES, tile_width, tile_channels, kernel: Kernel::Tile }
+    }
+
     /// The heuristic schedule for `conv` at the shapes `bound` on `target`:
-    /// - vectorise over output channels with the target's lanes when a vector of output channels
+    /// - where the target has tile microkernels and the layer is dense with whole vectors of 8
+    ///   output channels per group: the tile kernel, on tiles of up to 6 pixels × 2 vectors;
+    /// - otherwise vectorise over output channels with the target's lanes when a vector of output channels
     ///   reads one input channel per lane (depthwise, multiplier 1) or one input channel for all
     ///   lanes (a standard conv, or a grouped conv whose groups have a multiple of `lanes` outputs);
     ///   otherwise scalar code (lanes 1), which handles any grouping;
@@ -60,13 +91,18 @@ impl Schedule {
     ///   channel vectors as the budgets and the channels allow — except
     ///   for depthwise layers, whose channel vectors share no inputs: one vector, up to 4 pixels.
     pub fn auto(conv: &Conv, bound: &BoundConv, target: Target) -> Schedule {
-        let lanes = if vectorizable(conv, target.lanes) { target.lanes } else { 1 };
         let out_width = *bound.output.last().unwrap_or(&1);
+        if target.microkernels && tile_kernel_fits(conv) {
+            let (pixels, vectors) = TILE_AUTO;
+            let vectors = (channel_vectors(conv, TILE_LANES) as u32).min(vectors);
+            return Schedule::tile_kernel((out_width as u32).clamp(1, pixels), vectors);
+        }
+        let lanes = if vectorizable(conv, target.lanes) { target.lanes } else { 1 };
         let tile_width = out_width.clamp(1, 4) as u32;
         if conv.in_channels == conv.groups && conv.out_channels == conv.groups {
             // Depthwise: each channel vector reads its own input, so a tile of several channel
             // vectors shares nothing and only multiplies code size; pixels along w share inputs.
-            return Schedule { lanes, tile_width, tile_channels: 1 };
+            return Schedule::new(lanes, tile_width, 1);
         }
         let channel_vectors = channel_vectors(conv, lanes);
         // The most channel vectors c with w·c ≤ accumulators and w·c + w + c ≤ registers.
@@ -74,12 +110,15 @@ impl Schedule {
         let by_registers = target.registers.saturating_sub(tile_width) / (tile_width + 1);
         let budget = by_accumulators.min(by_registers).max(1);
         let tile_channels = channel_vectors.clamp(1, u64::from(budget)) as u32;
-        Schedule { lanes, tile_width, tile_channels }
+        Schedule::new(lanes, tile_width, tile_channels)
     }
 
     /// Checks that this schedule can run `conv` (a vector width that the grouping allows, tiles of
     /// at least 1).
     pub fn validate(&self, conv: &Conv) -> Result<(), String> {
+        if self.kernel == Kernel::Tile {
+            return self.validate_tile(conv);
+        }
         if ![1, 4, 8].contains(&self.lanes) {
             return Err(format!("lanes must be 1, 4 or 8, not {}", self.lanes));
         }
@@ -100,16 +139,56 @@ impl Schedule {
     }
 }
 
-/// `lanes=4,tile=4x3`: the form [`Schedule::from_str`] reads.
-impl fmt::Display for Schedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "lanes={},tile={}x{}", self.lanes, self.tile_width, self.tile_channels)
+impl Schedule {
+    fn validate_tile(&self, conv: &Conv) -> Result<(), String> {
+        if self.lanes != TILE_LANES {
+            return Err(format!("the tile kernel computes vectors of {TILE_LANES} lanes, not {}", self.lanes));
+        }
+        let (width, channels) = (self.tile_width, self.tile_channels);
+        if !(1..=TILE_MAX_PIXELS).contains(&width)
+            || !(1..=TILE_MAX_VECTORS).contains(&channels)
+            || width * channels > TILE_MAX_ACCUMULATORS
+        {
+            return Err(format!(
+                "the tile kernel takes 1 to {TILE_MAX_PIXELS} pixels × 1 to {TILE_MAX_VECTORS} vectors, at most \
+                 {TILE_MAX_ACCUMULATORS} accumulators; {width}x{channels} is not"
+            ));
+        }
+        if !tile_kernel_fits(conv) {
+            return Err(format!(
+                "the tile kernel needs a dense convolution (not depthwise) whose groups have a multiple of \
+                 {TILE_LANES} output channels; this one has {} per group",
+                conv.out_channels / conv.groups
+            ));
+        }
+        Ok(())
     }
 }
 
-/// Reads `lanes=L,tile=WxC` (both keys required, in any order): `L` lanes per vector, a register
-/// tile of `W` pixels by `C` channel vectors. Whether the schedule fits a layer is checked when the
-/// layer is lowered ([`Schedule::validate`]).
+/// The tile kernel's default tile: pixels × vectors of [`TILE_LANES`] channels.
+const TILE_AUTO: (u32, u32) = (6, 2);
+
+/// Whether the tile kernel can compute `conv`: dense, whole vectors of output channels per group.
+fn tile_kernel_fits(conv: &Conv) -> bool {
+    let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
+    !depthwise && (conv.out_channels / conv.groups).is_multiple_of(u64::from(TILE_LANES))
+}
+
+/// `lanes=4,tile=4x3` (and `,kernel=tile` for the tile kernel): the form [`Schedule::from_str`] reads.
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lanes={},tile={}x{}", self.lanes, self.tile_width, self.tile_channels)?;
+        match self.kernel {
+            Kernel::Inline => Ok(()),
+            Kernel::Tile => write!(f, ",kernel=tile"),
+        }
+    }
+}
+
+/// Reads `lanes=L,tile=WxC[,kernel=K]` (`lanes` and `tile` required, in any order): `L` lanes per
+/// vector, a register tile of `W` pixels by `C` channel vectors, computed by the loop IR
+/// (`kernel=inline`, the default) or the tile microkernel (`kernel=tile`, `L` = 8). Whether the
+/// schedule fits a layer is checked when the layer is lowered ([`Schedule::validate`]).
 impl std::str::FromStr for Schedule {
     type Err = String;
 
@@ -117,7 +196,7 @@ impl std::str::FromStr for Schedule {
         let number = |value: &str, what: &str| -> Result<u32, String> {
             value.trim().parse::<u32>().map_err(|_| format!("{what} must be a whole number, not `{}`", value.trim()))
         };
-        let (mut lanes, mut tile) = (None, None);
+        let (mut lanes, mut tile, mut kernel) = (None, None, Kernel::Inline);
         for part in text.split(',') {
             let (key, value) = part
                 .split_once('=')
@@ -130,12 +209,21 @@ impl std::str::FromStr for Schedule {
                         .ok_or_else(|| format!("`tile` is `WxC` (pixels x channel vectors), not `{}`", value.trim()))?;
                     tile = Some((number(width, "the tile width")?, number(channels, "the tile's channel vectors")?));
                 }
-                other => return Err(format!("unknown schedule key `{other}`; expected `lanes` and `tile`")),
+                "kernel" => {
+                    kernel = match value.trim() {
+                        "inline" => Kernel::Inline,
+                        "tile" => Kernel::Tile,
+                        other => return Err(format!("`kernel` is `inline` or `tile`, not `{other}`")),
+                    }
+                }
+                other => {
+                    return Err(format!("unknown schedule key `{other}`; expected `lanes`, `tile` and `kernel`"));
+                }
             }
         }
         let lanes = lanes.ok_or("the schedule needs `lanes=L`")?;
         let (tile_width, tile_channels) = tile.ok_or("the schedule needs `tile=WxC`")?;
-        Ok(Schedule { lanes, tile_width, tile_channels })
+        Ok(Schedule { lanes, tile_width, tile_channels, kernel })
     }
 }
 
@@ -165,12 +253,10 @@ mod tests {
 
     #[test]
     fn text_form_round_trips() {
-        let schedule = Schedule { lanes: 4, tile_width: 3, tile_channels: 2 };
-        assert_eq!(schedule.to_string().parse::<Schedule>(), Ok(schedule));
-        assert_eq!(
-            " tile = 1x1 , lanes=1".parse::<Schedule>(),
-            Ok(Schedule { lanes: 1, tile_width: 1, tile_channels: 1 })
-        );
+        for schedule in [Schedule::new(4, 3, 2), Schedule::tile_kernel(4, 3)] {
+            assert_eq!(schedule.to_string().parse::<Schedule>(), Ok(schedule));
+        }
+        assert_eq!(" tile = 1x1 , lanes=1".parse::<Schedule>(), Ok(Schedule::new(1, 1, 1)));
     }
 
     #[test]
@@ -181,6 +267,7 @@ mod tests {
             ("lanes=four,tile=4x3", "lanes must be a whole number"),
             ("lanes=4,tile=43", "`tile` is `WxC`"),
             ("lanes=4,tile=4x3,unroll=2", "unknown schedule key `unroll`"),
+            ("lanes=8,tile=4x3,kernel=avx2", "`kernel` is `inline` or `tile`"),
             ("", "has no `=`"),
         ] {
             let error = text.parse::<Schedule>().unwrap_err();

@@ -23,9 +23,11 @@ fn check_file(path: &std::path::Path) {
     let schedules: Vec<(&str, Target, Option<Schedule>)> = vec![
         ("auto/cranelift", Target::CRANELIFT_X86_64, None),
         ("auto/scalar", Target::SCALAR, None),
-        ("1x1 tiles", Target::CRANELIFT_X86_64, Some(Schedule { lanes: 4, tile_width: 1, tile_channels: 1 })),
-        ("3x2 tiles", Target::CRANELIFT_X86_64, Some(Schedule { lanes: 4, tile_width: 3, tile_channels: 2 })),
-        ("scalar 5x3", Target::CRANELIFT_X86_64, Some(Schedule { lanes: 1, tile_width: 5, tile_channels: 3 })),
+        ("auto/tile kernels", Target { microkernels: true, ..Target::CRANELIFT_X86_64 }, None),
+        ("tile kernel 5x2", Target::CRANELIFT_X86_64, Some(Schedule::tile_kernel(5, 2))),
+        ("1x1 tiles", Target::CRANELIFT_X86_64, Some(Schedule::new(4, 1, 1))),
+        ("3x2 tiles", Target::CRANELIFT_X86_64, Some(Schedule::new(4, 3, 2))),
+        ("scalar 5x3", Target::CRANELIFT_X86_64, Some(Schedule::new(1, 5, 3))),
     ];
     for (label, target, forced) in schedules {
         let plan = lower::lower(&network, &binding, target, &|_| forced.filter(|_| true));
@@ -33,7 +35,7 @@ fn check_file(path: &std::path::Path) {
             Ok(plan) => plan,
             // A forced vector schedule may not fit a grouping; auto always does.
             Err(conv_dsl::Error::Schedule { .. }) if forced.is_some() => {
-                let fallback = forced.map(|s| Schedule { lanes: 1, ..s });
+                let fallback = forced.map(|s| Schedule::new(1, s.tile_width, s.tile_channels));
                 lower::lower(&network, &binding, target, &|_| fallback).expect("scalar schedules always fit")
             }
             Err(error) => panic!("{}: {label}: {error}", path.display()),

@@ -24,18 +24,21 @@
 
 use std::collections::HashMap;
 
-use conv_dsl::ir::{self, BufferId, Index, Stmt, TRANSPOSE};
+use conv_dsl::ir::{
+    self, BufferId, Index, Stmt, TILE_LANES, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS, TRANSPOSE,
+};
 use conv_dsl::spec::Activation;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, F64, I8X16, I64};
 use cranelift_codegen::ir::{
-    AbiParam, Block, BlockArg, ConstantData, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Signature, Type,
-    Value,
+    AbiParam, Block, BlockArg, ConstantData, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Signature,
+    StackSlot, StackSlotData, StackSlotKind, Type, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 use crate::Error;
+use crate::microkernel::TILE_ARGS_WORDS;
 
 /// The name under which generated code calls [`convgen_exp`].
 pub(crate) const EXP_SYMBOL: &str = "convgen_exp";
@@ -86,6 +89,35 @@ pub(crate) struct Analysis {
     pub stored: Vec<bool>,
     /// Whether it calls [`convgen_exp`].
     pub uses_exp: bool,
+    /// The tile kernels it calls: `(pixels, vectors)`, each once, in order of first use.
+    pub tiles: Vec<(u32, u32)>,
+}
+
+/// A function generated code calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Import {
+    /// [`convgen_exp`].
+    Exp,
+    /// The tile kernel for `(pixels, vectors)` ([`crate::microkernel`]).
+    Tile(u32, u32),
+}
+
+impl Import {
+    /// Its symbol.
+    pub fn symbol(self) -> String {
+        match self {
+            Import::Exp => EXP_SYMBOL.to_string(),
+            Import::Tile(pixels, vectors) => crate::microkernel::symbol(pixels, vectors),
+        }
+    }
+
+    /// Its signature.
+    pub fn signature(self, pointer: Type, call_conv: CallConv) -> Signature {
+        match self {
+            Import::Exp => exp_signature(call_conv),
+            Import::Tile(..) => signature(pointer, call_conv),
+        }
+    }
 }
 
 /// Checks that `function` can be compiled to memory-safe code: lanes 1 or 4, every buffer,
@@ -99,7 +131,7 @@ pub(crate) fn check(function: &ir::Function) -> Result<Analysis, Error> {
     let mut checker = Checker {
         function,
         counts: vec![None; function.loop_vars as usize],
-        analysis: Analysis { stored: vec![false; function.buffers.len()], uses_exp: false },
+        analysis: Analysis { stored: vec![false; function.buffers.len()], uses_exp: false, tiles: Vec::new() },
     };
     checker.block(&function.body)?;
     Ok(checker.analysis)
@@ -142,6 +174,7 @@ impl Checker<'_> {
                     self.analysis.stored[buffer.0 as usize] = true;
                     self.value(value)?;
                 }
+                Stmt::Tile(tile) => self.tile(tile)?,
                 Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
                     for row in 0..i64::from(TRANSPOSE) {
                         self.access(*from, &from_index.clone().plus_constant(row * from_stride), TRANSPOSE)?;
@@ -150,6 +183,44 @@ impl Checker<'_> {
                     self.analysis.stored[to.0 as usize] = true;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A tile call: a shape a kernel exists for, its three buffers distinct, and every element it
+    /// can touch ([`ir::Tile::extents`]) inside its buffer for every iteration.
+    fn tile(&mut self, tile: &ir::Tile) -> Result<(), Error> {
+        let shape = (tile.pixels, tile.vectors);
+        let known = (1..=TILE_MAX_PIXELS).contains(&shape.0)
+            && (1..=TILE_MAX_VECTORS).contains(&shape.1)
+            && shape.0 * shape.1 <= TILE_MAX_ACCUMULATORS;
+        let distinct = tile.acc != tile.input
+            && tile.acc != tile.weight
+            && tile.bias.as_ref().is_none_or(|(bias, _)| *bias != tile.acc);
+        if !known || !distinct {
+            return Err(Error::Tile {
+                function: self.function.name.clone(),
+                reason: if known {
+                    "its accumulators share a buffer with its input, weights or bias".to_string()
+                } else {
+                    format!("no kernel computes {}x{} tiles", shape.0, shape.1)
+                },
+            });
+        }
+        let indices = [&tile.input_index, &tile.weight_index, &tile.acc_index];
+        for ((buffer, low, end), index) in tile.extents().into_iter().zip(indices) {
+            let width = u32::try_from(end - low).map_err(|_| Error::Tile {
+                function: self.function.name.clone(),
+                reason: "it spans more than 2^32 elements".to_string(),
+            })?;
+            self.access(buffer, &index.clone().plus_constant(low), width)?;
+        }
+        if let Some((bias, index)) = &tile.bias {
+            self.access(*bias, index, tile.vectors * TILE_LANES)?;
+        }
+        self.analysis.stored[tile.acc.0 as usize] = true;
+        if !self.analysis.tiles.contains(&shape) {
+            self.analysis.tiles.push(shape);
         }
         Ok(())
     }
@@ -221,16 +292,24 @@ impl Checker<'_> {
 }
 
 /// Builds the CLIF of `source` into `function` (whose name and signature are set), importing
-/// [`convgen_exp`] with `import_exp` if the function needs it. `analysis` is [`check`]'s.
+/// [`convgen_exp`] and the tile kernels it calls with `import`. `analysis` is [`check`]'s.
 pub(crate) fn build(
     function: &mut Function,
     context: &mut FunctionBuilderContext,
     config: TargetFrontendConfig,
     source: &ir::Function,
     analysis: &Analysis,
-    import_exp: &mut dyn FnMut(&mut Function) -> FuncRef,
+    import: &mut dyn FnMut(&mut Function, Import) -> FuncRef,
 ) {
-    let exp = analysis.uses_exp.then(|| import_exp(function));
+    let exp = analysis.uses_exp.then(|| import(function, Import::Exp));
+    let tiles: HashMap<(u32, u32), FuncRef> = analysis
+        .tiles
+        .iter()
+        .map(|&(pixels, vectors)| ((pixels, vectors), import(function, Import::Tile(pixels, vectors))))
+        .collect();
+    let tile_args = (!tiles.is_empty()).then(|| {
+        function.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, TILE_ARGS_WORDS * 8, 3))
+    });
     let pointer = config.pointer_type();
     let vector = if source.lanes == 4 { F32X4 } else { F32 };
     let mut builder = FunctionBuilder::new(function, context);
@@ -255,6 +334,8 @@ pub(crate) fn build(
         depth: 0,
         accumulators: Vec::new(),
         exp,
+        tiles,
+        tile_args,
     };
     // Accumulators start at zero, as in the interpreter.
     for _ in 0..source.accumulators {
@@ -289,6 +370,9 @@ struct Emitter<'a, 'b> {
     depth: usize,
     accumulators: Vec<Variable>,
     exp: Option<FuncRef>,
+    /// The tile kernels, by shape, and the stack slot their arguments go in.
+    tiles: HashMap<(u32, u32), FuncRef>,
+    tile_args: Option<StackSlot>,
 }
 
 impl Emitter<'_, '_> {
@@ -313,11 +397,45 @@ impl Emitter<'_, '_> {
                     let flags = self.flags(*buffer, self.vector);
                     self.builder.ins().store(flags, value, address, offset);
                 }
+                Stmt::Tile(tile) => self.call_tile(tile),
                 Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
                     self.transpose((*from, from_index, *from_stride), (*to, to_index, *to_stride));
                 }
             }
         }
+    }
+
+    /// A tile ([`Stmt::Tile`]): its [`crate::microkernel::TileArgs`] stored in the function's
+    /// stack slot, then a call to the kernel for its shape.
+    fn call_tile(&mut self, tile: &ir::Tile) {
+        let slot = self.tile_args.expect("check() records every function with tiles");
+        let kernel = self.tiles[&(tile.pixels, tile.vectors)];
+        let pointer = |emitter: &mut Self, buffer: BufferId, index: &Index| -> Value {
+            let (address, offset) = emitter.address(buffer, index);
+            emitter.builder.ins().iadd_imm_s(address, i64::from(offset))
+        };
+        let bias = match &tile.bias {
+            Some((bias, index)) => pointer(self, *bias, index),
+            None => self.builder.ins().iconst(I64, 0),
+        };
+        let mut words = vec![
+            pointer(self, tile.input, &tile.input_index),
+            pointer(self, tile.weight, &tile.weight_index),
+            bias,
+            pointer(self, tile.acc, &tile.acc_index),
+        ];
+        let constants = [tile.pixel_stride, tile.reduce as i64, tile.reduce_input_stride, tile.reduce_weight_stride]
+            .into_iter()
+            .chain(tile.taps.map(|count| count as i64))
+            .chain(tile.tap_input_strides)
+            .chain(tile.tap_weight_strides);
+        words.extend(constants.map(|value| self.builder.ins().iconst(I64, value)).collect::<Vec<_>>());
+        debug_assert_eq!(words.len() as u32, TILE_ARGS_WORDS);
+        for (position, word) in words.into_iter().enumerate() {
+            self.builder.ins().stack_store(I64, word, slot, position as i32 * 8);
+        }
+        let args = self.builder.ins().stack_addr(I64, slot, 0);
+        self.builder.ins().call(kernel, &[args]);
     }
 
     /// A 4×4 transpose ([`Stmt::Transpose`]): four row loads, two rounds of interleaves (32-bit

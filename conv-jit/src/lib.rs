@@ -33,19 +33,24 @@
 //!
 //! Safety: before generating code, [`compile`] proves that every access of every function stays
 //! inside its buffer's declared length (indices are affine in loops of constant trip count), and
-//! [`CompiledPlan::run`] checks every buffer's length before each call. The crate's only `unsafe`
-//! is that call, and the release of a plan's code when the plan is dropped.
+//! [`CompiledPlan::run`] checks every buffer's length before each call. The crate's `unsafe` is
+//! that call, the release of a plan's code when the plan is dropped, and the tile microkernels
+//! that generated code calls for `Stmt::Tile` (the `microkernel` module: 256-bit AVX2 + FMA code,
+//! which Cranelift cannot generate, reached only through accesses the same proof covers).
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
 mod codegen;
+mod microkernel;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 
 use conv_dsl::ir;
 use conv_dsl::lower::{Arg, Plan};
+use conv_dsl::schedule::Target;
 use cranelift_codegen::ir::{ExtFuncData, ExternalName, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
@@ -63,6 +68,14 @@ pub enum Error {
         function: String,
         /// Its lanes.
         lanes: u32,
+    },
+    /// A tile statement no kernel can run.
+    #[error("function `{function}` has a tile the tile kernels cannot run: {reason}")]
+    Tile {
+        /// The function.
+        function: String,
+        /// Why.
+        reason: String,
     },
     /// A function names a buffer it does not have.
     #[error("function `{function}` uses buffer {buffer}, but it has {buffers}")]
@@ -307,6 +320,12 @@ impl Default for Options {
     }
 }
 
+/// The target to lower plans for on this host: [`Target::CRANELIFT_X86_64`] (4 lanes), with the
+/// tile microkernels where the host has AVX2 and FMA.
+pub fn host_target() -> Target {
+    Target { microkernels: microkernel::host_has_avx2_fma(), ..Target::CRANELIFT_X86_64 }
+}
+
 /// Compiles every step of `plan` for the host (Cranelift, `opt_level=speed`; the verifier runs
 /// in debug builds). Fails, without generating code, if a function could access memory outside
 /// its buffers or the plan passes buffers of the wrong lengths.
@@ -379,11 +398,12 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
     jit.symbol(codegen::EXP_SYMBOL, codegen::convgen_exp as extern "C" fn(f64) -> f64 as *const u8);
     jit.symbol("fmaf", codegen::convgen_fmaf as extern "C" fn(f32, f32, f32) -> f32 as *const u8);
     jit.symbol("fma", codegen::convgen_fma as extern "C" fn(f64, f64, f64) -> f64 as *const u8);
+    for (pixels, vectors, kernel) in microkernel::kernels(options.host_features && microkernel::host_has_avx2_fma()) {
+        jit.symbol(microkernel::symbol(pixels, vectors), kernel as *const u8);
+    }
     let mut module = JITModule::new(jit);
-    let exp = module
-        .declare_function(codegen::EXP_SYMBOL, Linkage::Import, &codegen::exp_signature(call_conv))
-        .map_err(|source| Error::Cranelift { function: codegen::EXP_SYMBOL.into(), source })?;
     let signature = codegen::signature(config.pointer_type(), call_conv);
+    let mut imports: HashMap<String, cranelift_module::FuncId> = HashMap::new();
 
     // One builder context and one codegen context for all functions.
     let mut builder_context = FunctionBuilderContext::new();
@@ -396,9 +416,22 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
         let id = module.declare_anonymous_function(&signature).map_err(cranelift)?;
         context.func.signature = signature.clone();
         context.func.name = UserFuncName::user(0, id.as_u32());
-        codegen::build(&mut context.func, &mut builder_context, config, &step.function, analysis, &mut |function| {
-            module.declare_func_in_func(exp, function)
-        });
+        let mut import = |function: &mut cranelift_codegen::ir::Function, import: codegen::Import| {
+            let symbol = import.symbol();
+            let id = match imports.get(&symbol) {
+                Some(&id) => id,
+                None => {
+                    let signature = import.signature(config.pointer_type(), call_conv);
+                    // Declaring an import of a registered symbol cannot fail: each name is declared
+                    // once, always with the same signature.
+                    let id = module.declare_function(&symbol, Linkage::Import, &signature).expect("a fresh import");
+                    imports.insert(symbol, id);
+                    id
+                }
+            };
+            module.declare_func_in_func(id, function)
+        };
+        codegen::build(&mut context.func, &mut builder_context, config, &step.function, analysis, &mut import);
         module.define_function(id, &mut context).map_err(cranelift)?;
         module.clear_context(&mut context);
         ids.push(id);
@@ -645,10 +678,10 @@ fn build_clif(
         UserFuncName::testcase(&function.name),
         codegen::signature(config.pointer_type(), call_conv),
     );
-    codegen::build(&mut clif, &mut FunctionBuilderContext::new(), config, function, &analysis, &mut |clif| {
-        let signature = clif.import_signature(codegen::exp_signature(call_conv));
+    codegen::build(&mut clif, &mut FunctionBuilderContext::new(), config, function, &analysis, &mut |clif, import| {
+        let signature = clif.import_signature(import.signature(config.pointer_type(), call_conv));
         clif.import_function(ExtFuncData {
-            name: ExternalName::testcase(codegen::EXP_SYMBOL),
+            name: ExternalName::testcase(import.symbol()),
             signature,
             colocated: false,
             patchable: false,
@@ -697,9 +730,13 @@ mod tests {
         let params = Params::random(&network, 21);
         let mut rng = conv_dsl::random::SplitMix64::new(4);
         let input: Vec<f32> = (0..2 * 6 * 7 * 5).map(|_| rng.symmetric()).collect();
-        let schedules = [None, Some(Schedule { lanes: 1, tile_width: 3, tile_channels: 2 })];
-        for forced in schedules {
-            let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| forced).expect("lowers");
+        // The heuristic with and without tile kernels (layer `a` has 8 outputs: a tile-kernel
+        // layer), and a forced scalar schedule.
+        let with_tiles = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+        let choices =
+            [(Target::CRANELIFT_X86_64, None), (with_tiles, None), (with_tiles, Some(Schedule::new(1, 3, 2)))];
+        for (target, forced) in choices {
+            let plan = lower::lower(&network, &binding, target, &|_| forced).expect("lowers");
             let packed = ir_interp::pack_params(&plan, &params);
             let output = compile_with(&plan, options).expect("compiles").run(&input, &packed).expect("runs");
             let expected = ir_interp::run_plan(&plan, &input, &packed).expect("runs");
@@ -721,8 +758,11 @@ mod tests {
     #[test]
     fn the_x86_64_baseline_sse2_runs_the_same() {
         let before = fmaf_calls();
+        let tiles_before = crate::microkernel::PORTABLE_CALLS.load(std::sync::atomic::Ordering::Relaxed);
         check(Options { host_features: false, host_fma: false, verify: true });
         assert!(fmaf_calls() > before, "the code called `fmaf`");
+        let tiles = crate::microkernel::PORTABLE_CALLS.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(tiles > tiles_before, "the code called the portable tile kernels");
     }
 
     #[test]

@@ -192,17 +192,12 @@ fn activation() -> impl Strategy<Value = &'static str> {
 
 fn kind() -> impl Strategy<Value = Kind> {
     prop_oneof![
-        (1usize..=3, 1usize..=4, 1usize..=5).prop_map(|(groups, in_per_group, out_per_group)| Kind::Conv {
-            groups,
-            in_per_group,
-            out_per_group
-        }),
+        // 8 and 16 outputs per group: whole vectors for the tile kernels.
+        (1usize..=3, 1usize..=4, prop_oneof![3 => 1usize..=5, 1 => Just(8), 1 => Just(16)])
+            .prop_map(|(groups, in_per_group, out_per_group)| Kind::Conv { groups, in_per_group, out_per_group }),
         (1usize..=9, 1usize..=3).prop_map(|(channels, multiplier)| Kind::Depthwise { channels, multiplier }),
-        (1usize..=3, 1usize..=4, 1usize..=9).prop_map(|(groups, in_per_group, out_per_group)| Kind::Pointwise {
-            groups,
-            in_per_group,
-            out_per_group
-        }),
+        (1usize..=3, 1usize..=4, prop_oneof![4 => 1usize..=9, 1 => Just(16)])
+            .prop_map(|(groups, in_per_group, out_per_group)| Kind::Pointwise { groups, in_per_group, out_per_group }),
         (1usize..=9, 1usize..=2, 1usize..=9, activation())
             .prop_map(|(channels, multiplier, out, dw_act)| { Kind::Separable { channels, multiplier, out, dw_act } }),
     ]
@@ -220,12 +215,14 @@ fn pad(rank: usize) -> impl Strategy<Value = Pad> {
     ]
 }
 
+/// Inline schedules of 1 or 4 lanes, and tile-kernel ones (a layer they do not fit runs a scalar
+/// schedule of the same tile instead: `common::check_network`).
 fn schedule() -> impl Strategy<Value = Schedule> {
-    (prop_oneof![Just(1u32), Just(4u32)], 1u32..=5, 1u32..=4).prop_map(|(lanes, tile_width, tile_channels)| Schedule {
-        lanes,
-        tile_width,
-        tile_channels,
-    })
+    prop_oneof![
+        3 => (prop_oneof![Just(1u32), Just(4u32)], 1u32..=5, 1u32..=4)
+            .prop_map(|(lanes, tile_width, tile_channels)| Schedule::new(lanes, tile_width, tile_channels)),
+        1 => (1u32..=6, 1u32..=2).prop_map(|(tile_width, tile_channels)| Schedule::tile_kernel(tile_width, tile_channels)),
+    ]
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -293,6 +290,7 @@ proptest! {
         let [first, second] = case.schedules;
         let choices = [
             Choice::new("auto/cranelift", Target::CRANELIFT_X86_64, None),
+            Choice::new("auto/tile kernels", Target { microkernels: true, ..Target::CRANELIFT_X86_64 }, None),
             Choice::new("auto/scalar", Target::SCALAR, None),
             Choice::new(&format!("forced {first}"), Target::CRANELIFT_X86_64, Some(first)),
             Choice::new(&format!("forced {second}"), Target::CRANELIFT_X86_64, Some(second)),

@@ -32,17 +32,14 @@ impl Choice {
 /// The schedules every corpus model runs with: both heuristics, vector tiles of several shapes,
 /// scalar tiles.
 pub fn standard_choices() -> Vec<Choice> {
-    let vector = |width, channels| Some(Schedule { lanes: 4, tile_width: width, tile_channels: channels });
+    let vector = |width, channels| Some(Schedule::new(4, width, channels));
     vec![
         Choice::new("auto/cranelift", Target::CRANELIFT_X86_64, None),
+        Choice::new("auto/tile kernels", Target { microkernels: true, ..Target::CRANELIFT_X86_64 }, None),
         Choice::new("auto/scalar", Target::SCALAR, None),
         Choice::new("1x1 tiles", Target::CRANELIFT_X86_64, vector(1, 1)),
         Choice::new("3x2 tiles", Target::CRANELIFT_X86_64, vector(3, 2)),
-        Choice::new(
-            "scalar 5x3",
-            Target::CRANELIFT_X86_64,
-            Some(Schedule { lanes: 1, tile_width: 5, tile_channels: 3 }),
-        ),
+        Choice::new("scalar 5x3", Target::CRANELIFT_X86_64, Some(Schedule::new(1, 5, 3))),
     ]
 }
 
@@ -81,7 +78,7 @@ pub fn check_network(
             Ok(plan) => plan,
             // A forced vector schedule may not fit a grouping; scalar ones always do.
             Err(conv_dsl::Error::Schedule { .. }) if forced.is_some() => {
-                let scalar = forced.map(|schedule| Schedule { lanes: 1, ..schedule });
+                let scalar = forced.map(|schedule| Schedule::new(1, schedule.tile_width, schedule.tile_channels));
                 lower::lower(network, &binding, choice.target, &|_| scalar)
                     .map_err(|e| format!("{label}: scalar fallback: {e}"))?
             }
