@@ -487,6 +487,17 @@ fn packing_tokens(packing: &Packing) -> TokenStream {
             let (channels, padded, taps) = (unsuffixed(channels), unsuffixed(padded), unsuffixed(taps));
             quote!(::convgen::macro_support::Packing::Depthwise { channels: #channels, padded: #padded, taps: #taps })
         }
+        Packing::Panels { groups, in_per_group, out_per_group, panel, taps } => {
+            let [groups, in_per_group, out_per_group, panel, taps] =
+                [groups, in_per_group, out_per_group, panel, taps].map(unsuffixed);
+            quote!(::convgen::macro_support::Packing::Panels {
+                groups: #groups,
+                in_per_group: #in_per_group,
+                out_per_group: #out_per_group,
+                panel: #panel,
+                taps: #taps,
+            })
+        }
         Packing::Dense { groups, in_per_group, out_per_group, out_per_group_padded, taps } => {
             let values = [groups, in_per_group, out_per_group, out_per_group_padded, taps].map(unsuffixed);
             let [groups, in_per_group, out_per_group, out_per_group_padded, taps] = values;

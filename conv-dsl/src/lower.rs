@@ -27,7 +27,7 @@
 use crate::bind::{Binding, BoundConv};
 use crate::error::Error;
 use crate::ir::{Acc, Buffer, BufferId, Function, Index, LoopVar, Stmt, TILE_LANES, TRANSPOSE, Tile, Value};
-use crate::schedule::{Kernel, Schedule, Target, channel_vectors};
+use crate::schedule::{Kernel, Order, Schedule, Target, channel_vectors};
 use crate::spec::{Activation, Conv, Layout, Network, Op, Source};
 
 /// A whole network, lowered for one concrete input shape.
@@ -75,6 +75,22 @@ pub enum Packing {
         /// Padded channels.
         padded: u64,
         /// Kernel taps (prod of kernel).
+        taps: u64,
+    },
+    /// `[out, in/groups, *k]` → `[group][panel][icg][tap][ocg within the panel]`: the tile
+    /// kernel's layout, each block of output channels a contiguous panel of
+    /// `in_per_group · taps · width` elements (`width` = `panel`, or what is left for the last
+    /// panel of a group), so that a block's weights stream through the cache without conflicts.
+    Panels {
+        /// Groups.
+        groups: u64,
+        /// Input channels per group.
+        in_per_group: u64,
+        /// Output channels per group.
+        out_per_group: u64,
+        /// Output channels per panel.
+        panel: u64,
+        /// Kernel taps.
         taps: u64,
     },
     /// `[out, in/groups, *k]` → `[group][icg][tap][ocg padded]`.
@@ -129,6 +145,23 @@ impl Packing {
                     for tap in 0..taps {
                         // weight [c, 1, tap] → packed [tap, c]
                         packed[(tap * padded + c) as usize] = data[(c * taps + tap) as usize];
+                    }
+                }
+            }
+            Packing::Panels { groups, in_per_group, out_per_group, panel, taps } => {
+                for g in 0..groups {
+                    for ocg in 0..out_per_group {
+                        let (first, within) = (ocg / panel * panel, ocg % panel);
+                        let width = panel.min(out_per_group - first);
+                        for icg in 0..in_per_group {
+                            for tap in 0..taps {
+                                // weight [g·opg + ocg, icg, tap] → packed [g, panel, icg, tap, within]
+                                let from = (((g * out_per_group + ocg) * in_per_group + icg) * taps + tap) as usize;
+                                let panel_start = (g * out_per_group + first) * in_per_group * taps;
+                                let to = (panel_start + (icg * taps + tap) * width + within) as usize;
+                                packed[to] = data[from];
+                            }
+                        }
                     }
                 }
             }
@@ -594,6 +627,11 @@ fn convolution(
     let (weight_packing, weight_len, out_per_group_padded) = if depthwise {
         let packing = Packing::Depthwise { channels: conv.out_channels, padded: out_padded, taps };
         (packing, taps * out_padded, 0)
+    } else if schedule.kernel == Kernel::Tile {
+        // Whole vectors per group (`Schedule::validate`): no padding.
+        let panel = u64::from(schedule.tile_channels * TILE_LANES);
+        let packing = Packing::Panels { groups, in_per_group, out_per_group, panel, taps };
+        (packing, groups * in_per_group * taps * out_per_group, out_per_group)
     } else {
         let out_per_group_padded = if groups == 1 { padded(out_per_group, lanes) } else { out_per_group };
         let packing = Packing::Dense { groups, in_per_group, out_per_group, out_per_group_padded, taps };
@@ -652,96 +690,129 @@ fn convolution(
         border: Option<u64>,
     }
 
-    let body = builder.repeat(batch, |builder, n| {
-        let mut body = Vec::new();
-        for segment_d in &segments[0] {
-            for segment_h in &segments[1] {
-                for segment_w in &segments[2] {
-                    // Positions of d and h (one loop or one constant each); w is tiled below.
-                    let positions =
-                        |builder: &mut Builder,
-                         segment: Segment,
-                         inner: &mut dyn FnMut(&mut Builder, Position) -> Vec<Stmt>| {
-                            match segment {
-                                Segment::Border(position) => inner(
-                                    builder,
-                                    Position { index: Index::constant(position as i64), border: Some(position) },
-                                ),
-                                Segment::Interior { start, count } => builder.repeat(count, |builder, var| {
-                                    inner(builder, Position { index: var.plus_constant(start as i64), border: None })
-                                }),
-                            }
-                        };
-                    let n = n.clone();
-                    body.extend(positions(builder, *segment_d, &mut |builder, d| {
-                        let n = n.clone();
-                        positions(builder, *segment_h, &mut |builder, h| {
-                            // Tiles along w: (first position index, tile width, border position).
-                            let mut tiles: Vec<Stmt> = Vec::new();
-                            let emit_tile = |builder: &mut Builder, w: Position, width: u64| -> Vec<Stmt> {
-                                tile(
-                                    builder,
-                                    &TileContext {
-                                        conv,
-                                        axes: &axes,
-                                        n: &n,
-                                        d: &d,
-                                        h: &h,
-                                        w: &w,
-                                        width,
-                                        in_strides,
-                                        out_strides,
-                                        depthwise,
-                                        vectors,
-                                        tile_channels,
-                                        lanes,
-                                        in_per_group,
-                                        out_per_group_padded,
-                                        taps,
-                                        buffers: (input, output, weight, if conv.bias { Some(bias) } else { None }),
-                                        residual,
-                                        scratch,
-                                        plan_lanes,
-                                    },
-                                )
-                            };
-                            match *segment_w {
-                                Segment::Border(position) => {
-                                    tiles.extend(emit_tile(
+    // The loops over pixels, around the tiles of every channel block — or, given `block` (group,
+    // first vector, vectors), of that one block.
+    let spatial = |builder: &mut Builder, block: Option<(Index, Index, u64)>| -> Vec<Stmt> {
+        builder.repeat(batch, |builder, n| {
+            let mut body = Vec::new();
+            for segment_d in &segments[0] {
+                for segment_h in &segments[1] {
+                    for segment_w in &segments[2] {
+                        // Positions of d and h (one loop or one constant each); w is tiled below.
+                        let positions =
+                            |builder: &mut Builder,
+                             segment: Segment,
+                             inner: &mut dyn FnMut(&mut Builder, Position) -> Vec<Stmt>| {
+                                match segment {
+                                    Segment::Border(position) => inner(
                                         builder,
                                         Position { index: Index::constant(position as i64), border: Some(position) },
-                                        1,
-                                    ));
+                                    ),
+                                    Segment::Interior { start, count } => builder.repeat(count, |builder, var| {
+                                        inner(
+                                            builder,
+                                            Position { index: var.plus_constant(start as i64), border: None },
+                                        )
+                                    }),
                                 }
-                                Segment::Interior { start, count } => {
-                                    let full = count / tile_width;
-                                    if full > 0 {
-                                        tiles.extend(builder.repeat(full, |builder, var| {
+                            };
+                        let n = n.clone();
+                        body.extend(positions(builder, *segment_d, &mut |builder, d| {
+                            let n = n.clone();
+                            positions(builder, *segment_h, &mut |builder, h| {
+                                // Tiles along w: (first position index, tile width, border position).
+                                let mut tiles: Vec<Stmt> = Vec::new();
+                                let emit_tile = |builder: &mut Builder, w: Position, width: u64| -> Vec<Stmt> {
+                                    tile(
+                                        builder,
+                                        &TileContext {
+                                            conv,
+                                            axes: &axes,
+                                            n: &n,
+                                            d: &d,
+                                            h: &h,
+                                            w: &w,
+                                            width,
+                                            in_strides,
+                                            out_strides,
+                                            depthwise,
+                                            vectors,
+                                            tile_channels,
+                                            lanes,
+                                            in_per_group,
+                                            out_per_group_padded,
+                                            taps,
+                                            buffers: (input, output, weight, if conv.bias { Some(bias) } else { None }),
+                                            residual,
+                                            scratch,
+                                            plan_lanes,
+                                            block: block.clone(),
+                                        },
+                                    )
+                                };
+                                match *segment_w {
+                                    Segment::Border(position) => {
+                                        tiles.extend(emit_tile(
+                                            builder,
+                                            Position {
+                                                index: Index::constant(position as i64),
+                                                border: Some(position),
+                                            },
+                                            1,
+                                        ));
+                                    }
+                                    Segment::Interior { start, count } => {
+                                        let full = count / tile_width;
+                                        if full > 0 {
+                                            tiles.extend(builder.repeat(full, |builder, var| {
+                                                let w = Position {
+                                                    index: var.times(tile_width as i64).plus_constant(start as i64),
+                                                    border: None,
+                                                };
+                                                emit_tile(builder, w, tile_width)
+                                            }));
+                                        }
+                                        let rest = count % tile_width;
+                                        if rest > 0 {
                                             let w = Position {
-                                                index: var.times(tile_width as i64).plus_constant(start as i64),
+                                                index: Index::constant((start + full * tile_width) as i64),
                                                 border: None,
                                             };
-                                            emit_tile(builder, w, tile_width)
-                                        }));
-                                    }
-                                    let rest = count % tile_width;
-                                    if rest > 0 {
-                                        let w = Position {
-                                            index: Index::constant((start + full * tile_width) as i64),
-                                            border: None,
-                                        };
-                                        tiles.extend(emit_tile(builder, w, rest));
+                                            tiles.extend(emit_tile(builder, w, rest));
+                                        }
                                     }
                                 }
-                            }
-                            tiles
-                        })
-                    }));
+                                tiles
+                            })
+                        }));
+                    }
                 }
             }
+            body
+        })
+    };
+    let body = match schedule.order {
+        Order::Pixels => spatial(&mut builder, None),
+        // Each block of channel vectors over all pixels: its weights are read from memory once,
+        // the input once per block.
+        Order::Channels => {
+            let groups = if depthwise { 1 } else { conv.groups };
+            let (blocks, rest) = (vectors / tile_channels, vectors % tile_channels);
+            builder.repeat(groups, |builder, g| {
+                let mut body = Vec::new();
+                if blocks > 0 {
+                    body.extend(builder.repeat(blocks, |builder, b| {
+                        spatial(builder, Some((g.clone(), b.times(tile_channels as i64), tile_channels)))
+                    }));
+                }
+                if rest > 0 {
+                    let first = Index::constant((blocks * tile_channels) as i64);
+                    body.extend(spatial(builder, Some((g.clone(), first, rest))));
+                }
+                body
+            })
         }
-        body
-    });
+    };
 
     /// Everything one register tile needs.
     struct TileContext<'a> {
@@ -766,6 +837,8 @@ fn convolution(
         /// The tile kernel's accumulators (for a [`Kernel::Tile`] schedule).
         scratch: Option<BufferId>,
         plan_lanes: u32,
+        /// The one channel block to compute (group, first vector, vectors); none: all of them.
+        block: Option<(Index, Index, u64)>,
     }
 
     /// One tile: `width` pixels along w (consecutive, in the same segment) × all channel blocks.
@@ -773,6 +846,17 @@ fn convolution(
         let TileContext { conv, depthwise, vectors, tile_channels, lanes, buffers, .. } = context;
         let (input, output, weight, bias) = *buffers;
         let lanes = i64::from(*lanes);
+        if let Some((g, first_vector, count)) = &context.block {
+            return channel_block(
+                builder,
+                context,
+                g,
+                first_vector.clone(),
+                *count,
+                (input, output, weight, bias),
+                lanes,
+            );
+        }
         let groups = if *depthwise { 1 } else { conv.groups };
         let blocks = vectors / tile_channels;
         let rest = vectors % tile_channels;
@@ -966,7 +1050,6 @@ fn convolution(
         let tile_lanes = u64::from(TILE_LANES);
         let step = u64::from(*plan_lanes);
         let (in_per_group, out_per_group) = (conv.in_channels / conv.groups, conv.out_channels / conv.groups);
-        let opgp = context.out_per_group_padded as i64;
         // Output channel of lane `lane` of vector `vector`.
         let channel = |vector: u64, lane: u64| -> Index {
             let within = first_vector.clone().plus_constant(vector as i64).times(tile_lanes as i64);
@@ -1009,13 +1092,15 @@ fn convolution(
             .plus(&g.clone().times(in_per_group as i64));
         let taps_total = (kernel3[0] * kernel3[1] * kernel3[2]) as i64;
         let first_tap = ((taps[0].0 * kernel3[1] + taps[1].0) * kernel3[2] + taps[2].0) as i64;
-        // [g, icg, tap, ocg]: the first vector's lane 0 at icg 0 and the first inside tap.
-        let weight_index = g
+        // Packing::Panels, [g, panel, icg, tap, within]: the block's panel (`count` vectors wide:
+        // blocks are the panels) at icg 0 and the first inside tap.
+        let panel_width = (count * tile_lanes) as i64;
+        let panel_start = g
             .clone()
-            .times(in_per_group as i64 * taps_total)
-            .plus_constant(first_tap)
-            .times(opgp)
-            .plus(&first_vector.clone().times(tile_lanes as i64));
+            .times(out_per_group as i64)
+            .plus(&first_vector.clone().times(tile_lanes as i64))
+            .times(in_per_group as i64 * taps_total);
+        let weight_index = panel_start.plus_constant(first_tap * panel_width);
         body.push(Stmt::Tile(Box::new(Tile {
             pixels: *width as u32,
             vectors: count as u32,
@@ -1030,10 +1115,14 @@ fn convolution(
             acc_index: Index::constant(0),
             reduce: if empty { 0 } else { in_per_group },
             reduce_input_stride: 1,
-            reduce_weight_stride: taps_total * opgp,
+            reduce_weight_stride: taps_total * panel_width,
             taps: taps.map(|(_, count)| count.max(1)),
             tap_input_strides: std::array::from_fn(|axis| (axes[axis].dilation * in_strides[axis + 1]) as i64),
-            tap_weight_strides: [(kernel3[1] * kernel3[2]) as i64 * opgp, kernel3[2] as i64 * opgp, opgp],
+            tap_weight_strides: [
+                (kernel3[1] * kernel3[2]) as i64 * panel_width,
+                kernel3[2] as i64 * panel_width,
+                panel_width,
+            ],
         })));
         for pixel in 0..*width {
             for vector in 0..count {

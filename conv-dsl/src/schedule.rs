@@ -53,6 +53,20 @@ pub struct Schedule {
     pub tile_channels: u32,
     /// Who computes a register tile's sums.
     pub kernel: Kernel,
+    /// Which loops are outermost: pixels or channel blocks.
+    pub order: Order,
+}
+
+/// The order of a convolution's loops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Order {
+    /// Pixels outermost: every tile of pixels computes all channel blocks (the input of a tile is
+    /// read once; all weights once per tile).
+    #[default]
+    Pixels,
+    /// Channel blocks outermost: each block of output channels runs over every pixel (its weights
+    /// are read once; the input once per block). For layers whose weights do not fit in cache.
+    Channels,
 }
 
 /// Who computes a register tile's sums.
@@ -70,13 +84,13 @@ pub enum Kernel {
 impl Schedule {
     /// A schedule whose tiles are computed by the loop IR itself.
     pub const fn new(lanes: u32, tile_width: u32, tile_channels: u32) -> Schedule {
-        Schedule { lanes, tile_width, tile_channels, kernel: Kernel::Inline }
+        Schedule { lanes, tile_width, tile_channels, kernel: Kernel::Inline, order: Order::Pixels }
     }
 
     /// A schedule whose tiles of `tile_width` pixels × `tile_channels` vectors of 8 output channels
     /// are computed by the tile microkernel.
     pub const fn tile_kernel(tile_width: u32, tile_channels: u32) -> Schedule {
-        Schedule { lanes: TILE_LANES, tile_width, tile_channels, kernel: Kernel::Tile }
+        Schedule { lanes: TILE_LANES, tile_width, tile_channels, kernel: Kernel::Tile, order: Order::Pixels }
     }
 
     /// The heuristic schedule for `conv` at the shapes `bound` on `target`:
@@ -174,20 +188,25 @@ fn tile_kernel_fits(conv: &Conv) -> bool {
     !depthwise && (conv.out_channels / conv.groups).is_multiple_of(u64::from(TILE_LANES))
 }
 
-/// `lanes=4,tile=4x3` (and `,kernel=tile` for the tile kernel): the form [`Schedule::from_str`] reads.
+/// `lanes=4,tile=4x3` (and `,kernel=tile`, `,order=channels` where not the default): the form
+/// [`Schedule::from_str`] reads.
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "lanes={},tile={}x{}", self.lanes, self.tile_width, self.tile_channels)?;
-        match self.kernel {
-            Kernel::Inline => Ok(()),
-            Kernel::Tile => write!(f, ",kernel=tile"),
+        if self.kernel == Kernel::Tile {
+            write!(f, ",kernel=tile")?;
+        }
+        match self.order {
+            Order::Pixels => Ok(()),
+            Order::Channels => write!(f, ",order=channels"),
         }
     }
 }
 
-/// Reads `lanes=L,tile=WxC[,kernel=K]` (`lanes` and `tile` required, in any order): `L` lanes per
-/// vector, a register tile of `W` pixels by `C` channel vectors, computed by the loop IR
-/// (`kernel=inline`, the default) or the tile microkernel (`kernel=tile`, `L` = 8). Whether the
+/// Reads `lanes=L,tile=WxC[,kernel=K][,order=O]` (`lanes` and `tile` required, in any order): `L`
+/// lanes per vector, a register tile of `W` pixels by `C` channel vectors, computed by the loop IR
+/// (`kernel=inline`, the default) or the tile microkernel (`kernel=tile`, `L` = 8), with pixels
+/// (`order=pixels`, the default) or channel blocks (`order=channels`) outermost. Whether the
 /// schedule fits a layer is checked when the layer is lowered ([`Schedule::validate`]).
 impl std::str::FromStr for Schedule {
     type Err = String;
@@ -196,7 +215,7 @@ impl std::str::FromStr for Schedule {
         let number = |value: &str, what: &str| -> Result<u32, String> {
             value.trim().parse::<u32>().map_err(|_| format!("{what} must be a whole number, not `{}`", value.trim()))
         };
-        let (mut lanes, mut tile, mut kernel) = (None, None, Kernel::Inline);
+        let (mut lanes, mut tile, mut kernel, mut order) = (None, None, Kernel::Inline, Order::Pixels);
         for part in text.split(',') {
             let (key, value) = part
                 .split_once('=')
@@ -216,14 +235,23 @@ impl std::str::FromStr for Schedule {
                         other => return Err(format!("`kernel` is `inline` or `tile`, not `{other}`")),
                     }
                 }
+                "order" => {
+                    order = match value.trim() {
+                        "pixels" => Order::Pixels,
+                        "channels" => Order::Channels,
+                        other => return Err(format!("`order` is `pixels` or `channels`, not `{other}`")),
+                    }
+                }
                 other => {
-                    return Err(format!("unknown schedule key `{other}`; expected `lanes`, `tile` and `kernel`"));
+                    return Err(format!(
+                        "unknown schedule key `{other}`; expected `lanes`, `tile`, `kernel` and `order`"
+                    ));
                 }
             }
         }
         let lanes = lanes.ok_or("the schedule needs `lanes=L`")?;
         let (tile_width, tile_channels) = tile.ok_or("the schedule needs `tile=WxC`")?;
-        Ok(Schedule { lanes, tile_width, tile_channels, kernel })
+        Ok(Schedule { lanes, tile_width, tile_channels, kernel, order })
     }
 }
 
@@ -249,11 +277,12 @@ pub(crate) fn channel_vectors(conv: &Conv, lanes: u32) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::Schedule;
+    use super::{Order, Schedule};
 
     #[test]
     fn text_form_round_trips() {
-        for schedule in [Schedule::new(4, 3, 2), Schedule::tile_kernel(4, 3)] {
+        let channels_outer = Schedule { order: Order::Channels, ..Schedule::tile_kernel(4, 3) };
+        for schedule in [Schedule::new(4, 3, 2), Schedule::tile_kernel(4, 3), channels_outer] {
             assert_eq!(schedule.to_string().parse::<Schedule>(), Ok(schedule));
         }
         assert_eq!(" tile = 1x1 , lanes=1".parse::<Schedule>(), Ok(Schedule::new(1, 1, 1)));

@@ -11,7 +11,7 @@
 mod common;
 
 use common::Choice;
-use conv_dsl::schedule::{Schedule, Target};
+use conv_dsl::schedule::{Order, Schedule, Target};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -216,13 +216,17 @@ fn pad(rank: usize) -> impl Strategy<Value = Pad> {
 }
 
 /// Inline schedules of 1 or 4 lanes, and tile-kernel ones (a layer they do not fit runs a scalar
-/// schedule of the same tile instead: `common::check_network`).
+/// schedule of the same tile instead: `common::check_network`), with either loop order.
 fn schedule() -> impl Strategy<Value = Schedule> {
-    prop_oneof![
+    let tile = prop_oneof![
         3 => (prop_oneof![Just(1u32), Just(4u32)], 1u32..=5, 1u32..=4)
             .prop_map(|(lanes, tile_width, tile_channels)| Schedule::new(lanes, tile_width, tile_channels)),
         1 => (1u32..=6, 1u32..=2).prop_map(|(tile_width, tile_channels)| Schedule::tile_kernel(tile_width, tile_channels)),
-    ]
+    ];
+    (tile, any::<bool>()).prop_map(|(schedule, channels_outer)| Schedule {
+        order: if channels_outer { Order::Channels } else { Order::Pixels },
+        ..schedule
+    })
 }
 
 fn case() -> impl Strategy<Value = Case> {
