@@ -208,6 +208,14 @@ pub fn transpose(
 pub struct TileShape {
     /// Input elements from one pixel to the next.
     pub pixel_stride: isize,
+    /// Tiles of the strip.
+    pub repeat: usize,
+    /// Input elements from one tile of the strip to the next.
+    pub repeat_input_stride: isize,
+    /// Weight elements from one tile of the strip to the next.
+    pub repeat_weight_stride: isize,
+    /// Bias elements from one tile of the strip to the next.
+    pub repeat_bias_stride: isize,
     /// Input channels each sum runs over.
     pub reduce: usize,
     /// Input elements from one input channel to the next.
@@ -222,12 +230,38 @@ pub struct TileShape {
     pub tap_weight_strides: [isize; 3],
 }
 
-/// `conv_dsl::ir::Stmt::Tile`: `P` pixels × `V` vectors of 8 sums, starting at the bias (or 0)
+/// `conv_dsl::ir::Stmt::Tile` (dense, or `depthwise`): `P` pixels × `V` vectors of 8 sums, starting at the bias (or 0)
 /// and written to `acc`, each the chain of multiply-adds (fused when `fused`) in the statement's
 /// order.
 #[inline(always)]
 pub fn tile<const P: usize, const V: usize>(
     fused: bool,
+    depthwise: bool,
+    (input, input_index): (&[f32], usize),
+    (weight, weight_index): (&[f32], usize),
+    bias: Option<(&[f32], usize)>,
+    (acc, acc_index): (&mut [f32], usize),
+    shape: &TileShape,
+) {
+    for r in 0..shape.repeat {
+        let step = |index: usize, stride: isize| index.wrapping_add_signed(r as isize * stride);
+        tile_of_strip::<P, V>(
+            fused,
+            depthwise,
+            (input, step(input_index, shape.repeat_input_stride)),
+            (weight, step(weight_index, shape.repeat_weight_stride)),
+            bias.map(|(bias, index)| (bias, step(index, shape.repeat_bias_stride))),
+            (acc, acc_index + r * P * V * 8),
+            shape,
+        );
+    }
+}
+
+/// One tile of [`tile`]'s strip.
+#[inline(always)]
+fn tile_of_strip<const P: usize, const V: usize>(
+    fused: bool,
+    depthwise: bool,
     (input, input_index): (&[f32], usize),
     (weight, weight_index): (&[f32], usize),
     bias: Option<(&[f32], usize)>,
@@ -257,8 +291,10 @@ pub fn tile<const P: usize, const V: usize>(
                     let weights: [[f32; 8]; V] =
                         std::array::from_fn(|vector| load(weight, at(weight_index, y) + vector * 8));
                     for (pixel, vectors) in sums.iter_mut().enumerate() {
-                        let x: [f32; 8] = splat(input, at(input_index, x + pixel as isize * shape.pixel_stride));
-                        for (sum, weights) in vectors.iter_mut().zip(&weights) {
+                        let at_pixel = at(input_index, x + pixel as isize * shape.pixel_stride);
+                        for (vector, (sum, weights)) in vectors.iter_mut().zip(&weights).enumerate() {
+                            let x: [f32; 8] =
+                                if depthwise { load(input, at_pixel + vector * 8) } else { splat(input, at_pixel) };
                             *sum = fma(fused, *sum, x, *weights);
                         }
                     }

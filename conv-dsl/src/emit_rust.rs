@@ -861,9 +861,11 @@ impl Emitter<'_> {
                 let (input, weight, acc) = (name(tile.input), name(tile.weight), name(tile.acc));
                 let (input_index, weight_index) = (self.index(&tile.input_index), self.index(&tile.weight_index));
                 let acc_index = self.index(&tile.acc_index);
-                let (pixels, vectors) = (tile.pixels as usize, tile.vectors as usize);
+                let (pixels, vectors, depthwise) = (tile.pixels as usize, tile.vectors as usize, tile.depthwise);
                 let signed = |value: i64| Literal::i64_unsuffixed(value);
                 let (pixel_stride, reduce) = (signed(tile.pixel_stride), unsuffixed(tile.reduce));
+                let (repeat, repeat_input) = (unsuffixed(tile.repeat), signed(tile.repeat_input_stride));
+                let (repeat_weight, repeat_bias) = (signed(tile.repeat_weight_stride), signed(tile.repeat_bias_stride));
                 let (reduce_input, reduce_weight) =
                     (signed(tile.reduce_input_stride), signed(tile.reduce_weight_stride));
                 let bias = match &tile.bias {
@@ -877,8 +879,12 @@ impl Emitter<'_> {
                 let tap_input = tile.tap_input_strides.map(signed);
                 let tap_weight = tile.tap_weight_strides.map(signed);
                 quote! {
-                    tile::<#pixels, #vectors>(FMA, (#input, #input_index), (#weight, #weight_index), #bias, (#acc, #acc_index), &TileShape {
+                    tile::<#pixels, #vectors>(FMA, #depthwise, (#input, #input_index), (#weight, #weight_index), #bias, (#acc, #acc_index), &TileShape {
                         pixel_stride: #pixel_stride,
+                        repeat: #repeat,
+                        repeat_input_stride: #repeat_input,
+                        repeat_weight_stride: #repeat_weight,
+                        repeat_bias_stride: #repeat_bias,
                         reduce: #reduce,
                         reduce_input_stride: #reduce_input,
                         reduce_weight_stride: #reduce_weight,

@@ -136,25 +136,46 @@ pub const TILE_MAX_VECTORS: u32 = 4;
 /// and a broadcast input, they fit AVX2's 16 registers.
 pub const TILE_MAX_ACCUMULATORS: u32 = 12;
 
-/// A dense convolution's register tile, computed by the tile microkernel: `pixels` × `vectors`
+/// A convolution's register tile, computed by a tile microkernel: `pixels` × `vectors`
 /// accumulators of [`TILE_LANES`] lanes, which start as the bias (or 0) and end in `acc`:
 ///
 /// ```text
-/// for p, v, lane:  acc[acc_index + (p·vectors + v)·8 + lane] = bias[bias_index + v·8 + lane] +
+/// for r in 0..repeat, p, v, lane:
+///   acc[acc_index + ((r·pixels + p)·vectors + v)·8 + lane] =
+///       bias[bias_index + r·repeat_bias_stride + v·8 + lane] +
 ///     Σ over k in 0..reduce, then taps (d, h, w) in order:
-///         input[input_index + p·pixel_stride + k·reduce_input_stride + Σ tap·tap_input_stride]
-///       · weight[weight_index + k·reduce_weight_stride + Σ tap·tap_weight_stride + v·8 + lane]
+///         input[input_index + r·repeat_input_stride + p·pixel_stride + k·reduce_input_stride
+///               + Σ tap·tap_input_stride
+///               (+ v·8 + lane if depthwise)]
+///       · weight[weight_index + r·repeat_weight_stride + k·reduce_weight_stride
+///                + Σ tap·tap_weight_stride + v·8 + lane]
 /// ```
+///
+/// A dense tile broadcasts one input element to all lanes (every output channel reads every input
+/// channel of its group); a depthwise one reads a vector of input channels, one per lane.
 ///
 /// Each sum is a chain of fused multiply-adds in exactly that order (input channels, then taps):
 /// the order the inline loops use, so that a schedule never changes results.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tile {
+    /// Depthwise (lane `l` reads input channel `l`) or dense (every lane reads the same input).
+    pub depthwise: bool,
     /// Pixels (1 to [`TILE_MAX_PIXELS`]).
     pub pixels: u32,
+    /// Tiles side by side, computed one after the other in one call (≥ 1): a strip of
+    /// `repeat · pixels` pixels.
+    pub repeat: u64,
+    /// Input elements from one tile of the strip to the next.
+    pub repeat_input_stride: i64,
+    /// Weight elements from one tile of the strip to the next (0 for a strip of pixels; a
+    /// depthwise strip of channel blocks moves along the channels).
+    pub repeat_weight_stride: i64,
+    /// Bias elements from one tile of the strip to the next.
+    pub repeat_bias_stride: i64,
     /// Vectors of output channels (1 to [`TILE_MAX_VECTORS`]).
     pub vectors: u32,
-    /// The input buffer, read one element at a time (broadcast to the lanes).
+    /// The input buffer, read one element at a time (broadcast to the lanes), or a vector at a
+    /// time for a depthwise tile.
     pub input: BufferId,
     /// Pixel 0's element for k = 0 at the first tap.
     pub input_index: Index,
@@ -186,9 +207,9 @@ pub struct Tile {
 
 impl Tile {
     /// `(buffer, lowest offset, highest offset + 1)` from the statement's index of each buffer it
-    /// touches but the bias (`vectors · 8` elements from its index): input, weight, acc. Every
-    /// element accessed lies in between (for every value of the index).
-    pub fn extents(&self) -> [(BufferId, i64, i64); 3] {
+    /// touches: input, weight, acc, and the bias if it has one. Every element accessed lies in
+    /// between (for every value of the index).
+    pub fn extents(&self) -> Vec<(BufferId, i64, i64)> {
         // Σ over (count, stride) of the lowest and highest count·stride reached.
         let span = |terms: &[(u64, i64)]| -> (i64, i64) {
             terms.iter().fold((0, 0), |(low, high), &(count, stride)| {
@@ -196,9 +217,12 @@ impl Tile {
                 (low + far.min(0), high + far.max(0))
             })
         };
-        let mut input_terms =
-            vec![(u64::from(self.pixels), self.pixel_stride), (self.reduce, self.reduce_input_stride)];
-        let mut weight_terms = vec![(self.reduce, self.reduce_weight_stride)];
+        let mut input_terms = vec![
+            (self.repeat, self.repeat_input_stride),
+            (u64::from(self.pixels), self.pixel_stride),
+            (self.reduce, self.reduce_input_stride),
+        ];
+        let mut weight_terms = vec![(self.repeat, self.repeat_weight_stride), (self.reduce, self.reduce_weight_stride)];
         for axis in 0..3 {
             input_terms.push((self.taps[axis], self.tap_input_strides[axis]));
             weight_terms.push((self.taps[axis], self.tap_weight_strides[axis]));
@@ -207,12 +231,18 @@ impl Tile {
         let (weight_low, weight_high) = span(&weight_terms);
         let lanes = i64::from(TILE_LANES);
         let width = i64::from(self.vectors) * lanes;
-        let accumulators = i64::from(self.pixels) * width;
-        [
-            (self.input, input_low, input_high + 1),
+        let accumulators = (self.repeat as i64).saturating_mul(i64::from(self.pixels) * width);
+        let input_width = if self.depthwise { width } else { 1 };
+        let mut extents = vec![
+            (self.input, input_low, input_high + input_width),
             (self.weight, weight_low, weight_high + width),
             (self.acc, 0, accumulators),
-        ]
+        ];
+        if let Some((bias, _)) = &self.bias {
+            let (bias_low, bias_high) = span(&[(self.repeat, self.repeat_bias_stride)]);
+            extents.push((*bias, bias_low, bias_high + width));
+        }
+        extents
     }
 }
 
@@ -415,12 +445,15 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                 let axes = |values: &[i64; 3]| values.map(|value| value.to_string()).join(", ");
                 writeln!(
                     f,
-                    "{indent}{}[{}] = {} + tile{}x{} {}[{}; pixels {}] * {}[{}] over k {} ({}, {}) taps [{}] ([{}], [{}])",
+                    "{indent}{}[{}] = {} + tile{}{}x{} repeat {} ({}) {}[{}; pixels {}] * {}[{}] over k {} ({}, {}) taps [{}] ([{}], [{}])",
                     name(&tile.acc),
                     tile.acc_index,
                     tile.bias.as_ref().map_or("0".to_string(), |(bias, index)| format!("{}[{index}]", name(bias))),
+                    if tile.depthwise { "_dw" } else { "" },
                     tile.pixels,
                     tile.vectors,
+                    tile.repeat,
+                    tile.repeat_input_stride,
                     name(&tile.input),
                     tile.input_index,
                     tile.pixel_stride,

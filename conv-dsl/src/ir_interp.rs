@@ -164,14 +164,16 @@ impl State<'_> {
         let lanes = i64::from(TILE_LANES);
         let [taps_d, taps_h, taps_w] = tile.taps;
         let (input_strides, weight_strides) = (tile.tap_input_strides, tile.tap_weight_strides);
-        for pixel in 0..i64::from(tile.pixels) {
+        for strip_pixel in 0..tile.repeat as i64 * i64::from(tile.pixels) {
+            let (r, pixel) = (strip_pixel / i64::from(tile.pixels), strip_pixel % i64::from(tile.pixels));
             for vector in 0..i64::from(tile.vectors) {
                 for lane in 0..lanes {
-                    let slot =
-                        self.range(acc, acc_base + (pixel * i64::from(tile.vectors) + vector) * lanes + lane, 1)?;
+                    let at = acc_base + (strip_pixel * i64::from(tile.vectors) + vector) * lanes + lane;
+                    let slot = self.range(acc, at, 1)?;
                     let mut sum = match &tile.bias {
                         Some((bias, index)) => {
-                            let at = self.range(bias.0 as usize, index.eval(&self.vars) + vector * lanes + lane, 1)?;
+                            let at = index.eval(&self.vars) + r * tile.repeat_bias_stride + vector * lanes + lane;
+                            let at = self.range(bias.0 as usize, at, 1)?;
                             buffers[bias.0 as usize][at]
                         }
                         None => 0.0,
@@ -180,13 +182,17 @@ impl State<'_> {
                         for (td, th, tw) in (0..taps_d as i64).flat_map(|td| {
                             (0..taps_h as i64).flat_map(move |th| (0..taps_w as i64).map(move |tw| (td, th, tw)))
                         }) {
+                            let lane_of_input = if tile.depthwise { vector * lanes + lane } else { 0 };
                             let x = input_base
+                                + lane_of_input
+                                + r * tile.repeat_input_stride
                                 + pixel * tile.pixel_stride
                                 + k * tile.reduce_input_stride
                                 + td * input_strides[0]
                                 + th * input_strides[1]
                                 + tw * input_strides[2];
                             let y = weight_base
+                                + r * tile.repeat_weight_stride
                                 + k * tile.reduce_weight_stride
                                 + td * weight_strides[0]
                                 + th * weight_strides[1]

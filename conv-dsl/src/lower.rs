@@ -659,7 +659,10 @@ fn convolution(
     });
     // The tile kernel's accumulators, in memory between the IR's init, the kernel and the store.
     let scratch = (schedule.kernel == Kernel::Tile).then(|| {
-        let len = u64::from(schedule.tile_width * schedule.tile_channels * TILE_LANES);
+        // The widest strip: every pixel of a row (dense), or every channel of a tile (depthwise).
+        let pixels = output3[2].max(u64::from(schedule.tile_width));
+        let row = pixels * u64::from(schedule.tile_channels * TILE_LANES);
+        let len = row.max(u64::from(schedule.tile_width) * padded(conv.out_channels, TILE_LANES));
         buffers.push(Buffer { name: TILE_SCRATCH.into(), len, writes: true });
         BufferId(buffers.len() as u32 - 1)
     });
@@ -722,7 +725,13 @@ fn convolution(
                             positions(builder, *segment_h, &mut |builder, h| {
                                 // Tiles along w: (first position index, tile width, border position).
                                 let mut tiles: Vec<Stmt> = Vec::new();
-                                let emit_tile = |builder: &mut Builder, w: Position, width: u64| -> Vec<Stmt> {
+                                // `repeat` tiles of `width` pixels from `w` (more than one only for
+                                // a tile kernel, which runs them all in one call).
+                                let emit_tiles = |builder: &mut Builder,
+                                                  w: Position,
+                                                  width: u64,
+                                                  repeat: u64|
+                                 -> Vec<Stmt> {
                                     tile(
                                         builder,
                                         &TileContext {
@@ -747,9 +756,12 @@ fn convolution(
                                             scratch,
                                             plan_lanes,
                                             block: block.clone(),
+                                            repeat,
                                         },
                                     )
                                 };
+                                let emit_tile =
+                                    |builder: &mut Builder, w: Position, width: u64| emit_tiles(builder, w, width, 1);
                                 match *segment_w {
                                     Segment::Border(position) => {
                                         tiles.extend(emit_tile(
@@ -763,7 +775,12 @@ fn convolution(
                                     }
                                     Segment::Interior { start, count } => {
                                         let full = count / tile_width;
-                                        if full > 0 {
+                                        if full > 0 && scratch.is_some() && !depthwise {
+                                            // A dense tile kernel's strip: all full tiles in one
+                                            // call. (A depthwise one strips channel blocks.)
+                                            let w = Position { index: Index::constant(start as i64), border: None };
+                                            tiles.extend(emit_tiles(builder, w, tile_width, full));
+                                        } else if full > 0 {
                                             tiles.extend(builder.repeat(full, |builder, var| {
                                                 let w = Position {
                                                     index: var.times(tile_width as i64).plus_constant(start as i64),
@@ -839,6 +856,8 @@ fn convolution(
         plan_lanes: u32,
         /// The one channel block to compute (group, first vector, vectors); none: all of them.
         block: Option<(Index, Index, u64)>,
+        /// Tiles of `width` pixels side by side (more than 1 only for a tile kernel's strip).
+        repeat: u64,
     }
 
     /// One tile: `width` pixels along w (consecutive, in the same segment) × all channel blocks.
@@ -860,6 +879,20 @@ fn convolution(
         let groups = if *depthwise { 1 } else { conv.groups };
         let blocks = vectors / tile_channels;
         let rest = vectors % tile_channels;
+        if let (Some(scratch), true) = (context.scratch, *depthwise) {
+            // A depthwise tile kernel's strip: every full block of channels in one call, for these
+            // pixels, whose input rows stay in cache across the blocks.
+            let zero = Index::constant(0);
+            let mut body = Vec::new();
+            if blocks > 0 {
+                body.extend(tile_block(builder, context, &zero, zero.clone(), *tile_channels, scratch, blocks));
+            }
+            if rest > 0 {
+                let first = Index::constant((blocks * tile_channels) as i64);
+                body.extend(tile_block(builder, context, &zero, first, rest, scratch, 1));
+            }
+            return body;
+        }
         let mut body = Vec::new();
         body.extend(builder.repeat(groups, |builder, g| {
             let mut body = Vec::new();
@@ -908,7 +941,7 @@ fn convolution(
             ..
         } = context;
         if let Some(scratch) = context.scratch {
-            return tile_block(context, g, first_vector, count, scratch);
+            return tile_block(builder, context, g, first_vector, count, scratch, 1);
         }
         let (input, output, weight, bias) = buffers;
         let out_per_group = (conv.out_channels / conv.groups) as i64;
@@ -1044,8 +1077,22 @@ fn convolution(
     /// `scratch`; the epilogue stores `act(scratch)` (plus a residual) a vector of the plan's lanes
     /// at a time. (A kernel that read its initial sums from `scratch` would wait on the IR's
     /// 128-bit stores there: a 256-bit load cannot be forwarded from two stores.)
-    fn tile_block(context: &TileContext, g: &Index, first_vector: Index, count: u64, scratch: BufferId) -> Vec<Stmt> {
-        let TileContext { conv, axes, n, d, h, w, width, in_strides, out_strides, residual, plan_lanes, .. } = context;
+    fn tile_block(
+        builder: &mut Builder,
+        context: &TileContext,
+        g: &Index,
+        first_vector: Index,
+        count: u64,
+        scratch: BufferId,
+        channel_repeat: u64,
+    ) -> Vec<Stmt> {
+        let TileContext {
+            conv, axes, n, d, h, w, width, in_strides, out_strides, residual, plan_lanes, repeat, ..
+        } = context;
+        // A strip of `repeat` tiles of pixels (dense) or of `channel_repeat` blocks of `count`
+        // vectors (depthwise): the sums of tile `t` start at `t · width · count · 8` in `scratch`.
+        debug_assert!(*repeat == 1 || channel_repeat == 1, "a strip runs along pixels or channels");
+        let block_channels = (count * u64::from(TILE_LANES)) as i64;
         let (input, output, weight, bias) = context.buffers;
         let tile_lanes = u64::from(TILE_LANES);
         let step = u64::from(*plan_lanes);
@@ -1055,8 +1102,15 @@ fn convolution(
             let within = first_vector.clone().plus_constant(vector as i64).times(tile_lanes as i64);
             g.clone().times(out_per_group as i64).plus(&within).plus_constant(lane as i64)
         };
-        let slot =
-            |pixel: u64, vector: u64, lane: u64| Index::constant(((pixel * count + vector) * tile_lanes + lane) as i64);
+        // The sums of pixel `pixel` (of a strip of pixels) of channel block `block` (of a strip of
+        // channel blocks) in the scratch buffer.
+        let slot = |block: &Index, pixel: &Index, vector: u64, lane: u64| {
+            block
+                .clone()
+                .times(*width as i64 * block_channels)
+                .plus(&pixel.clone().times(block_channels))
+                .plus_constant((vector * tile_lanes + lane) as i64)
+        };
         let mut body = Vec::new();
         // The taps inside the input along each axis: a contiguous range (`first`, `count`) — all of
         // them except at a border position (the tile lies in one segment of each axis).
@@ -1084,30 +1138,49 @@ fn convolution(
                 .times(axes[axis].stride as i64)
                 .plus_constant((taps[axis].0 * axes[axis].dilation) as i64 - axes[axis].pad_before as i64)
         };
+        let depthwise = context.depthwise;
+        // A depthwise tile reads its own channels; a dense one its group's input channels from 0.
+        let first_input_channel = if depthwise { channel(0, 0) } else { g.clone().times(in_per_group as i64) };
         let input_index = Index::clone(n)
             .times(in_strides[0] as i64)
             .plus(&coordinate(0).times(in_strides[1] as i64))
             .plus(&coordinate(1).times(in_strides[2] as i64))
             .plus(&coordinate(2).times(in_strides[3] as i64))
-            .plus(&g.clone().times(in_per_group as i64));
+            .plus(&first_input_channel);
         let taps_total = (kernel3[0] * kernel3[1] * kernel3[2]) as i64;
         let first_tap = ((taps[0].0 * kernel3[1] + taps[1].0) * kernel3[2] + taps[2].0) as i64;
-        // Packing::Panels, [g, panel, icg, tap, within]: the block's panel (`count` vectors wide:
-        // blocks are the panels) at icg 0 and the first inside tap.
-        let panel_width = (count * tile_lanes) as i64;
-        let panel_start = g
-            .clone()
-            .times(out_per_group as i64)
-            .plus(&first_vector.clone().times(tile_lanes as i64))
-            .times(in_per_group as i64 * taps_total);
-        let weight_index = panel_start.plus_constant(first_tap * panel_width);
+        // Depthwise (Packing::Depthwise, [tap, c]): rows of all channels per tap. Dense
+        // (Packing::Panels, [g, panel, icg, tap, within]): the block's panel (`count` vectors wide:
+        // blocks are the panels) at icg 0.
+        let (weight_index, row) = if depthwise {
+            let row = out_strides[3] as i64;
+            (channel(0, 0).plus_constant(first_tap * row), row)
+        } else {
+            let panel_width = (count * tile_lanes) as i64;
+            let panel_start = g
+                .clone()
+                .times(out_per_group as i64)
+                .plus(&first_vector.clone().times(tile_lanes as i64))
+                .times(in_per_group as i64 * taps_total);
+            (panel_start.plus_constant(first_tap * panel_width), panel_width)
+        };
+        let pixel_stride = (axes[2].stride * in_strides[3]) as i64;
         body.push(Stmt::Tile(Box::new(Tile {
+            depthwise,
             pixels: *width as u32,
+            repeat: *repeat * channel_repeat,
+            repeat_input_stride: match (empty, channel_repeat > 1) {
+                (true, _) => 0,
+                (false, true) => block_channels,
+                (false, false) => *width as i64 * pixel_stride,
+            },
+            repeat_weight_stride: if channel_repeat > 1 { block_channels } else { 0 },
+            repeat_bias_stride: if channel_repeat > 1 && bias.is_some() { block_channels } else { 0 },
             vectors: count as u32,
             input,
             // (An empty tile reads no input: any index inside it will do.)
             input_index: if empty { Index::constant(0) } else { input_index },
-            pixel_stride: if empty { 0 } else { (axes[2].stride * in_strides[3]) as i64 },
+            pixel_stride: if empty { 0 } else { pixel_stride },
             weight,
             weight_index,
             bias: bias.map(|bias| (bias, channel(0, 0))),
@@ -1115,34 +1188,37 @@ fn convolution(
             acc_index: Index::constant(0),
             reduce: if empty { 0 } else { in_per_group },
             reduce_input_stride: 1,
-            reduce_weight_stride: taps_total * panel_width,
+            reduce_weight_stride: taps_total * row,
             taps: taps.map(|(_, count)| count.max(1)),
             tap_input_strides: std::array::from_fn(|axis| (axes[axis].dilation * in_strides[axis + 1]) as i64),
-            tap_weight_strides: [
-                (kernel3[1] * kernel3[2]) as i64 * panel_width,
-                kernel3[2] as i64 * panel_width,
-                panel_width,
-            ],
+            tap_weight_strides: [(kernel3[1] * kernel3[2]) as i64 * row, kernel3[2] as i64 * row, row],
         })));
-        for pixel in 0..*width {
-            for vector in 0..count {
-                for lane in (0..tile_lanes).step_by(step as usize) {
-                    let index = Index::clone(n)
-                        .times(out_strides[0] as i64)
-                        .plus(&d.index.clone().times(out_strides[1] as i64))
-                        .plus(&h.index.clone().times(out_strides[2] as i64))
-                        .plus(&w.index.clone().plus_constant(pixel as i64).times(out_strides[3] as i64))
-                        .plus(&channel(vector, lane));
-                    let sum = Value::Load { buffer: scratch, index: slot(pixel, vector, lane) };
-                    let mut value = activate(conv.act, sum);
-                    if let Some((other, act)) = *residual {
-                        let other = Value::Load { buffer: other, index: index.clone() };
-                        value = activate(act, Value::Add(Box::new(value), Box::new(other)));
+        // The epilogue, over every pixel and channel block of the strip (loops for a strip,
+        // unrolled for one tile).
+        body.extend(builder.repeat(channel_repeat, |builder, block| {
+            builder.repeat(repeat * width, |_, pixel| {
+                let mut body = Vec::new();
+                for vector in 0..count {
+                    for lane in (0..tile_lanes).step_by(step as usize) {
+                        let index = Index::clone(n)
+                            .times(out_strides[0] as i64)
+                            .plus(&d.index.clone().times(out_strides[1] as i64))
+                            .plus(&h.index.clone().times(out_strides[2] as i64))
+                            .plus(&w.index.clone().plus(&pixel).times(out_strides[3] as i64))
+                            .plus(&channel(vector, lane))
+                            .plus(&block.clone().times(block_channels));
+                        let sum = Value::Load { buffer: scratch, index: slot(&block, &pixel, vector, lane) };
+                        let mut value = activate(conv.act, sum);
+                        if let Some((other, act)) = *residual {
+                            let other = Value::Load { buffer: other, index: index.clone() };
+                            value = activate(act, Value::Add(Box::new(value), Box::new(other)));
+                        }
+                        body.push(Stmt::Store { buffer: output, index, value });
                     }
-                    body.push(Stmt::Store { buffer: output, index, value });
                 }
-            }
-        }
+                body
+            })
+        }));
         body
     }
 

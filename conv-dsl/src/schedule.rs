@@ -95,7 +95,8 @@ impl Schedule {
 
     /// The heuristic schedule for `conv` at the shapes `bound` on `target`:
     /// - where the target has tile microkernels and the layer is dense with whole vectors of 8
-    ///   output channels per group: the tile kernel, on tiles of up to 6 pixels × 2 vectors;
+    ///   output channels per group: the tile kernel, on tiles of up to 6 pixels × 2 vectors
+    ///   (a row's full tiles in one call);
     /// - otherwise vectorise over output channels with the target's lanes when a vector of output channels
     ///   reads one input channel per lane (depthwise, multiplier 1) or one input channel for all
     ///   lanes (a standard conv, or a grouped conv whose groups have a multiple of `lanes` outputs);
@@ -106,7 +107,12 @@ impl Schedule {
     ///   for depthwise layers, whose channel vectors share no inputs: one vector, up to 4 pixels.
     pub fn auto(conv: &Conv, bound: &BoundConv, target: Target) -> Schedule {
         let out_width = *bound.output.last().unwrap_or(&1);
-        if target.microkernels && tile_kernel_fits(conv) {
+        let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
+        // Depthwise layers stay inline: their tile kernel (`kernel=tile` on a depthwise layer) was
+        // no faster — dw3_s1_c144_56's step took 269 µs with 6x2 tiles, 328 µs with 4x2 and 280 µs
+        // inline (median step times, `convgen bench`, development machine): at these sizes the
+        // layer is bound by memory traffic, not by its multiply-adds.
+        if target.microkernels && tile_kernel_fits(conv) && !depthwise {
             let (pixels, vectors) = TILE_AUTO;
             let vectors = (channel_vectors(conv, TILE_LANES) as u32).min(vectors);
             return Schedule::tile_kernel((out_width as u32).clamp(1, pixels), vectors);
@@ -170,9 +176,9 @@ impl Schedule {
         }
         if !tile_kernel_fits(conv) {
             return Err(format!(
-                "the tile kernel needs a dense convolution (not depthwise) whose groups have a multiple of \
-                 {TILE_LANES} output channels; this one has {} per group",
-                conv.out_channels / conv.groups
+                "the tile kernels need whole vectors of {TILE_LANES} output channels per group (dense) or of \
+                 channels (depthwise, multiplier 1); this layer has {} in {} groups",
+                conv.out_channels, conv.groups
             ));
         }
         Ok(())
@@ -182,10 +188,16 @@ impl Schedule {
 /// The tile kernel's default tile: pixels × vectors of [`TILE_LANES`] channels.
 const TILE_AUTO: (u32, u32) = (6, 2);
 
-/// Whether the tile kernel can compute `conv`: dense, whole vectors of output channels per group.
+/// Whether the tile kernels can compute `conv`: whole vectors of output channels per group
+/// (dense), or of channels (depthwise with multiplier 1).
 fn tile_kernel_fits(conv: &Conv) -> bool {
     let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
-    !depthwise && (conv.out_channels / conv.groups).is_multiple_of(u64::from(TILE_LANES))
+    let lanes = u64::from(TILE_LANES);
+    if depthwise {
+        conv.out_channels.is_multiple_of(lanes)
+    } else {
+        (conv.out_channels / conv.groups).is_multiple_of(lanes)
+    }
 }
 
 /// `lanes=4,tile=4x3` (and `,kernel=tile`, `,order=channels` where not the default): the form

@@ -24,9 +24,7 @@
 
 use std::collections::HashMap;
 
-use conv_dsl::ir::{
-    self, BufferId, Index, Stmt, TILE_LANES, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS, TRANSPOSE,
-};
+use conv_dsl::ir::{self, BufferId, Index, Stmt, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS, TRANSPOSE};
 use conv_dsl::spec::Activation;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, F64, I8X16, I64};
@@ -89,8 +87,8 @@ pub(crate) struct Analysis {
     pub stored: Vec<bool>,
     /// Whether it calls [`convgen_exp`].
     pub uses_exp: bool,
-    /// The tile kernels it calls: `(pixels, vectors)`, each once, in order of first use.
-    pub tiles: Vec<(u32, u32)>,
+    /// The tile kernels it calls: `(depthwise, pixels, vectors)`, each once, in order of first use.
+    pub tiles: Vec<(bool, u32, u32)>,
 }
 
 /// A function generated code calls.
@@ -98,8 +96,8 @@ pub(crate) struct Analysis {
 pub(crate) enum Import {
     /// [`convgen_exp`].
     Exp,
-    /// The tile kernel for `(pixels, vectors)` ([`crate::microkernel`]).
-    Tile(u32, u32),
+    /// The tile kernel for `(depthwise, pixels, vectors)` ([`crate::microkernel`]).
+    Tile(bool, u32, u32),
 }
 
 impl Import {
@@ -107,7 +105,7 @@ impl Import {
     pub fn symbol(self) -> String {
         match self {
             Import::Exp => EXP_SYMBOL.to_string(),
-            Import::Tile(pixels, vectors) => crate::microkernel::symbol(pixels, vectors),
+            Import::Tile(depthwise, pixels, vectors) => crate::microkernel::symbol(depthwise, pixels, vectors),
         }
     }
 
@@ -190,10 +188,10 @@ impl Checker<'_> {
     /// A tile call: a shape a kernel exists for, its three buffers distinct, and every element it
     /// can touch ([`ir::Tile::extents`]) inside its buffer for every iteration.
     fn tile(&mut self, tile: &ir::Tile) -> Result<(), Error> {
-        let shape = (tile.pixels, tile.vectors);
-        let known = (1..=TILE_MAX_PIXELS).contains(&shape.0)
-            && (1..=TILE_MAX_VECTORS).contains(&shape.1)
-            && shape.0 * shape.1 <= TILE_MAX_ACCUMULATORS;
+        let shape = (tile.depthwise, tile.pixels, tile.vectors);
+        let known = (1..=TILE_MAX_PIXELS).contains(&shape.1)
+            && (1..=TILE_MAX_VECTORS).contains(&shape.2)
+            && shape.1 * shape.2 <= TILE_MAX_ACCUMULATORS;
         let distinct = tile.acc != tile.input
             && tile.acc != tile.weight
             && tile.bias.as_ref().is_none_or(|(bias, _)| *bias != tile.acc);
@@ -203,20 +201,18 @@ impl Checker<'_> {
                 reason: if known {
                     "its accumulators share a buffer with its input, weights or bias".to_string()
                 } else {
-                    format!("no kernel computes {}x{} tiles", shape.0, shape.1)
+                    format!("no kernel computes {}x{} tiles", shape.1, shape.2)
                 },
             });
         }
-        let indices = [&tile.input_index, &tile.weight_index, &tile.acc_index];
+        let mut indices = vec![&tile.input_index, &tile.weight_index, &tile.acc_index];
+        indices.extend(tile.bias.as_ref().map(|(_, index)| index));
         for ((buffer, low, end), index) in tile.extents().into_iter().zip(indices) {
             let width = u32::try_from(end - low).map_err(|_| Error::Tile {
                 function: self.function.name.clone(),
                 reason: "it spans more than 2^32 elements".to_string(),
             })?;
             self.access(buffer, &index.clone().plus_constant(low), width)?;
-        }
-        if let Some((bias, index)) = &tile.bias {
-            self.access(*bias, index, tile.vectors * TILE_LANES)?;
         }
         self.analysis.stored[tile.acc.0 as usize] = true;
         if !self.analysis.tiles.contains(&shape) {
@@ -302,10 +298,12 @@ pub(crate) fn build(
     import: &mut dyn FnMut(&mut Function, Import) -> FuncRef,
 ) {
     let exp = analysis.uses_exp.then(|| import(function, Import::Exp));
-    let tiles: HashMap<(u32, u32), FuncRef> = analysis
+    let tiles: HashMap<(bool, u32, u32), FuncRef> = analysis
         .tiles
         .iter()
-        .map(|&(pixels, vectors)| ((pixels, vectors), import(function, Import::Tile(pixels, vectors))))
+        .map(|&(depthwise, pixels, vectors)| {
+            ((depthwise, pixels, vectors), import(function, Import::Tile(depthwise, pixels, vectors)))
+        })
         .collect();
     let tile_args = (!tiles.is_empty()).then(|| {
         function.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, TILE_ARGS_WORDS * 8, 3))
@@ -371,7 +369,7 @@ struct Emitter<'a, 'b> {
     accumulators: Vec<Variable>,
     exp: Option<FuncRef>,
     /// The tile kernels, by shape, and the stack slot their arguments go in.
-    tiles: HashMap<(u32, u32), FuncRef>,
+    tiles: HashMap<(bool, u32, u32), FuncRef>,
     tile_args: Option<StackSlot>,
 }
 
@@ -409,7 +407,7 @@ impl Emitter<'_, '_> {
     /// stack slot, then a call to the kernel for its shape.
     fn call_tile(&mut self, tile: &ir::Tile) {
         let slot = self.tile_args.expect("check() records every function with tiles");
-        let kernel = self.tiles[&(tile.pixels, tile.vectors)];
+        let kernel = self.tiles[&(tile.depthwise, tile.pixels, tile.vectors)];
         let pointer = |emitter: &mut Self, buffer: BufferId, index: &Index| -> Value {
             let (address, offset) = emitter.address(buffer, index);
             emitter.builder.ins().iadd_imm_s(address, i64::from(offset))
@@ -424,11 +422,20 @@ impl Emitter<'_, '_> {
             bias,
             pointer(self, tile.acc, &tile.acc_index),
         ];
-        let constants = [tile.pixel_stride, tile.reduce as i64, tile.reduce_input_stride, tile.reduce_weight_stride]
-            .into_iter()
-            .chain(tile.taps.map(|count| count as i64))
-            .chain(tile.tap_input_strides)
-            .chain(tile.tap_weight_strides);
+        let constants = [
+            tile.pixel_stride,
+            tile.repeat as i64,
+            tile.repeat_input_stride,
+            tile.repeat_weight_stride,
+            tile.repeat_bias_stride,
+            tile.reduce as i64,
+            tile.reduce_input_stride,
+            tile.reduce_weight_stride,
+        ]
+        .into_iter()
+        .chain(tile.taps.map(|count| count as i64))
+        .chain(tile.tap_input_strides)
+        .chain(tile.tap_weight_strides);
         words.extend(constants.map(|value| self.builder.ins().iconst(I64, value)).collect::<Vec<_>>());
         debug_assert_eq!(words.len() as u32, TILE_ARGS_WORDS);
         for (position, word) in words.into_iter().enumerate() {

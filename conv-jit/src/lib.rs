@@ -398,8 +398,10 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
     jit.symbol(codegen::EXP_SYMBOL, codegen::convgen_exp as extern "C" fn(f64) -> f64 as *const u8);
     jit.symbol("fmaf", codegen::convgen_fmaf as extern "C" fn(f32, f32, f32) -> f32 as *const u8);
     jit.symbol("fma", codegen::convgen_fma as extern "C" fn(f64, f64, f64) -> f64 as *const u8);
-    for (pixels, vectors, kernel) in microkernel::kernels(options.host_features && microkernel::host_has_avx2_fma()) {
-        jit.symbol(microkernel::symbol(pixels, vectors), kernel as *const u8);
+    for (depthwise, pixels, vectors, kernel) in
+        microkernel::kernels(options.host_features && microkernel::host_has_avx2_fma())
+    {
+        jit.symbol(microkernel::symbol(depthwise, pixels, vectors), kernel as *const u8);
     }
     let mut module = JITModule::new(jit);
     let signature = codegen::signature(config.pointer_type(), call_conv);

@@ -8,7 +8,7 @@
 //! with 256-bit accumulators in registers, while the JIT still generates everything around it: the
 //! loop nest over the exact shape, the border split, the bias, and the fused epilogue.
 //!
-//! One kernel per tile shape (`P` pixels × `V` vectors, const generics, so the tile is unrolled
+//! One kernel per tile kind (dense, depthwise) and shape (`P` pixels × `V` vectors, const generics, so the tile is unrolled
 //! and its accumulators are registers), registered with the JIT module under [`symbol`]. The
 //! AVX2 version is registered when the host has AVX2 and FMA, the portable one (the same sums
 //! with `f32::mul_add`) otherwise; both are bit-identical to the IR interpreter.
@@ -28,7 +28,7 @@ use conv_dsl::ir::{TILE_LANES, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_
 /// The arguments of a tile kernel, as generated code lays them out on its stack: pointers and
 /// counts are 8 bytes each, in this order (`codegen` stores field `i` at byte `8·i`).
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct TileArgs {
     /// Pixel 0's input element for k = 0 at the first tap.
     pub input: *const f32,
@@ -40,6 +40,14 @@ pub(crate) struct TileArgs {
     pub acc: *mut f32,
     /// Input elements between pixels.
     pub pixel_stride: isize,
+    /// Tiles of the strip, one after the other.
+    pub repeat: isize,
+    /// Input elements between tiles of the strip (their sums are `P·V·8` elements apart).
+    pub repeat_input_stride: isize,
+    /// Weight elements between tiles of the strip.
+    pub repeat_weight_stride: isize,
+    /// Bias elements between tiles of the strip.
+    pub repeat_bias_stride: isize,
     /// Input channels summed over.
     pub reduce: isize,
     /// Input elements between input channels.
@@ -54,26 +62,47 @@ pub(crate) struct TileArgs {
     pub tap_weight_strides: [isize; 3],
 }
 
+impl TileArgs {
+    /// The arguments of tile `r` of the strip, whose sums are `sums` elements each.
+    ///
+    /// # Safety
+    /// `r` is below `repeat`, and the strip's arguments satisfy the kernels' contract.
+    unsafe fn tile(&self, r: isize, sums: usize) -> TileArgs {
+        // SAFETY: the pointers stay inside the strip's buffers (the caller's contract).
+        unsafe {
+            TileArgs {
+                input: self.input.offset(r * self.repeat_input_stride),
+                weight: self.weight.offset(r * self.repeat_weight_stride),
+                bias: if self.bias.is_null() { self.bias } else { self.bias.offset(r * self.repeat_bias_stride) },
+                acc: self.acc.add(r as usize * sums),
+                ..*self
+            }
+        }
+    }
+}
+
 /// How many 8-byte words [`TileArgs`] holds.
-pub(crate) const TILE_ARGS_WORDS: u32 = 17;
+pub(crate) const TILE_ARGS_WORDS: u32 = 21;
 const _: () = assert!(std::mem::size_of::<TileArgs>() == TILE_ARGS_WORDS as usize * 8);
 
 /// The symbol under which the kernel for `pixels × vectors` tiles is registered.
-pub(crate) fn symbol(pixels: u32, vectors: u32) -> String {
-    format!("convgen_tile_{pixels}x{vectors}")
+pub(crate) fn symbol(depthwise: bool, pixels: u32, vectors: u32) -> String {
+    let kind = if depthwise { "dw_" } else { "" };
+    format!("convgen_tile_{kind}{pixels}x{vectors}")
 }
 
 /// A kernel's entry point.
 pub(crate) type Kernel = unsafe extern "C" fn(*const TileArgs);
 
-/// Every tile shape's kernel for this host: `(pixels, vectors, kernel)`. The AVX2 + FMA versions
-/// where the host has both (`avx2` true), else the portable ones.
-pub(crate) fn kernels(avx2: bool) -> Vec<(u32, u32, Kernel)> {
+/// Every tile kind's and shape's kernel for this host: `(depthwise, pixels, vectors, kernel)`. The
+/// AVX2 + FMA versions where the host has both (`avx2` true), else the portable ones.
+pub(crate) fn kernels(avx2: bool) -> Vec<(bool, u32, u32, Kernel)> {
     let mut kernels = Vec::new();
     macro_rules! shapes {
         ($(($p:literal, $($v:literal),*)),*) => {
             $($(
-                kernels.push(($p, $v, choose::<$p, $v>(avx2)));
+                kernels.push((false, $p, $v, choose::<$p, $v, false>(avx2)));
+                kernels.push((true, $p, $v, choose::<$p, $v, true>(avx2)));
             )*)*
         };
     }
@@ -81,7 +110,7 @@ pub(crate) fn kernels(avx2: bool) -> Vec<(u32, u32, Kernel)> {
     debug_assert!(
         kernels
             .iter()
-            .all(|&(p, v, _)| p <= TILE_MAX_PIXELS && v <= TILE_MAX_VECTORS && p * v <= TILE_MAX_ACCUMULATORS)
+            .all(|&(_, p, v, _)| p <= TILE_MAX_PIXELS && v <= TILE_MAX_VECTORS && p * v <= TILE_MAX_ACCUMULATORS)
     );
     kernels
 }
@@ -98,13 +127,13 @@ pub(crate) fn host_has_avx2_fma() -> bool {
     }
 }
 
-fn choose<const P: usize, const V: usize>(avx2: bool) -> Kernel {
+fn choose<const P: usize, const V: usize, const DEPTHWISE: bool>(avx2: bool) -> Kernel {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
-        return avx2_kernel::<P, V>;
+        return avx2_kernel::<P, V, DEPTHWISE>;
     }
     let _ = avx2;
-    portable_kernel::<P, V>
+    portable_kernel::<P, V, DEPTHWISE>
 }
 
 const LANES: usize = TILE_LANES as usize;
@@ -118,36 +147,40 @@ pub(crate) static PORTABLE_CALLS: std::sync::atomic::AtomicUsize = std::sync::at
 /// # Safety
 /// `args` points to a [`TileArgs`] whose pointers and strides address only elements inside live
 /// buffers (the module's safety section), and nothing else accesses the accumulators meanwhile.
-unsafe extern "C" fn portable_kernel<const P: usize, const V: usize>(args: *const TileArgs) {
+unsafe extern "C" fn portable_kernel<const P: usize, const V: usize, const DEPTHWISE: bool>(args: *const TileArgs) {
     #[cfg(test)]
     PORTABLE_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: the caller's contract (see the function's safety section).
     unsafe {
-        let args = &*args;
-        let mut sums = [[[0.0f32; LANES]; V]; P];
-        if !args.bias.is_null() {
-            for vectors in &mut sums {
-                for (vector, sum) in vectors.iter_mut().enumerate() {
-                    for (lane, value) in sum.iter_mut().enumerate() {
-                        *value = *args.bias.add(vector * LANES + lane);
+        let strip = &*args;
+        for r in 0..strip.repeat {
+            let args = &strip.tile(r, P * V * LANES);
+            let mut sums = [[[0.0f32; LANES]; V]; P];
+            if !args.bias.is_null() {
+                for vectors in &mut sums {
+                    for (vector, sum) in vectors.iter_mut().enumerate() {
+                        for (lane, value) in sum.iter_mut().enumerate() {
+                            *value = *args.bias.add(vector * LANES + lane);
+                        }
                     }
                 }
             }
-        }
-        for_each_step(args, |input, weight| {
-            for (pixel, vectors) in sums.iter_mut().enumerate() {
-                let x = *input.offset(pixel as isize * args.pixel_stride);
-                for (vector, sum) in vectors.iter_mut().enumerate() {
-                    for (lane, value) in sum.iter_mut().enumerate() {
-                        *value = x.mul_add(*weight.add(vector * LANES + lane), *value);
+            for_each_step(args, |input, weight| {
+                for (pixel, vectors) in sums.iter_mut().enumerate() {
+                    let input = input.offset(pixel as isize * args.pixel_stride);
+                    for (vector, sum) in vectors.iter_mut().enumerate() {
+                        for (lane, value) in sum.iter_mut().enumerate() {
+                            let x = if DEPTHWISE { *input.add(vector * LANES + lane) } else { *input };
+                            *value = x.mul_add(*weight.add(vector * LANES + lane), *value);
+                        }
                     }
                 }
-            }
-        });
-        for (pixel, vectors) in sums.iter().enumerate() {
-            for (vector, sum) in vectors.iter().enumerate() {
-                for (lane, value) in sum.iter().enumerate() {
-                    *args.acc.add((pixel * V + vector) * LANES + lane) = *value;
+            });
+            for (pixel, vectors) in sums.iter().enumerate() {
+                for (vector, sum) in vectors.iter().enumerate() {
+                    for (lane, value) in sum.iter().enumerate() {
+                        *args.acc.add((pixel * V + vector) * LANES + lane) = *value;
+                    }
                 }
             }
         }
@@ -194,36 +227,46 @@ unsafe fn for_each_step(args: &TileArgs, mut step: impl FnMut(*const f32, *const
 }
 
 /// The AVX2 + FMA kernel: `P × V` accumulators of 8 lanes in `ymm` registers, `V` weight vectors
-/// and one broadcast input per step.
+/// and one broadcast input (dense) or `V` input vectors (depthwise) per pixel and step.
 ///
 /// # Safety
 /// As for [`portable_kernel`], and the host has AVX2 and FMA ([`kernels`] registers it only then).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe extern "C" fn avx2_kernel<const P: usize, const V: usize>(args: *const TileArgs) {
+unsafe extern "C" fn avx2_kernel<const P: usize, const V: usize, const DEPTHWISE: bool>(args: *const TileArgs) {
     use std::arch::x86_64::{
         __m256, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
     };
     // SAFETY: the caller's contract (see the function's safety section).
     unsafe {
-        let args = &*args;
-        let initial: [__m256; V] = std::array::from_fn(|vector| match args.bias.is_null() {
-            true => _mm256_setzero_ps(),
-            false => _mm256_loadu_ps(args.bias.add(vector * LANES)),
-        });
-        let mut sums: [[__m256; V]; P] = [initial; P];
-        for_each_step(args, |input, weight| {
-            let weights: [__m256; V] = std::array::from_fn(|vector| _mm256_loadu_ps(weight.add(vector * LANES)));
-            for (pixel, vectors) in sums.iter_mut().enumerate() {
-                let x = _mm256_broadcast_ss(&*input.offset(pixel as isize * args.pixel_stride));
-                for (sum, weights) in vectors.iter_mut().zip(&weights) {
-                    *sum = _mm256_fmadd_ps(x, *weights, *sum);
+        let strip = &*args;
+        for r in 0..strip.repeat {
+            let args = &strip.tile(r, P * V * LANES);
+            let initial: [__m256; V] = std::array::from_fn(|vector| match args.bias.is_null() {
+                true => _mm256_setzero_ps(),
+                false => _mm256_loadu_ps(args.bias.add(vector * LANES)),
+            });
+            let mut sums: [[__m256; V]; P] = [initial; P];
+            for_each_step(args, |input, weight| {
+                let weights: [__m256; V] = std::array::from_fn(|vector| _mm256_loadu_ps(weight.add(vector * LANES)));
+                for (pixel, vectors) in sums.iter_mut().enumerate() {
+                    let input = input.offset(pixel as isize * args.pixel_stride);
+                    if DEPTHWISE {
+                        for (vector, (sum, weights)) in vectors.iter_mut().zip(&weights).enumerate() {
+                            *sum = _mm256_fmadd_ps(_mm256_loadu_ps(input.add(vector * LANES)), *weights, *sum);
+                        }
+                    } else {
+                        let x = _mm256_broadcast_ss(&*input);
+                        for (sum, weights) in vectors.iter_mut().zip(&weights) {
+                            *sum = _mm256_fmadd_ps(x, *weights, *sum);
+                        }
+                    }
                 }
-            }
-        });
-        for (pixel, vectors) in sums.iter().enumerate() {
-            for (vector, sum) in vectors.iter().enumerate() {
-                _mm256_storeu_ps(args.acc.add((pixel * V + vector) * LANES), *sum);
+            });
+            for (pixel, vectors) in sums.iter().enumerate() {
+                for (vector, sum) in vectors.iter().enumerate() {
+                    _mm256_storeu_ps(args.acc.add((pixel * V + vector) * LANES), *sum);
+                }
             }
         }
     }

@@ -195,7 +195,9 @@ fn kind() -> impl Strategy<Value = Kind> {
         // 8 and 16 outputs per group: whole vectors for the tile kernels.
         (1usize..=3, 1usize..=4, prop_oneof![3 => 1usize..=5, 1 => Just(8), 1 => Just(16)])
             .prop_map(|(groups, in_per_group, out_per_group)| Kind::Conv { groups, in_per_group, out_per_group }),
-        (1usize..=9, 1usize..=3).prop_map(|(channels, multiplier)| Kind::Depthwise { channels, multiplier }),
+        // 16 and 24 channels: strips of several channel blocks for the depthwise tile kernel.
+        (prop_oneof![4 => 1usize..=9, 1 => Just(16), 1 => Just(24)], 1usize..=3)
+            .prop_map(|(channels, multiplier)| Kind::Depthwise { channels, multiplier }),
         (1usize..=3, 1usize..=4, prop_oneof![4 => 1usize..=9, 1 => Just(16)])
             .prop_map(|(groups, in_per_group, out_per_group)| Kind::Pointwise { groups, in_per_group, out_per_group }),
         (1usize..=9, 1usize..=2, 1usize..=9, activation())
