@@ -96,7 +96,8 @@ impl Schedule {
     /// The heuristic schedule for `conv` at the shapes `bound` on `target`:
     /// - where the target has tile microkernels and the layer is dense with whole vectors of 8
     ///   output channels per group: the tile kernel, on tiles of up to 6 pixels × 2 vectors
-    ///   (a row's full tiles in one call);
+    ///   (a row's full tiles in one call); a depthwise layer with whole vectors of 8 channels and a
+    ///   window of at least 10 taps: the depthwise tile kernel, 4 pixels × 2 vectors;
     /// - otherwise vectorise over output channels with the target's lanes when a vector of output channels
     ///   reads one input channel per lane (depthwise, multiplier 1) or one input channel for all
     ///   lanes (a standard conv, or a grouped conv whose groups have a multiple of `lanes` outputs);
@@ -108,12 +109,15 @@ impl Schedule {
     pub fn auto(conv: &Conv, bound: &BoundConv, target: Target) -> Schedule {
         let out_width = *bound.output.last().unwrap_or(&1);
         let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
-        // Depthwise layers stay inline: their tile kernel (`kernel=tile` on a depthwise layer) was
-        // no faster — dw3_s1_c144_56's step took 269 µs with 6x2 tiles, 328 µs with 4x2 and 280 µs
-        // inline (median step times, `convgen bench`, development machine): at these sizes the
-        // layer is bound by memory traffic, not by its multiply-adds.
-        if target.microkernels && tile_kernel_fits(conv) && !depthwise {
-            let (pixels, vectors) = TILE_AUTO;
+        let taps: u64 = conv.kernel.iter().product();
+        // A depthwise layer takes the tile kernel only for large windows, where a call has enough
+        // multiply-adds: measured with `convgen bench --schedule` (medians, development machine),
+        // dw1d_k31_c256_l1000 ran 1.54 ms inline and 0.59 ms with 4x2 tiles, dw3d_k3_c32_16x56
+        // 9.4 / 5.2 ms, dw5_s1_c240_28 0.65 / 0.32 ms, but the 3×3 dw3_d2_c64_56 0.21 / 0.26 ms and
+        // dw3_s1_c144_56 0.28 / 0.33 ms (its step alone).
+        let tile_depthwise = depthwise && taps >= TILE_DEPTHWISE_MIN_TAPS;
+        if target.microkernels && tile_kernel_fits(conv) && (!depthwise || tile_depthwise) {
+            let (pixels, vectors) = if depthwise { TILE_AUTO_DEPTHWISE } else { TILE_AUTO };
             let vectors = (channel_vectors(conv, TILE_LANES) as u32).min(vectors);
             return Schedule::tile_kernel((out_width as u32).clamp(1, pixels), vectors);
         }
@@ -187,6 +191,10 @@ impl Schedule {
 
 /// The tile kernel's default tile: pixels × vectors of [`TILE_LANES`] channels.
 const TILE_AUTO: (u32, u32) = (6, 2);
+/// The depthwise tile kernel's default tile.
+const TILE_AUTO_DEPTHWISE: (u32, u32) = (4, 2);
+/// The smallest window (taps) for which a depthwise layer takes the tile kernel.
+const TILE_DEPTHWISE_MIN_TAPS: u64 = 10;
 
 /// Whether the tile kernels can compute `conv`: whole vectors of output channels per group
 /// (dense), or of channels (depthwise with multiplier 1).
