@@ -190,6 +190,8 @@ enum Emit {
     Clif,
     /// The machine code Cranelift generates on this host (Cranelift's disassembly listing).
     Asm,
+    /// The Rust module the `conv!` macro expands the model to, formatted (concrete shapes only).
+    Rust,
 }
 
 fn main() -> ExitCode {
@@ -335,6 +337,17 @@ fn inspect(
                 }
             }
         }
+        Emit::Rust => {
+            if layer.is_some() || shape.is_some() || !schedules.is_empty() {
+                return Err(Error::File {
+                    path: model.into(),
+                    message: "`--emit rust` shows the whole `conv!` module for the model's declared shape; \
+                              `--layer`, `--shape` and `--schedule` do not apply to it"
+                        .to_string(),
+                });
+            }
+            out(&macro_expansion(model)?);
+        }
         Emit::Ir | Emit::Clif | Emit::Asm => {
             let network = convgen::load_model(model)?;
             let shape = concrete_shape(model, &network, shape)?;
@@ -365,6 +378,30 @@ fn inspect(
         }
     }
     Ok(())
+}
+
+/// The module `conv_file!(pub mod NAME = "MODEL")` expands to, formatted with prettyplease; `NAME`
+/// is the file's stem where it is a Rust identifier, else `model`. Symbolic dims are the macro's
+/// errors.
+fn macro_expansion(model: &Path) -> Result<String, Error> {
+    let text = convgen::io::read_model_text(model)?;
+    let network = conv_dsl::compile_source_concrete(&model.display().to_string(), &text)?;
+    let stem = model.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = syn::parse_str::<proc_macro2::Ident>(&stem).unwrap_or_else(|_| quote::format_ident!("model"));
+    let header = conv_dsl::emit_rust::Header {
+        attributes: proc_macro2::TokenStream::new(),
+        visibility: quote::quote!(pub),
+        name,
+        items: proc_macro2::TokenStream::new(),
+    };
+    let tokens = conv_dsl::emit_rust::module(&header, &network, &text)?;
+    // The emitter's output is a module by construction; a failure here is a bug in it, reported
+    // as an error rather than a panic.
+    let file: syn::File = syn::parse2(tokens).map_err(|error| Error::File {
+        path: model.into(),
+        message: format!("the generated Rust does not parse (an emitter bug): {error}"),
+    })?;
+    Ok(prettyplease::unparse(&file))
 }
 
 /// The model's declared input shape, or `shape` (required when the model has symbolic dims).

@@ -758,6 +758,60 @@ fn inspect_ast_and_spec() {
 }
 
 #[test]
+fn inspect_ir_clif_asm_and_rust() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    let block = repo("examples/models/block.conv");
+    let block = block.to_str().unwrap();
+    let ir = convgen(dir, ["inspect", block, "--emit", "ir", "--layer", "dw"]);
+    ir.assert_success();
+    assert!(ir.stdout.contains("// step dw (lanes=4") && ir.stdout.contains("fn dw("), "{}", ir.describe());
+    assert!(!ir.stdout.contains("// step pw"), "only the layer asked for; {}", ir.describe());
+    let clif = convgen(dir, ["inspect", block, "--emit", "clif", "--layer", "dw"]);
+    clif.assert_success();
+    assert!(clif.stdout.contains("function %dw(") && clif.stdout.contains(" fma "), "{}", clif.describe());
+    let asm = convgen(dir, ["inspect", block, "--emit", "asm", "--layer", "pw"]);
+    asm.assert_success();
+    assert!(asm.stdout.contains("// step pw") && asm.stdout.contains("ret"), "{}", asm.describe());
+    // A symbolic model needs a shape for the IR, and `--emit rust` needs concrete dims.
+    let dynamic = repo("examples/models/dynamic.conv");
+    let dynamic = dynamic.to_str().unwrap();
+    convgen(dir, ["inspect", dynamic, "--emit", "ir"]).assert_one_line_failure(&["symbolic", "--shape"]);
+    convgen(dir, ["inspect", dynamic, "--emit", "ir", "--shape", "1,16,9,9"]).assert_success();
+    let rust = convgen(dir, ["inspect", dynamic, "--emit", "rust"]);
+    assert_eq!(rust.code, Some(1), "{}", rust.describe());
+    assert!(rust.stderr.contains("is symbolic, but the `conv!` macro"), "{}", rust.describe());
+
+    // The `conv!` expansion: a module named after the file, which parses as Rust.
+    let rust = convgen(dir, ["inspect", block, "--emit", "rust"]);
+    rust.assert_success();
+    for needle in ["pub mod block {", "pub fn forward(", "pub const INPUT_SHAPE: [usize; 4] = [1, 32, 56, 56];"] {
+        assert!(rust.stdout.contains(needle), "{needle:?}; {}", rust.describe());
+    }
+    syn::parse_file(&rust.stdout).expect("the expansion parses as a Rust file");
+    convgen(dir, ["inspect", block, "--emit", "rust", "--layer", "dw"])
+        .assert_one_line_failure(&["`--emit rust`", "do not apply"]);
+}
+
+#[test]
+fn bench_reports_compile_cache_and_run_times() {
+    let directory = tempfile::tempdir().unwrap();
+    let block = repo("examples/models/block.conv");
+    let outcome = convgen(directory.path(), ["bench", block.to_str().unwrap(), "--runs", "3", "--json"]);
+    outcome.assert_success();
+    let lines: Vec<&str> = outcome.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "a run line and a compile line; {}", outcome.describe());
+    for (line, keys) in lines.iter().zip([
+        &["\"model\":\"block\"", "\"backend\":\"jit\"", "\"threads\":1", "\"ms\":", "\"gflops\":"][..],
+        &["\"compile_ms\":", "\"compile_layer_median_ms\":", "\"cache_hit_us\":"][..],
+    ]) {
+        for key in keys {
+            assert!(line.contains(key), "{key} in {line}; {}", outcome.describe());
+        }
+    }
+}
+
+#[test]
 fn inspect_bad_model_reports_diagnostics() {
     let directory = tempfile::tempdir().unwrap();
     write_text(
