@@ -43,7 +43,6 @@
 mod codegen;
 mod microkernel;
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
@@ -244,7 +243,7 @@ pub struct CompiledPlan {
     input_written: bool,
     params_written: Vec<bool>,
     steps: Vec<CompiledStep>,
-    /// Value and output buffers of finished runs, reused by the next runs (at most
+    /// Value buffers of finished runs, reused by the next runs (at most
     /// [`WORKSPACE_POOL`] sets: one per concurrently running thread, typically).
     workspaces: Mutex<Vec<RunBuffers>>,
     /// Per step: its layer and how long building and compiling its function took.
@@ -256,7 +255,7 @@ pub struct CompiledPlan {
     /// Why sharing is sound: after `finalize_definitions` the code and its relocated constants are
     /// never written again (the module is never touched after `compile`), generated functions keep
     /// no state between calls (accumulators live in registers or on the call's own stack), and the
-    /// helpers they call (`convgen_exp`, `fmaf`) are pure. Each run allocates its own buffers, so
+    /// helpers they call (`convgen_exp`, `fmaf`, the tile kernels) keep no state either. Each run allocates its own buffers, so
     /// concurrent runs share only immutable code and the caller's read-only input and parameters.
     module: Mutex<Option<JITModule>>,
 }
@@ -277,8 +276,8 @@ impl Drop for CompiledPlan {
     }
 }
 
-/// One run's buffers: the internal values (in `Plan::values` order) and the output.
-type RunBuffers = (Vec<Vec<f32>>, Vec<f32>);
+/// One run's buffers: the internal values (in `Plan::values` order).
+type RunBuffers = Vec<Vec<f32>>;
 
 /// How many sets of run buffers a plan keeps for reuse.
 const WORKSPACE_POOL: usize = 8;
@@ -499,7 +498,9 @@ impl CompiledPlan {
         Ok(output)
     }
 
-    /// [`CompiledPlan::run`], writing the output into `output` (of the plan's output length).
+    /// [`CompiledPlan::run`], writing the output into `output` (of the plan's output length) in
+    /// place: the step that produces the output stores into it directly. Elements the plan does
+    /// not store keep their values (plans from `lower` store every element of the output).
     ///
     /// Internal value buffers come from a pool kept by the plan, so repeated runs allocate nothing
     /// (a fresh allocation costs page faults on every call for large layers). A buffer from the
@@ -521,11 +522,9 @@ impl CompiledPlan {
             }
         }
         let pooled = self.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        let (mut values, mut pooled_output) = pooled.unwrap_or_else(|| {
-            let values = self.values.iter().map(|&len| vec![0.0; len as usize]).collect();
-            (values, vec![0.0f32; self.output_len as usize])
-        });
-        let mut output_buffer = std::mem::take(&mut pooled_output);
+        let mut values = pooled.unwrap_or_else(|| self.values.iter().map(|&len| vec![0.0; len as usize]).collect());
+        // The caller's output is written in place by the step that produces it.
+        let mut output = Some(output);
         // Read-only buffers are passed as they are; written ones are owned copies.
         let mut input_copy = self.input_written.then(|| input.to_vec());
         let mut param_copies: Vec<Option<Vec<f32>>> = self
@@ -538,23 +537,23 @@ impl CompiledPlan {
             // Move each argument's buffer into the call and back afterwards; an argument passed
             // twice is passed as a copy the second time, whose writes are dropped (as in the
             // interpreter), so that no two arguments alias a written buffer.
-            let mut slots: Vec<Cow<'_, [f32]>> = Vec::with_capacity(step.args.len());
+            let mut slots: Vec<Slot<'_>> = Vec::with_capacity(step.args.len());
             for (position, arg) in step.args.iter().enumerate() {
                 if let Some(first) = step.args[..position].iter().position(|earlier| earlier == arg) {
-                    let copy = slots[first].to_vec();
-                    slots.push(Cow::Owned(copy));
+                    let copy = slots[first].as_slice().to_vec();
+                    slots.push(Slot::Owned(copy));
                     continue;
                 }
                 slots.push(match *arg {
                     Arg::Input => match &mut input_copy {
-                        Some(copy) => Cow::Owned(std::mem::take(copy)),
-                        None => Cow::Borrowed(input),
+                        Some(copy) => Slot::Owned(std::mem::take(copy)),
+                        None => Slot::Shared(input),
                     },
-                    Arg::Output => Cow::Owned(std::mem::take(&mut output_buffer)),
-                    Arg::Value(index) => Cow::Owned(std::mem::take(&mut values[index])),
+                    Arg::Output => Slot::Exclusive(output.take().expect("the output is back after every step")),
+                    Arg::Value(index) => Slot::Owned(std::mem::take(&mut values[index])),
                     Arg::Param(index) => match &mut param_copies[index] {
-                        Some(copy) => Cow::Owned(std::mem::take(copy)),
-                        None => Cow::Borrowed(&packed_params[index]),
+                        Some(copy) => Slot::Owned(std::mem::take(copy)),
+                        None => Slot::Shared(&packed_params[index]),
                     },
                 });
             }
@@ -563,33 +562,63 @@ impl CompiledPlan {
                 if step.args[..position].contains(arg) {
                     continue;
                 }
-                let Cow::Owned(buffer) = slot else { continue };
-                match *arg {
-                    Arg::Input => input_copy = Some(buffer),
-                    Arg::Output => output_buffer = buffer,
-                    Arg::Value(index) => values[index] = buffer,
-                    Arg::Param(index) => param_copies[index] = Some(buffer),
+                match (*arg, slot) {
+                    (Arg::Output, Slot::Exclusive(slice)) => output = Some(slice),
+                    (Arg::Input, Slot::Owned(buffer)) => input_copy = Some(buffer),
+                    (Arg::Value(index), Slot::Owned(buffer)) => values[index] = buffer,
+                    (Arg::Param(index), Slot::Owned(buffer)) => param_copies[index] = Some(buffer),
+                    _ => {}
                 }
             }
             // On failure the run's buffers are dropped, not pooled.
             result?;
         }
-        output.copy_from_slice(&output_buffer);
         let intact = values.iter().zip(&self.values).all(|(buffer, &len)| buffer.len() as u64 == len);
-        if intact && output_buffer.len() as u64 == self.output_len {
+        if intact {
             let mut pool = self.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if pool.len() < WORKSPACE_POOL {
-                pool.push((values, output_buffer));
+                pool.push(values);
             }
         }
         Ok(())
     }
 }
 
+/// A buffer passed to one call: the caller's read-only input or parameters, a buffer of the run
+/// (moved in and out), or the caller's output.
+enum Slot<'a> {
+    Shared(&'a [f32]),
+    Owned(Vec<f32>),
+    Exclusive(&'a mut [f32]),
+}
+
+impl Slot<'_> {
+    fn as_slice(&self) -> &[f32] {
+        match self {
+            Slot::Shared(slice) => slice,
+            Slot::Owned(buffer) => buffer,
+            Slot::Exclusive(slice) => slice,
+        }
+    }
+
+    /// A pointer the code may write through: an exclusive borrow, or (for a shared one, which
+    /// `run` never passes to a writing step) an owned copy first.
+    fn as_mut_ptr(&mut self) -> *mut f32 {
+        if let Slot::Shared(slice) = self {
+            *self = Slot::Owned(slice.to_vec());
+        }
+        match self {
+            Slot::Owned(buffer) => buffer.as_mut_ptr(),
+            Slot::Exclusive(slice) => slice.as_mut_ptr(),
+            Slot::Shared(_) => unreachable!("replaced by an owned copy just above"),
+        }
+    }
+}
+
 /// Calls one step's generated code on `buffers` (one per function buffer, in order), after
 /// checking each one's length against the length the function was compiled for.
 #[allow(unsafe_code)]
-fn call(step: &CompiledStep, buffers: &mut [Cow<'_, [f32]>]) -> Result<(), Error> {
+fn call(step: &CompiledStep, buffers: &mut [Slot<'_>]) -> Result<(), Error> {
     if buffers.len() != step.buffers.len() {
         return Err(Error::ArgumentCount {
             step: step.layer.clone(),
@@ -599,6 +628,7 @@ fn call(step: &CompiledStep, buffers: &mut [Cow<'_, [f32]>]) -> Result<(), Error
         });
     }
     for (buffer, declared) in buffers.iter().zip(&step.buffers) {
+        let buffer = buffer.as_slice();
         if buffer.len() as u64 != declared.len {
             return Err(Error::BufferLength {
                 step: step.layer.clone(),
@@ -614,7 +644,7 @@ fn call(step: &CompiledStep, buffers: &mut [Cow<'_, [f32]>]) -> Result<(), Error
     let pointers: Vec<*mut f32> = buffers
         .iter_mut()
         .zip(&step.stored)
-        .map(|(buffer, &stored)| if stored { buffer.to_mut().as_mut_ptr() } else { buffer.as_ptr().cast_mut() })
+        .map(|(buffer, &stored)| if stored { buffer.as_mut_ptr() } else { buffer.as_slice().as_ptr().cast_mut() })
         .collect();
     let code: *const u8 = std::ptr::with_exposed_provenance(step.code);
     // # Safety
@@ -629,12 +659,13 @@ fn call(step: &CompiledStep, buffers: &mut [Cow<'_, [f32]>]) -> Result<(), Error
     //   (checked above), which outlives the call (`buffers` is borrowed for all of it).
     // - The code accesses nothing else: `codegen::check` proved, before any code was generated,
     //   that every load and store of every iteration lies inside its buffer's declared length.
-    // - It writes only buffers whose `stored` flag is set; those pointers come from `&mut Vec`
-    //   borrows of distinct slots, each its own allocation (`run` passes a repeated argument as a
-    //   copy), so nothing else in `pointers` aliases them, and nothing else reads or writes them
-    //   during the call. The other buffers are only read, through shared borrows.
+    // - It writes only buffers whose `stored` flag is set; those pointers come from exclusive
+    //   borrows of distinct slots (an owned `Vec` of the run, or the caller's `&mut` output),
+    //   each its own allocation (`run` passes a repeated argument as a copy), so nothing else in
+    //   `pointers` aliases them, and nothing else reads or writes them during the call. The other
+    //   buffers are only read, through shared borrows.
     // - The code cannot trap or unwind (in-bounds accesses, no integer division; the only calls
-    //   are to `convgen_exp` and `fmaf`, which cannot panic), and keeps no state, so concurrent
+    //   are to `convgen_exp`, `fmaf` and the tile kernels, which cannot panic), and keeps no state, so concurrent
     //   calls on distinct buffers are independent.
     unsafe {
         let function = std::mem::transmute::<*const u8, unsafe extern "C" fn(*const *mut f32)>(code);

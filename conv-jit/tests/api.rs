@@ -165,6 +165,19 @@ fn one_compiled_plan_runs_from_four_threads_at_once() {
 }
 
 #[test]
+fn run_into_writes_every_element_of_the_callers_output_in_place() {
+    let (plan, input, params) = small_plan();
+    let compiled = compile(&plan).expect("compiles");
+    let expected = ir_interp::run_plan(&plan, &input, &params).expect("runs");
+    // Whatever the buffer held before (twice: the second run reuses the plan's pooled buffers).
+    for _ in 0..2 {
+        let mut output = vec![f32::NAN; expected.len()];
+        compiled.run_into(&input, &params, &mut output).expect("runs");
+        assert_eq!(output, expected);
+    }
+}
+
+#[test]
 fn wrong_input_and_parameter_lengths_are_errors() {
     let (plan, input, params) = small_plan();
     let compiled = compile(&plan).expect("compiles");
