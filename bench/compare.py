@@ -4,10 +4,11 @@
   pip install numpy onnx onnxruntime          # torch and openvino are used when installed
   python3 bench/compare.py [--only dw3_s1_c32_112,mobilenet_v1] [--engines ort,torch,torch_cl,ov]
 
-Runs `cargo bench --bench suite -- --json` (convgen's JIT, single thread) and bench/peers.py
-(the peers, single thread) one after the other, then prints a markdown table: medians in ms
-(GFLOP/s), the best peer, and convgen's speed-up over it (best peer's median / convgen's median;
-above 1 means convgen is faster). The machines are shared and noisy: compare ratios from one run.
+Runs `cargo bench --bench suite -- --json` (convgen's JIT and `conv!` macro, single thread) and
+bench/peers.py (the peers, single thread) one after the other, then prints a markdown table:
+medians in ms (GFLOP/s), the best peer, and each convgen backend's speed-up over it (best peer's
+median / convgen's median; above 1 means convgen is faster). The machines are shared and noisy:
+compare ratios from one run.
 """
 import argparse, json, os, subprocess, sys
 
@@ -38,20 +39,21 @@ def main():
     by_model = {}
     for row in peers:
         by_model.setdefault(row["model"], {})[row["engine"]] = row
-    print("| model | convgen jit | " + " | ".join(engines) + " | best peer | speed-up |")
-    print("|---|---|" + "---|" * len(engines) + "---|---|")
+    ours = {}
     for row in convgen:
-        model = row["model"]
+        ours.setdefault(row["model"], {})[row["backend"]] = row
+    backends = [backend for backend in ["jit", "macro"] if any(backend in rows for rows in ours.values())]
+    print("| model | " + " | ".join(f"convgen {b}" for b in backends) + " | " + " | ".join(engines)
+          + " | best peer | " + " | ".join(f"speed-up {b}" for b in backends) + " |")
+    print("|---|" + "---|" * (2 * len(backends) + len(engines) + 1))
+    cell = lambda row: f'{row["ms"]:.3f} ({row["gflops"]:.0f})' if row else "–"
+    for model, rows in ours.items():
         peer_rows = by_model.get(model, {})
-        cells = [f'{peer_rows[e]["ms"]:.3f} ({peer_rows[e]["gflops"]:.0f})' if e in peer_rows else "–" for e in engines]
-        if peer_rows:
-            best = min(peer_rows.values(), key=lambda r: r["ms"])
-            best_cell = f'{best["ms"]:.3f} {best["engine"]}'
-            ratio = f'**{best["ms"] / row["ms"]:.2f}x**'
-        else:
-            best_cell, ratio = "–", "–"
-        print(f'| {model} | {row["ms"]:.3f} ({row["gflops"]:.0f}) | ' + " | ".join(cells) + f" | {best_cell} | {ratio} |")
-
+        best = min(peer_rows.values(), key=lambda r: r["ms"]) if peer_rows else None
+        ratios = [f'**{best["ms"] / rows[b]["ms"]:.2f}x**' if best and b in rows else "–" for b in backends]
+        print(f"| {model} | " + " | ".join(cell(rows.get(b)) for b in backends) + " | "
+              + " | ".join(cell(peer_rows.get(e)) for e in engines) + " | "
+              + (f'{best["ms"]:.3f} {best["engine"]}' if best else "–") + " | " + " | ".join(ratios) + " |")
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
 //! The benchmark suite: every model of `benches/suite/` and MobileNetV1 at 224×224, run through
-//! convgen's backends, single-threaded.
+//! convgen's backends, single-threaded: the JIT (`CompiledModel`) and the `conv!` macro (each
+//! model expanded with `conv_file!` below, its AVX2 `forward`).
 //!
 //! ```sh
 //! cargo bench --bench suite                 # a table: median, min..max, GFLOP/s
@@ -17,6 +18,52 @@ use std::time::{Duration, Instant};
 
 use convgen::conv_dsl::random::SplitMix64;
 use convgen::{Backend, CompiledModel, Params};
+
+/// Expands every suite model with `conv_file!` and defines `macro_measure(name)`, which times the
+/// model's `forward` (`None` for a name that is not expanded here).
+macro_rules! macro_models {
+    ($($name:ident = $path:literal),* $(,)?) => {
+        $(convgen::conv_file!(mod $name = $path);)*
+
+        fn macro_measure(name: &str) -> Option<Measurement> {
+            match name {
+                $(stringify!($name) => {
+                    let packed = $name::Params::random(0).pack();
+                    let mut workspace = $name::Workspace::new();
+                    let mut input = $name::new_input();
+                    let mut rng = SplitMix64::new(1);
+                    input.iter_mut().for_each(|value| *value = rng.symmetric());
+                    let mut output = $name::new_output();
+                    Some(measure(|| $name::forward(&input, &packed, &mut output, &mut workspace)))
+                })*
+                _ => None,
+            }
+        }
+    };
+}
+
+macro_models! {
+    dw1d_k31_c256_l1000 = "benches/suite/dw1d_k31_c256_l1000.conv",
+    dw3_d2_c64_56 = "benches/suite/dw3_d2_c64_56.conv",
+    dw3_s1_c144_56 = "benches/suite/dw3_s1_c144_56.conv",
+    dw3_s1_c32_112 = "benches/suite/dw3_s1_c32_112.conv",
+    dw3_s1_c384_14 = "benches/suite/dw3_s1_c384_14.conv",
+    dw3_s1_c960_7 = "benches/suite/dw3_s1_c960_7.conv",
+    dw3_s2_c96_112 = "benches/suite/dw3_s2_c96_112.conv",
+    dw3d_k3_c32_16x56 = "benches/suite/dw3d_k3_c32_16x56.conv",
+    dw5_s1_c240_28 = "benches/suite/dw5_s1_c240_28.conv",
+    g3_c128_g32_56 = "benches/suite/g3_c128_g32_56.conv",
+    g3_c256_g2_28 = "benches/suite/g3_c256_g2_28.conv",
+    pw_144to24_56 = "benches/suite/pw_144to24_56.conv",
+    pw_32to16_112 = "benches/suite/pw_32to16_112.conv",
+    pw_384to64_14 = "benches/suite/pw_384to64_14.conv",
+    pw_64to64_56 = "benches/suite/pw_64to64_56.conv",
+    pw_960to320_7 = "benches/suite/pw_960to320_7.conv",
+    relu6_dw3_c64_56 = "benches/suite/relu6_dw3_c64_56.conv",
+    sep_c64_56 = "benches/suite/sep_c64_56.conv",
+    std3_64to64_56 = "benches/suite/std3_64to64_56.conv",
+    mobilenet_v1 = "examples/models/mobilenet_v1.conv",
+}
 
 struct Measurement {
     median: Duration,
@@ -84,20 +131,28 @@ fn main() {
         let measurement = measure(|| {
             model.run((&input_shape, &input), &params, (&output_shape, &mut output)).expect("suite models run");
         });
-        let gflops = flops as f64 / measurement.median.as_secs_f64() / 1e9;
-        let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
-        if json {
-            println!(
-                "{{\"model\":\"{name}\",\"backend\":\"jit\",\"threads\":1,\"ms\":{:.4},\"gflops\":{gflops:.2}}}",
-                ms(measurement.median)
-            );
-        } else {
-            println!(
-                "{name:<22} {:>8} {:>10.3} {:>21} {gflops:>9.1}",
-                "jit",
-                ms(measurement.median),
-                format!("{:.3}..{:.3}", ms(measurement.min), ms(measurement.max)),
-            );
+        report(&name, "jit", flops, &measurement, json);
+        match macro_measure(&name) {
+            Some(measurement) => report(&name, "macro", flops, &measurement, json),
+            None => eprintln!("{name}: not expanded with conv_file! in benches/suite.rs; add it to `macro_models!`"),
         }
+    }
+}
+
+/// Prints one measurement as a table row or a JSON line.
+fn report(name: &str, backend: &str, flops: u128, measurement: &Measurement, json: bool) {
+    let gflops = flops as f64 / measurement.median.as_secs_f64() / 1e9;
+    let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
+    if json {
+        println!(
+            "{{\"model\":\"{name}\",\"backend\":\"{backend}\",\"threads\":1,\"ms\":{:.4},\"gflops\":{gflops:.2}}}",
+            ms(measurement.median)
+        );
+    } else {
+        println!(
+            "{name:<22} {backend:>8} {:>10.3} {:>21} {gflops:>9.1}",
+            ms(measurement.median),
+            format!("{:.3}..{:.3}", ms(measurement.min), ms(measurement.max)),
+        );
     }
 }

@@ -204,35 +204,12 @@ pub fn transpose(
     }
 }
 
-/// The constant part of a `conv_dsl::ir::Tile` (its strides and counts).
-pub struct TileShape {
-    /// Input elements from one pixel to the next.
-    pub pixel_stride: isize,
-    /// Tiles of the strip.
-    pub repeat: usize,
-    /// Input elements from one tile of the strip to the next.
-    pub repeat_input_stride: isize,
-    /// Weight elements from one tile of the strip to the next.
-    pub repeat_weight_stride: isize,
-    /// Bias elements from one tile of the strip to the next.
-    pub repeat_bias_stride: isize,
-    /// Input channels each sum runs over.
-    pub reduce: usize,
-    /// Input elements from one input channel to the next.
-    pub reduce_input_stride: isize,
-    /// Weight elements from one input channel to the next.
-    pub reduce_weight_stride: isize,
-    /// Taps per axis (d, h, w).
-    pub taps: [usize; 3],
-    /// Input elements from one tap to the next, per axis.
-    pub tap_input_strides: [isize; 3],
-    /// Weight elements from one tap to the next, per axis.
-    pub tap_weight_strides: [isize; 3],
-}
+pub use conv_jit::TileShape;
 
-/// `conv_dsl::ir::Stmt::Tile` (dense, or `depthwise`): `P` pixels × `V` vectors of 8 sums, starting at the bias (or 0)
-/// and written to `acc`, each the chain of multiply-adds (fused when `fused`) in the statement's
-/// order.
+/// `conv_dsl::ir::Stmt::Tile` (dense, or `depthwise`): `P` pixels × `V` vectors of 8 sums,
+/// starting at the bias (or 0) and written to `acc`, each the chain of multiply-adds in the
+/// statement's order. Fused (`fused`, the AVX2 + FMA kernels): the JIT's tile kernels
+/// ([`conv_jit::tile`]); otherwise the same sums with a separate multiply and add, inline.
 #[inline(always)]
 pub fn tile<const P: usize, const V: usize>(
     fused: bool,
@@ -243,10 +220,13 @@ pub fn tile<const P: usize, const V: usize>(
     (acc, acc_index): (&mut [f32], usize),
     shape: &TileShape,
 ) {
+    if fused {
+        conv_jit::tile::<P, V>(depthwise, (input, input_index), (weight, weight_index), bias, (acc, acc_index), shape);
+        return;
+    }
     for r in 0..shape.repeat {
         let step = |index: usize, stride: isize| index.wrapping_add_signed(r as isize * stride);
         tile_of_strip::<P, V>(
-            fused,
             depthwise,
             (input, step(input_index, shape.repeat_input_stride)),
             (weight, step(weight_index, shape.repeat_weight_stride)),
@@ -260,7 +240,6 @@ pub fn tile<const P: usize, const V: usize>(
 /// One tile of [`tile`]'s strip.
 #[inline(always)]
 fn tile_of_strip<const P: usize, const V: usize>(
-    fused: bool,
     depthwise: bool,
     (input, input_index): (&[f32], usize),
     (weight, weight_index): (&[f32], usize),
@@ -295,7 +274,7 @@ fn tile_of_strip<const P: usize, const V: usize>(
                         for (vector, (sum, weights)) in vectors.iter_mut().zip(&weights).enumerate() {
                             let x: [f32; 8] =
                                 if depthwise { load(input, at_pixel + vector * 8) } else { splat(input, at_pixel) };
-                            *sum = fma(fused, *sum, x, *weights);
+                            *sum = fma(false, *sum, x, *weights);
                         }
                     }
                 }

@@ -207,9 +207,10 @@ pub struct Tile {
 
 impl Tile {
     /// `(buffer, lowest offset, highest offset + 1)` from the statement's index of each buffer it
-    /// touches: input, weight, acc, and the bias if it has one. Every element accessed lies in
-    /// between (for every value of the index).
-    pub fn extents(&self) -> Vec<(BufferId, i64, i64)> {
+    /// touches: input, weight, acc, and the bias if it has one (the fourth entry, else `None`).
+    /// Every element accessed lies in between (for every value of the index). Allocates nothing
+    /// (the `conv!` macro's `forward` checks its tiles with it).
+    pub fn extents(&self) -> [Option<(BufferId, i64, i64)>; 4] {
         // Σ over (count, stride) of the lowest and highest count·stride reached.
         let span = |terms: &[(u64, i64)]| -> (i64, i64) {
             terms.iter().fold((0, 0), |(low, high), &(count, stride)| {
@@ -217,32 +218,37 @@ impl Tile {
                 (low + far.min(0), high + far.max(0))
             })
         };
-        let mut input_terms = vec![
+        let [taps_d, taps_h, taps_w] = self.taps;
+        let (input_strides, weight_strides) = (self.tap_input_strides, self.tap_weight_strides);
+        let (input_low, input_high) = span(&[
             (self.repeat, self.repeat_input_stride),
             (u64::from(self.pixels), self.pixel_stride),
             (self.reduce, self.reduce_input_stride),
-        ];
-        let mut weight_terms = vec![(self.repeat, self.repeat_weight_stride), (self.reduce, self.reduce_weight_stride)];
-        for axis in 0..3 {
-            input_terms.push((self.taps[axis], self.tap_input_strides[axis]));
-            weight_terms.push((self.taps[axis], self.tap_weight_strides[axis]));
-        }
-        let (input_low, input_high) = span(&input_terms);
-        let (weight_low, weight_high) = span(&weight_terms);
+            (taps_d, input_strides[0]),
+            (taps_h, input_strides[1]),
+            (taps_w, input_strides[2]),
+        ]);
+        let (weight_low, weight_high) = span(&[
+            (self.repeat, self.repeat_weight_stride),
+            (self.reduce, self.reduce_weight_stride),
+            (taps_d, weight_strides[0]),
+            (taps_h, weight_strides[1]),
+            (taps_w, weight_strides[2]),
+        ]);
         let lanes = i64::from(TILE_LANES);
         let width = i64::from(self.vectors) * lanes;
         let accumulators = (self.repeat as i64).saturating_mul(i64::from(self.pixels) * width);
         let input_width = if self.depthwise { width } else { 1 };
-        let mut extents = vec![
-            (self.input, input_low, input_high + input_width),
-            (self.weight, weight_low, weight_high + width),
-            (self.acc, 0, accumulators),
-        ];
-        if let Some((bias, _)) = &self.bias {
+        let bias = self.bias.as_ref().map(|(bias, _)| {
             let (bias_low, bias_high) = span(&[(self.repeat, self.repeat_bias_stride)]);
-            extents.push((*bias, bias_low, bias_high + width));
-        }
-        extents
+            (*bias, bias_low, bias_high + width)
+        });
+        [
+            Some((self.input, input_low, input_high + input_width)),
+            Some((self.weight, weight_low, weight_high + width)),
+            Some((self.acc, 0, accumulators)),
+            bias,
+        ]
     }
 }
 

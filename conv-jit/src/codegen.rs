@@ -205,9 +205,11 @@ impl Checker<'_> {
                 },
             });
         }
-        let mut indices = vec![&tile.input_index, &tile.weight_index, &tile.acc_index];
-        indices.extend(tile.bias.as_ref().map(|(_, index)| index));
-        for ((buffer, low, end), index) in tile.extents().into_iter().zip(indices) {
+        let bias_index = tile.bias.as_ref().map(|(_, index)| index);
+        let indices = [Some(&tile.input_index), Some(&tile.weight_index), Some(&tile.acc_index), bias_index];
+        for ((buffer, low, end), index) in
+            tile.extents().into_iter().zip(indices).filter_map(|(extent, index)| extent.zip(index))
+        {
             let width = u32::try_from(end - low).map_err(|_| Error::Tile {
                 function: self.function.name.clone(),
                 reason: "it spans more than 2^32 elements".to_string(),

@@ -43,6 +43,8 @@
 mod codegen;
 mod microkernel;
 
+pub use microkernel::{TileShape, tile};
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;

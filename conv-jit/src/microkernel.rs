@@ -271,3 +271,111 @@ unsafe extern "C" fn avx2_kernel<const P: usize, const V: usize, const DEPTHWISE
         }
     }
 }
+
+/// The counts and strides of a tile strip: everything of a [`conv_dsl::ir::Tile`] but its
+/// buffers and indices (the `conv!` macro's code passes it to [`tile`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TileShape {
+    /// Input elements from one pixel to the next.
+    pub pixel_stride: isize,
+    /// Tiles of the strip.
+    pub repeat: usize,
+    /// Input elements from one tile of the strip to the next.
+    pub repeat_input_stride: isize,
+    /// Weight elements from one tile of the strip to the next.
+    pub repeat_weight_stride: isize,
+    /// Bias elements from one tile of the strip to the next.
+    pub repeat_bias_stride: isize,
+    /// Input channels each sum runs over.
+    pub reduce: usize,
+    /// Input elements from one input channel to the next.
+    pub reduce_input_stride: isize,
+    /// Weight elements from one input channel to the next.
+    pub reduce_weight_stride: isize,
+    /// Taps per axis (d, h, w).
+    pub taps: [usize; 3],
+    /// Input elements from one tap to the next, per axis.
+    pub tap_input_strides: [isize; 3],
+    /// Weight elements from one tap to the next, per axis.
+    pub tap_weight_strides: [isize; 3],
+}
+
+/// Runs a tile strip of `P` pixels × `V` vectors (the semantics of [`conv_dsl::ir::Tile`]) on
+/// slices, with the kernels generated JIT code calls: the AVX2 + FMA one where the CPU has both,
+/// the portable one (the same fused sums) otherwise. The `conv!` macro's AVX2 code calls it.
+///
+/// # Panics
+/// If the strip reaches outside a slice, or the shape has no kernel: the macro never emits such
+/// a call (its plan is checked when it is lowered); the check makes this function safe to call
+/// with anything.
+#[allow(clippy::too_many_arguments)]
+pub fn tile<const P: usize, const V: usize>(
+    depthwise: bool,
+    (input, input_index): (&[f32], usize),
+    (weight, weight_index): (&[f32], usize),
+    bias: Option<(&[f32], usize)>,
+    (acc, acc_index): (&mut [f32], usize),
+    shape: &TileShape,
+) {
+    use conv_dsl::ir::{BufferId, Index};
+    let described = conv_dsl::ir::Tile {
+        depthwise,
+        pixels: P as u32,
+        vectors: V as u32,
+        repeat: shape.repeat as u64,
+        repeat_input_stride: shape.repeat_input_stride as i64,
+        repeat_weight_stride: shape.repeat_weight_stride as i64,
+        repeat_bias_stride: shape.repeat_bias_stride as i64,
+        input: BufferId(0),
+        input_index: Index::constant(0),
+        pixel_stride: shape.pixel_stride as i64,
+        weight: BufferId(1),
+        weight_index: Index::constant(0),
+        bias: bias.map(|_| (BufferId(2), Index::constant(0))),
+        acc: BufferId(3),
+        acc_index: Index::constant(0),
+        reduce: shape.reduce as u64,
+        reduce_input_stride: shape.reduce_input_stride as i64,
+        reduce_weight_stride: shape.reduce_weight_stride as i64,
+        taps: shape.taps.map(|count| count as u64),
+        tap_input_strides: shape.tap_input_strides.map(|stride| stride as i64),
+        tap_weight_strides: shape.tap_weight_strides.map(|stride| stride as i64),
+    };
+    let lengths = [input.len(), weight.len(), bias.map_or(0, |(bias, _)| bias.len()), acc.len()];
+    let bases = [input_index, weight_index, bias.map_or(0, |(_, index)| index), acc_index];
+    let known = (1..=TILE_MAX_PIXELS as usize).contains(&P)
+        && (1..=TILE_MAX_VECTORS as usize).contains(&V)
+        && P * V <= TILE_MAX_ACCUMULATORS as usize;
+    let inside = described.extents().iter().flatten().all(|&(buffer, low, end)| {
+        let (base, len) = (bases[buffer.0 as usize] as i64, lengths[buffer.0 as usize] as i64);
+        base + low >= 0 && base + end <= len
+    });
+    assert!(known && inside, "a tile strip outside its buffers or of an unknown shape: {described:?}");
+    // Pointers with the whole slices' provenance (a strip may reach below its first index).
+    // `wrapping_add` only forms them: each index is inside its slice (checked above).
+    let args = TileArgs {
+        input: input.as_ptr().wrapping_add(input_index),
+        weight: weight.as_ptr().wrapping_add(weight_index),
+        bias: bias.map_or(std::ptr::null(), |(bias, index)| bias.as_ptr().wrapping_add(index)),
+        acc: acc.as_mut_ptr().wrapping_add(acc_index),
+        pixel_stride: shape.pixel_stride,
+        repeat: shape.repeat as isize,
+        repeat_input_stride: shape.repeat_input_stride,
+        repeat_weight_stride: shape.repeat_weight_stride,
+        repeat_bias_stride: shape.repeat_bias_stride,
+        reduce: shape.reduce as isize,
+        reduce_input_stride: shape.reduce_input_stride,
+        reduce_weight_stride: shape.reduce_weight_stride,
+        taps: shape.taps.map(|count| count as isize),
+        tap_input_strides: shape.tap_input_strides,
+        tap_weight_strides: shape.tap_weight_strides,
+    };
+    let kernel = match depthwise {
+        true => choose::<P, V, true>(host_has_avx2_fma()),
+        false => choose::<P, V, false>(host_has_avx2_fma()),
+    };
+    // SAFETY: every element the strip touches lies inside its slice (checked just above with the
+    // definition the JIT's checker uses, `Tile::extents`), `acc` is an exclusive borrow distinct
+    // from the shared ones, and the AVX2 kernel is chosen only where the CPU has AVX2 and FMA.
+    unsafe { kernel(&args) }
+}
