@@ -13,7 +13,10 @@
 //! - values are vectors of [`Function::lanes`] f32 lanes (1 = scalar code); accumulators ([`Acc`])
 //!   are registers, never memory (scalar replacement);
 //! - the epilogue (bias is the accumulator's initial value; activation, residual add) is fused into
-//!   the [`Stmt::Store`].
+//!   the [`Stmt::Store`];
+//! - two statements are not per-lane operations: [`Stmt::Tile`], a register tile (or a strip of
+//!   them) computed by a named microkernel, which leaves its sums in a scratch buffer for the
+//!   IR's epilogue, and [`Stmt::Transpose`], a 4×4 block moved transposed (layout conversions).
 //!
 //! The IR has a canonical text form (`Display`) for snapshots and `convgen inspect --emit ir`, and
 //! an interpreter ([`crate::ir_interp`]) so that lowering is checked against the reference
