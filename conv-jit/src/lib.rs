@@ -263,9 +263,9 @@ pub struct CompiledPlan {
 }
 
 impl Drop for CompiledPlan {
-    /// Frees the generated code. This and [`call`] are the crate's only `unsafe` blocks: Cranelift
-    /// offers no safe way to release JIT memory, and the issue requires that replaced code be
-    /// reclaimed.
+    /// Frees the generated code. Besides `call` and the tile kernels (`microkernel`), this is
+    /// the crate's only `unsafe`: Cranelift offers no safe way to release JIT memory, and the
+    /// issue requires that replaced code be reclaimed.
     #[allow(unsafe_code)]
     fn drop(&mut self) {
         let module = self.module.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take();
