@@ -602,8 +602,20 @@ fn convolution(
         out[3 - values.len()..].copy_from_slice(values);
         out
     };
-    let input3 = as_3d(&bound.input[2..], 1);
-    let output3 = as_3d(&bound.output[2..], 1);
+    // A 1×1 convolution with stride 1 and no padding maps each pixel to the pixel at the same
+    // place: its positions are one run (channels-last, they are consecutive), tiled as one long
+    // row, so that a row's tail tile is paid once per image, not once per row (7×7 rows of 6-pixel
+    // tiles would spend a seventh of their pixels in 1-pixel tiles). Each output still sums the
+    // same terms in the same order.
+    let flat = conv.kernel.iter().all(|&k| k == 1)
+        && conv.stride.iter().all(|&s| s == 1)
+        && bound.padding.iter().all(|&[before, after]| before == 0 && after == 0);
+    let positions = |dims: &[u64]| [1, 1, dims.iter().product()];
+    let (input3, output3) = if flat {
+        (positions(&bound.input[2..]), positions(&bound.output[2..]))
+    } else {
+        (as_3d(&bound.input[2..], 1), as_3d(&bound.output[2..], 1))
+    };
     let kernel3 = as_3d(&conv.kernel, 1);
     let stride3 = as_3d(&conv.stride, 1);
     let dilation3 = as_3d(&conv.dilation, 1);
