@@ -139,6 +139,14 @@ pub const TILE_MAX_VECTORS: u32 = 4;
 /// and a broadcast input, they fit AVX2's 16 registers.
 pub const TILE_MAX_ACCUMULATORS: u32 = 12;
 
+/// Whether a tile kernel exists for `pixels × vectors` tiles: 1 to [`TILE_MAX_PIXELS`] pixels,
+/// 1 to [`TILE_MAX_VECTORS`] vectors, at most [`TILE_MAX_ACCUMULATORS`] accumulators.
+pub fn tile_shape_exists(pixels: u32, vectors: u32) -> bool {
+    (1..=TILE_MAX_PIXELS).contains(&pixels)
+        && (1..=TILE_MAX_VECTORS).contains(&vectors)
+        && pixels * vectors <= TILE_MAX_ACCUMULATORS
+}
+
 /// A convolution's register tile, computed by a tile microkernel: `pixels` × `vectors`
 /// accumulators of [`TILE_LANES`] lanes, which start as the bias (or 0) and end in `acc`:
 ///

@@ -278,7 +278,7 @@ pub fn lower(
                         .map_err(|reason| Error::Schedule { layer: name.clone(), reason })?;
                     plan.values.push(internal_len(&bound.output));
                     let output = plan.values.len() - 1;
-                    let (function, packings) =
+                    let (function, packings, scratch) =
                         convolution(&name, conv, bound, schedule, lanes, residual.map(|fusion| fusion.act));
                     let mut args = vec![Arg::Value(current), Arg::Value(output)];
                     for (kind, packing, len) in packings {
@@ -288,8 +288,8 @@ pub fn lower(
                     if let Some(fusion) = residual {
                         args.push(Arg::Value(value_of(fusion.other, &layer_values)));
                     }
-                    if let Some(scratch) = function.buffers.iter().find(|buffer| buffer.name == TILE_SCRATCH) {
-                        plan.values.push(scratch.len);
+                    if let Some(len) = scratch {
+                        plan.values.push(len);
                         args.push(Arg::Value(plan.values.len() - 1));
                     }
                     plan.steps.push(Step { layer: name, schedule: Some(schedule), function, args });
@@ -585,8 +585,12 @@ impl Axis {
     }
 }
 
-/// The function of one convolution stage and the packed parameters it takes after its input and
-/// output values: `(kind, packing, len)` with kind `weight` or `bias`.
+/// A packed parameter of a convolution stage: `(kind, packing, len)` with kind `weight` or `bias`.
+type StageParam = (&'static str, Packing, u64);
+
+/// The function of one convolution stage, the packed parameters it takes after its input and
+/// output values, and the length of its tile kernel's scratch buffer (its last argument) if it
+/// has one.
 fn convolution(
     name: &str,
     conv: &Conv,
@@ -594,7 +598,7 @@ fn convolution(
     schedule: Schedule,
     plan_lanes: u32,
     residual: Option<Activation>,
-) -> (Function, Vec<(&'static str, Packing, u64)>) {
+) -> (Function, Vec<StageParam>, Option<u64>) {
     let lanes = schedule.lanes;
     let rank = conv.kernel.len();
     let as_3d = |values: &[u64], fill: u64| -> [u64; 3] {
@@ -676,7 +680,7 @@ fn convolution(
         buffers.push(Buffer { name: "res".into(), len: out_len, writes: false });
         (BufferId(buffers.len() as u32 - 1), act)
     });
-    // The tile kernel's accumulators, in memory between the IR's init, the kernel and the store.
+    // The tile kernel's sums, in memory between the kernel and the IR's epilogue.
     let scratch = (schedule.kernel == Kernel::Tile).then(|| {
         // The widest strip: every pixel of a row (dense), or every channel of a tile (depthwise).
         let pixels = output3[2].max(u64::from(schedule.tile_width));
@@ -1249,7 +1253,8 @@ fn convolution(
         accumulators: builder.accumulators,
         loop_vars: builder.loop_vars,
     };
-    (function, packings)
+    let scratch_len = scratch.map(|buffer| function.buffers[buffer.0 as usize].len);
+    (function, packings, scratch_len)
 }
 
 /// The name of a tile-kernel step's accumulator buffer.

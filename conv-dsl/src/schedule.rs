@@ -8,7 +8,7 @@
 use std::fmt;
 
 use crate::bind::BoundConv;
-use crate::ir::{TILE_LANES, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS};
+use crate::ir::{TILE_LANES, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS, tile_shape_exists};
 use crate::spec::Conv;
 
 /// What the code generator can do: vector width and how many vector accumulators fit in registers.
@@ -169,10 +169,7 @@ impl Schedule {
             return Err(format!("the tile kernel computes vectors of {TILE_LANES} lanes, not {}", self.lanes));
         }
         let (width, channels) = (self.tile_width, self.tile_channels);
-        if !(1..=TILE_MAX_PIXELS).contains(&width)
-            || !(1..=TILE_MAX_VECTORS).contains(&channels)
-            || width * channels > TILE_MAX_ACCUMULATORS
-        {
+        if !tile_shape_exists(width, channels) {
             return Err(format!(
                 "the tile kernel takes 1 to {TILE_MAX_PIXELS} pixels × 1 to {TILE_MAX_VECTORS} vectors, at most \
                  {TILE_MAX_ACCUMULATORS} accumulators; {width}x{channels} is not"

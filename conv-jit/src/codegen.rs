@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 
-use conv_dsl::ir::{self, BufferId, Index, Stmt, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS, TRANSPOSE};
+use conv_dsl::ir::{self, BufferId, Index, Stmt, TRANSPOSE};
 use conv_dsl::spec::Activation;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, F64, I8X16, I64};
@@ -189,9 +189,7 @@ impl Checker<'_> {
     /// can touch ([`ir::Tile::extents`]) inside its buffer for every iteration.
     fn tile(&mut self, tile: &ir::Tile) -> Result<(), Error> {
         let shape = (tile.depthwise, tile.pixels, tile.vectors);
-        let known = (1..=TILE_MAX_PIXELS).contains(&shape.1)
-            && (1..=TILE_MAX_VECTORS).contains(&shape.2)
-            && shape.1 * shape.2 <= TILE_MAX_ACCUMULATORS;
+        let known = ir::tile_shape_exists(shape.1, shape.2);
         let distinct = tile.acc != tile.input
             && tile.acc != tile.weight
             && tile.bias.as_ref().is_none_or(|(bias, _)| *bias != tile.acc);

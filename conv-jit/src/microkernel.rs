@@ -23,7 +23,7 @@
 
 #![allow(unsafe_code)]
 
-use conv_dsl::ir::{TILE_LANES, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS};
+use conv_dsl::ir::TILE_LANES;
 
 /// The arguments of a tile kernel, as generated code lays them out on its stack: pointers and
 /// counts are 8 bytes each, in this order (`codegen` stores field `i` at byte `8·i`).
@@ -107,11 +107,7 @@ pub(crate) fn kernels(avx2: bool) -> Vec<(bool, u32, u32, Kernel)> {
         };
     }
     shapes!((1, 1, 2, 3, 4), (2, 1, 2, 3, 4), (3, 1, 2, 3, 4), (4, 1, 2, 3), (5, 1, 2), (6, 1, 2));
-    debug_assert!(
-        kernels
-            .iter()
-            .all(|&(_, p, v, _)| p <= TILE_MAX_PIXELS && v <= TILE_MAX_VECTORS && p * v <= TILE_MAX_ACCUMULATORS)
-    );
+    debug_assert!(kernels.iter().all(|&(_, p, v, _)| conv_dsl::ir::tile_shape_exists(p, v)));
     kernels
 }
 
@@ -308,7 +304,6 @@ pub struct TileShape {
 /// If the strip reaches outside a slice, or the shape has no kernel: the macro never emits such
 /// a call (its plan is checked when it is lowered); the check makes this function safe to call
 /// with anything.
-#[allow(clippy::too_many_arguments)]
 pub fn tile<const P: usize, const V: usize>(
     depthwise: bool,
     (input, input_index): (&[f32], usize),
@@ -343,9 +338,7 @@ pub fn tile<const P: usize, const V: usize>(
     };
     let lengths = [input.len(), weight.len(), bias.map_or(0, |(bias, _)| bias.len()), acc.len()];
     let bases = [input_index, weight_index, bias.map_or(0, |(_, index)| index), acc_index];
-    let known = (1..=TILE_MAX_PIXELS as usize).contains(&P)
-        && (1..=TILE_MAX_VECTORS as usize).contains(&V)
-        && P * V <= TILE_MAX_ACCUMULATORS as usize;
+    let known = conv_dsl::ir::tile_shape_exists(P as u32, V as u32);
     let inside = described.extents().iter().flatten().all(|&(buffer, low, end)| {
         let (base, len) = (bases[buffer.0 as usize] as i64, lengths[buffer.0 as usize] as i64);
         base + low >= 0 && base + end <= len
