@@ -622,8 +622,8 @@ fn forward_and_kernels(plan: &Plan) -> (TokenStream, TokenStream) {
             .zip(&kernel_of_step)
             .map(|(step, &kernel)| {
                 let name = format_ident!("k{kernel}_{suffix}");
-                let args =
-                    step.args.iter().zip(&step.function.buffers).map(|(arg, buffer)| match (*arg, buffer.writes) {
+                let args = step.args.iter().zip(&step.function.buffers).enumerate().map(|(position, (arg, buffer))| {
+                    let whole = match (*arg, buffer.writes) {
                         (Arg::Input, _) => quote!(input),
                         (Arg::Output, _) => quote!(output),
                         (Arg::Value(index), true) => {
@@ -638,7 +638,17 @@ fn forward_and_kernels(plan: &Plan) -> (TokenStream, TokenStream) {
                             let field = format_ident!("p{index}");
                             quote!(&*params.#field)
                         }
-                    });
+                    };
+                    match step.part {
+                        // A part of a stage writes a window of its output (the macro runs the parts
+                        // one after the other).
+                        Some(part) if part.window == position => {
+                            let (start, end) = (part.start as usize, (part.start + buffer.len) as usize);
+                            quote!((&mut (#whole)[#start..#end]).try_into().expect("a part's window has its length"))
+                        }
+                        _ => whole,
+                    }
+                });
                 quote!(kernels::#name(#(#args),*);)
             })
             .collect()

@@ -374,6 +374,68 @@ impl Function {
     }
 }
 
+impl Function {
+    /// Makes buffer `buffer` a window of `len` elements starting at element `start` of what it
+    /// was: every index into it moves down by `start`. Used for a step that computes one part of a
+    /// stage's output ([`crate::lower::Part`]); the code generators' bounds proof then covers
+    /// the window exactly, so a part that reached outside its window would not compile.
+    pub fn rebase(&mut self, buffer: BufferId, start: u64, len: u64) {
+        fn rebase_value(value: &mut Value, buffer: BufferId, start: i64) {
+            match value {
+                Value::Load { buffer: read, index } | Value::Splat { buffer: read, index } => {
+                    if *read == buffer {
+                        index.offset -= start;
+                    }
+                }
+                Value::Add(a, b) => {
+                    rebase_value(a, buffer, start);
+                    rebase_value(b, buffer, start);
+                }
+                Value::Activate(_, inner) => rebase_value(inner, buffer, start),
+                Value::Acc(_) | Value::Zero => {}
+            }
+        }
+        fn block(body: &mut [Stmt], buffer: BufferId, start: i64) {
+            let index = |of: BufferId, index: &mut Index| {
+                if of == buffer {
+                    index.offset -= start;
+                }
+            };
+            for stmt in body {
+                match stmt {
+                    Stmt::Loop { body, .. } => block(body, buffer, start),
+                    Stmt::Init { value: v, .. } => rebase_value(v, buffer, start),
+                    Stmt::Fma { a, b, .. } => {
+                        rebase_value(a, buffer, start);
+                        rebase_value(b, buffer, start);
+                    }
+                    Stmt::Store { buffer: to, index: at, value: v } => {
+                        index(*to, at);
+                        rebase_value(v, buffer, start);
+                    }
+                    Stmt::Transpose { from, from_index, to, to_index, .. } => {
+                        index(*from, from_index);
+                        index(*to, to_index);
+                    }
+                    Stmt::Tile(tile) => {
+                        let tile = &mut **tile;
+                        index(tile.input, &mut tile.input_index);
+                        index(tile.weight, &mut tile.weight_index);
+                        index(tile.acc, &mut tile.acc_index);
+                        if let Some((bias, at)) = &mut tile.bias {
+                            index(*bias, at);
+                        }
+                    }
+                }
+            }
+        }
+        block(&mut self.body, buffer, start as i64);
+        if let Some(declared) = self.buffers.get_mut(buffer.0 as usize) {
+            declared.len = len;
+        }
+    }
+}
+
 impl fmt::Display for Index {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts: Vec<String> = self

@@ -58,7 +58,28 @@ pub fn run_plan(plan: &Plan, input: &[f32], packed: &[Vec<f32>]) -> Result<Vec<f
                 Arg::Param(index) => std::mem::take(&mut params[index]),
             });
         }
+        // A part of a stage sees a window of its output buffer.
+        let mut whole = None;
+        if let Some(part) = step.part {
+            let len = step.function.buffers.get(part.window).map_or(0, |buffer| buffer.len);
+            let end = part.start + len;
+            let found = buffers.get(part.window).map_or(0, |buffer| buffer.len() as u64);
+            let Some(buffer) = buffers.get_mut(part.window).filter(|_| end <= found) else {
+                return Err(Error::PlanArgument {
+                    what: format!("the buffer of which step `{}` writes elements {}..{end}", step.layer, part.start),
+                    found,
+                    expected: end,
+                });
+            };
+            let range = part.start as usize..(part.start + len) as usize;
+            let full = std::mem::replace(buffer, buffer[range.clone()].to_vec());
+            whole = Some((range, full));
+        }
         let result = run_function(&step.function, &mut buffers);
+        if let (Some(part), Some((range, mut full))) = (step.part, whole) {
+            full[range].copy_from_slice(&buffers[part.window]);
+            buffers[part.window] = full;
+        }
         for (position, (arg, buffer)) in step.args.iter().zip(buffers).enumerate() {
             if step.args[..position].contains(arg) {
                 continue;

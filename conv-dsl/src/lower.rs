@@ -31,6 +31,8 @@
 //! channels ([`Packing::Panels`]). [`Order::Channels`] puts the loops over channel blocks outside
 //! the pixel loops.
 
+use std::ops::Range;
+
 use crate::bind::{Binding, BoundConv};
 use crate::error::Error;
 use crate::ir::{Acc, Buffer, BufferId, Function, Index, LoopVar, Stmt, TILE_LANES, TRANSPOSE, Tile, Value};
@@ -126,6 +128,25 @@ pub struct Step {
     pub function: Function,
     /// What to pass for each of the function's buffers.
     pub args: Vec<Arg>,
+    /// Set when the step is one of the parts a stage is split into for [`Target::threads`].
+    pub part: Option<Part>,
+}
+
+/// One of the consecutive steps a convolution stage is split into, which may run at the same
+/// time: each computes a window of the stage's output (a range of images, or of positions along
+/// the outermost spatial axis with more than one) and has its own scratch buffer; the other
+/// buffers they share are only read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// Which part (`0..count`); the parts of a stage are consecutive steps, in order.
+    pub index: u32,
+    /// How many parts the stage has.
+    pub count: u32,
+    /// The argument passed as a window of its buffer (the output): the function's buffer there is
+    /// elements `start..start + len` of it, `len` the function's declared length.
+    pub window: usize,
+    /// Where the window starts.
+    pub start: u64,
 }
 
 /// A buffer passed to a step.
@@ -217,12 +238,12 @@ pub fn lower(
 
     // The input, converted to the internal layout.
     plan.values.push(internal_len(&binding.input));
-    plan.steps.push(Step {
-        layer: format!("{}.to_internal", network.input.name),
-        schedule: None,
-        function: convert(&binding.input, network.input.layout, lanes, true),
-        args: vec![Arg::Input, Arg::Value(0)],
-    });
+    push_parts(
+        &mut plan.steps,
+        &format!("{}.to_internal", network.input.name),
+        convert(&binding.input, network.input.layout, target, true),
+        &[Arg::Input, Arg::Value(0)],
+    );
     let mut layer_values: Vec<usize> = Vec::new();
     let value_of = |source: Source, layer_values: &[usize]| match source {
         Source::Input => 0,
@@ -251,6 +272,7 @@ pub fn lower(
                         Arg::Value(value_of(*right, &layer_values)),
                         Arg::Value(output),
                     ],
+                    part: None,
                 });
                 layer_values.push(output);
             }
@@ -278,8 +300,8 @@ pub fn lower(
                         .map_err(|reason| Error::Schedule { layer: name.clone(), reason })?;
                     plan.values.push(internal_len(&bound.output));
                     let output = plan.values.len() - 1;
-                    let (function, packings, scratch) =
-                        convolution(&name, conv, bound, schedule, lanes, residual.map(|fusion| fusion.act));
+                    let (parts, packings, scratch) =
+                        convolution(&name, conv, bound, schedule, target, residual.map(|fusion| fusion.act));
                     let mut args = vec![Arg::Value(current), Arg::Value(output)];
                     for (kind, packing, len) in packings {
                         plan.params.push(PackedParam { source: format!("{name}.{kind}"), len, packing });
@@ -288,11 +310,17 @@ pub fn lower(
                     if let Some(fusion) = residual {
                         args.push(Arg::Value(value_of(fusion.other, &layer_values)));
                     }
-                    if let Some(len) = scratch {
-                        plan.values.push(len);
-                        args.push(Arg::Value(plan.values.len() - 1));
+                    let count = parts.len() as u32;
+                    for (index, (function, window)) in (0..count).zip(parts) {
+                        let mut args = args.clone();
+                        // Each part its own scratch buffer.
+                        if let Some(len) = scratch {
+                            plan.values.push(len);
+                            args.push(Arg::Value(plan.values.len() - 1));
+                        }
+                        let part = window.map(|start| Part { index, count, window: 1, start });
+                        plan.steps.push(Step { layer: name.clone(), schedule: Some(schedule), function, args, part });
                     }
-                    plan.steps.push(Step { layer: name, schedule: Some(schedule), function, args });
                     current = output;
                 }
                 layer_values.push(current);
@@ -302,13 +330,23 @@ pub fn lower(
 
     let output_value = layer_values[network.output];
     let output_shape = &binding.layers[network.output].shape;
-    plan.steps.push(Step {
-        layer: format!("{}.to_user", network.layers[network.output].name),
-        schedule: None,
-        function: convert(output_shape, network.input.layout, lanes, false),
-        args: vec![Arg::Value(output_value), Arg::Output],
-    });
+    push_parts(
+        &mut plan.steps,
+        &format!("{}.to_user", network.layers[network.output].name),
+        convert(output_shape, network.input.layout, target, false),
+        &[Arg::Value(output_value), Arg::Output],
+    );
     Ok(plan)
+}
+
+/// Pushes the steps of a conversion: one function, or its parts (each writing a window of
+/// argument 1).
+fn push_parts(steps: &mut Vec<Step>, layer: &str, parts: Vec<Split>, args: &[Arg]) {
+    let count = parts.len() as u32;
+    for (index, (function, window)) in (0..count).zip(parts) {
+        let part = window.map(|start| Part { index, count, window: 1, start });
+        steps.push(Step { layer: layer.to_string(), schedule: None, function, args: args.to_vec(), part });
+    }
 }
 
 /// An `add` computed in the store of the convolution that produces one of its operands.
@@ -396,7 +434,71 @@ const CONVERT_BLOCK: u64 = 64;
 /// [`TRANSPOSE`]×[`TRANSPOSE`] blocks of channels × positions ([`Stmt::Transpose`]) and element by
 /// element where channels or positions do not fill a block. Channels-last without channel padding:
 /// one vector copy; with padding, element by element.
-fn convert(logical: &[u64], layout: Layout, lanes: u32, to_internal: bool) -> Function {
+fn convert(logical: &[u64], layout: Layout, target: Target, to_internal: bool) -> Vec<Split> {
+    let lanes = target.lanes;
+    let (batch, channels) = (logical[0], logical[1]);
+    let positions: u64 = logical[2..].iter().product();
+    let padded_channels = padded(channels, lanes);
+    let size = u64::from(TRANSPOSE);
+    // Split into parts along images, else along what keeps the destination's windows contiguous:
+    // positions (channels-last destination, in blocks of whole transposes) or channels (a
+    // channels-first user tensor, in quads).
+    let threads = u64::from(target.threads.max(1));
+    let elements = batch * channels * positions;
+    let by_channels = !to_internal && layout == Layout::ChannelsFirst;
+    let (extent, unit) = match (batch > 1, by_channels) {
+        (true, _) => (batch, 1),
+        (false, true) => (channels, size),
+        (false, false) => (positions, CONVERT_BLOCK),
+    };
+    let units = extent.div_ceil(unit);
+    let worth = elements.saturating_mul(CONVERT_WORK) >= target.part_macs.saturating_mul(threads);
+    let count = if worth { threads.min(units) } else { 1 };
+    (0..count)
+        .map(|part| {
+            let range = (units * part / count * unit).min(extent)..(units * (part + 1) / count * unit).min(extent);
+            let mut region = ConvertRegion { batch: 0..batch, channels: 0..channels, positions: 0..positions };
+            match (batch > 1, by_channels) {
+                (true, _) => region.batch = range,
+                (false, true) => region.channels = range,
+                (false, false) => region.positions = range,
+            }
+            let mut function = convert_region(logical, layout, lanes, to_internal, &region);
+            if count == 1 {
+                return (function, None);
+            }
+            // The destination's window: contiguous, as the split is along its outermost axis.
+            let (per_image, per_unit) = match (to_internal, layout) {
+                (true, _) => (padded_channels * positions, padded_channels),
+                (false, Layout::ChannelsFirst) => (channels * positions, positions),
+                (false, Layout::ChannelsLast) => (channels * positions, channels),
+            };
+            let (start, end) = match (batch > 1, by_channels) {
+                (true, _) => (region.batch.start * per_image, region.batch.end * per_image),
+                (false, true) => (region.channels.start * per_unit, region.channels.end * per_unit),
+                (false, false) => (region.positions.start * per_unit, region.positions.end * per_unit),
+            };
+            function.name = format!("{}.part{part}", function.name);
+            function.rebase(BufferId(1), start, end - start);
+            (function, Some(start))
+        })
+        .collect()
+}
+
+/// A layout conversion's work is memory traffic: an element moved counts as this many
+/// multiply-adds against [`Target::part_macs`].
+const CONVERT_WORK: u64 = 16;
+
+/// The images, channels and positions one conversion function moves.
+struct ConvertRegion {
+    batch: Range<u64>,
+    channels: Range<u64>,
+    positions: Range<u64>,
+}
+
+/// The conversion of `region` (see [`convert`]); `channels.start` is a multiple of
+/// [`TRANSPOSE`] and `positions.start` one of [`CONVERT_BLOCK`] (or the region is everything).
+fn convert_region(logical: &[u64], layout: Layout, lanes: u32, to_internal: bool, region: &ConvertRegion) -> Function {
     let (batch, channels) = (logical[0], logical[1]);
     let positions: u64 = logical[2..].iter().product();
     let padded_channels = padded(channels, lanes);
@@ -436,34 +538,45 @@ fn convert(logical: &[u64], layout: Layout, lanes: u32, to_internal: bool) -> Fu
     };
     let size = u64::from(TRANSPOSE);
     let vector_copy = layout == Layout::ChannelsLast && padded_channels == channels;
-    let body =
-        builder.repeat(batch, |builder, n| match layout {
-            // Both sides are channels-last and equal: a copy.
-            Layout::ChannelsLast if vector_copy => builder.repeat(positions * channels / u64::from(lanes), |_, v| {
-                let index = n.clone().times((channels * positions) as i64).plus(&v.times(i64::from(lanes)));
-                vec![Stmt::Store {
-                    buffer: destination,
-                    index: index.clone(),
-                    value: Value::Load { buffer: source, index },
-                }]
-            }),
-            // The inner loop is contiguous on both sides.
-            Layout::ChannelsLast => {
-                builder.repeat(positions, |builder, p| builder.repeat(channels, |_, c| vec![element(&n, &c, &p)]))
+    let (first_position, region_positions) = (region.positions.start, region.positions.end - region.positions.start);
+    let (first_channel, region_channels) = (region.channels.start, region.channels.end - region.channels.start);
+    let body = builder.repeat(region.batch.end - region.batch.start, |builder, n| {
+        let n = n.plus_constant(region.batch.start as i64);
+        match layout {
+            // Both sides are channels-last and equal: a copy (a region is whole positions).
+            Layout::ChannelsLast if vector_copy => {
+                builder.repeat(region_positions * channels / u64::from(lanes), |_, v| {
+                    let index = n
+                        .clone()
+                        .times((channels * positions) as i64)
+                        .plus(&v.times(i64::from(lanes)))
+                        .plus_constant((first_position * channels) as i64);
+                    vec![Stmt::Store {
+                        buffer: destination,
+                        index: index.clone(),
+                        value: Value::Load { buffer: source, index },
+                    }]
+                })
             }
-            // A transpose: blocks of CONVERT_BLOCK positions × all channels, so that both the user's
-            // rows and the internal pixels a block touches stay in cache.
+            // The inner loop is contiguous on both sides.
+            Layout::ChannelsLast => builder.repeat(region_positions, |builder, p| {
+                let p = p.plus_constant(first_position as i64);
+                builder.repeat(region_channels, |_, c| vec![element(&n, &c.plus_constant(first_channel as i64), &p)])
+            }),
+            // A transpose: blocks of CONVERT_BLOCK positions × the region's channels, so that both
+            // the user's rows and the internal pixels a block touches stay in cache.
             Layout::ChannelsFirst => {
-                let full_channels = channels / size * size;
-                // Positions start..start+count (count ≤ CONVERT_BLOCK) of every channel.
+                let full_channels = region_channels / size * size;
+                // Positions start..start+count (count ≤ CONVERT_BLOCK) of the region's channels.
                 let span = |builder: &mut Builder, start: Index, count: u64| -> Vec<Stmt> {
                     let mut body = Vec::new();
                     let quads = count / size;
+                    let channel = |c: Index| c.plus_constant(first_channel as i64);
                     if full_channels > 0 && quads > 0 {
                         body.extend(builder.repeat(full_channels / size, |builder, c| {
                             builder.repeat(quads, |_, q| {
                                 let p = start.clone().plus(&q.times(size as i64));
-                                vec![block(&n, &c.clone().times(size as i64), &p)]
+                                vec![block(&n, &channel(c.clone().times(size as i64)), &p)]
                             })
                         }));
                     }
@@ -471,34 +584,40 @@ fn convert(logical: &[u64], layout: Layout, lanes: u32, to_internal: bool) -> Fu
                         body.extend(builder.repeat(full_channels, |builder, c| {
                             builder.repeat(count % size, |_, within| {
                                 let p = start.clone().plus_constant((quads * size) as i64).plus(&within);
-                                vec![element(&n, &c, &p)]
+                                vec![element(&n, &channel(c.clone()), &p)]
                             })
                         }));
                     }
-                    if channels > full_channels {
-                        body.extend(builder.repeat(channels - full_channels, |builder, c| {
+                    if region_channels > full_channels {
+                        body.extend(builder.repeat(region_channels - full_channels, |builder, c| {
                             builder.repeat(count, |_, within| {
-                                let c = c.plus_constant(full_channels as i64);
+                                let c = channel(c.plus_constant(full_channels as i64));
                                 vec![element(&n, &c, &start.clone().plus(&within))]
                             })
                         }));
                     }
                     body
                 };
-                let blocks = positions / CONVERT_BLOCK;
-                let rest = positions % CONVERT_BLOCK;
+                let blocks = region_positions / CONVERT_BLOCK;
+                let rest = region_positions % CONVERT_BLOCK;
                 let mut body = Vec::new();
                 if blocks > 0 {
                     body.extend(builder.repeat(blocks, |builder, block| {
-                        span(builder, block.times(CONVERT_BLOCK as i64), CONVERT_BLOCK)
+                        span(
+                            builder,
+                            block.times(CONVERT_BLOCK as i64).plus_constant(first_position as i64),
+                            CONVERT_BLOCK,
+                        )
                     }));
                 }
                 if rest > 0 {
-                    body.extend(span(builder, Index::constant((blocks * CONVERT_BLOCK) as i64), rest));
+                    let start = Index::constant((first_position + blocks * CONVERT_BLOCK) as i64);
+                    body.extend(span(builder, start, rest));
                 }
                 body
             }
-        });
+        }
+    });
     let user_buffer = Buffer { name: "user".into(), len: user_len, writes: !to_internal };
     let internal_buffer = Buffer { name: "internal".into(), len: internal_len, writes: to_internal };
     let buffers = if to_internal { vec![user_buffer, internal_buffer] } else { vec![internal_buffer, user_buffer] };
@@ -583,22 +702,49 @@ impl Axis {
         segments.extend((last + 1..self.output).map(Segment::Border));
         segments
     }
+
+    /// [`Axis::segments`] restricted to the positions in `range`.
+    fn segments_within(&self, range: &Range<u64>) -> Vec<Segment> {
+        self.segments()
+            .into_iter()
+            .filter_map(|segment| match segment {
+                Segment::Border(position) => range.contains(&position).then_some(segment),
+                Segment::Interior { start, count } => {
+                    let (first, end) = (start.max(range.start), (start + count).min(range.end));
+                    (first < end).then(|| Segment::Interior { start: first, count: end - first })
+                }
+            })
+            .collect()
+    }
 }
+
+/// The part of a convolution's output one function computes: ranges of batch images and of
+/// output positions along d, h and w (as the lowering sees them: a flattened 1×1 convolution has
+/// its positions along w). [`Region::whole`] unless the stage is split into [`Part`]s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Region {
+    batch: Range<u64>,
+    positions: [Range<u64>; 3],
+}
+
+/// A function and, for a [`Part`], where its window of the output starts.
+type Split = (Function, Option<u64>);
 
 /// A packed parameter of a convolution stage: `(kind, packing, len)` with kind `weight` or `bias`.
 type StageParam = (&'static str, Packing, u64);
 
-/// The function of one convolution stage, the packed parameters it takes after its input and
-/// output values, and the length of its tile kernel's scratch buffer (its last argument) if it
-/// has one.
+/// The functions of one convolution stage — one, or one per [`Part`] with the start of the part's
+/// window of the output — the packed parameters they take after their input and output values,
+/// and the length of the tile kernel's scratch buffer (their last argument) if they have one.
 fn convolution(
     name: &str,
     conv: &Conv,
     bound: &BoundConv,
     schedule: Schedule,
-    plan_lanes: u32,
+    target: Target,
     residual: Option<Activation>,
-) -> (Function, Vec<StageParam>, Option<u64>) {
+) -> (Vec<Split>, Vec<StageParam>, Option<u64>) {
+    let (plan_lanes, threads) = (target.lanes, target.threads.max(1));
     let lanes = schedule.lanes;
     let rank = conv.kernel.len();
     let as_3d = |values: &[u64], fill: u64| -> [u64; 3] {
@@ -704,11 +850,6 @@ fn convolution(
         out_padded,
     ];
 
-    let mut builder = Builder::default();
-    let segments: Vec<Vec<Segment>> = axes.iter().map(Axis::segments).collect();
-    let tile_width = u64::from(schedule.tile_width);
-    let tile_channels = u64::from(schedule.tile_channels);
-
     // A position along an axis: a loop-dependent index and, on a border, its constant value.
     #[derive(Clone)]
     struct Position {
@@ -716,143 +857,192 @@ fn convolution(
         border: Option<u64>,
     }
 
-    // The loops over pixels, around the tiles of every channel block — or, given `block` (group,
-    // first vector, vectors), of that one block.
-    let spatial = |builder: &mut Builder, block: Option<(Index, Index, u64)>| -> Vec<Stmt> {
-        builder.repeat(batch, |builder, n| {
-            let mut body = Vec::new();
-            for segment_d in &segments[0] {
-                for segment_h in &segments[1] {
-                    for segment_w in &segments[2] {
-                        // Positions of d and h (one loop or one constant each); w is tiled below.
-                        let positions =
-                            |builder: &mut Builder,
-                             segment: Segment,
-                             inner: &mut dyn FnMut(&mut Builder, Position) -> Vec<Stmt>| {
-                                match segment {
-                                    Segment::Border(position) => inner(
-                                        builder,
-                                        Position { index: Index::constant(position as i64), border: Some(position) },
-                                    ),
-                                    Segment::Interior { start, count } => builder.repeat(count, |builder, var| {
-                                        inner(
+    // A stage with enough work is split into parts along the outermost of n, d, h, w with more
+    // than one position: each part computes a contiguous window of the output.
+    let extents = [batch, output3[0], output3[1], output3[2]];
+    let out_dim_strides = [out_strides[0], out_strides[1], out_strides[2], out_strides[3]];
+    let macs = batch * output3.iter().product::<u64>() * conv.out_channels * in_per_group * taps;
+    let split = (0..4).find(|&dim| extents[dim] > 1).unwrap_or(3);
+    let count = if macs >= target.part_macs.saturating_mul(u64::from(threads)) {
+        u64::from(threads).min(extents[split])
+    } else {
+        1
+    };
+    let regions: Vec<(Region, Range<u64>)> = (0..count.max(1))
+        .map(|part| {
+            let range = extents[split] * part / count.max(1)..extents[split] * (part + 1) / count.max(1);
+            let window = range.start * out_dim_strides[split]..range.end * out_dim_strides[split];
+            let mut region = Region { batch: 0..batch, positions: [0..output3[0], 0..output3[1], 0..output3[2]] };
+            match split {
+                0 => region.batch = range,
+                dim => region.positions[dim - 1] = range,
+            }
+            (region, window)
+        })
+        .collect();
+    let parts: Vec<Split> = regions
+        .iter()
+        .enumerate()
+        .map(|(part, (region, window))| {
+        let mut builder = Builder::default();
+        let segments: Vec<Vec<Segment>> =
+            axes.iter().zip(&region.positions).map(|(axis, range)| axis.segments_within(range)).collect();
+        let tile_width = u64::from(schedule.tile_width);
+        let tile_channels = u64::from(schedule.tile_channels);
+
+        // The loops over pixels, around the tiles of every channel block — or, given `block` (group,
+        // first vector, vectors), of that one block.
+        let spatial = |builder: &mut Builder, block: Option<(Index, Index, u64)>| -> Vec<Stmt> {
+            builder.repeat(region.batch.end - region.batch.start, |builder, n| {
+                let n = n.plus_constant(region.batch.start as i64);
+                let mut body = Vec::new();
+                for segment_d in &segments[0] {
+                    for segment_h in &segments[1] {
+                        for segment_w in &segments[2] {
+                            // Positions of d and h (one loop or one constant each); w is tiled below.
+                            let positions =
+                                |builder: &mut Builder,
+                                 segment: Segment,
+                                 inner: &mut dyn FnMut(&mut Builder, Position) -> Vec<Stmt>| {
+                                    match segment {
+                                        Segment::Border(position) => inner(
                                             builder,
-                                            Position { index: var.plus_constant(start as i64), border: None },
-                                        )
-                                    }),
-                                }
-                            };
-                        let n = n.clone();
-                        body.extend(positions(builder, *segment_d, &mut |builder, d| {
-                            let n = n.clone();
-                            positions(builder, *segment_h, &mut |builder, h| {
-                                // Tiles along w: (first position index, tile width, border position).
-                                let mut tiles: Vec<Stmt> = Vec::new();
-                                // `repeat` tiles of `width` pixels from `w` (more than one only for
-                                // a tile kernel, which runs them all in one call).
-                                let emit_tiles = |builder: &mut Builder,
-                                                  w: Position,
-                                                  width: u64,
-                                                  repeat: u64|
-                                 -> Vec<Stmt> {
-                                    tile(
-                                        builder,
-                                        &TileContext {
-                                            conv,
-                                            axes: &axes,
-                                            n: &n,
-                                            d: &d,
-                                            h: &h,
-                                            w: &w,
-                                            width,
-                                            in_strides,
-                                            out_strides,
-                                            depthwise,
-                                            vectors,
-                                            tile_channels,
-                                            lanes,
-                                            in_per_group,
-                                            out_per_group_padded,
-                                            taps,
-                                            buffers: (input, output, weight, if conv.bias { Some(bias) } else { None }),
-                                            residual,
-                                            scratch,
-                                            plan_lanes,
-                                            block: block.clone(),
-                                            repeat,
-                                        },
-                                    )
-                                };
-                                let emit_tile =
-                                    |builder: &mut Builder, w: Position, width: u64| emit_tiles(builder, w, width, 1);
-                                match *segment_w {
-                                    Segment::Border(position) => {
-                                        tiles.extend(emit_tile(
-                                            builder,
-                                            Position {
-                                                index: Index::constant(position as i64),
-                                                border: Some(position),
-                                            },
-                                            1,
-                                        ));
+                                            Position { index: Index::constant(position as i64), border: Some(position) },
+                                        ),
+                                        Segment::Interior { start, count } => builder.repeat(count, |builder, var| {
+                                            inner(
+                                                builder,
+                                                Position { index: var.plus_constant(start as i64), border: None },
+                                            )
+                                        }),
                                     }
-                                    Segment::Interior { start, count } => {
-                                        let full = count / tile_width;
-                                        if full > 0 && scratch.is_some() && !depthwise {
-                                            // A dense tile kernel's strip: all full tiles in one
-                                            // call. (A depthwise one strips channel blocks.)
-                                            let w = Position { index: Index::constant(start as i64), border: None };
-                                            tiles.extend(emit_tiles(builder, w, tile_width, full));
-                                        } else if full > 0 {
-                                            tiles.extend(builder.repeat(full, |builder, var| {
+                                };
+                            let n = n.clone();
+                            body.extend(positions(builder, *segment_d, &mut |builder, d| {
+                                let n = n.clone();
+                                positions(builder, *segment_h, &mut |builder, h| {
+                                    // Tiles along w: (first position index, tile width, border position).
+                                    let mut tiles: Vec<Stmt> = Vec::new();
+                                    // `repeat` tiles of `width` pixels from `w` (more than one only for
+                                    // a tile kernel, which runs them all in one call).
+                                    let emit_tiles = |builder: &mut Builder,
+                                                      w: Position,
+                                                      width: u64,
+                                                      repeat: u64|
+                                     -> Vec<Stmt> {
+                                        tile(
+                                            builder,
+                                            &TileContext {
+                                                conv,
+                                                axes: &axes,
+                                                n: &n,
+                                                d: &d,
+                                                h: &h,
+                                                w: &w,
+                                                width,
+                                                in_strides,
+                                                out_strides,
+                                                depthwise,
+                                                vectors,
+                                                tile_channels,
+                                                lanes,
+                                                in_per_group,
+                                                out_per_group_padded,
+                                                taps,
+                                                buffers: (input, output, weight, if conv.bias { Some(bias) } else { None }),
+                                                residual,
+                                                scratch,
+                                                plan_lanes,
+                                                block: block.clone(),
+                                                repeat,
+                                            },
+                                        )
+                                    };
+                                    let emit_tile =
+                                        |builder: &mut Builder, w: Position, width: u64| emit_tiles(builder, w, width, 1);
+                                    match *segment_w {
+                                        Segment::Border(position) => {
+                                            tiles.extend(emit_tile(
+                                                builder,
+                                                Position {
+                                                    index: Index::constant(position as i64),
+                                                    border: Some(position),
+                                                },
+                                                1,
+                                            ));
+                                        }
+                                        Segment::Interior { start, count } => {
+                                            let full = count / tile_width;
+                                            if full > 0 && scratch.is_some() && !depthwise {
+                                                // A dense tile kernel's strip: all full tiles in one
+                                                // call. (A depthwise one strips channel blocks.)
+                                                let w = Position { index: Index::constant(start as i64), border: None };
+                                                tiles.extend(emit_tiles(builder, w, tile_width, full));
+                                            } else if full > 0 {
+                                                tiles.extend(builder.repeat(full, |builder, var| {
+                                                    let w = Position {
+                                                        index: var.times(tile_width as i64).plus_constant(start as i64),
+                                                        border: None,
+                                                    };
+                                                    emit_tile(builder, w, tile_width)
+                                                }));
+                                            }
+                                            let rest = count % tile_width;
+                                            if rest > 0 {
                                                 let w = Position {
-                                                    index: var.times(tile_width as i64).plus_constant(start as i64),
+                                                    index: Index::constant((start + full * tile_width) as i64),
                                                     border: None,
                                                 };
-                                                emit_tile(builder, w, tile_width)
-                                            }));
-                                        }
-                                        let rest = count % tile_width;
-                                        if rest > 0 {
-                                            let w = Position {
-                                                index: Index::constant((start + full * tile_width) as i64),
-                                                border: None,
-                                            };
-                                            tiles.extend(emit_tile(builder, w, rest));
+                                                tiles.extend(emit_tile(builder, w, rest));
+                                            }
                                         }
                                     }
-                                }
-                                tiles
-                            })
-                        }));
+                                    tiles
+                                })
+                            }));
+                        }
                     }
-                }
-            }
-            body
-        })
-    };
-    let body = match schedule.order {
-        Order::Pixels => spatial(&mut builder, None),
-        // Each block of channel vectors over all pixels: its weights are read from memory once,
-        // the input once per block.
-        Order::Channels => {
-            let groups = if depthwise { 1 } else { conv.groups };
-            let (blocks, rest) = (vectors / tile_channels, vectors % tile_channels);
-            builder.repeat(groups, |builder, g| {
-                let mut body = Vec::new();
-                if blocks > 0 {
-                    body.extend(builder.repeat(blocks, |builder, b| {
-                        spatial(builder, Some((g.clone(), b.times(tile_channels as i64), tile_channels)))
-                    }));
-                }
-                if rest > 0 {
-                    let first = Index::constant((blocks * tile_channels) as i64);
-                    body.extend(spatial(builder, Some((g.clone(), first, rest))));
                 }
                 body
             })
+        };
+        let body = match schedule.order {
+            Order::Pixels => spatial(&mut builder, None),
+            // Each block of channel vectors over all pixels: its weights are read from memory once,
+            // the input once per block.
+            Order::Channels => {
+                let groups = if depthwise { 1 } else { conv.groups };
+                let (blocks, rest) = (vectors / tile_channels, vectors % tile_channels);
+                builder.repeat(groups, |builder, g| {
+                    let mut body = Vec::new();
+                    if blocks > 0 {
+                        body.extend(builder.repeat(blocks, |builder, b| {
+                            spatial(builder, Some((g.clone(), b.times(tile_channels as i64), tile_channels)))
+                        }));
+                    }
+                    if rest > 0 {
+                        let first = Index::constant((blocks * tile_channels) as i64);
+                        body.extend(spatial(builder, Some((g.clone(), first, rest))));
+                    }
+                    body
+                })
+            }
+        };
+        let mut function = Function {
+            name: if count > 1 { format!("{name}.part{part}") } else { name.to_string() },
+            lanes: if schedule.kernel == Kernel::Tile { plan_lanes } else { lanes },
+            buffers: buffers.clone(),
+            body,
+            accumulators: builder.accumulators,
+            loop_vars: builder.loop_vars,
+        };
+        if count == 1 {
+            return (function, None);
         }
-    };
+        function.rebase(output, window.start, window.end - window.start);
+        (function, Some(window.start))
+    })
+    .collect();
 
     /// Everything one register tile needs.
     struct TileContext<'a> {
@@ -1245,16 +1435,8 @@ fn convolution(
         body
     }
 
-    let function = Function {
-        name: name.to_string(),
-        lanes: if schedule.kernel == Kernel::Tile { plan_lanes } else { lanes },
-        buffers,
-        body,
-        accumulators: builder.accumulators,
-        loop_vars: builder.loop_vars,
-    };
-    let scratch_len = scratch.map(|buffer| function.buffers[buffer.0 as usize].len);
-    (function, packings, scratch_len)
+    let scratch_len = scratch.map(|buffer| buffers[buffer.0 as usize].len);
+    (parts, packings, scratch_len)
 }
 
 /// The name of a tile-kernel step's accumulator buffer.

@@ -25,21 +25,52 @@ pub struct Target {
     /// Whether the code generator can call the tile microkernels ([`Kernel::Tile`]) and they run
     /// at full speed (AVX2 + FMA on the host).
     pub microkernels: bool,
+    /// Threads a plan may run on at once: a large enough convolution stage is lowered to this many
+    /// parts, each computing a contiguous window of the output on its own ([`crate::lower::Part`]).
+    /// 1 (every target's default): one function per stage.
+    pub threads: u32,
+    /// Multiply-adds per thread below which a stage is not split: starting a part on another
+    /// thread and waiting for it costs microseconds ([`Target::PART_MACS`] by default; tests
+    /// lower it to split small layers).
+    pub part_macs: u64,
 }
 
 impl Target {
+    /// The default [`Target::part_macs`]: 2^20 multiply-adds, 10–30 µs of work here.
+    pub const PART_MACS: u64 = 1 << 20;
     /// Cranelift 0.135 on x86-64: 128-bit vectors, 16 xmm registers of which 2 stay free for
     /// temporaries (its FMA lowering copies the accumulator). Measured on the development machine
     /// (`convgen bench`, medians, same session): a dense tile of 4 pixels × 2 channel vectors
     /// (8 + 4 + 2 = 14 registers) instead of 4 × 3 (19, which spills) runs MobileNetV1 in 39.5 ms
     /// instead of 48 ms and pw_64to64_56 in 0.93 ms instead of 1.20 ms; g3_c256_g2_28 is 8% slower.
-    pub const CRANELIFT_X86_64: Target = Target { lanes: 4, accumulators: 12, registers: 14, microkernels: false };
+    pub const CRANELIFT_X86_64: Target = Target {
+        lanes: 4,
+        accumulators: 12,
+        registers: 14,
+        microkernels: false,
+        threads: 1,
+        part_macs: Target::PART_MACS,
+    };
     /// x86-64 with AVX2 and FMA, for the `conv!` macro's Rust: 256-bit vectors (8 f32 lanes) and
     /// 16 of them, of which 12 hold accumulators, leaving room for the operands. The macro's portable
     /// fallback runs the same plan (the compiler splits each 8-lane operation into two of 4).
-    pub const AVX2: Target = Target { lanes: 8, accumulators: 12, registers: 32, microkernels: false };
+    pub const AVX2: Target = Target {
+        lanes: 8,
+        accumulators: 12,
+        registers: 32,
+        microkernels: false,
+        threads: 1,
+        part_macs: Target::PART_MACS,
+    };
     /// Scalar code (lanes 1), for tests and targets without vectors.
-    pub const SCALAR: Target = Target { lanes: 1, accumulators: 12, registers: 32, microkernels: false };
+    pub const SCALAR: Target = Target {
+        lanes: 1,
+        accumulators: 12,
+        registers: 32,
+        microkernels: false,
+        threads: 1,
+        part_macs: Target::PART_MACS,
+    };
 }
 
 /// The schedule of one convolution stage.

@@ -24,6 +24,13 @@ fn check_file(path: &std::path::Path) {
         ("auto/cranelift", Target::CRANELIFT_X86_64, None),
         ("auto/scalar", Target::SCALAR, None),
         ("auto/tile kernels", Target { microkernels: true, ..Target::CRANELIFT_X86_64 }, None),
+        // Every stage split into parts (windows of uneven sizes with 3).
+        ("auto, 3 parts", Target { microkernels: true, threads: 3, part_macs: 0, ..Target::CRANELIFT_X86_64 }, None),
+        (
+            "tile kernel 5x2, 2 parts",
+            Target { threads: 2, part_macs: 0, ..Target::CRANELIFT_X86_64 },
+            Some(Schedule::tile_kernel(5, 2)),
+        ),
         ("tile kernel 5x2", Target::CRANELIFT_X86_64, Some(Schedule::tile_kernel(5, 2))),
         ("1x1 tiles", Target::CRANELIFT_X86_64, Some(Schedule::new(4, 1, 1))),
         ("3x2 tiles", Target::CRANELIFT_X86_64, Some(Schedule::new(4, 3, 2))),

@@ -50,7 +50,7 @@ use std::fmt;
 use std::sync::Mutex;
 
 use conv_dsl::ir;
-use conv_dsl::lower::{Arg, Plan};
+use conv_dsl::lower::{Arg, Part, Plan};
 use conv_dsl::schedule::Target;
 use cranelift_codegen::ir::{ExtFuncData, ExternalName, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
@@ -158,6 +158,14 @@ pub enum Error {
         found: u64,
         /// Elements taken.
         expected: u64,
+    },
+    /// The parts of a split stage do not form a group that can run at once (a lowering bug).
+    #[error("step `{step}` is a part of a split stage, but {reason}")]
+    Part {
+        /// The step's layer.
+        step: String,
+        /// What is wrong.
+        reason: String,
     },
     /// The output buffer does not have the plan's output length.
     #[error("the output buffer has {found} elements; the plan's output has {expected}")]
@@ -293,6 +301,8 @@ struct CompiledStep {
     /// Per buffer: whether the generated code stores into it.
     stored: Vec<bool>,
     args: Vec<Arg>,
+    /// Set for a part of a split stage (run at once with the other parts).
+    part: Option<Part>,
     /// The code's address (with its provenance exposed, so that `usize` keeps the plan `Send`).
     code: usize,
 }
@@ -350,7 +360,9 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
             });
         }
         let analysis = codegen::check(function)?;
-        for ((arg, declared), &stored) in step.args.iter().zip(&function.buffers).zip(&analysis.stored) {
+        for (position, ((arg, declared), &stored)) in
+            step.args.iter().zip(&function.buffers).zip(&analysis.stored).enumerate()
+        {
             let len = match *arg {
                 Arg::Input => plan.input_len,
                 Arg::Output => plan.output_len,
@@ -372,7 +384,13 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
                         .len
                 }
             };
-            if len != declared.len {
+            // A part's window is `declared.len` elements of its buffer from `start`.
+            let window = step.part.filter(|part| part.window == position);
+            let fits = match window {
+                Some(part) => part.start.checked_add(declared.len).is_some_and(|end| end <= len),
+                None => len == declared.len,
+            };
+            if !fits {
                 return Err(Error::BufferLength {
                     step: step.layer.clone(),
                     function: function.name.clone(),
@@ -389,6 +407,8 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
         }
         analyses.push(analysis);
     }
+
+    check_parts(plan, &analyses)?;
 
     let isa = host_isa(options)?;
     let call_conv = isa.default_call_conv();
@@ -453,6 +473,7 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
             buffers: step.function.buffers.clone(),
             stored: analysis.stored,
             args: step.args.clone(),
+            part: step.part,
             code: module.get_finalized_function(id).expose_provenance(),
         })
         .collect();
@@ -468,6 +489,71 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
         workspaces: Mutex::new(Vec::new()),
         module: Mutex::new(Some(module)),
     })
+}
+
+/// Checks that the parts of every split stage can run at the same time without a data race: they
+/// are consecutive steps `0..count` of one layer whose windows of one output buffer are disjoint
+/// and in order, and every other buffer a part writes is its own (no other part passes it), nor
+/// the input or a parameter. `run` relies on this to hand each part its own slices.
+fn check_parts(plan: &Plan, analyses: &[codegen::Analysis]) -> Result<(), Error> {
+    let mut position = 0;
+    while position < plan.steps.len() {
+        let Some(first) = plan.steps[position].part else {
+            position += 1;
+            continue;
+        };
+        let count = first.count as usize;
+        let fail = |reason: String| Error::Part { step: plan.steps[position].layer.clone(), reason };
+        let Some(group) = plan.steps.get(position..position + count).filter(|_| count > 0) else {
+            return Err(fail(format!("the plan has fewer than the {count} steps of its parts left")));
+        };
+        let window_arg = group[0].args.get(first.window).copied();
+        let mut window_end = 0;
+        for (index, step) in group.iter().enumerate() {
+            let Some(part) = step.part.filter(|part| part.index as usize == index && part.count == first.count) else {
+                return Err(fail(format!(
+                    "step {} of its {count} parts is not part {index} of {count}",
+                    position + index
+                )));
+            };
+            if step.layer != group[0].layer {
+                return Err(fail(format!("its parts compute layers `{}` and `{}`", group[0].layer, step.layer)));
+            }
+            if step.args.get(part.window).copied() != window_arg
+                || !matches!(window_arg, Some(Arg::Output | Arg::Value(_)))
+            {
+                return Err(fail("its parts' windows are not of one output or value buffer".to_string()));
+            }
+            if part.start < window_end {
+                return Err(fail(format!("part {index}'s window starts at {}, inside the previous one", part.start)));
+            }
+            window_end = part.start + step.function.buffers[part.window].len;
+            let stored = &analyses[position + index].stored;
+            for (arg_position, (arg, &stored)) in step.args.iter().zip(stored).enumerate() {
+                if arg_position == part.window {
+                    continue;
+                }
+                let others = group.iter().enumerate().filter(|&(other, _)| other != index);
+                let shared = Some(*arg) == window_arg
+                    || others.clone().any(|(_, other)| other.args.contains(arg))
+                    || step.args.iter().filter(|candidate| *candidate == arg).count() > 1;
+                if stored && (shared || !matches!(arg, Arg::Value(_))) {
+                    return Err(fail(format!(
+                        "part {index} writes its buffer `{}`, which is not its own",
+                        step.function.buffers[arg_position].name
+                    )));
+                }
+                if Some(*arg) == window_arg {
+                    return Err(fail(format!(
+                        "part {index} also reads its window's buffer as `{}`",
+                        step.function.buffers[arg_position].name
+                    )));
+                }
+            }
+        }
+        position += count;
+    }
+    Ok(())
 }
 
 /// The host's target: `opt_level=speed`, absolute addresses (what `cranelift-jit` needs).
@@ -535,7 +621,18 @@ impl CompiledPlan {
             .zip(packed_params)
             .map(|(&written, param)| written.then(|| param.clone()))
             .collect();
-        for step in &self.steps {
+        let mut next = 0;
+        while let Some(step) = self.steps.get(next) {
+            if let Some(part) = step.part {
+                // `compile` checked that the group is whole.
+                let group = &self.steps[next..next + part.count as usize];
+                next += group.len();
+                let sources =
+                    Sources { input, input_copy: &input_copy, params: packed_params, param_copies: &param_copies };
+                run_parts(group, &mut values, &mut output, &sources)?;
+                continue;
+            }
+            next += 1;
             // Move each argument's buffer into the call and back afterwards; an argument passed
             // twice is passed as a copy the second time, whose writes are dropped (as in the
             // interpreter), so that no two arguments alias a written buffer.
@@ -584,6 +681,108 @@ impl CompiledPlan {
         }
         Ok(())
     }
+}
+
+/// The read-only buffers of a run: the input and the parameters (or their copies, for a plan
+/// whose steps write them).
+struct Sources<'a> {
+    input: &'a [f32],
+    input_copy: &'a Option<Vec<f32>>,
+    params: &'a [Vec<f32>],
+    param_copies: &'a [Option<Vec<f32>>],
+}
+
+/// Runs the parts of a split stage at the same time, on rayon's pool: each gets its own window
+/// of the output buffer (`split_at_mut`), its own written buffers, and shared borrows of the
+/// rest. `check_parts` proved that this is every buffer any part writes.
+fn run_parts(
+    group: &[CompiledStep],
+    values: &mut [Vec<f32>],
+    output: &mut Option<&mut [f32]>,
+    sources: &Sources<'_>,
+) -> Result<(), Error> {
+    use rayon::prelude::*;
+    let first = group[0].part.expect("a group of parts");
+    let window_arg = group[0].args[first.window];
+    // The buffer the windows are cut from, moved out of the run for the call.
+    let mut output_slice = None;
+    let mut value_owner = None;
+    match window_arg {
+        Arg::Output => output_slice = output.take(),
+        Arg::Value(index) => value_owner = Some(std::mem::take(&mut values[index])),
+        Arg::Input | Arg::Param(_) => unreachable!("`check_parts` allows only output and value windows"),
+    }
+    // Each part's own written buffers, moved out of the run.
+    let mut owned: Vec<Vec<(usize, Vec<f32>)>> = group
+        .iter()
+        .map(|step| {
+            let part = step.part.expect("a group of parts");
+            (step.args.iter().zip(&step.stored).enumerate())
+                .filter(|&(position, (_, &stored))| stored && position != part.window)
+                .map(|(position, (arg, _))| match *arg {
+                    Arg::Value(index) => (position, std::mem::take(&mut values[index])),
+                    _ => unreachable!("`check_parts` allows only values as a part's own buffers"),
+                })
+                .collect()
+        })
+        .collect();
+    let (results, returned) = {
+        let whole: &mut [f32] = match (&mut output_slice, &mut value_owner) {
+            (Some(slice), _) => slice,
+            (None, Some(buffer)) => buffer,
+            (None, None) => unreachable!("the output is back after every step"),
+        };
+        let shared: &[Vec<f32>] = values;
+        let mut rest = whole;
+        let mut consumed = 0u64;
+        let mut jobs: Vec<(&CompiledStep, Vec<Slot<'_>>)> = Vec::with_capacity(group.len());
+        for (step, own) in group.iter().zip(&mut owned) {
+            let part = step.part.expect("a group of parts");
+            let len = step.buffers[part.window].len;
+            // Windows are in order and disjoint (`check_parts`) and inside the buffer (`compile`).
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut((part.start - consumed) as usize);
+            let (window, tail) = tail.split_at_mut(len as usize);
+            rest = tail;
+            consumed = part.start + len;
+            let mut window = Some(window);
+            let slots = (step.args.iter().enumerate())
+                .map(|(position, arg)| {
+                    if position == part.window {
+                        return Slot::Exclusive(window.take().expect("one window per part"));
+                    }
+                    if let Some(at) = own.iter().position(|(owned_position, _)| *owned_position == position) {
+                        return Slot::Owned(std::mem::take(&mut own[at].1));
+                    }
+                    Slot::Shared(match *arg {
+                        Arg::Input => sources.input_copy.as_deref().unwrap_or(sources.input),
+                        Arg::Param(index) => sources.param_copies[index].as_deref().unwrap_or(&sources.params[index]),
+                        Arg::Value(index) => &shared[index],
+                        Arg::Output => unreachable!("only a window reaches the output"),
+                    })
+                })
+                .collect();
+            jobs.push((step, slots));
+        }
+        let results: Vec<Result<(), Error>> = jobs.par_iter_mut().map(|(step, slots)| call(step, slots)).collect();
+        let mut returned: Vec<(usize, Vec<f32>)> = Vec::new();
+        for (step, slots) in jobs {
+            for (position, slot) in slots.into_iter().enumerate() {
+                if let (Arg::Value(index), Slot::Owned(buffer)) = (step.args[position], slot) {
+                    returned.push((index, buffer));
+                }
+            }
+        }
+        (results, returned)
+    };
+    // Give the parts' own buffers and the window's buffer back to the run.
+    for (index, buffer) in returned {
+        values[index] = buffer;
+    }
+    if let (Arg::Value(index), Some(buffer)) = (window_arg, value_owner) {
+        values[index] = buffer;
+    }
+    *output = output_slice.or(output.take());
+    results.into_iter().collect()
 }
 
 /// A buffer passed to one call: the caller's read-only input or parameters, a buffer of the run

@@ -96,7 +96,13 @@ fn plan_of(function: Function) -> Plan {
         output_shape: vec![output_len],
         values: Vec::new(),
         params: Vec::new(),
-        steps: vec![Step { layer: "test".into(), schedule: None, function, args: vec![Arg::Input, Arg::Output] }],
+        steps: vec![Step {
+            layer: "test".into(),
+            schedule: None,
+            function,
+            args: vec![Arg::Input, Arg::Output],
+            part: None,
+        }],
     }
 }
 
@@ -316,7 +322,10 @@ fn a_step_that_writes_its_input_sees_its_own_writes_and_leaves_the_callers_input
         loop_vars: 1,
     };
     let mut plan = plan_of(elementwise(4, len, Activation::None));
-    plan.steps.insert(0, Step { layer: "double".into(), schedule: None, function: double, args: vec![Arg::Input] });
+    plan.steps.insert(
+        0,
+        Step { layer: "double".into(), schedule: None, function: double, args: vec![Arg::Input], part: None },
+    );
     let input: Vec<f32> = (0..8).map(|i| i as f32).collect();
     let output = compile(&plan).unwrap().run(&input, &[]).unwrap();
     assert_eq!(output, ir_interp::run_plan(&plan, &input, &[]).unwrap());
@@ -439,4 +448,99 @@ fn layout_conversions_move_every_element_to_its_place() {
             }
         }
     }
+}
+
+/// A batch-1 model lowered with every stage (and conversion) split into `threads` parts.
+fn split_plan(threads: u32) -> (Plan, Plan, Vec<f32>, Vec<Vec<f32>>) {
+    let network = compile_source(
+        "split.conv",
+        "input x: [1, 10, 13, 11];
+         conv c(x) { out: 16, kernel: 3, pad: 1, act: relu }
+         depthwise d(c) { kernel: 5, pad: 2, act: relu6 }
+         add r(d, c) {}
+         pointwise p(r) { out: 8 }",
+    )
+    .expect("the model is valid");
+    let binding = bind(&network, &[1, 10, 13, 11]).expect("binds");
+    let target = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+    let whole = lower::lower(&network, &binding, target, &|_| None).expect("lowers");
+    let split = Target { threads, part_macs: 0, ..target };
+    let plan = lower::lower(&network, &binding, split, &|_| None).expect("lowers");
+    let params = ir_interp::pack_params(&plan, &Params::random(&network, 8));
+    let mut rng = SplitMix64::new(2);
+    let input = (0..plan.input_len).map(|_| rng.symmetric()).collect();
+    (whole, plan, input, params)
+}
+
+#[test]
+fn split_stages_tile_their_output_with_windows_and_run_like_the_whole() {
+    for threads in [2, 3] {
+        let (whole, plan, input, params) = split_plan(threads);
+        // Every step of the whole plan became parts whose windows cover its output: `threads` of
+        // them, or as many as there are units to split (the 8 channels of the output, by quads).
+        let mut steps = plan.steps.iter().peekable();
+        for single in &whole.steps {
+            let first =
+                steps.peek().and_then(|step| step.part).unwrap_or_else(|| panic!("`{}` is split", single.layer));
+            let expected = if single.layer == "p.to_user" { 2 } else { threads };
+            assert_eq!(first.count, expected, "`{}`: parts", single.layer);
+            let mut end = 0;
+            for index in 0..first.count {
+                let step = steps.next().expect("every part is there");
+                let part = step.part.expect("a part");
+                assert_eq!((part.index, part.count, &step.layer), (index, first.count, &single.layer));
+                assert_eq!(part.start, end, "`{}`: windows follow each other", step.layer);
+                end += step.function.buffers[part.window].len;
+            }
+            assert_eq!(end, single.function.buffers[1].len, "`{}`: the windows cover the output", single.layer);
+        }
+        assert!(steps.next().is_none());
+        let compiled = compile(&plan).expect("compiles");
+        let expected = ir_interp::run_plan(&whole, &input, &params).expect("runs");
+        assert_eq!(ir_interp::run_plan(&plan, &input, &params).expect("runs"), expected);
+        for _ in 0..5 {
+            assert_eq!(compiled.run(&input, &params).expect("runs"), expected, "{threads} threads");
+        }
+    }
+}
+
+#[test]
+fn small_stages_are_not_split_by_default() {
+    let (whole, _, _, _) = split_plan(2);
+    let (network, binding) = (
+        compile_source("one.conv", "input x: [1, 10, 13, 11]; conv c(x) { out: 16, kernel: 3, pad: 1 }").unwrap(),
+        [1, 10, 13, 11],
+    );
+    let binding = bind(&network, &binding).unwrap();
+    let target = Target { threads: 2, ..Target::CRANELIFT_X86_64 };
+    let plan = lower::lower(&network, &binding, target, &|_| None).expect("lowers");
+    assert!(plan.steps.iter().all(|step| step.part.is_none()), "190k MACs stay one step");
+    assert!(whole.steps.iter().all(|step| step.part.is_none()));
+}
+
+#[test]
+fn parts_that_could_race_are_rejected_before_any_code_exists() {
+    let (_, plan, _, _) = split_plan(2);
+    let conv = plan.steps.iter().position(|step| step.layer == "c").expect("a step of `c`");
+    let expect_part_error = |plan: &Plan, what: &str| match compile(plan) {
+        Err(Error::Part { step, reason }) => assert_eq!(step, "c", "{what}: {reason}"),
+        other => panic!("{what}: {other:?}"),
+    };
+    // Overlapping windows.
+    let mut overlapping = plan.clone();
+    overlapping.steps[conv + 1].part.as_mut().unwrap().start -= 1;
+    expect_part_error(&overlapping, "overlapping windows");
+    // Both parts writing one scratch buffer.
+    let mut shared = plan.clone();
+    let scratch = *shared.steps[conv].args.last().unwrap();
+    *shared.steps[conv + 1].args.last_mut().unwrap() = scratch;
+    expect_part_error(&shared, "a shared scratch buffer");
+    // A group cut short.
+    let mut short = plan.clone();
+    short.steps.remove(conv + 1);
+    expect_part_error(&short, "a missing part");
+    // A window past the end of its buffer.
+    let mut past = plan.clone();
+    past.steps[conv + 1].part.as_mut().unwrap().start += 1;
+    assert!(matches!(compile(&past), Err(Error::BufferLength { .. })), "a window past the end");
 }

@@ -37,10 +37,16 @@ pub fn standard_choices() -> Vec<Choice> {
         Choice::new("auto/cranelift", Target::CRANELIFT_X86_64, None),
         Choice::new("auto/tile kernels", Target { microkernels: true, ..Target::CRANELIFT_X86_64 }, None),
         Choice::new("auto/scalar", Target::SCALAR, None),
+        Choice::new("auto, 3 parts", Target { microkernels: true, ..split(3) }, None),
         Choice::new("1x1 tiles", Target::CRANELIFT_X86_64, vector(1, 1)),
         Choice::new("3x2 tiles", Target::CRANELIFT_X86_64, vector(3, 2)),
         Choice::new("scalar 5x3", Target::CRANELIFT_X86_64, Some(Schedule::new(1, 5, 3))),
     ]
+}
+
+/// The Cranelift target with every stage split into `threads` parts, however small.
+pub fn split(threads: u32) -> Target {
+    Target { threads, part_macs: 0, ..Target::CRANELIFT_X86_64 }
 }
 
 /// Random values in [−1, 1) for a tensor of `shape`.
