@@ -1,11 +1,12 @@
 //! The benchmark suite: every model of `benches/suite/` and MobileNetV1 at 224×224, run through
-//! convgen's backends, single-threaded: the JIT (`CompiledModel`) and the `conv!` macro (each
+//! convgen's backends, single-threaded (and with `--threads N` the JIT on N threads too): the JIT (`CompiledModel`) and the `conv!` macro (each
 //! model expanded with `conv_file!` below, its AVX2 `forward`).
 //!
 //! ```sh
 //! cargo bench --bench suite                 # a table: median, min..max, GFLOP/s
 //! cargo bench --bench suite -- --json       # one JSON object per line: {"model","backend","threads","ms","gflops"}
 //! cargo bench --bench suite -- dw3 pw_      # only models whose name contains one of these
+//! cargo bench --bench suite -- --threads 2  # also the JIT on 2 threads, and its speed-up
 //! ```
 //!
 //! Each measurement warms up, then runs until it has at least 20 runs and 0.5 s (at most 2,000
@@ -101,7 +102,19 @@ fn models(root: &Path) -> Vec<(String, PathBuf)> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
     let json = args.iter().any(|arg| arg == "--json");
-    let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with("--")).collect();
+    let threads_at = args.iter().position(|arg| arg == "--threads");
+    let threads: u32 = match threads_at.map(|at| args.get(at + 1).map(|value| value.parse::<u32>())) {
+        None => 1,
+        Some(Some(Ok(threads))) if (1..=64).contains(&threads) => threads,
+        Some(_) => {
+            eprintln!("--threads takes a number of threads from 1 to 64");
+            std::process::exit(2);
+        }
+    };
+    let filters: Vec<&String> = (args.iter().enumerate())
+        .filter(|&(at, arg)| !arg.starts_with("--") && threads_at.is_none_or(|flag| at != flag + 1))
+        .map(|(_, arg)| arg)
+        .collect();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     if !json {
         println!("{:<22} {:>8} {:>10} {:>21} {:>9}", "model", "backend", "median ms", "min..max ms", "GFLOP/s");
@@ -126,29 +139,41 @@ fn main() {
         let mut rng = SplitMix64::new(1);
         let input: Vec<f32> = (0..input_shape.iter().product::<usize>()).map(|_| rng.symmetric()).collect();
         let mut output = vec![0.0f32; output_shape.iter().product()];
-        let model = CompiledModel::new(network.clone(), Backend::Jit);
-        let params = model.pack(&Params::random(&network, 0)).expect("random parameters fit");
-        let measurement = measure(|| {
-            model.run((&input_shape, &input), &params, (&output_shape, &mut output)).expect("suite models run");
-        });
-        report(&name, "jit", flops, &measurement, json);
+        let mut jit = |threads: u32| {
+            let model = CompiledModel::new(network.clone(), Backend::Jit).with_threads(threads);
+            let params = model.pack(&Params::random(&network, 0)).expect("random parameters fit");
+            measure(|| {
+                model.run((&input_shape, &input), &params, (&output_shape, &mut output)).expect("suite models run");
+            })
+        };
+        let single = jit(1);
+        report(&name, "jit", 1, flops, &single, json);
+        if threads > 1 {
+            let parallel = jit(threads);
+            report(&name, "jit", threads, flops, &parallel, json);
+            if !json {
+                let speedup = single.median.as_secs_f64() / parallel.median.as_secs_f64();
+                println!("{name:<22} {:>8} {speedup:>9.2}x", format!("jit {threads}/1"));
+            }
+        }
         match macro_measure(&name) {
-            Some(measurement) => report(&name, "macro", flops, &measurement, json),
+            Some(measurement) => report(&name, "macro", 1, flops, &measurement, json),
             None => eprintln!("{name}: not expanded with conv_file! in benches/suite.rs; add it to `macro_models!`"),
         }
     }
 }
 
 /// Prints one measurement as a table row or a JSON line.
-fn report(name: &str, backend: &str, flops: u128, measurement: &Measurement, json: bool) {
+fn report(name: &str, backend: &str, threads: u32, flops: u128, measurement: &Measurement, json: bool) {
     let gflops = flops as f64 / measurement.median.as_secs_f64() / 1e9;
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
     if json {
         println!(
-            "{{\"model\":\"{name}\",\"backend\":\"{backend}\",\"threads\":1,\"ms\":{:.4},\"gflops\":{gflops:.2}}}",
+            "{{\"model\":\"{name}\",\"backend\":\"{backend}\",\"threads\":{threads},\"ms\":{:.4},\"gflops\":{gflops:.2}}}",
             ms(measurement.median)
         );
     } else {
+        let backend = if threads == 1 { backend.to_string() } else { format!("{backend} {threads}t") };
         println!(
             "{name:<22} {backend:>8} {:>10.3} {:>21} {gflops:>9.1}",
             ms(measurement.median),

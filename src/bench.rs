@@ -18,6 +18,8 @@ pub struct Options {
     pub reference: bool,
     /// Print JSON lines instead of a table.
     pub json: bool,
+    /// Threads the model runs on (`CompiledModel::with_threads`).
+    pub threads: u32,
 }
 
 /// Summary of a set of timings.
@@ -63,9 +65,16 @@ pub fn bench(
         let started = Instant::now();
         fresh.prepare(shape)?;
         whole.push(started.elapsed());
-        let times = fresh.compile_times(shape).unwrap_or_default();
+        // Per layer: the parts of a split stage are one layer.
+        let mut layers: Vec<(String, Duration)> = Vec::new();
+        for (layer, time) in fresh.compile_times(shape).unwrap_or_default() {
+            match layers.last_mut() {
+                Some((last, total)) if *last == layer => *total += time,
+                _ => layers.push((layer, time)),
+            }
+        }
         per_layer.extend(
-            times
+            layers
                 .iter()
                 .filter(|(layer, _)| !layer.ends_with(".to_internal") && !layer.ends_with(".to_user"))
                 .map(|(_, time)| *time),
@@ -110,18 +119,18 @@ pub fn bench(
     let gflops = |stats: &Stats| 2.0 * macs as f64 / stats.median.as_secs_f64() / 1e9;
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
     if options.json {
-        let line = |backend: &str, stats: &Stats| {
+        let line = |backend: &str, threads: u32, stats: &Stats| {
             format!(
-                "{{\"model\":\"{name}\",\"backend\":\"{backend}\",\"threads\":1,\"ms\":{:.4},\"min_ms\":{:.4},\"max_ms\":{:.4},\"gflops\":{:.2}}}\n",
+                "{{\"model\":\"{name}\",\"backend\":\"{backend}\",\"threads\":{threads},\"ms\":{:.4},\"min_ms\":{:.4},\"max_ms\":{:.4},\"gflops\":{:.2}}}\n",
                 ms(stats.median),
                 ms(stats.min),
                 ms(stats.max),
                 gflops(stats)
             )
         };
-        out(&line("jit", &jit));
+        out(&line("jit", options.threads, &jit));
         if let Some(reference) = &reference {
-            out(&line("interp", reference));
+            out(&line("interp", 1, reference));
         }
         out(&format!(
             "{{\"model\":\"{name}\",\"compile_ms\":{:.3},\"compile_layer_median_ms\":{:.4},\"compile_layer_max_ms\":{:.4},\"cache_hit_us\":{:.3}}}\n",
@@ -133,9 +142,11 @@ pub fn bench(
         return Ok(());
     }
     out(&format!(
-        "{name}: input {}, {:.1} M MACs, {runs} runs per measurement (medians, min..max)\n",
+        "{name}: input {}, {:.1} M MACs, {runs} runs per measurement (medians, min..max), {} thread{}\n",
         fmt_shape(shape),
-        macs as f64 / 1e6
+        macs as f64 / 1e6,
+        options.threads,
+        if options.threads == 1 { "" } else { "s" }
     ));
     out(&format!(
         "  jit compile, whole model:   {:>9.3} ms   ({:.3}..{:.3})\n",

@@ -53,6 +53,10 @@ enum Command {
         /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
         #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
         schedules: Vec<ScheduleArg>,
+        /// Threads to run on: each convolution stage with enough work is split into this many
+        /// parts, run at the same time.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        threads: u32,
     },
     /// Write deterministic random parameters (PyTorch's default Kaiming-uniform initialisation).
     Params {
@@ -81,6 +85,10 @@ enum Command {
         /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
         #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
         schedules: Vec<ScheduleArg>,
+        /// Threads to run on: each convolution stage with enough work is split into this many
+        /// parts, run at the same time.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        threads: u32,
     },
     /// Explain each layer: its kind, channel groups, parameters, MACs and saving; or draw it.
     Explain {
@@ -115,6 +123,10 @@ enum Command {
         /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
         #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
         schedules: Vec<ScheduleArg>,
+        /// Threads to run on: each convolution stage with enough work is split into this many
+        /// parts, run at the same time.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        threads: u32,
     },
     /// Check a model, make random parameters and a random input, run it and print a checksum.
     Demo {
@@ -150,15 +162,15 @@ impl std::str::FromStr for ScheduleArg {
     }
 }
 
-/// The model on `backend` with the `--schedule` overrides.
+/// The model on `backend` with the `--schedule` overrides, on `threads` threads.
 fn compiled_model(
     network: Network,
     backend: convgen::Backend,
     schedules: &[ScheduleArg],
+    threads: u32,
 ) -> Result<CompiledModel, Error> {
-    schedules
-        .iter()
-        .try_fold(CompiledModel::new(network, backend), |model, arg| model.with_schedule(&arg.layer, arg.schedule))
+    let model = CompiledModel::new(network, backend).with_threads(threads);
+    schedules.iter().try_fold(model, |model, arg| model.with_schedule(&arg.layer, arg.schedule))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -212,11 +224,11 @@ fn main() -> ExitCode {
 fn execute(command: Command) -> Result<(), Error> {
     match command {
         Command::Check { model } => check(&model),
-        Command::Run { model, input, params, output, backend, schedules } => {
+        Command::Run { model, input, params, output, backend, schedules, threads } => {
             let network = convgen::load_model(&model)?;
             let input = convgen::read_npy(&input)?;
             let params = convgen::read_safetensors(&params)?;
-            let compiled = compiled_model(network, backend.into(), &schedules)?;
+            let compiled = compiled_model(network, backend.into(), &schedules, threads)?;
             // Shape errors first (they name the input), then the parameters.
             let binding = convgen::bind(compiled.network(), &input.shape_u64())?;
             let packed = compiled.pack(&params)?;
@@ -236,16 +248,16 @@ fn execute(command: Command) -> Result<(), Error> {
             let network = convgen::load_model(&model)?;
             convgen::write_safetensors(&output, &Params::random(&network, seed))
         }
-        Command::Inspect { model, emit, layer, shape, schedules } => {
-            inspect(&model, emit, layer.as_deref(), shape, &schedules)
+        Command::Inspect { model, emit, layer, shape, schedules, threads } => {
+            inspect(&model, emit, layer.as_deref(), shape, &schedules, threads)
         }
         Command::Explain { model, layer, svg, html } => explain(&model, layer.as_deref(), svg, html),
         Command::Demo { model, seed, shape, schedules } => demo(&model, seed, shape, &schedules),
-        Command::Bench { model: path, runs, shape, reference, json, schedules } => {
+        Command::Bench { model: path, runs, shape, reference, json, schedules, threads } => {
             let network = convgen::load_model(&path)?;
             let shape = concrete_shape(&path, &network, shape)?;
-            let make = |backend| compiled_model(network.clone(), backend, &schedules);
-            bench::bench(&path, &network, &make, &shape, &bench::Options { runs, reference, json }, &out)
+            let make = |backend| compiled_model(network.clone(), backend, &schedules, threads);
+            bench::bench(&path, &network, &make, &shape, &bench::Options { runs, reference, json, threads }, &out)
         }
     }
 }
@@ -299,6 +311,7 @@ fn inspect(
     layer: Option<&str>,
     shape: Option<Vec<u64>>,
     schedules: &[ScheduleArg],
+    threads: u32,
 ) -> Result<(), Error> {
     match emit {
         Emit::Ast => {
@@ -351,7 +364,7 @@ fn inspect(
         Emit::Ir | Emit::Clif | Emit::Asm => {
             let network = convgen::load_model(model)?;
             let shape = concrete_shape(model, &network, shape)?;
-            let plan = compiled_model(network.clone(), convgen::Backend::Jit, schedules)?.plan(&shape)?;
+            let plan = compiled_model(network.clone(), convgen::Backend::Jit, schedules, threads)?.plan(&shape)?;
             let steps: Vec<_> = plan
                 .steps
                 .iter()
@@ -365,7 +378,10 @@ fn inspect(
             }
             for step in steps {
                 let schedule = step.schedule.map_or(String::new(), |schedule| format!(" ({schedule})"));
-                out(&format!("// step {}{schedule}\n", step.layer));
+                let part = step.part.map_or(String::new(), |part| {
+                    format!(", part {} of {} from element {}", part.index + 1, part.count, part.start)
+                });
+                out(&format!("// step {}{schedule}{part}\n", step.layer));
                 let text = match emit {
                     Emit::Clif => conv_jit::clif(&step.function).map_err(|error| Error::Jit(error.to_string()))?,
                     Emit::Asm => {
@@ -474,7 +490,7 @@ fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>, schedules: &[ScheduleA
     // The JIT: compile for this shape, run, run again from the cache.
     let output_shape: Vec<usize> =
         network.input.layout.order(&binding.layers[network.output].shape).iter().map(|&dim| dim as usize).collect();
-    let compiled = compiled_model(network.clone(), convgen::Backend::Jit, schedules)?;
+    let compiled = compiled_model(network.clone(), convgen::Backend::Jit, schedules, 1)?;
     let packed = compiled.pack(&params)?;
     let mut jit_output = Tensor::zeros(output_shape.clone());
     let started = Instant::now();

@@ -113,6 +113,17 @@ impl CompiledModel {
         Ok(self)
     }
 
+    /// Runs on up to `threads` threads (at least 1; 1 by default): every convolution stage with
+    /// at least [`Target::PART_MACS`] multiply-adds per thread is split into `threads` parts, each
+    /// computing a window of the stage's output, which a run computes at the same time on rayon's
+    /// global pool. Results do not change: every output element sums the same terms in the same
+    /// order.
+    pub fn with_threads(mut self, threads: u32) -> Self {
+        self.target.threads = threads.max(1);
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self
+    }
+
     /// The network.
     pub fn network(&self) -> &Network {
         &self.network

@@ -809,6 +809,11 @@ fn bench_reports_compile_cache_and_run_times() {
             assert!(line.contains(key), "{key} in {line}; {}", outcome.describe());
         }
     }
+    let two = convgen(directory.path(), ["bench", block.to_str().unwrap(), "--runs", "3", "--json", "--threads", "2"]);
+    two.assert_success();
+    assert!(two.stdout.contains("\"threads\":2"), "{}", two.describe());
+    let none = convgen(directory.path(), ["bench", block.to_str().unwrap(), "--threads", "0"]);
+    assert!(none.code == Some(2) && none.stderr.contains("--threads"), "{}", none.describe());
 }
 
 #[test]

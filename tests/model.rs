@@ -128,6 +128,28 @@ fn buffers_are_checked_before_any_code_runs() {
 }
 
 #[test]
+fn a_model_on_two_threads_computes_what_it_does_on_one() {
+    // 9.4 M and 3.5 M MACs: both convolutions are split into 2 parts (the conversions, of 32 Ki
+    // elements, are not).
+    let network = compile_source(
+        "wide.conv",
+        "input x: [N, 32, 32, 32];
+         conv c(x) { out: 128, kernel: 3, pad: 1, act: relu6 }
+         conv p(c) { out: 12, kernel: 3, stride: 2, pad: 1 }",
+    )
+    .unwrap();
+    let one = CompiledModel::new(network.clone(), Backend::Jit);
+    let two = CompiledModel::new(network.clone(), Backend::Jit).with_threads(2);
+    let packed = one.pack(&Params::random(&network, 3)).unwrap();
+    let parts = two.plan(&[1, 32, 32, 32]).unwrap().steps.iter().filter(|step| step.part.is_some()).count();
+    assert_eq!(parts, 4, "both convolutions are split");
+    for input in [[1, 32, 32, 32], [3, 32, 32, 32]] {
+        let data = random(&input, 6);
+        assert_eq!(run(&two, &packed, &input, &data), run(&one, &packed, &input, &data), "input {input:?}");
+    }
+}
+
+#[test]
 fn one_model_runs_from_several_threads_at_once() {
     let network = compile_source("model.conv", MODEL).unwrap();
     let model = Arc::new(CompiledModel::new(network.clone(), Backend::Jit));
