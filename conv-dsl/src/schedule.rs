@@ -36,8 +36,11 @@ pub struct Target {
 }
 
 impl Target {
-    /// The default [`Target::part_macs`]: 2^20 multiply-adds, 10–30 µs of work here.
-    pub const PART_MACS: u64 = 1 << 20;
+    /// The default [`Target::part_macs`]: 2^19 multiply-adds, 5–50 µs of work here. Measured on
+    /// 2 threads (`convgen bench --threads 2`): at 2^19 the 1.8 M-MAC depthwise layers of the
+    /// suite gain up to 1.3x and none of the smaller ones lose; at 2^18 a 0.7 M-MAC layer
+    /// (dw3_s1_c384_14) ran 1.25x slower, waking the other thread costing more than it saved.
+    pub const PART_MACS: u64 = 1 << 19;
     /// Cranelift 0.135 on x86-64: 128-bit vectors, 16 xmm registers of which 2 stay free for
     /// temporaries (its FMA lowering copies the accumulator). Measured on the development machine
     /// (`convgen bench`, medians, same session): a dense tile of 4 pixels × 2 channel vectors
