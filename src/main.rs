@@ -351,11 +351,11 @@ fn inspect(
             }
         }
         Emit::Rust => {
-            if layer.is_some() || shape.is_some() || !schedules.is_empty() {
+            if layer.is_some() || shape.is_some() || !schedules.is_empty() || threads != 1 {
                 return Err(Error::File {
                     path: model.into(),
-                    message: "`--emit rust` shows the whole `conv!` module for the model's declared shape; \
-                              `--layer`, `--shape` and `--schedule` do not apply to it"
+                    message: "`--emit rust` shows the whole `conv!` module for the model's declared shape, run \
+                              on one thread; `--layer`, `--shape`, `--schedule` and `--threads` do not apply to it"
                         .to_string(),
                 });
             }

@@ -791,6 +791,11 @@ fn inspect_ir_clif_asm_and_rust() {
     syn::parse_file(&rust.stdout).expect("the expansion parses as a Rust file");
     convgen(dir, ["inspect", block, "--emit", "rust", "--layer", "dw"])
         .assert_one_line_failure(&["`--emit rust`", "do not apply"]);
+    convgen(dir, ["inspect", block, "--emit", "rust", "--threads", "2"]).assert_one_line_failure(&[
+        "`--emit rust`",
+        "`--threads`",
+        "do not apply",
+    ]);
 }
 
 #[test]

@@ -22,3 +22,24 @@ fn good_corpus_ir() {
         insta::assert_snapshot!(listing);
     });
 }
+
+/// A model lowered for 2 threads with every stage split (`part_macs: 0`): each step's parts and
+/// where their windows of the output start.
+#[test]
+fn split_ir() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/good/separable.conv");
+    let text = std::fs::read_to_string(path).expect("corpus files are readable");
+    let network = compile_source("model.conv", &text).expect("good corpus files check");
+    let shape = network.example_input_shape(1, 9);
+    let binding = bind(&network, &shape).expect("binds");
+    let target = Target { threads: 2, part_macs: 0, ..Target::CRANELIFT_X86_64 };
+    let plan = lower::lower(&network, &binding, target, &|_| None).expect("lowers");
+    let mut listing = format!("// input {shape:?}, {} steps\n", plan.steps.len());
+    for step in &plan.steps {
+        let part = step.part.map_or(String::new(), |part| {
+            format!(", part {} of {} from element {}", part.index + 1, part.count, part.start)
+        });
+        listing.push_str(&format!("// step {}{part}\n{}", step.layer, step.function));
+    }
+    insta::assert_snapshot!(listing);
+}
