@@ -304,17 +304,15 @@ pub fn lower(
                     if let Some(fusion) = residual {
                         args.push(Arg::Value(value_of(fusion.other, &layer_values)));
                     }
-                    let count = parts.len() as u32;
-                    for (index, (function, window)) in (0..count).zip(parts) {
-                        let mut args = args.clone();
-                        // Each part its own scratch buffer.
-                        if let Some(len) = scratch {
-                            plan.values.push(len);
-                            args.push(Arg::Value(plan.values.len() - 1));
-                        }
-                        let part = window.map(|start| Part { index, count, window: 1, start });
-                        plan.steps.push(Step { layer: name.clone(), schedule: Some(schedule), function, args, part });
-                    }
+                    // Each part its own scratch buffer.
+                    let values = &mut plan.values;
+                    let scratch = || {
+                        scratch.map(|len| {
+                            values.push(len);
+                            Arg::Value(values.len() - 1)
+                        })
+                    };
+                    push_parts(&mut plan.steps, &name, Some(schedule), parts, &args, scratch);
                     current = output;
                 }
                 layer_values.push(current);
@@ -336,26 +334,38 @@ pub fn lower(
     push_parts(
         &mut steps,
         &format!("{}.to_internal", network.input.name),
+        None,
         convert(&binding.input, network.input.layout, to_internal, true),
         &[Arg::Input, Arg::Value(0)],
+        || None,
     );
     push_parts(
         &mut plan.steps,
         &format!("{}.to_user", network.layers[network.output].name),
+        None,
         convert(output_shape, network.input.layout, to_user, false),
         &[Arg::Value(output_value), Arg::Output],
+        || None,
     );
     plan.steps.splice(0..0, steps);
     Ok(plan)
 }
 
-/// Pushes the steps of a conversion: one function, or its parts (each writing a window of
-/// argument 1).
-fn push_parts(steps: &mut Vec<Step>, layer: &str, parts: Vec<Split>, args: &[Arg]) {
+/// Pushes the steps of a stage or conversion: one function, or its parts (each writing a window of
+/// argument 1), each passed `args` and then the argument `own` gives it, if any.
+fn push_parts(
+    steps: &mut Vec<Step>,
+    layer: &str,
+    schedule: Option<Schedule>,
+    parts: Vec<Split>,
+    args: &[Arg],
+    mut own: impl FnMut() -> Option<Arg>,
+) {
     let count = parts.len() as u32;
     for (index, (function, window)) in (0..count).zip(parts) {
         let part = window.map(|start| Part { index, count, window: 1, start });
-        steps.push(Step { layer: layer.to_string(), schedule: None, function, args: args.to_vec(), part });
+        let args = args.iter().copied().chain(own()).collect();
+        steps.push(Step { layer: layer.to_string(), schedule, function, args, part });
     }
 }
 
@@ -455,44 +465,49 @@ fn convert(logical: &[u64], layout: Layout, target: Target, to_internal: bool) -
     // channels-first user tensor, in quads).
     let threads = u64::from(target.threads.max(1));
     let elements = batch * channels * positions;
-    let by_channels = !to_internal && layout == Layout::ChannelsFirst;
-    let (extent, unit) = match (batch > 1, by_channels) {
-        (true, _) => (batch, 1),
-        (false, true) => (channels, size),
-        (false, false) => (positions, CONVERT_BLOCK),
+    // The split axis: its extent, the unit its ranges are multiples of, and the destination's
+    // elements per position along it (the windows are contiguous: it is the outermost axis split).
+    let destination_image = if to_internal { padded_channels * positions } else { channels * positions };
+    let (axis, extent, unit, stride) = if batch > 1 {
+        (0, batch, 1, destination_image)
+    } else if !to_internal && layout == Layout::ChannelsFirst {
+        (1, channels, size, positions)
+    } else {
+        (2, positions, CONVERT_BLOCK, if to_internal { padded_channels } else { channels })
     };
-    let units = extent.div_ceil(unit);
     let worth = elements.saturating_mul(CONVERT_WORK) >= target.part_macs.saturating_mul(threads);
-    let count = if worth { threads.min(units) } else { 1 };
+    let count = part_count(worth, threads, extent.div_ceil(unit));
     (0..count)
         .map(|part| {
-            let range = (units * part / count * unit).min(extent)..(units * (part + 1) / count * unit).min(extent);
+            let range = part_range(extent, unit, count, part);
+            let (start, end) = (range.start * stride, range.end * stride);
             let mut region = ConvertRegion { batch: 0..batch, channels: 0..channels, positions: 0..positions };
-            match (batch > 1, by_channels) {
-                (true, _) => region.batch = range,
-                (false, true) => region.channels = range,
-                (false, false) => region.positions = range,
+            match axis {
+                0 => region.batch = range,
+                1 => region.channels = range,
+                _ => region.positions = range,
             }
             let mut function = convert_region(logical, layout, lanes, to_internal, &region);
             if count == 1 {
                 return (function, None);
             }
-            // The destination's window: contiguous, as the split is along its outermost axis.
-            let (per_image, per_unit) = match (to_internal, layout) {
-                (true, _) => (padded_channels * positions, padded_channels),
-                (false, Layout::ChannelsFirst) => (channels * positions, positions),
-                (false, Layout::ChannelsLast) => (channels * positions, channels),
-            };
-            let (start, end) = match (batch > 1, by_channels) {
-                (true, _) => (region.batch.start * per_image, region.batch.end * per_image),
-                (false, true) => (region.channels.start * per_unit, region.channels.end * per_unit),
-                (false, false) => (region.positions.start * per_unit, region.positions.end * per_unit),
-            };
             function.name = format!("{}.part{part}", function.name);
             function.rebase(BufferId(1), start, end - start);
             (function, Some(start))
         })
         .collect()
+}
+
+/// How many parts a split of `units` units makes: `threads` of them when the work is `worth` it,
+/// no more than there are units, at least 1.
+fn part_count(worth: bool, threads: u64, units: u64) -> u64 {
+    if worth { threads.min(units).max(1) } else { 1 }
+}
+
+/// Part `part` of `count` near-equal ranges of `0..extent`, each starting at a multiple of `unit`.
+fn part_range(extent: u64, unit: u64, count: u64, part: u64) -> Range<u64> {
+    let units = extent.div_ceil(unit);
+    (units * part / count * unit).min(extent)..(units * (part + 1) / count * unit).min(extent)
 }
 
 /// A layout conversion's work is memory traffic: an element moved counts as this many
@@ -870,18 +885,14 @@ fn convolution(
     // A stage with enough work is split into parts along the outermost of n, d, h, w with more
     // than one position: each part computes a contiguous window of the output.
     let extents = [batch, output3[0], output3[1], output3[2]];
-    let out_dim_strides = [out_strides[0], out_strides[1], out_strides[2], out_strides[3]];
     let macs = batch * output3.iter().product::<u64>() * conv.out_channels * in_per_group * taps;
     let split = (0..4).find(|&dim| extents[dim] > 1).unwrap_or(3);
-    let count = if macs >= target.part_macs.saturating_mul(u64::from(threads)) {
-        u64::from(threads).min(extents[split])
-    } else {
-        1
-    };
-    let regions: Vec<(Region, Range<u64>)> = (0..count.max(1))
+    let worth = macs >= target.part_macs.saturating_mul(u64::from(threads));
+    let count = part_count(worth, u64::from(threads), extents[split]);
+    let regions: Vec<(Region, Range<u64>)> = (0..count)
         .map(|part| {
-            let range = extents[split] * part / count.max(1)..extents[split] * (part + 1) / count.max(1);
-            let window = range.start * out_dim_strides[split]..range.end * out_dim_strides[split];
+            let range = part_range(extents[split], 1, count, part);
+            let window = range.start * out_strides[split]..range.end * out_strides[split];
             let mut region = Region { batch: 0..batch, positions: [0..output3[0], 0..output3[1], 0..output3[2]] };
             match split {
                 0 => region.batch = range,

@@ -533,9 +533,9 @@ fn check_parts(plan: &Plan, analyses: &[codegen::Analysis]) -> Result<(), Error>
                 if arg_position == part.window {
                     continue;
                 }
-                let others = group.iter().enumerate().filter(|&(other, _)| other != index);
+                let mut others = group.iter().enumerate().filter(|&(other, _)| other != index);
                 let shared = Some(*arg) == window_arg
-                    || others.clone().any(|(_, other)| other.args.contains(arg))
+                    || others.any(|(_, other)| other.args.contains(arg))
                     || step.args.iter().filter(|candidate| *candidate == arg).count() > 1;
                 if stored && (shared || !matches!(arg, Arg::Value(_))) {
                     return Err(fail(format!(
