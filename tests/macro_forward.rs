@@ -103,6 +103,16 @@ convgen::conv! {
     }
 }
 
+convgen::conv! {
+    /// One depthwise layer of a channels-first input, computed in the user's layout (planar:
+    /// vectors of 8 along w, border vectors overwritten by the interior's), with a multiplier,
+    /// dilation along w and batch 2.
+    mod planar {
+        input x: [2, 3, 7, 21];
+        depthwise d(x) { kernel: 3, dilation: [1, 2], pad: same, multiplier: 2, act: relu6 }
+    }
+}
+
 convgen::conv_file!(
     /// The depthwise-separable block at [1, 32, 56, 56], from its file.
     mod block = "examples/models/block.conv"
@@ -182,7 +192,16 @@ differential!(conv2d_channels_last_matches_the_reference, rank2_nhwc);
 differential!(size_one_dims_match_the_reference, size_one);
 differential!(conv3d_matches_the_reference, rank3);
 differential!(conv3d_channels_last_matches_the_reference, rank3_ndhwc);
+differential!(planar_depthwise_matches_the_reference, planar);
 differential!(conv_file_block_matches_the_reference, block);
+
+#[test]
+fn one_depthwise_layer_is_computed_in_the_users_layout() {
+    let network = convgen::compile_source("planar", planar::MODEL_SOURCE).expect("the macro's model checks");
+    let plan = emit_rust::plan(&network).expect("lowers");
+    let kernels: Vec<_> = plan.steps.iter().map(|step| step.schedule.map(|schedule| schedule.kernel)).collect();
+    assert_eq!(kernels, [Some(convgen::conv_dsl::schedule::Kernel::Planar)], "one planar step, no conversions");
+}
 
 #[test]
 fn shape_constants_describe_the_model() {

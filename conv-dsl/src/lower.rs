@@ -39,6 +39,8 @@ use crate::ir::{Acc, Buffer, BufferId, Function, Index, LoopVar, Stmt, TILE_LANE
 use crate::schedule::{Kernel, Order, Schedule, Target, channel_vectors};
 use crate::spec::{Activation, Conv, Layout, Network, Op, Source};
 
+mod planar;
+
 /// A whole network, lowered for one concrete input shape.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
@@ -238,13 +240,16 @@ pub fn lower(
 
     // The input, converted to the internal layout (its steps are inserted first at the end).
     plan.values.push(internal_len(&binding.input));
-    let mut layer_values: Vec<usize> = Vec::new();
-    let value_of = |source: Source, layer_values: &[usize]| match source {
+    // Per layer, the value holding it; none for the one layer written straight to the user's output.
+    let mut layer_values: Vec<Option<usize>> = Vec::new();
+    let value_of = |source: Source, layer_values: &[Option<usize>]| match source {
         Source::Input => 0,
-        Source::Layer(index) => layer_values[index],
+        // A layer in the user's layout has no reader (`user_layout_layer`).
+        Source::Layer(index) => layer_values[index].expect("a layer read by another has a value"),
     };
 
     let fusions = residual_fusions(network);
+    let user_layout = user_layout_layer(network, &fusions);
     for (index, layer) in network.layers.iter().enumerate() {
         let bound_layer = &binding.layers[index];
         match &layer.op {
@@ -268,20 +273,28 @@ pub fn lower(
                     ],
                     part: None,
                 });
-                layer_values.push(output);
+                layer_values.push(Some(output));
             }
             Op::Conv { source, .. } | Op::Separable { source, .. } => {
                 let mut current = value_of(*source, &layer_values);
                 let fusion = fusions.iter().find(|fusion| fusion.conv == index);
                 let stages = layer.op.stages().len();
+                let mut in_user_layout = false;
                 for (stage, ((suffix, conv), bound)) in
                     layer.op.stages().into_iter().zip(&bound_layer.stages).enumerate()
                 {
                     // Only the last stage's store carries the fused `add`.
                     let residual = fusion.filter(|_| stage + 1 == stages);
                     let name = format!("{}{suffix}", layer.name);
-                    let auto = Schedule::auto(conv, bound, target);
-                    let schedule = schedule_for(&name).unwrap_or(auto);
+                    let schedule_error = |reason: String| Error::Schedule { layer: name.clone(), reason };
+                    let planar = user_layout == Some(index);
+                    let (rows, vectors) = planar::default_tile(conv);
+                    let default_planar = Schedule::planar(lanes, rows, vectors);
+                    let schedule = match schedule_for(&name) {
+                        Some(schedule) => schedule,
+                        None if planar && planar::worth(conv, bound, default_planar) => default_planar,
+                        None => Schedule::auto(conv, bound, target),
+                    };
                     schedule
                         .validate(conv)
                         .and_then(|()| {
@@ -291,7 +304,22 @@ pub fn lower(
                                 Err(format!("lanes must be 1 or the target's {lanes}"))
                             }
                         })
-                        .map_err(|reason| Error::Schedule { layer: name.clone(), reason })?;
+                        .map_err(schedule_error)?;
+                    if schedule.kernel == Kernel::Planar {
+                        if !planar {
+                            return Err(schedule_error(PLANAR_ONLY.into()));
+                        }
+                        let (parts, packings) =
+                            planar::planar(&name, conv, bound, schedule, target).map_err(schedule_error)?;
+                        let mut args = vec![Arg::Input, Arg::Output];
+                        for (kind, packing, len) in packings {
+                            plan.params.push(PackedParam { source: format!("{name}.{kind}"), len, packing });
+                            args.push(Arg::Param(plan.params.len() - 1));
+                        }
+                        push_parts(&mut plan.steps, &name, Some(schedule), parts, &args, || None);
+                        in_user_layout = true;
+                        continue;
+                    }
                     plan.values.push(internal_len(&bound.output));
                     let output = plan.values.len() - 1;
                     let (parts, packings, scratch) =
@@ -315,12 +343,11 @@ pub fn lower(
                     push_parts(&mut plan.steps, &name, Some(schedule), parts, &args, scratch);
                     current = output;
                 }
-                layer_values.push(current);
+                layer_values.push((!in_user_layout).then_some(current));
             }
         }
     }
 
-    let output_value = layer_values[network.output];
     let output_shape = &binding.layers[network.output].shape;
     // A conversion is split only next to a split stage: each part's elements then stay in the
     // cache of the core that computes (or computed) them — measured, a split conversion next to a
@@ -329,26 +356,51 @@ pub fn lower(
         let step = plan.steps.iter().find(|step| step.args.get(position) == Some(&Arg::Value(value)));
         if step.is_some_and(|step| step.part.is_some()) { target } else { Target { threads: 1, ..target } }
     };
-    let (to_internal, to_user) = (split_beside(0, 0), split_beside(output_value, 1));
-    let mut steps = Vec::new();
-    push_parts(
-        &mut steps,
-        &format!("{}.to_internal", network.input.name),
-        None,
-        convert(&binding.input, network.input.layout, to_internal, true),
-        &[Arg::Input, Arg::Value(0)],
-        || None,
-    );
-    push_parts(
-        &mut plan.steps,
-        &format!("{}.to_user", network.layers[network.output].name),
-        None,
-        convert(output_shape, network.input.layout, to_user, false),
-        &[Arg::Value(output_value), Arg::Output],
-        || None,
-    );
-    plan.steps.splice(0..0, steps);
+    // The output is converted unless it was written in the user's layout; the input unless no
+    // step reads its converted value (whose buffer is then empty).
+    let to_internal = split_beside(0, 0);
+    let to_user = layer_values[network.output].map(|value| (value, split_beside(value, 1)));
+    if let Some((output_value, to_user)) = to_user {
+        push_parts(
+            &mut plan.steps,
+            &format!("{}.to_user", network.layers[network.output].name),
+            None,
+            convert(output_shape, network.input.layout, to_user, false),
+            &[Arg::Value(output_value), Arg::Output],
+            || None,
+        );
+    }
+    if plan.steps.iter().any(|step| step.args.contains(&Arg::Value(0))) {
+        let mut steps = Vec::new();
+        push_parts(
+            &mut steps,
+            &format!("{}.to_internal", network.input.name),
+            None,
+            convert(&binding.input, network.input.layout, to_internal, true),
+            &[Arg::Input, Arg::Value(0)],
+            || None,
+        );
+        plan.steps.splice(0..0, steps);
+    } else {
+        plan.values[0] = 0;
+    }
     Ok(plan)
+}
+
+/// Why a [`Kernel::Planar`] schedule was refused for a stage that is not where it can run.
+const PLANAR_ONLY: &str = "kernel=planar computes in the user's channels-first layout: only a one-stage \
+    depthwise layer that reads the model's input and is its output, used by no other layer, can";
+
+/// The layer that may be computed in the user's layout ([`Kernel::Planar`]), reading the user's
+/// input and writing the user's output with no conversion: the output layer, when it is a
+/// one-stage convolution of a channels-first model input, read by no other layer and with no `add`
+/// fused into it.
+fn user_layout_layer(network: &Network, fusions: &[ResidualFusion]) -> Option<usize> {
+    let output = network.output;
+    let reads_input = matches!(network.layers[output].op, Op::Conv { source: Source::Input, .. });
+    let read_by_others = network.layers.iter().any(|layer| layer.op.sources().contains(&Source::Layer(output)));
+    let fused = fusions.iter().any(|fusion| fusion.conv == output);
+    (network.input.layout == Layout::ChannelsFirst && reads_input && !read_by_others && !fused).then_some(output)
 }
 
 /// Pushes the steps of a stage or conversion: one function, or its parts (each writing a window of
@@ -419,6 +471,18 @@ pub fn padded(value: u64, lanes: u32) -> u64 {
     value.div_ceil(u64::from(lanes)) * u64::from(lanes)
 }
 
+/// Names `function` (lanes, buffers and body built) for part `part.0` of `part.1` of stage
+/// `name` and, when there are several, rebases its output (buffer 1) to `window`.
+fn as_part(name: &str, mut function: Function, (part, count): (u64, u64), window: &Range<u64>) -> Split {
+    if count == 1 {
+        function.name = name.to_string();
+        return (function, None);
+    }
+    function.name = format!("{name}.part{part}");
+    function.rebase(BufferId(1), window.start, window.end - window.start);
+    (function, Some(window.start))
+}
+
 /// Allocates loop variables and accumulators while a function is built.
 #[derive(Default)]
 struct Builder {
@@ -427,6 +491,18 @@ struct Builder {
 }
 
 impl Builder {
+    /// The function of `body`, with the loop variables and accumulators it used (unnamed).
+    fn function(&self, lanes: u32, buffers: Vec<Buffer>, body: Vec<Stmt>) -> Function {
+        Function {
+            name: String::new(),
+            lanes,
+            buffers,
+            body,
+            accumulators: self.accumulators,
+            loop_vars: self.loop_vars,
+        }
+    }
+
     fn var(&mut self) -> LoopVar {
         self.loop_vars += 1;
         LoopVar(self.loop_vars - 1)
@@ -1049,19 +1125,8 @@ fn convolution(
                 })
             }
         };
-        let mut function = Function {
-            name: if count > 1 { format!("{name}.part{part}") } else { name.to_string() },
-            lanes: if schedule.kernel == Kernel::Tile { plan_lanes } else { lanes },
-            buffers: buffers.clone(),
-            body,
-            accumulators: builder.accumulators,
-            loop_vars: builder.loop_vars,
-        };
-        if count == 1 {
-            return (function, None);
-        }
-        function.rebase(output, window.start, window.end - window.start);
-        (function, Some(window.start))
+        let lanes = if schedule.kernel == Kernel::Tile { plan_lanes } else { lanes };
+        as_part(name, builder.function(lanes, buffers.clone(), body), (part as u64, count), window)
     })
     .collect();
 

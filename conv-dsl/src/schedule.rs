@@ -113,6 +113,12 @@ pub enum Kernel {
     /// generator emits as a call to a kernel compiled for AVX2 + FMA (the JIT, whose own vectors
     /// are 128-bit) or inline. Vectors of [`crate::ir::TILE_LANES`] output channels.
     Tile,
+    /// A depthwise stage computed in the user's channels-first layout, vectors along the
+    /// innermost spatial axis (w), a small window's weights in registers; a tile is `tile_width`
+    /// output rows, which share their input rows, × `tile_channels` vectors along w ([`crate::lower`]'s `planar`). Only for a stage that
+    /// reads the model's channels-first input and is its output, so that neither needs a layout
+    /// conversion; chosen by [`crate::lower::lower`] there, not by [`Schedule::auto`].
+    Planar,
 }
 
 impl Schedule {
@@ -171,11 +177,20 @@ impl Schedule {
         Schedule::new(lanes, tile_width, tile_channels)
     }
 
+    /// A [`Kernel::Planar`] schedule: vectors of `lanes` positions along w, tiles of `rows` output
+    /// rows × `vectors` vectors side by side (`tile_width` × `tile_channels`).
+    pub const fn planar(lanes: u32, rows: u32, vectors: u32) -> Schedule {
+        Schedule { lanes, tile_width: rows, tile_channels: vectors, kernel: Kernel::Planar, order: Order::Pixels }
+    }
+
     /// Checks that this schedule can run `conv` (a vector width that the grouping allows, tiles of
     /// at least 1).
     pub fn validate(&self, conv: &Conv) -> Result<(), String> {
         if self.kernel == Kernel::Tile {
             return self.validate_tile(conv);
+        }
+        if self.kernel == Kernel::Planar {
+            return self.validate_planar(conv);
         }
         if ![1, 4, 8].contains(&self.lanes) {
             return Err(format!("lanes must be 1, 4 or 8, not {}", self.lanes));
@@ -198,6 +213,29 @@ impl Schedule {
 }
 
 impl Schedule {
+    fn validate_planar(&self, conv: &Conv) -> Result<(), String> {
+        if ![1, 4, 8].contains(&self.lanes) {
+            return Err(format!("lanes must be 1, 4 or 8, not {}", self.lanes));
+        }
+        let (rows, vectors) = (self.tile_width, self.tile_channels);
+        if rows == 0 || vectors == 0 || rows * vectors > PLANAR_MAX_ACCUMULATORS {
+            return Err(format!(
+                "a planar tile is R rows × V vectors along w (`tile=RxV`), 1 to {PLANAR_MAX_ACCUMULATORS} \
+                 accumulators; {rows}x{vectors} is not"
+            ));
+        }
+        if conv.in_channels != conv.groups {
+            return Err(format!(
+                "kernel=planar computes depthwise layers (one input channel per group); this one has {} in {} groups",
+                conv.in_channels, conv.groups
+            ));
+        }
+        if conv.stride.last().is_some_and(|&stride| stride != 1) {
+            return Err("kernel=planar needs stride 1 along the innermost axis (its vectors run along it)".into());
+        }
+        Ok(())
+    }
+
     fn validate_tile(&self, conv: &Conv) -> Result<(), String> {
         if self.lanes != TILE_LANES {
             return Err(format!("the tile kernel computes vectors of {TILE_LANES} lanes, not {}", self.lanes));
@@ -220,6 +258,9 @@ impl Schedule {
     }
 }
 
+/// The most accumulators (rows × vectors) of a [`Kernel::Planar`] tile.
+pub const PLANAR_MAX_ACCUMULATORS: u32 = 8;
+
 /// The tile kernel's default tile: pixels × vectors of [`TILE_LANES`] channels.
 const TILE_AUTO: (u32, u32) = (6, 2);
 /// The depthwise tile kernel's default tile.
@@ -239,13 +280,16 @@ fn tile_kernel_fits(conv: &Conv) -> bool {
     }
 }
 
-/// `lanes=4,tile=4x3` (and `,kernel=tile`, `,order=channels` where not the default): the form
+/// `lanes=4,tile=4x3` (and `,kernel=tile` or `,kernel=planar`, `,order=channels` where not the
+/// default): the form
 /// [`Schedule::from_str`] reads.
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "lanes={},tile={}x{}", self.lanes, self.tile_width, self.tile_channels)?;
-        if self.kernel == Kernel::Tile {
-            write!(f, ",kernel=tile")?;
+        match self.kernel {
+            Kernel::Inline => {}
+            Kernel::Tile => write!(f, ",kernel=tile")?,
+            Kernel::Planar => write!(f, ",kernel=planar")?,
         }
         match self.order {
             Order::Pixels => Ok(()),
@@ -256,7 +300,8 @@ impl fmt::Display for Schedule {
 
 /// Reads `lanes=L,tile=WxC[,kernel=K][,order=O]` (`lanes` and `tile` required, in any order): `L`
 /// lanes per vector, a register tile of `W` pixels by `C` channel vectors, computed by the loop IR
-/// (`kernel=inline`, the default) or the tile microkernel (`kernel=tile`, `L` = 8), with pixels
+/// (`kernel=inline`, the default), the tile microkernel (`kernel=tile`, `L` = 8) or in the user's
+/// channels-first layout (`kernel=planar`, `tile=RxV`: `R` rows × `V` vectors along w), with pixels
 /// (`order=pixels`, the default) or channel blocks (`order=channels`) outermost. Whether the
 /// schedule fits a layer is checked when the layer is lowered ([`Schedule::validate`]).
 impl std::str::FromStr for Schedule {
@@ -283,7 +328,8 @@ impl std::str::FromStr for Schedule {
                     kernel = match value.trim() {
                         "inline" => Kernel::Inline,
                         "tile" => Kernel::Tile,
-                        other => return Err(format!("`kernel` is `inline` or `tile`, not `{other}`")),
+                        "planar" => Kernel::Planar,
+                        other => return Err(format!("`kernel` is `inline`, `tile` or `planar`, not `{other}`")),
                     }
                 }
                 "order" => {
@@ -333,7 +379,8 @@ mod tests {
     #[test]
     fn text_form_round_trips() {
         let channels_outer = Schedule { order: Order::Channels, ..Schedule::tile_kernel(4, 3) };
-        for schedule in [Schedule::new(4, 3, 2), Schedule::tile_kernel(4, 3), channels_outer] {
+        for schedule in [Schedule::new(4, 3, 2), Schedule::tile_kernel(4, 3), channels_outer, Schedule::planar(4, 4, 1)]
+        {
             assert_eq!(schedule.to_string().parse::<Schedule>(), Ok(schedule));
         }
         assert_eq!(" tile = 1x1 , lanes=1".parse::<Schedule>(), Ok(Schedule::new(1, 1, 1)));
@@ -347,7 +394,7 @@ mod tests {
             ("lanes=four,tile=4x3", "lanes must be a whole number"),
             ("lanes=4,tile=43", "`tile` is `WxC`"),
             ("lanes=4,tile=4x3,unroll=2", "unknown schedule key `unroll`"),
-            ("lanes=8,tile=4x3,kernel=avx2", "`kernel` is `inline` or `tile`"),
+            ("lanes=8,tile=4x3,kernel=avx2", "`kernel` is `inline`, `tile` or `planar`"),
             ("", "has no `=`"),
         ] {
             let error = text.parse::<Schedule>().unwrap_err();

@@ -35,6 +35,13 @@ fn check_file(path: &std::path::Path) {
         ("1x1 tiles", Target::CRANELIFT_X86_64, Some(Schedule::new(4, 1, 1))),
         ("3x2 tiles", Target::CRANELIFT_X86_64, Some(Schedule::new(4, 3, 2))),
         ("scalar 5x3", Target::CRANELIFT_X86_64, Some(Schedule::new(1, 5, 3))),
+        // The user's layout, where a model is one depthwise layer (else a scalar fallback).
+        ("planar 3x2", Target::CRANELIFT_X86_64, Some(Schedule::planar(4, 3, 2))),
+        (
+            "planar scalar 2x1, 2 parts",
+            Target { threads: 2, part_macs: 0, ..Target::CRANELIFT_X86_64 },
+            Some(Schedule::planar(1, 2, 1)),
+        ),
     ];
     for (label, target, forced) in schedules {
         let plan = lower::lower(&network, &binding, target, &|_| forced.filter(|_| true));
@@ -100,4 +107,40 @@ fn residual_adds_fuse_into_the_convolution_store() {
             assert!((got - want).abs() <= TOLERANCE * (1.0 + want.abs()), "{text}: {got} vs {want}");
         }
     }
+}
+
+/// `kernel=planar` is refused, with the reason, where it cannot run: a layer that is not the
+/// model's one layer, a dense layer, a stride along w, rows too short for the vectors.
+#[test]
+fn planar_schedules_are_refused_where_they_cannot_run() {
+    let planar = conv_dsl::schedule::Schedule::planar(4, 2, 1);
+    let cases = [
+        ("input x: [1, 4, 9, 20]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 4 }", "only a one-stage"),
+        ("input x: [1, 4, 9, 20] layout nhwc; depthwise d(x) { kernel: 3, pad: 1 }", "only a one-stage"),
+        ("input x: [1, 4, 9, 20]; conv d(x) { out: 4, kernel: 3, pad: 1 }", "depthwise layers"),
+        ("input x: [1, 4, 9, 20]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", "stride 1 along the innermost"),
+        ("input x: [1, 4, 9, 5]; depthwise d(x) { kernel: 3, pad: 1 }", "these rows have 3"),
+    ];
+    for (text, expected) in cases {
+        let network = compile_source("model.conv", text).expect("the case checks");
+        let binding = bind(&network, &network.example_input_shape(1, 9)).expect("binds");
+        let error = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| Some(planar))
+            .expect_err("planar does not fit");
+        assert!(
+            matches!(error, conv_dsl::Error::Schedule { .. }) && error.to_string().contains(expected),
+            "{text}: {error}"
+        );
+    }
+}
+
+/// Where a model is one depthwise layer of a channels-first input, the automatic schedule
+/// computes it in the user's layout: one step, reading the input and writing the output.
+#[test]
+fn one_depthwise_layer_needs_no_conversions() {
+    let network = compile_source("model.conv", "input x: [1, 4, 9, 20]; depthwise d(x) { kernel: 3, pad: 1 }").unwrap();
+    let binding = bind(&network, &[1, 4, 9, 20]).unwrap();
+    let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).unwrap();
+    assert_eq!(plan.steps.len(), 1);
+    assert_eq!(plan.steps[0].args[..2], [lower::Arg::Input, lower::Arg::Output]);
+    assert_eq!(plan.values, [0], "the unread converted input has no buffer");
 }

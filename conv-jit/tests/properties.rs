@@ -217,13 +217,14 @@ fn pad(rank: usize) -> impl Strategy<Value = Pad> {
     ]
 }
 
-/// Inline schedules of 1 or 4 lanes, and tile-kernel ones (a layer they do not fit runs a scalar
-/// schedule of the same tile instead: `common::check_network`), with either loop order.
+/// Inline schedules of 1 or 4 lanes, tile-kernel and planar ones (a layer they do not fit runs a
+/// scalar schedule of the same tile instead: `common::check_network`), with either loop order.
 fn schedule() -> impl Strategy<Value = Schedule> {
     let tile = prop_oneof![
         3 => (prop_oneof![Just(1u32), Just(4u32)], 1u32..=5, 1u32..=4)
             .prop_map(|(lanes, tile_width, tile_channels)| Schedule::new(lanes, tile_width, tile_channels)),
         1 => (1u32..=6, 1u32..=2).prop_map(|(tile_width, tile_channels)| Schedule::tile_kernel(tile_width, tile_channels)),
+        1 => (1u32..=4, 1u32..=2).prop_map(|(rows, vectors)| Schedule::planar(4, rows, vectors)),
     ];
     (tile, any::<bool>()).prop_map(|(schedule, channels_outer)| Schedule {
         order: if channels_outer { Order::Channels } else { Order::Pixels },
@@ -280,6 +281,57 @@ fn case() -> impl Strategy<Value = Case> {
         })
 }
 
+/// Depthwise layers (any multiplier, channels-first, stride 1 along w) with rows long enough for
+/// [`Kernel::Planar`]'s vectors of 4 — and two planar schedules (rows × vectors, 1 or 4 lanes).
+fn planar_case() -> impl Strategy<Value = Case> {
+    (1usize..=3)
+        .prop_flat_map(|rank| {
+            let axes = move |values: std::ops::RangeInclusive<usize>| proptest::collection::vec(values, rank);
+            let geometry =
+                (axes(1..=4), axes(1..=3), axes(1..=2), pad(rank)).prop_map(|(kernel, mut stride, dilation, pad)| {
+                    *stride.last_mut().expect("rank ≥ 1") = 1;
+                    Geometry { kernel, stride, dilation, pad }
+                });
+            (geometry, 1usize..=9, 1usize..=3)
+        })
+        .prop_flat_map(|(geometry, channels, multiplier)| {
+            let rank = geometry.kernel.len();
+            // Rows with 9 to 17 positions whose taps are all inside, so that vectors of 4 fit
+            // whatever the padding.
+            let spatial: Vec<_> = (0..rank)
+                .map(|axis| {
+                    let window = geometry.dilation[axis] * (geometry.kernel[axis] - 1) + 1;
+                    let least = geometry.min_input(axis);
+                    if axis + 1 == rank { window + 8..=window + 16 } else { least..=least + 3 }
+                })
+                .collect();
+            let planar = (prop_oneof![Just(1u32), Just(4u32)], 1u32..=4, 1u32..=2)
+                .prop_map(|(lanes, rows, vectors)| Schedule::planar(lanes, rows, vectors));
+            (
+                Just(geometry),
+                Just(Kind::Depthwise { channels, multiplier }),
+                spatial,
+                1usize..=2,
+                any::<bool>(),
+                activation(),
+                [planar.clone(), planar],
+                any::<u64>(),
+            )
+        })
+        .prop_map(|(geometry, kind, spatial, batch, bias, act, schedules, seed)| Case {
+            kind,
+            geometry,
+            batch,
+            spatial,
+            channels_last: false,
+            bias,
+            act,
+            residual: None,
+            schedules,
+            seed,
+        })
+}
+
 fn config() -> ProptestConfig {
     // No regression files: a failure prints the minimal case, and its DSL text, instead.
     ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(CASES) }
@@ -301,6 +353,30 @@ proptest! {
             Choice::new(&format!("forced {first}"), Target::CRANELIFT_X86_64, Some(first)),
             Choice::new(&format!("forced {second}, 2 parts"), common::split(2), Some(second)),
             Choice::new("auto/tile kernels, 3 parts", Target { microkernels: true, ..common::split(3) }, None),
+        ];
+        common::check_network("case", &network, &case.shape(), case.seed, &choices)
+            .map_err(|message| TestCaseError::fail(format!("{message}\n{source}")))?;
+    }
+
+    /// The planar lowering (the user's layout, vectors along w) on layers it can compute: it must
+    /// lower with both schedules (so the comparison tests it, not a fallback), and run like the
+    /// interpreters, alone and in parts.
+    #[test]
+    fn planar_layers_run_like_the_interpreters(case in planar_case()) {
+        let source = case.source();
+        let network = conv_dsl::compile_source("case.conv", &source)
+            .map_err(|error| TestCaseError::fail(format!("generated invalid DSL:\n{source}\n{error}")))?;
+        let binding = conv_dsl::bind(&network, &case.shape()).map_err(|error| TestCaseError::fail(error.to_string()))?;
+        let [first, second] = case.schedules;
+        for schedule in [first, second] {
+            let plan = conv_dsl::lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| Some(schedule));
+            let plan = plan.map_err(|error| TestCaseError::fail(format!("{schedule}: {error}\n{source}")))?;
+            prop_assert!(plan.steps.iter().all(|step| step.args[..2] == [conv_dsl::lower::Arg::Input, conv_dsl::lower::Arg::Output]));
+        }
+        let choices = [
+            Choice::new("auto/cranelift", Target::CRANELIFT_X86_64, None),
+            Choice::new(&format!("forced {first}"), Target::CRANELIFT_X86_64, Some(first)),
+            Choice::new(&format!("forced {second}, 3 parts"), common::split(3), Some(second)),
         ];
         common::check_network("case", &network, &case.shape(), case.seed, &choices)
             .map_err(|message| TestCaseError::fail(format!("{message}\n{source}")))?;
