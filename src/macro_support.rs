@@ -174,6 +174,13 @@ pub fn load<const L: usize>(buffer: &[f32], index: usize) -> [f32; L] {
     vector
 }
 
+/// `buffer[index + 2·l]` in lane `l`.
+#[inline(always)]
+pub fn load_even<const L: usize>(buffer: &[f32], index: usize) -> [f32; L] {
+    let row = &buffer[index..index + 2 * L - 1];
+    std::array::from_fn(|lane| row[2 * lane])
+}
+
 /// `buffer[index]` in every lane.
 #[inline(always)]
 pub fn splat<const L: usize>(buffer: &[f32], index: usize) -> [f32; L] {

@@ -113,6 +113,14 @@ convgen::conv! {
     }
 }
 
+convgen::conv! {
+    /// Planar with stride 2 along w (every other input element in a vector) and along h.
+    mod planar_stride2 {
+        input x: [1, 3, 9, 40];
+        depthwise d(x) { kernel: 3, stride: 2, pad: 1, act: relu }
+    }
+}
+
 convgen::conv_file!(
     /// The depthwise-separable block at [1, 32, 56, 56], from its file.
     mod block = "examples/models/block.conv"
@@ -193,14 +201,17 @@ differential!(size_one_dims_match_the_reference, size_one);
 differential!(conv3d_matches_the_reference, rank3);
 differential!(conv3d_channels_last_matches_the_reference, rank3_ndhwc);
 differential!(planar_depthwise_matches_the_reference, planar);
+differential!(planar_stride2_depthwise_matches_the_reference, planar_stride2);
 differential!(conv_file_block_matches_the_reference, block);
 
 #[test]
 fn one_depthwise_layer_is_computed_in_the_users_layout() {
-    let network = convgen::compile_source("planar", planar::MODEL_SOURCE).expect("the macro's model checks");
-    let plan = emit_rust::plan(&network).expect("lowers");
-    let kernels: Vec<_> = plan.steps.iter().map(|step| step.schedule.map(|schedule| schedule.kernel)).collect();
-    assert_eq!(kernels, [Some(convgen::conv_dsl::schedule::Kernel::Planar)], "one planar step, no conversions");
+    for source in [planar::MODEL_SOURCE, planar_stride2::MODEL_SOURCE] {
+        let network = convgen::compile_source("planar", source).expect("the macro's model checks");
+        let plan = emit_rust::plan(&network).expect("lowers");
+        let kernels: Vec<_> = plan.steps.iter().map(|step| step.schedule.map(|schedule| schedule.kernel)).collect();
+        assert_eq!(kernels, [Some(convgen::conv_dsl::schedule::Kernel::Planar)], "{source}: one planar step");
+    }
 }
 
 #[test]

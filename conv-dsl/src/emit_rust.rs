@@ -691,7 +691,7 @@ fn forward_and_kernels(plan: &Plan) -> (TokenStream, TokenStream) {
         mod kernels {
             #[allow(unused_imports)]
             use ::convgen::macro_support::{
-                TileShape, add, fma, hardswish, leaky_relu, load, relu, relu6, sigmoid, silu, splat, store, tile,
+                TileShape, add, fma, hardswish, leaky_relu, load, load_even, relu, relu6, sigmoid, silu, splat, store, tile,
                 transpose,
             };
 
@@ -926,6 +926,11 @@ impl Emitter<'_> {
                 let index = self.index(index);
                 quote!(load(#buffer, #index))
             }
+            Value::LoadEven { buffer, index } => {
+                let buffer = &self.names[buffer.0 as usize];
+                let index = self.index(index);
+                quote!(load_even(#buffer, #index))
+            }
             Value::Splat { buffer, index } => {
                 let buffer = &self.names[buffer.0 as usize];
                 let index = self.index(index);
@@ -958,7 +963,7 @@ impl Emitter<'_> {
 /// Calls `visit` on every index `value` reads.
 fn indices(value: &Value, visit: &mut impl FnMut(&Index)) {
     match value {
-        Value::Load { index, .. } | Value::Splat { index, .. } => visit(index),
+        Value::Load { index, .. } | Value::LoadEven { index, .. } | Value::Splat { index, .. } => visit(index),
         Value::Add(a, b) => {
             indices(a, visit);
             indices(b, visit);

@@ -16,7 +16,8 @@
 //!   the [`Stmt::Store`];
 //! - two statements are not per-lane operations: [`Stmt::Tile`], a register tile (or a strip of
 //!   them) computed by a named microkernel, which leaves its sums in a scratch buffer for the
-//!   IR's epilogue, and [`Stmt::Transpose`], a 4×4 block moved transposed (layout conversions).
+//!   IR's epilogue, and [`Stmt::Transpose`], a 4×4 block moved transposed (layout conversions);
+//!   one value gathers: [`Value::LoadEven`], every other element of a row (stride 2).
 //!
 //! The IR has a canonical text form (`Display`) for snapshots and `convgen inspect --emit ir`, and
 //! an interpreter ([`crate::ir_interp`]) so that lowering is checked against the reference
@@ -275,6 +276,14 @@ pub enum Value {
         /// The first element.
         index: Index,
     },
+    /// Every other element: lane `l` is element `index + 2·l` (a stride-2 row; the access spans
+    /// `index .. index + 2·lanes − 1`).
+    LoadEven {
+        /// The buffer read.
+        buffer: BufferId,
+        /// The first element.
+        index: Index,
+    },
     /// One element, in every lane.
     Splat {
         /// The buffer read.
@@ -382,7 +391,9 @@ impl Function {
     pub fn rebase(&mut self, buffer: BufferId, start: u64, len: u64) {
         fn rebase_value(value: &mut Value, buffer: BufferId, start: i64) {
             match value {
-                Value::Load { buffer: read, index } | Value::Splat { buffer: read, index } => {
+                Value::Load { buffer: read, index }
+                | Value::LoadEven { buffer: read, index }
+                | Value::Splat { buffer: read, index } => {
                     if *read == buffer {
                         index.offset -= start;
                     }
@@ -459,6 +470,7 @@ impl Value {
         match self {
             Value::Acc(acc) => write!(f, "a{}", acc.0),
             Value::Load { buffer, index } => write!(f, "{}[{index}]", name(buffer)),
+            Value::LoadEven { buffer, index } => write!(f, "even {}[{index}]", name(buffer)),
             Value::Splat { buffer, index } => write!(f, "splat {}[{index}]", name(buffer)),
             Value::Zero => write!(f, "0"),
             Value::Add(a, b) => {

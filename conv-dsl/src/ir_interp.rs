@@ -255,6 +255,13 @@ impl State<'_> {
                 let start = self.range(buffer.0 as usize, index.eval(&self.vars), self.lanes)?;
                 vector[..self.lanes].copy_from_slice(&buffers[buffer.0 as usize][start..start + self.lanes]);
             }
+            Value::LoadEven { buffer, index } => {
+                let span = 2 * self.lanes - 1;
+                let start = self.range(buffer.0 as usize, index.eval(&self.vars), span)?;
+                for (lane, x) in vector[..self.lanes].iter_mut().enumerate() {
+                    *x = buffers[buffer.0 as usize][start + 2 * lane];
+                }
+            }
             Value::Splat { buffer, index } => {
                 let start = self.range(buffer.0 as usize, index.eval(&self.vars), 1)?;
                 vector = [buffers[buffer.0 as usize][start]; MAX_LANES];

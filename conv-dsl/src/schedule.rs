@@ -230,8 +230,8 @@ impl Schedule {
                 conv.in_channels, conv.groups
             ));
         }
-        if conv.stride.last().is_some_and(|&stride| stride != 1) {
-            return Err("kernel=planar needs stride 1 along the innermost axis (its vectors run along it)".into());
+        if conv.stride.last().is_some_and(|&stride| stride > 2) {
+            return Err("kernel=planar needs stride 1 or 2 along the innermost axis (its vectors run along it)".into());
         }
         Ok(())
     }

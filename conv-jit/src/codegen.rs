@@ -225,6 +225,7 @@ impl Checker<'_> {
         match value {
             ir::Value::Acc(acc) => self.accumulator(*acc),
             ir::Value::Load { buffer, index } => self.access(*buffer, index, self.function.lanes),
+            ir::Value::LoadEven { buffer, index } => self.access(*buffer, index, 2 * self.function.lanes - 1),
             ir::Value::Splat { buffer, index } => self.access(*buffer, index, 1),
             ir::Value::Zero => Ok(()),
             ir::Value::Add(a, b) => {
@@ -445,6 +446,27 @@ impl Emitter<'_, '_> {
         self.builder.ins().call(kernel, &[args]);
     }
 
+    /// Every other element from `index` ([`ir::Value::LoadEven`]): with 4 lanes, elements 0..4 and
+    /// 3..7 loaded as bytes and lanes 0, 2 of the first and 1, 3 of the second kept (one
+    /// `shuffle`), so that nothing past element 6 is read.
+    fn load_even(&mut self, buffer: BufferId, index: &Index) -> Value {
+        let flags = self.flags(buffer, if self.vector == F32 { F32 } else { I8X16 });
+        if self.vector == F32 {
+            let (address, offset) = self.address(buffer, index);
+            return self.builder.ins().load(F32, flags, address, offset);
+        }
+        let halves = [0, 3].map(|shift| {
+            let (address, offset) = self.address(buffer, &index.clone().plus_constant(shift));
+            self.builder.ins().load(I8X16, flags, address, offset)
+        });
+        // Bytes 0–15 are the first load's, 16–31 the second's: its elements 1 and 3 are 4 and 6.
+        let mask: Vec<u8> =
+            [0u8, 2, 5, 7].iter().flat_map(|&element| (0..4).map(move |byte| element * 4 + byte)).collect();
+        let mask = self.builder.func.dfg.immediates.push(ConstantData::from(mask));
+        let bytes = self.builder.ins().shuffle(halves[0], halves[1], mask);
+        self.builder.ins().bitcast(self.vector, MemFlagsData::new().with_endianness(Endianness::Little), bytes)
+    }
+
     /// A 4×4 transpose ([`Stmt::Transpose`]): four row loads, two rounds of interleaves (32-bit
     /// lanes, then 64-bit halves; x86-64 lowers each to one `punpck*`), four row stores. The rows
     /// are moved as bytes (`i8x16`), which is what `shuffle` takes; nothing is computed on them.
@@ -531,6 +553,7 @@ impl Emitter<'_, '_> {
                 let flags = self.flags(*buffer, self.vector);
                 self.builder.ins().load(self.vector, flags, address, offset)
             }
+            ir::Value::LoadEven { buffer, index } => self.load_even(*buffer, index),
             ir::Value::Splat { buffer, index } => {
                 let (address, offset) = self.address(*buffer, index);
                 let flags = self.flags(*buffer, F32);

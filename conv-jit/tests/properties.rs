@@ -281,7 +281,7 @@ fn case() -> impl Strategy<Value = Case> {
         })
 }
 
-/// Depthwise layers (any multiplier, channels-first, stride 1 along w) with rows long enough for
+/// Depthwise layers (any multiplier, channels-first, stride 1 or 2 along w) with rows long enough for
 /// [`Kernel::Planar`]'s vectors of 4 — and two planar schedules (rows × vectors, 1 or 4 lanes).
 fn planar_case() -> impl Strategy<Value = Case> {
     (1usize..=3)
@@ -289,20 +289,22 @@ fn planar_case() -> impl Strategy<Value = Case> {
             let axes = move |values: std::ops::RangeInclusive<usize>| proptest::collection::vec(values, rank);
             let geometry =
                 (axes(1..=4), axes(1..=3), axes(1..=2), pad(rank)).prop_map(|(kernel, mut stride, dilation, pad)| {
-                    *stride.last_mut().expect("rank ≥ 1") = 1;
+                    let last = stride.last_mut().expect("rank ≥ 1");
+                    *last = (*last).min(2);
                     Geometry { kernel, stride, dilation, pad }
                 });
             (geometry, 1usize..=9, 1usize..=3)
         })
         .prop_flat_map(|(geometry, channels, multiplier)| {
             let rank = geometry.kernel.len();
-            // Rows with 9 to 17 positions whose taps are all inside, so that vectors of 4 fit
-            // whatever the padding.
+            // Rows with 9 to 17 output positions whose taps are all inside, so that vectors of 4
+            // fit whatever the padding.
             let spatial: Vec<_> = (0..rank)
                 .map(|axis| {
                     let window = geometry.dilation[axis] * (geometry.kernel[axis] - 1) + 1;
                     let least = geometry.min_input(axis);
-                    if axis + 1 == rank { window + 8..=window + 16 } else { least..=least + 3 }
+                    let stride = geometry.stride[axis];
+                    if axis + 1 == rank { window + 8 * stride..=window + 16 * stride } else { least..=least + 3 }
                 })
                 .collect();
             let planar = (prop_oneof![Just(1u32), Just(4u32)], 1u32..=4, 1u32..=2)

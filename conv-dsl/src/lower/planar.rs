@@ -3,7 +3,8 @@
 //! A model that starts and ends with the same depthwise layer would otherwise spend two layout
 //! conversions — a full read and write of its input and of its output — around one cheap
 //! convolution. Channels-first, each channel is a plane of its own, so the stage reads the user's
-//! input and writes the user's output directly, vectorised along w:
+//! input and writes the user's output directly, vectorised along w (with stride 2 along w, each
+//! input vector is every other element of the row, [`Value::LoadEven`]):
 //!
 //! ```text
 //! for n, channel c (input channel c / multiplier):
@@ -88,14 +89,15 @@ fn row(axis: &Axis, lanes: u64) -> Result<Row, String> {
     };
     let interior = interior.filter(|range| range.end - range.start >= lanes).ok_or_else(too_short)?;
     let taps = |column: u64| (0..axis.kernel).filter_map(move |tap| axis.source(column, tap));
+    // Input elements one vector's lanes span: consecutive, or every other one for stride 2.
+    let span = axis.stride * (lanes - 1) + 1;
     let left: Vec<u64> = (0..interior.start).collect();
     let right: Vec<u64> = (interior.end..axis.output).rev().collect();
-    // A left vector [p, p + lanes) reads [source, source + lanes) per tap, and must not reach a
+    // A left vector [p, p + lanes) reads [source, source + span) per tap, and must not reach a
     // right border column (which is stored after it); a right vector (q − lanes, q] likewise.
     let left_fits =
-        left.iter().all(|&p| p + lanes <= interior.end && taps(p).all(|source| source + lanes <= axis.input));
-    let right_fits =
-        right.iter().all(|&q| q + 1 >= interior.start + lanes && taps(q).all(|source| source + 1 >= lanes));
+        left.iter().all(|&p| p + lanes <= interior.end && taps(p).all(|source| source + span <= axis.input));
+    let right_fits = right.iter().all(|&q| q + 1 >= interior.start + lanes && taps(q).all(|source| source + 1 >= span));
     if left_fits && right_fits { Ok(Row { left, right, interior }) } else { Err(too_short()) }
 }
 
@@ -335,7 +337,7 @@ impl Context<'_> {
             .clone()
             .times((conv.in_channels * self.in_plane) as i64)
             .plus(&channel.g.clone().times(self.in_plane as i64))
-            .plus(&column.start);
+            .plus(&column.start.clone().times(axis_w.stride as i64));
         for kd in (0..axis_d.kernel).filter(|&kd| inside(axis_d, d.border, kd)) {
             // Input row (relative to the tile's first) of each (row, kh), ascending: each output's
             // taps then still come in order (kd, kh, kw).
@@ -367,9 +369,11 @@ impl Context<'_> {
                         .plus_constant((kw * axis_w.dilation) as i64 - axis_w.pad_before as i64);
                     let inputs: Vec<Value> = (0..vectors)
                         .map(|vector| {
-                            let input = Value::Load {
-                                buffer: INPUT,
-                                index: index.clone().plus_constant(vector as i64 * lanes),
+                            let index = index.clone().plus_constant(vector as i64 * lanes * axis_w.stride as i64);
+                            let input = if axis_w.stride == 2 {
+                                Value::LoadEven { buffer: INPUT, index }
+                            } else {
+                                Value::Load { buffer: INPUT, index }
                             };
                             if group.len() == 1 {
                                 return input;
