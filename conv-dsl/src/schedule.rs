@@ -281,8 +281,7 @@ fn tile_kernel_fits(conv: &Conv) -> bool {
 }
 
 /// `lanes=4,tile=4x3` (and `,kernel=tile` or `,kernel=planar`, `,order=channels` where not the
-/// default): the form
-/// [`Schedule::from_str`] reads.
+/// default): the form that [`Schedule`]'s [`FromStr`](std::str::FromStr) reads.
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "lanes={},tile={}x{}", self.lanes, self.tile_width, self.tile_channels)?;
