@@ -121,6 +121,17 @@ convgen::conv! {
     }
 }
 
+convgen::conv! {
+    /// Channels-last with whole vectors of channels (8 and 16): the steps read the user's input
+    /// and write the user's output in place, with no conversion.
+    mod channels_last_in_place {
+        input x: [1, 5, 7, 8] layout nhwc;
+        depthwise d(x) { kernel: 3, pad: 1, act: relu6 }
+        pointwise p(d) { out: 16 }
+        add r(p, p);
+    }
+}
+
 convgen::conv_file!(
     /// The depthwise-separable block at [1, 32, 56, 56], from its file.
     mod block = "examples/models/block.conv"
@@ -201,6 +212,7 @@ differential!(size_one_dims_match_the_reference, size_one);
 differential!(conv3d_matches_the_reference, rank3);
 differential!(conv3d_channels_last_matches_the_reference, rank3_ndhwc);
 differential!(planar_depthwise_matches_the_reference, planar);
+differential!(channels_last_in_place_matches_the_reference, channels_last_in_place);
 differential!(planar_stride2_depthwise_matches_the_reference, planar_stride2);
 differential!(conv_file_block_matches_the_reference, block);
 

@@ -147,3 +147,37 @@ fn one_depthwise_layer_needs_no_conversions() {
     assert_eq!(plan.steps[0].args[..2], [lower::Arg::Input, lower::Arg::Output]);
     assert_eq!(plan.values, [0], "the unread converted input has no buffer");
 }
+
+/// A channels-last input or output whose channels fill whole vectors is used in place (no
+/// conversion step); an output that a step reads still gets its own value and a conversion.
+#[test]
+fn channels_last_tensors_of_whole_vectors_are_used_in_place() {
+    let cases = [
+        ("input x: [1, 5, 6, 8] layout nhwc; pointwise p(x) { out: 4 }", 1),
+        // 6 channels are padded to 8: both conversions stay.
+        ("input x: [1, 5, 6, 6] layout nhwc; pointwise p(x) { out: 6 }", 3),
+        // `p` is the output and read by `q`: written to a value, then converted.
+        ("input x: [1, 5, 6, 8] layout nhwc; pointwise p(x) { out: 4 } pointwise q(p) { out: 4 } output p;", 3),
+        // Channels-first: both conversions stay.
+        ("input x: [1, 8, 5, 6]; pointwise p(x) { out: 4 }", 3),
+    ];
+    for (text, steps) in cases {
+        let network = compile_source("model.conv", text).expect("the case checks");
+        let shape = network.example_input_shape(1, 9);
+        let binding = bind(&network, &shape).expect("binds");
+        let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
+        let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
+        assert_eq!(plan.steps.len(), steps, "{text}: {names:?}");
+        let params = Params::random(&network, 2);
+        let mut rng = conv_dsl::random::SplitMix64::new(3);
+        let elements: u64 = shape.iter().product();
+        let input =
+            Tensor::new(shape.iter().map(|&d| d as usize).collect(), (0..elements).map(|_| rng.symmetric()).collect())
+                .unwrap();
+        let expected = interp::run(&network, &input, &params).unwrap();
+        let output = ir_interp::run_plan(&plan, input.data(), &ir_interp::pack_params(&plan, &params)).unwrap();
+        for (got, want) in output.iter().zip(expected.data()) {
+            assert!((got - want).abs() <= TOLERANCE * (1.0 + want.abs()), "{text}: {got} vs {want}");
+        }
+    }
+}
