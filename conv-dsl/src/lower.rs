@@ -4,8 +4,8 @@
 //! Internal values use one layout: channels last, channels padded with zeros to a multiple of the
 //! target's lanes (`NHWC4` on Cranelift; `NWC`/`NDHWC` likewise for 1D/3D). Conversions from and to
 //! the user's layout are the plan's first and last steps — none for a channels-last input or output
-//! whose channels fill whole vectors, which the steps use in place. Padded channels hold finite values that no
-//! real channel ever reads.
+//! whose channels fill whole vectors, which the steps use in place. Padded channels hold finite
+//! values that no real channel ever reads.
 //!
 //! A convolution stage is lowered as:
 //!
