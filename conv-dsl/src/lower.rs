@@ -807,6 +807,13 @@ enum Segment {
     Border(u64),
 }
 
+/// A position along an axis: a loop-dependent index and, on a border, its constant value.
+#[derive(Clone)]
+struct Position {
+    index: Index,
+    border: Option<u64>,
+}
+
 /// Geometry of one spatial axis of a convolution.
 #[derive(Clone, Copy, Debug)]
 struct Axis {
@@ -822,6 +829,12 @@ impl Axis {
     /// The input coordinate of output `position` at `tap`, if it is inside the input.
     fn source(&self, position: u64, tap: u64) -> Option<u64> {
         (position * self.stride + tap * self.dilation).checked_sub(self.pad_before).filter(|&index| index < self.input)
+    }
+
+    /// Whether `tap` is inside the input for every position of a segment: the border position
+    /// `border`, or (none) the interior, where every tap is.
+    fn takes(&self, border: Option<u64>, tap: u64) -> bool {
+        border.is_none_or(|position| self.source(position, tap).is_some())
     }
 
     /// Border positions, then one interior run, then border positions.
@@ -985,13 +998,6 @@ fn convolution(
         output3[2] * out_padded,
         out_padded,
     ];
-
-    // A position along an axis: a loop-dependent index and, on a border, its constant value.
-    #[derive(Clone)]
-    struct Position {
-        index: Index,
-        border: Option<u64>,
-    }
 
     // A stage with enough work is split into parts along the outermost of n, d, h, w with more
     // than one position: each part computes a contiguous window of the output.
@@ -1307,10 +1313,7 @@ fn convolution(
         // The taps that are inside the input for every pixel of the tile (the tile lies in one
         // segment of each axis, so this is all of them in the interior).
         let kernel3 = [axes[0].kernel, axes[1].kernel, axes[2].kernel];
-        let inside = |axis: usize, position: &Position, tap: u64| match position.border {
-            Some(constant) => axes[axis].source(constant, tap).is_some(),
-            None => true,
-        };
+        let inside = |axis: usize, position: &Position, tap: u64| axes[axis].takes(position.border, tap);
         let accumulate = |icg: Index, body: &mut Vec<Stmt>| {
             for kd in 0..kernel3[0] {
                 if !inside(0, d, kd) {

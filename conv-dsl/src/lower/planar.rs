@@ -28,7 +28,7 @@
 
 use std::ops::Range;
 
-use super::{Axis, Builder, Packing, Segment, Split, StageParam, activate, as_part, part_count, part_range};
+use super::{Axis, Builder, Packing, Position, Segment, Split, StageParam, activate, as_part, part_count, part_range};
 use crate::bind::BoundConv;
 use crate::ir::{Acc, Buffer, BufferId, Index, Stmt, Value};
 use crate::schedule::{Schedule, Target};
@@ -120,15 +120,10 @@ pub(super) fn worth(conv: &Conv, bound: &BoundConv, schedule: Schedule) -> bool 
     small_window && long_rows && schedule.validate(conv).is_ok()
 }
 
-/// A position along d or h: a loop-dependent index and, on a border, its constant value.
-struct Position {
-    index: Index,
-    border: Option<u64>,
-}
-
 /// The planar functions of a stage — one, or one per part (a range of images, else of channel
 /// groups, whose output is a contiguous window) — and its packed parameters. Its buffers are the
-/// user's input and output, the weight and the bias.
+/// user's input and output, the weight and the bias. `schedule` has passed
+/// [`Schedule::validate`], as [`super::lower`] checks every schedule first.
 pub(super) fn planar(
     name: &str,
     conv: &Conv,
@@ -136,7 +131,6 @@ pub(super) fn planar(
     schedule: Schedule,
     target: Target,
 ) -> Result<(Vec<Split>, Vec<StageParam>), String> {
-    schedule.validate(conv)?;
     let lanes = u64::from(schedule.lanes);
     let axes = axes(conv, bound);
     let row = row(&axes[2], lanes)?;
@@ -324,8 +318,7 @@ impl Context<'_> {
         let weight_register = Acc(first + ((rows + 1) * vectors) as u32);
         builder.accumulators = builder.accumulators.max(weight_register.0 + 1);
         let out_channel = channel.g.clone().times(self.multiplier as i64).plus(&channel.m);
-        let inside =
-            |axis: &Axis, border: Option<u64>, tap: u64| border.is_none_or(|at| axis.source(at, tap).is_some());
+        let inside = |axis: &Axis, border: Option<u64>, tap: u64| axis.takes(border, tap);
         let lanes = self.lanes as i64;
 
         let mut body = Vec::new();
