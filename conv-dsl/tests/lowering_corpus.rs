@@ -24,6 +24,11 @@ fn check_file(path: &std::path::Path) {
         ("auto/cranelift", Target::CRANELIFT_X86_64, None),
         ("auto/scalar", Target::SCALAR, None),
         ("auto/tile kernels", Target { microkernels: true, ..Target::CRANELIFT_X86_64 }, None),
+        (
+            "auto/wide tile kernels",
+            Target { microkernels: true, wide_microkernels: true, ..Target::CRANELIFT_X86_64 },
+            None,
+        ),
         // Every stage split into parts (windows of uneven sizes with 3).
         ("auto, 3 parts", Target { microkernels: true, threads: 3, part_macs: 0, ..Target::CRANELIFT_X86_64 }, None),
         (

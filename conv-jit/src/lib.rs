@@ -43,7 +43,7 @@
 mod codegen;
 mod microkernel;
 
-pub use microkernel::{TileShape, tile};
+pub use microkernel::{MAX_ISA_VARIABLE, TileShape, tile};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -332,9 +332,15 @@ impl Default for Options {
 }
 
 /// The target to lower plans for on this host: [`Target::CRANELIFT_X86_64`] (4 lanes), with the
-/// tile microkernels where the host has AVX2 and FMA.
+/// tile microkernels where the host has AVX2 and FMA, wide ones where it also has AVX-512 (at
+/// most the version [`MAX_ISA_VARIABLE`] allows).
 pub fn host_target() -> Target {
-    Target { microkernels: microkernel::host_has_avx2_fma(), ..Target::CRANELIFT_X86_64 }
+    let isa = microkernel::Isa::host();
+    Target {
+        microkernels: isa != microkernel::Isa::Portable,
+        wide_microkernels: isa == microkernel::Isa::Avx512,
+        ..Target::CRANELIFT_X86_64
+    }
 }
 
 /// Compiles every step of `plan` for the host (Cranelift, `opt_level=speed`; the verifier runs
@@ -420,7 +426,7 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
     jit.symbol("fmaf", codegen::convgen_fmaf as extern "C" fn(f32, f32, f32) -> f32 as *const u8);
     jit.symbol("fma", codegen::convgen_fma as extern "C" fn(f64, f64, f64) -> f64 as *const u8);
     for (depthwise, pixels, vectors, kernel) in
-        microkernel::kernels(options.host_features && microkernel::host_has_avx2_fma())
+        microkernel::kernels(if options.host_features { microkernel::Isa::host() } else { microkernel::Isa::Portable })
     {
         jit.symbol(microkernel::symbol(depthwise, pixels, vectors), kernel as *const u8);
     }

@@ -94,15 +94,14 @@ pub(crate) fn symbol(depthwise: bool, pixels: u32, vectors: u32) -> String {
 /// A kernel's entry point.
 pub(crate) type Kernel = unsafe extern "C" fn(*const TileArgs);
 
-/// Every tile kind's and shape's kernel for this host: `(depthwise, pixels, vectors, kernel)`. The
-/// AVX2 + FMA versions where the host has both (`avx2` true), else the portable ones.
-pub(crate) fn kernels(avx2: bool) -> Vec<(bool, u32, u32, Kernel)> {
+/// Every tile kind's and shape's kernel for `isa`: `(depthwise, pixels, vectors, kernel)`.
+pub(crate) fn kernels(isa: Isa) -> Vec<(bool, u32, u32, Kernel)> {
     let mut kernels = Vec::new();
     macro_rules! shapes {
         ($(($p:literal, $($v:literal),*)),*) => {
             $($(
-                kernels.push((false, $p, $v, choose::<$p, $v, false>(avx2)));
-                kernels.push((true, $p, $v, choose::<$p, $v, true>(avx2)));
+                kernels.push((false, $p, $v, choose::<$p, $v, false>(isa)));
+                kernels.push((true, $p, $v, choose::<$p, $v, true>(isa)));
             )*)*
         };
     }
@@ -111,24 +110,76 @@ pub(crate) fn kernels(avx2: bool) -> Vec<(bool, u32, u32, Kernel)> {
     kernels
 }
 
-/// Whether the host runs the AVX2 + FMA kernels.
-pub(crate) fn host_has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+/// The environment variable that caps which version of the tile kernels runs, read once per
+/// process: `portable` (no tile kernels for the JIT: pure Cranelift code), `avx2` or `avx512`; any
+/// other value is ignored. For measuring one version against another on the same machine.
+pub const MAX_ISA_VARIABLE: &str = "CONVGEN_MAX_ISA";
+
+/// Which version of the kernels runs: the same sums, bit for bit, in registers of different widths
+/// (narrowest first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Isa {
+    /// `f32::mul_add` lane by lane: any host.
+    Portable,
+    /// 256-bit AVX2 + FMA registers, one per vector of 8 lanes.
+    Avx2,
+    /// 512-bit AVX-512 registers, one per pair of vectors, and several tiles of a strip at once.
+    Avx512,
+}
+
+impl Isa {
+    /// The widest version this host runs, or the cap set by [`MAX_ISA_VARIABLE`] if narrower.
+    pub(crate) fn host() -> Isa {
+        static HOST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *HOST.get_or_init(|| {
+            let cap = std::env::var(MAX_ISA_VARIABLE).ok().and_then(|name| Isa::named(&name));
+            Isa::detected().min(cap.unwrap_or(Isa::Avx512))
+        })
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// The version called `name` in [`MAX_ISA_VARIABLE`].
+    fn named(name: &str) -> Option<Isa> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "portable" => Some(Isa::Portable),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+
+    /// The widest version the CPU runs.
+    fn detected() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+            let avx512 = std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl");
+            match (avx2, avx512) {
+                (true, true) => Isa::Avx512,
+                (true, false) => Isa::Avx2,
+                _ => Isa::Portable,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Isa::Portable
+        }
+    }
+
+    /// Every version this host runs, narrowest first.
+    #[cfg(test)]
+    pub(crate) fn on_host() -> Vec<Isa> {
+        [Isa::Portable, Isa::Avx2, Isa::Avx512].into_iter().filter(|&isa| isa <= Isa::host()).collect()
     }
 }
 
-fn choose<const P: usize, const V: usize, const DEPTHWISE: bool>(avx2: bool) -> Kernel {
+fn choose<const P: usize, const V: usize, const DEPTHWISE: bool>(isa: Isa) -> Kernel {
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        return avx2_kernel::<P, V, DEPTHWISE>;
+    match isa {
+        Isa::Avx512 => return avx512_kernel::<P, V, DEPTHWISE>,
+        Isa::Avx2 => return avx2_kernel::<P, V, DEPTHWISE>,
+        Isa::Portable => {}
     }
-    let _ = avx2;
+    let _ = isa;
     portable_kernel::<P, V, DEPTHWISE>
 }
 
@@ -137,6 +188,49 @@ const LANES: usize = TILE_LANES as usize;
 /// How often generated code called a portable kernel (tests check that the path runs).
 #[cfg(test)]
 pub(crate) static PORTABLE_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs `$step` with `$input` and `$weight` bound to the pointers of every (k, tap) in the sums'
+/// order: input channels, then taps (d, h, w). A macro rather than a function taking a closure:
+/// the step must be inlined into the loops for the accumulators to stay in registers, and a
+/// closure in a `#[target_feature]` function is not always inlined.
+///
+/// Unsafe to expand outside an `unsafe` block: the pointers it forms address elements inside the
+/// buffers only under the kernels' contract.
+macro_rules! for_each_step {
+    ($args:expr, |$input:ident, $weight:ident| $step:block) => {{
+        let args: &TileArgs = $args;
+        let [taps_d, taps_h, taps_w] = args.taps;
+        let (input_strides, weight_strides) = (args.tap_input_strides, args.tap_weight_strides);
+        if args.taps == [1, 1, 1] {
+            // A pointwise layer, or a border tile with one tap: the input channels alone.
+            for k in 0..args.reduce {
+                let $input = args.input.offset(k * args.reduce_input_stride);
+                let $weight = args.weight.offset(k * args.reduce_weight_stride);
+                $step
+            }
+        } else {
+            for k in 0..args.reduce {
+                let (input_k, weight_k) = (
+                    args.input.offset(k * args.reduce_input_stride),
+                    args.weight.offset(k * args.reduce_weight_stride),
+                );
+                for td in 0..taps_d {
+                    let (input_d, weight_d) =
+                        (input_k.offset(td * input_strides[0]), weight_k.offset(td * weight_strides[0]));
+                    for th in 0..taps_h {
+                        let (input_h, weight_h) =
+                            (input_d.offset(th * input_strides[1]), weight_d.offset(th * weight_strides[1]));
+                        for tw in 0..taps_w {
+                            let $input = input_h.offset(tw * input_strides[2]);
+                            let $weight = weight_h.offset(tw * weight_strides[2]);
+                            $step
+                        }
+                    }
+                }
+            }
+        }
+    }};
+}
 
 /// The portable kernel: the same sums in the same order, lane by lane, with `f32::mul_add`.
 ///
@@ -161,7 +255,7 @@ unsafe extern "C" fn portable_kernel<const P: usize, const V: usize, const DEPTH
                     }
                 }
             }
-            for_each_step(args, |input, weight| {
+            for_each_step!(args, |input, weight| {
                 for (pixel, vectors) in sums.iter_mut().enumerate() {
                     let input = input.offset(pixel as isize * args.pixel_stride);
                     for (vector, sum) in vectors.iter_mut().enumerate() {
@@ -176,45 +270,6 @@ unsafe extern "C" fn portable_kernel<const P: usize, const V: usize, const DEPTH
                 for (vector, sum) in vectors.iter().enumerate() {
                     for (lane, value) in sum.iter().enumerate() {
                         *args.acc.add((pixel * V + vector) * LANES + lane) = *value;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Calls `step(input, weight)` with the pointers of every (k, tap) in the sums' order: input
-/// channels, then taps (d, h, w).
-///
-/// # Safety
-/// As for the kernels: the pointers it forms address elements inside the buffers.
-#[inline(always)]
-unsafe fn for_each_step(args: &TileArgs, mut step: impl FnMut(*const f32, *const f32)) {
-    let [taps_d, taps_h, taps_w] = args.taps;
-    let (input_strides, weight_strides) = (args.tap_input_strides, args.tap_weight_strides);
-    // SAFETY: every offset formed stays inside the buffers (the caller's contract).
-    unsafe {
-        if args.taps == [1, 1, 1] {
-            // A pointwise layer, or a border tile with one tap: the input channels alone.
-            for k in 0..args.reduce {
-                step(
-                    args.input.offset(k * args.reduce_input_stride),
-                    args.weight.offset(k * args.reduce_weight_stride),
-                );
-            }
-            return;
-        }
-        for k in 0..args.reduce {
-            let (input_k, weight_k) =
-                (args.input.offset(k * args.reduce_input_stride), args.weight.offset(k * args.reduce_weight_stride));
-            for td in 0..taps_d {
-                let (input_d, weight_d) =
-                    (input_k.offset(td * input_strides[0]), weight_k.offset(td * weight_strides[0]));
-                for th in 0..taps_h {
-                    let (input_h, weight_h) =
-                        (input_d.offset(th * input_strides[1]), weight_d.offset(th * weight_strides[1]));
-                    for tw in 0..taps_w {
-                        step(input_h.offset(tw * input_strides[2]), weight_h.offset(tw * weight_strides[2]));
                     }
                 }
             }
@@ -238,13 +293,18 @@ unsafe extern "C" fn avx2_kernel<const P: usize, const V: usize, const DEPTHWISE
         let strip = &*args;
         for r in 0..strip.repeat {
             let args = &strip.tile(r, P * V * LANES);
-            let initial: [__m256; V] = std::array::from_fn(|vector| match args.bias.is_null() {
-                true => _mm256_setzero_ps(),
-                false => _mm256_loadu_ps(args.bias.add(vector * LANES)),
-            });
+            let mut initial = [_mm256_setzero_ps(); V];
+            if !args.bias.is_null() {
+                for (vector, initial) in initial.iter_mut().enumerate() {
+                    *initial = _mm256_loadu_ps(args.bias.add(vector * LANES));
+                }
+            }
             let mut sums: [[__m256; V]; P] = [initial; P];
-            for_each_step(args, |input, weight| {
-                let weights: [__m256; V] = std::array::from_fn(|vector| _mm256_loadu_ps(weight.add(vector * LANES)));
+            for_each_step!(args, |input, weight| {
+                let mut weights = [_mm256_setzero_ps(); V];
+                for (vector, weights) in weights.iter_mut().enumerate() {
+                    *weights = _mm256_loadu_ps(weight.add(vector * LANES));
+                }
                 for (pixel, vectors) in sums.iter_mut().enumerate() {
                     let input = input.offset(pixel as isize * args.pixel_stride);
                     if DEPTHWISE {
@@ -262,6 +322,123 @@ unsafe extern "C" fn avx2_kernel<const P: usize, const V: usize, const DEPTHWISE
             for (pixel, vectors) in sums.iter().enumerate() {
                 for (vector, sum) in vectors.iter().enumerate() {
                     _mm256_storeu_ps(args.acc.add((pixel * V + vector) * LANES), *sum);
+                }
+            }
+        }
+    }
+}
+
+/// The AVX-512 kernel: the AVX2 kernel's sums with one 512-bit register per pair of vectors (an
+/// odd last vector in a 256-bit one), computing up to three tiles of the strip at once so that a
+/// small tile still has enough independent accumulators in flight; AVX-512 has 32 registers.
+///
+/// # Safety
+/// As for [`portable_kernel`], and the host has AVX-512 F and VL, AVX2 and FMA ([`Isa::host`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe extern "C" fn avx512_kernel<const P: usize, const V: usize, const DEPTHWISE: bool>(args: *const TileArgs) {
+    // SAFETY: the caller's contract (see the function's safety section).
+    unsafe {
+        let strip = &*args;
+        // Tiles at once: as many (up to 3) as keep 24 of the 32 registers accumulators.
+        let together = (24 / (P * V.div_ceil(2))).clamp(1, 3) as isize;
+        let shared = strip.repeat_weight_stride == 0;
+        let mut first = 0;
+        while first < strip.repeat {
+            let count = together.min(strip.repeat - first);
+            match (count, shared) {
+                (3, true) => avx512_tiles::<P, V, DEPTHWISE, 3, true>(strip, first),
+                (3, false) => avx512_tiles::<P, V, DEPTHWISE, 3, false>(strip, first),
+                (2, true) => avx512_tiles::<P, V, DEPTHWISE, 2, true>(strip, first),
+                (2, false) => avx512_tiles::<P, V, DEPTHWISE, 2, false>(strip, first),
+                _ => avx512_tiles::<P, V, DEPTHWISE, 1, true>(strip, first),
+            }
+            first += count;
+        }
+    }
+}
+
+/// `T` tiles of a strip from tile `first` on, in AVX-512 registers; `SHARED`: they all read the
+/// same weights (loaded once per step).
+///
+/// # Safety
+/// As for [`avx512_kernel`], and tiles `first..first + T` are in the strip.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+#[inline]
+unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, const T: usize, const SHARED: bool>(
+    strip: &TileArgs,
+    first: isize,
+) {
+    use std::arch::x86_64::{
+        _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm512_fmadd_ps,
+        _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    };
+    // Vectors 2j and 2j + 1 are register j of `wide` (j < pairs); an odd last vector is `narrow`.
+    let (pairs, odd) = (V / 2, V % 2 == 1);
+    // SAFETY: tiles `first..first + T` of the strip address only elements inside its buffers (the
+    // caller's contract); every pointer below is one of theirs.
+    unsafe {
+        let args = &strip.tile(first, P * V * LANES);
+        let mut wide = [[[_mm512_setzero_ps(); V]; P]; T];
+        let mut narrow = [[_mm256_setzero_ps(); P]; T];
+        if !args.bias.is_null() {
+            for t in 0..T {
+                let bias = args.bias.offset(t as isize * strip.repeat_bias_stride);
+                for p in 0..P {
+                    for (j, sum) in wide[t][p].iter_mut().enumerate().take(pairs) {
+                        *sum = _mm512_loadu_ps(bias.add(j * 2 * LANES));
+                    }
+                    if odd {
+                        narrow[t][p] = _mm256_loadu_ps(bias.add((V - 1) * LANES));
+                    }
+                }
+            }
+        }
+        for_each_step!(args, |input, weight| {
+            let mut weights = [_mm512_setzero_ps(); V];
+            let mut weight_narrow = _mm256_setzero_ps();
+            for t in 0..T {
+                let input = input.offset(t as isize * strip.repeat_input_stride);
+                if t == 0 || !SHARED {
+                    let weight = weight.offset(t as isize * strip.repeat_weight_stride);
+                    for (j, weights) in weights.iter_mut().enumerate().take(pairs) {
+                        *weights = _mm512_loadu_ps(weight.add(j * 2 * LANES));
+                    }
+                    if odd {
+                        weight_narrow = _mm256_loadu_ps(weight.add((V - 1) * LANES));
+                    }
+                }
+                for p in 0..P {
+                    let input = input.offset(p as isize * args.pixel_stride);
+                    if DEPTHWISE {
+                        for j in 0..pairs {
+                            let x = _mm512_loadu_ps(input.add(j * 2 * LANES));
+                            wide[t][p][j] = _mm512_fmadd_ps(x, weights[j], wide[t][p][j]);
+                        }
+                        if odd {
+                            let x = _mm256_loadu_ps(input.add((V - 1) * LANES));
+                            narrow[t][p] = _mm256_fmadd_ps(x, weight_narrow, narrow[t][p]);
+                        }
+                    } else {
+                        for j in 0..pairs {
+                            wide[t][p][j] = _mm512_fmadd_ps(_mm512_set1_ps(*input), weights[j], wide[t][p][j]);
+                        }
+                        if odd {
+                            narrow[t][p] = _mm256_fmadd_ps(_mm256_set1_ps(*input), weight_narrow, narrow[t][p]);
+                        }
+                    }
+                }
+            }
+        });
+        for t in 0..T {
+            for p in 0..P {
+                let acc = args.acc.add((t * P + p) * V * LANES);
+                for (j, sum) in wide[t][p].iter().enumerate().take(pairs) {
+                    _mm512_storeu_ps(acc.add(j * 2 * LANES), *sum);
+                }
+                if odd {
+                    _mm256_storeu_ps(acc.add((V - 1) * LANES), narrow[t][p]);
                 }
             }
         }
@@ -306,6 +483,24 @@ pub struct TileShape {
 /// with anything.
 pub fn tile<const P: usize, const V: usize>(
     depthwise: bool,
+    input: (&[f32], usize),
+    weight: (&[f32], usize),
+    bias: Option<(&[f32], usize)>,
+    acc: (&mut [f32], usize),
+    shape: &TileShape,
+) {
+    let kernel = match depthwise {
+        true => choose::<P, V, true>(Isa::host()),
+        false => choose::<P, V, false>(Isa::host()),
+    };
+    run_checked(kernel, (depthwise, P as u32, V as u32), input, weight, bias, acc, shape);
+}
+
+/// Runs `kernel`, the kernel of `(depthwise, pixels, vectors)` tiles of a version the host runs,
+/// on a strip of slices, after checking that the strip stays inside them ([`tile`]'s panics).
+fn run_checked(
+    kernel: Kernel,
+    (depthwise, pixels, vectors): (bool, u32, u32),
     (input, input_index): (&[f32], usize),
     (weight, weight_index): (&[f32], usize),
     bias: Option<(&[f32], usize)>,
@@ -315,8 +510,8 @@ pub fn tile<const P: usize, const V: usize>(
     use conv_dsl::ir::{BufferId, Index};
     let described = conv_dsl::ir::Tile {
         depthwise,
-        pixels: P as u32,
-        vectors: V as u32,
+        pixels,
+        vectors,
         repeat: shape.repeat as u64,
         repeat_input_stride: shape.repeat_input_stride as i64,
         repeat_weight_stride: shape.repeat_weight_stride as i64,
@@ -338,7 +533,7 @@ pub fn tile<const P: usize, const V: usize>(
     };
     let lengths = [input.len(), weight.len(), bias.map_or(0, |(bias, _)| bias.len()), acc.len()];
     let bases = [input_index, weight_index, bias.map_or(0, |(_, index)| index), acc_index];
-    let known = conv_dsl::ir::tile_shape_exists(P as u32, V as u32);
+    let known = conv_dsl::ir::tile_shape_exists(pixels, vectors);
     let inside = described.extents().iter().flatten().all(|&(buffer, low, end)| {
         let (base, len) = (bases[buffer.0 as usize] as i64, lengths[buffer.0 as usize] as i64);
         base + low >= 0 && base + end <= len
@@ -363,12 +558,74 @@ pub fn tile<const P: usize, const V: usize>(
         tap_input_strides: shape.tap_input_strides,
         tap_weight_strides: shape.tap_weight_strides,
     };
-    let kernel = match depthwise {
-        true => choose::<P, V, true>(host_has_avx2_fma()),
-        false => choose::<P, V, false>(host_has_avx2_fma()),
-    };
     // SAFETY: every element the strip touches lies inside its slice (checked just above with the
     // definition the JIT's checker uses, `Tile::extents`), `acc` is an exclusive borrow distinct
-    // from the shared ones, and the AVX2 kernel is chosen only where the CPU has AVX2 and FMA.
+    // from the shared ones, and the kernel is of a version the CPU runs (the caller's choice).
     unsafe { kernel(&args) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conv_dsl::random::SplitMix64;
+
+    /// Every kernel version this host runs sums every tile shape bit for bit like the portable
+    /// one: strips of 1 to 7 tiles (the AVX-512 kernel computes up to three at once, then the
+    /// rest), with and without a bias, weights shared by the strip's tiles or not, pointwise and
+    /// windowed steps.
+    #[test]
+    fn every_kernel_version_sums_like_the_portable_one() {
+        let mut rng = SplitMix64::new(7);
+        let mut below = |n: u64| (rng.next_u64() % n) as isize;
+        let portable = kernels(Isa::Portable);
+        let isas = Isa::on_host();
+        assert!(isas.contains(&Isa::host()) && isas[0] == Isa::Portable);
+        for isa in isas {
+            for (&(depthwise, pixels, vectors, kernel), &(.., reference)) in kernels(isa).iter().zip(&portable) {
+                for case in 0..14 {
+                    let width = (vectors * TILE_LANES) as isize;
+                    let repeat = 1 + case % 7;
+                    let taps = if case % 2 == 0 { [1, 1, 1] } else { [1 + below(2), 1 + below(3), 1 + below(4)] };
+                    let reduce = 1 + below(5);
+                    // Strides as in a channels-last layout, with room between pixels and tiles.
+                    let pixel_stride = width + below(3);
+                    let tap_input_strides = [pixel_stride * 97, pixel_stride * 13, pixel_stride];
+                    let reduce_input_stride = if depthwise { 0 } else { 1 };
+                    let repeat_input_stride = pixel_stride * pixels as isize + below(2);
+                    let tap_weight_strides = [width * 9, width * 3, width];
+                    let reduce_weight_stride = width * 36;
+                    let shared = !depthwise && case % 3 != 0;
+                    let repeat_weight_stride = if shared { 0 } else { width * 36 * 5 };
+                    let shape = TileShape {
+                        pixel_stride,
+                        repeat: repeat as usize,
+                        repeat_input_stride,
+                        repeat_weight_stride,
+                        repeat_bias_stride: if shared { 0 } else { width },
+                        reduce: reduce as usize,
+                        reduce_input_stride,
+                        reduce_weight_stride,
+                        taps: taps.map(|count| count as usize),
+                        tap_input_strides,
+                        tap_weight_strides,
+                    };
+                    let mut rng = SplitMix64::new(case as u64);
+                    let mut random = |len: usize| (0..len).map(|_| rng.symmetric()).collect::<Vec<f32>>();
+                    let input = random(200_000);
+                    let weight = random(60_000);
+                    let bias = random(8 * 32 + 64);
+                    let bias = (case % 4 != 1).then_some((&bias[..], 3));
+                    let sums = (repeat * pixels as isize * width) as usize;
+                    let mut expected = vec![f32::NAN; sums + 5];
+                    let mut found = vec![f32::NAN; sums + 5];
+                    let what = (depthwise, pixels, vectors);
+                    run_checked(reference, what, (&input, 11), (&weight, 2), bias, (&mut expected, 5), &shape);
+                    run_checked(kernel, what, (&input, 11), (&weight, 2), bias, (&mut found, 5), &shape);
+                    assert!(expected[5..].iter().all(|sum| sum.is_finite()), "{isa:?} {what:?}: every sum written");
+                    let same = expected.iter().zip(&found).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{isa:?} {what:?} case {case}: {shape:?}");
+                }
+            }
+        }
+    }
 }

@@ -354,7 +354,7 @@ proptest! {
             Choice::new("auto/scalar", Target::SCALAR, None),
             Choice::new(&format!("forced {first}"), Target::CRANELIFT_X86_64, Some(first)),
             Choice::new(&format!("forced {second}, 2 parts"), common::split(2), Some(second)),
-            Choice::new("auto/tile kernels, 3 parts", Target { microkernels: true, ..common::split(3) }, None),
+            Choice::new("auto/wide tile kernels, 3 parts", common::wide_tiles(common::split(3)), None),
         ];
         common::check_network("case", &network, &case.shape(), case.seed, &choices)
             .map_err(|message| TestCaseError::fail(format!("{message}\n{source}")))?;

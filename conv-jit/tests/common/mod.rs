@@ -36,12 +36,19 @@ pub fn standard_choices() -> Vec<Choice> {
     vec![
         Choice::new("auto/cranelift", Target::CRANELIFT_X86_64, None),
         Choice::new("auto/tile kernels", Target { microkernels: true, ..Target::CRANELIFT_X86_64 }, None),
+        Choice::new("auto/wide tile kernels", wide_tiles(Target::CRANELIFT_X86_64), None),
         Choice::new("auto/scalar", Target::SCALAR, None),
         Choice::new("auto, 3 parts", Target { microkernels: true, ..split(3) }, None),
         Choice::new("1x1 tiles", Target::CRANELIFT_X86_64, vector(1, 1)),
         Choice::new("3x2 tiles", Target::CRANELIFT_X86_64, vector(3, 2)),
         Choice::new("scalar 5x3", Target::CRANELIFT_X86_64, Some(Schedule::new(1, 5, 3))),
     ]
+}
+
+/// `target` with the tile kernels of an AVX-512 host (whose tiles the heuristic picks: the tests
+/// run them on whichever kernels this host has).
+pub fn wide_tiles(target: Target) -> Target {
+    Target { microkernels: true, wide_microkernels: true, ..target }
 }
 
 /// The Cranelift target with every stage split into `threads` parts, however small.
