@@ -20,6 +20,8 @@ pub struct Options {
     pub json: bool,
     /// Threads the model runs on (`CompiledModel::with_threads`).
     pub threads: u32,
+    /// Also time each step of the generated code (`CompiledModel::run_timed`).
+    pub steps: bool,
 }
 
 /// Summary of a set of timings.
@@ -108,6 +110,7 @@ pub fn bench(
         Ok(Stats::of(samples))
     };
     let jit = time_runs(&compiled, &packed, runs)?;
+
     let reference = if options.reference {
         let interpreter = make(Backend::Interpreter)?;
         let packed = interpreter.pack(&params)?;
@@ -116,6 +119,12 @@ pub fn bench(
         None
     };
 
+    let steps = match options.steps {
+        true => step_times(runs, &mut || {
+            compiled.run_timed((&input_shape, &input), &packed, (&output_shape, output.data_mut()))
+        })?,
+        false => Vec::new(),
+    };
     let gflops = |stats: &Stats| 2.0 * macs as f64 / stats.median.as_secs_f64() / 1e9;
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
     if options.json {
@@ -129,6 +138,15 @@ pub fn bench(
             )
         };
         out(&line("jit", options.threads, &jit));
+        for (step, stats) in &steps {
+            out(&format!(
+                "{{\"model\":\"{name}\",\"step\":\"{step}\",\"threads\":{},\"ms\":{:.4},\"min_ms\":{:.4},\"max_ms\":{:.4}}}\n",
+                options.threads,
+                ms(stats.median),
+                ms(stats.min),
+                ms(stats.max)
+            ));
+        }
         if let Some(reference) = &reference {
             out(&line("interp", 1, reference));
         }
@@ -173,6 +191,25 @@ pub fn bench(
         ms(jit.max),
         gflops(&jit)
     ));
+    if !steps.is_empty() {
+        let total: Duration = steps.iter().map(|(_, stats)| stats.median).sum();
+        let layer_macs = |layer: &str| {
+            let row = convgen::cost_report(network).rows.into_iter().find(|row| row.name == layer)?;
+            match row.macs {
+                convgen::conv_dsl::cost::Count::Known(macs) => Some(macs),
+                convgen::conv_dsl::cost::Count::Symbolic { .. } => None,
+            }
+        };
+        out("  per step (medians; share of their sum):\n");
+        for (step, stats) in &steps {
+            let share = 100.0 * stats.median.as_secs_f64() / total.as_secs_f64().max(f64::MIN_POSITIVE);
+            let speed = match layer_macs(step) {
+                Some(macs) => format!("  {:.1} GFLOP/s", 2.0 * macs as f64 / stats.median.as_secs_f64() / 1e9),
+                None => String::new(),
+            };
+            out(&format!("    {step:<24} {:>9.3} ms  {share:>5.1}%{speed}\n", ms(stats.median)));
+        }
+    }
     if let Some(reference) = &reference {
         out(&format!(
             "  reference interpreter run:  {:>9.3} ms   ({:.3}..{:.3})  {:.2} GFLOP/s\n",
@@ -183,4 +220,30 @@ pub fn bench(
         ));
     }
     Ok(())
+}
+
+/// Times `runs` runs step by step (`run` is one timed run) and returns each step's statistics, in
+/// order; consecutive steps of one layer (a stage and its epilogue, say) count as one.
+fn step_times(
+    runs: usize,
+    run: &mut dyn FnMut() -> Result<Vec<(String, Duration)>, Error>,
+) -> Result<Vec<(String, Stats)>, Error> {
+    let grouped = |times: Vec<(String, Duration)>| {
+        let mut steps: Vec<(String, Duration)> = Vec::new();
+        for (layer, time) in times {
+            match steps.last_mut() {
+                Some((last, total)) if *last == layer => *total += time,
+                _ => steps.push((layer, time)),
+            }
+        }
+        steps
+    };
+    let first = grouped(run()?); // warm-up; also fixes the steps
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); first.len()];
+    for _ in 0..runs {
+        for (samples, (_, time)) in samples.iter_mut().zip(grouped(run()?)) {
+            samples.push(time);
+        }
+    }
+    Ok(first.into_iter().zip(samples).map(|((layer, _), samples)| (layer, Stats::of(samples))).collect())
 }

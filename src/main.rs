@@ -127,6 +127,10 @@ enum Command {
         /// parts, run at the same time.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
         threads: u32,
+        /// Also time each step of the generated code: every layer, and the layout conversions at
+        /// the model's ends.
+        #[arg(long)]
+        steps: bool,
     },
     /// Check a model, make random parameters and a random input, run it and print a checksum.
     Demo {
@@ -253,11 +257,18 @@ fn execute(command: Command) -> Result<(), Error> {
         }
         Command::Explain { model, layer, svg, html } => explain(&model, layer.as_deref(), svg, html),
         Command::Demo { model, seed, shape, schedules } => demo(&model, seed, shape, &schedules),
-        Command::Bench { model: path, runs, shape, reference, json, schedules, threads } => {
+        Command::Bench { model: path, runs, shape, reference, json, schedules, threads, steps } => {
             let network = convgen::load_model(&path)?;
             let shape = concrete_shape(&path, &network, shape)?;
             let make = |backend| compiled_model(network.clone(), backend, &schedules, threads);
-            bench::bench(&path, &network, &make, &shape, &bench::Options { runs, reference, json, threads }, &out)
+            bench::bench(
+                &path,
+                &network,
+                &make,
+                &shape,
+                &bench::Options { runs, reference, json, threads, steps },
+                &out,
+            )
         }
     }
 }

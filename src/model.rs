@@ -143,6 +143,30 @@ impl CompiledModel {
     /// Runs the model: `input` shaped as the model's input (in its layout), `output` shaped as the
     /// output for that input. Every length and shape is checked before any generated code runs.
     pub fn run(&self, input: TensorRef, params: &PackedParams, output: TensorMut) -> Result<(), Error> {
+        self.run_with(input, params, output, None)
+    }
+
+    /// [`CompiledModel::run`], timing each step of the generated code: in order, the layer (or
+    /// layout conversion, `….to_internal` / `….to_user`) each step computes and how long it took.
+    /// The interpreter has no steps: its whole run is one entry, `interpreter`.
+    pub fn run_timed(
+        &self,
+        input: TensorRef,
+        params: &PackedParams,
+        output: TensorMut,
+    ) -> Result<Vec<(String, std::time::Duration)>, Error> {
+        let mut times = Vec::new();
+        self.run_with(input, params, output, Some(&mut times))?;
+        Ok(times)
+    }
+
+    fn run_with(
+        &self,
+        input: TensorRef,
+        params: &PackedParams,
+        output: TensorMut,
+        times: Option<&mut Vec<(String, std::time::Duration)>>,
+    ) -> Result<(), Error> {
         let (input_shape, input_data) = input;
         let (output_shape, output_data) = output;
         check_length("input", input_shape, input_data.len())?;
@@ -163,9 +187,13 @@ impl CompiledModel {
             Backend::Interpreter => {
                 let binding = conv_dsl::bind(&self.network, &shape)?;
                 check_output(&self.network.input.layout.order(&binding.layers[self.network.output].shape))?;
+                let started = std::time::Instant::now();
                 let input = conv_dsl::Tensor::new(input_shape.to_vec(), input_data.to_vec())?;
                 let result = conv_dsl::interp::run(&self.network, &input, &params.params)?;
                 output_data.copy_from_slice(result.data());
+                if let Some(times) = times {
+                    times.push(("interpreter".to_string(), started.elapsed()));
+                }
             }
             Backend::Jit => {
                 // A cached shape was bound and checked when it was compiled.
@@ -182,10 +210,12 @@ impl CompiledModel {
                     }
                 };
                 let packed = params.packed_for(&executable.plan, &executable.packing);
-                executable
-                    .code
-                    .run_into(input_data, &packed, output_data)
-                    .map_err(|error| Error::Jit(error.to_string()))?;
+                let code = &executable.code;
+                let jit = |error: conv_jit::Error| Error::Jit(error.to_string());
+                match times {
+                    Some(times) => *times = code.run_into_timed(input_data, &packed, output_data).map_err(jit)?,
+                    None => code.run_into(input_data, &packed, output_data).map_err(jit)?,
+                }
             }
         }
         Ok(())

@@ -817,6 +817,15 @@ fn bench_reports_compile_cache_and_run_times() {
     let two = convgen(directory.path(), ["bench", block.to_str().unwrap(), "--runs", "3", "--json", "--threads", "2"]);
     two.assert_success();
     assert!(two.stdout.contains("\"threads\":2"), "{}", two.describe());
+    let steps = convgen(directory.path(), ["bench", block.to_str().unwrap(), "--runs", "3", "--json", "--steps"]);
+    steps.assert_success();
+    let timed: Vec<&str> = steps.stdout.lines().filter(|line| line.contains("\"step\":")).collect();
+    let names: Vec<&str> = timed.iter().filter_map(|line| line.split('"').nth(7)).collect();
+    assert_eq!(names, ["x.to_internal", "dw", "pw", "pw.to_user"], "{}", steps.describe());
+    assert!(timed.iter().all(|line| line.contains("\"ms\":")), "{}", steps.describe());
+    let table = convgen(directory.path(), ["bench", block.to_str().unwrap(), "--runs", "3", "--steps"]);
+    table.assert_success();
+    assert!(table.stdout.contains("per step") && table.stdout.contains("GFLOP/s"), "{}", table.describe());
     let none = convgen(directory.path(), ["bench", block.to_str().unwrap(), "--threads", "0"]);
     assert!(none.code == Some(2) && none.stderr.contains("--threads"), "{}", none.describe());
 }

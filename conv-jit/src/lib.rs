@@ -601,6 +601,30 @@ impl CompiledPlan {
     /// pool holds the previous run's values; every element a step reads was written earlier in
     /// the same run, except padded channels, which hold finite values that no real channel reads.
     pub fn run_into(&self, input: &[f32], packed_params: &[Vec<f32>], output: &mut [f32]) -> Result<(), Error> {
+        self.execute(input, packed_params, output, None)
+    }
+
+    /// [`CompiledPlan::run_into`], timing every step: in order, the layer each step computes and
+    /// how long it took (the parts of a split stage, which run at once, as one step).
+    pub fn run_into_timed(
+        &self,
+        input: &[f32],
+        packed_params: &[Vec<f32>],
+        output: &mut [f32],
+    ) -> Result<Vec<(String, std::time::Duration)>, Error> {
+        let mut times = Vec::with_capacity(self.steps.len());
+        self.execute(input, packed_params, output, Some(&mut times))?;
+        Ok(times)
+    }
+
+    /// Runs the steps, pushing each one's layer and time onto `times` if given.
+    fn execute(
+        &self,
+        input: &[f32],
+        packed_params: &[Vec<f32>],
+        output: &mut [f32],
+        mut times: Option<&mut Vec<(String, std::time::Duration)>>,
+    ) -> Result<(), Error> {
         if output.len() as u64 != self.output_len {
             return Err(Error::OutputLength { found: output.len(), expected: self.output_len });
         }
@@ -629,6 +653,12 @@ impl CompiledPlan {
             .collect();
         let mut next = 0;
         while let Some(step) = self.steps.get(next) {
+            let started = std::time::Instant::now();
+            let timed = |times: &mut Option<&mut Vec<_>>| {
+                if let Some(times) = times {
+                    times.push((step.layer.clone(), started.elapsed()));
+                }
+            };
             if let Some(part) = step.part {
                 // `compile` checked that the group is whole.
                 let group = &self.steps[next..next + part.count as usize];
@@ -636,6 +666,7 @@ impl CompiledPlan {
                 let sources =
                     Sources { input, input_copy: &input_copy, params: packed_params, param_copies: &param_copies };
                 run_parts(group, &mut values, &mut output, &sources)?;
+                timed(&mut times);
                 continue;
             }
             next += 1;
@@ -677,6 +708,7 @@ impl CompiledPlan {
             }
             // On failure the run's buffers are dropped, not pooled.
             result?;
+            timed(&mut times);
         }
         let intact = values.iter().zip(&self.values).all(|(buffer, &len)| buffer.len() as u64 == len);
         if intact {

@@ -505,6 +505,21 @@ fn split_stages_tile_their_output_with_windows_and_run_like_the_whole() {
 }
 
 #[test]
+fn a_timed_run_computes_the_same_and_times_each_step_once() {
+    let (whole, plan, input, params) = split_plan(2);
+    let compiled = compile(&plan).expect("compiles");
+    let expected = compiled.run(&input, &params).expect("runs");
+    let mut output = vec![f32::NAN; expected.len()];
+    let times = compiled.run_into_timed(&input, &params, &mut output).expect("runs");
+    assert_eq!(output, expected);
+    // The parts of a split stage run at once: one entry per stage of the unsplit plan, in order.
+    let layers: Vec<&str> = times.iter().map(|(layer, _)| layer.as_str()).collect();
+    let stages: Vec<&str> = whole.steps.iter().map(|step| step.layer.as_str()).collect();
+    assert_eq!(layers, stages);
+    assert!(layers.contains(&"x.to_internal") && layers.contains(&"p.to_user"), "{layers:?}");
+}
+
+#[test]
 fn small_stages_are_not_split_by_default() {
     let (whole, _, _, _) = split_plan(2);
     let (network, binding) = (
