@@ -132,6 +132,18 @@ convgen::conv! {
     }
 }
 
+convgen::conv! {
+    /// Groups of 4 and 12 outputs (not whole 8-lane vectors): stages of 4-lane vectors inside the
+    /// macro's 8-lane plan, with a tail pixel and a residual add.
+    mod four_lane_groups {
+        input x: [1, 16, 6, 9];
+        conv g(x) { out: 16, kernel: 3, groups: 4, pad: 1, act: relu }
+        conv h(g) { out: 48, kernel: [1, 3], groups: 4, pad: [0, 1] }
+        conv k(h) { out: 16, kernel: 1, groups: 4 }
+        add r(k, g);
+    }
+}
+
 convgen::conv_file!(
     /// The depthwise-separable block at [1, 32, 56, 56], from its file.
     mod block = "examples/models/block.conv"
@@ -215,6 +227,17 @@ differential!(planar_depthwise_matches_the_reference, planar);
 differential!(channels_last_in_place_matches_the_reference, channels_last_in_place);
 differential!(planar_stride2_depthwise_matches_the_reference, planar_stride2);
 differential!(conv_file_block_matches_the_reference, block);
+differential!(four_lane_groups_match_the_reference, four_lane_groups);
+
+#[test]
+fn groups_of_four_outputs_take_four_lane_vectors() {
+    let network = convgen::compile_source("four", four_lane_groups::MODEL_SOURCE).expect("the macro's model checks");
+    let plan = emit_rust::plan(&network).expect("lowers");
+    assert_eq!(plan.lanes, 8);
+    for step in plan.steps.iter().filter(|step| ["g", "h", "k"].contains(&step.layer.as_str())) {
+        assert_eq!(step.schedule.map(|schedule| schedule.lanes), Some(4), "`{}`", step.layer);
+    }
+}
 
 #[test]
 fn one_depthwise_layer_is_computed_in_the_users_layout() {

@@ -303,10 +303,10 @@ pub fn lower(
                     schedule
                         .validate(conv)
                         .and_then(|()| {
-                            if schedule.kernel == Kernel::Tile || schedule.lanes == 1 || schedule.lanes == lanes {
+                            if schedule.kernel == Kernel::Tile || lanes.is_multiple_of(schedule.lanes) {
                                 Ok(())
                             } else {
-                                Err(format!("lanes must be 1 or the target's {lanes}"))
+                                Err(format!("lanes must divide the target's {lanes}"))
                             }
                         })
                         .map_err(schedule_error)?;

@@ -142,12 +142,14 @@ impl Schedule {
     /// The heuristic schedule for `conv` at the shapes `bound` on `target`:
     /// - where the target has tile microkernels and the layer is dense with whole vectors of 8
     ///   output channels per group: the tile kernel, on tiles of up to 6 pixels × 2 vectors
-    ///   (a row's full tiles in one call); a depthwise layer with whole vectors of 8 channels and a
-    ///   window of at least 10 taps: the depthwise tile kernel, 4 pixels × 2 vectors;
+    ///   (3 × 4 for wide kernels; a row's full tiles in one call); a depthwise layer with whole
+    ///   vectors of 8 channels and a window of at least 10 taps: the depthwise tile kernel, 4 (6
+    ///   for wide kernels) pixels × 2 vectors;
     /// - otherwise vectorise over output channels with the target's lanes when a vector of output channels
     ///   reads one input channel per lane (depthwise, multiplier 1) or one input channel for all
     ///   lanes (a standard conv, or a grouped conv whose groups have a multiple of `lanes` outputs);
-    ///   otherwise scalar code (lanes 1), which handles any grouping;
+    ///   else with 4 lanes if the groups have a multiple of 4 outputs; otherwise scalar code
+    ///   (lanes 1), which handles any grouping;
     /// - a register tile of `tile_width × tile_channels` accumulators within the target's budgets
     ///   (accumulators, and registers for accumulators plus operands): up to 4 pixels, and as many
     ///   channel vectors as the budgets and the channels allow — except
@@ -175,7 +177,12 @@ impl Schedule {
             let vectors = (channel_vectors(conv, TILE_LANES) as u32).min(vectors);
             return Schedule::tile_kernel((out_width as u32).clamp(1, pixels), vectors);
         }
-        let lanes = if vectorizable(conv, target.lanes) { target.lanes } else { 1 };
+        // The target's vectors, else vectors of 4 lanes (groups of 4 outputs on an 8-lane target:
+        // g3_c128_g32_56 through the macro), else scalars.
+        let lanes = [target.lanes, 4]
+            .into_iter()
+            .find(|&lanes| lanes <= target.lanes && vectorizable(conv, lanes))
+            .unwrap_or(1);
         let tile_width = out_width.clamp(1, 4) as u32;
         if conv.in_channels == conv.groups && conv.out_channels == conv.groups {
             // Depthwise: each channel vector reads its own input, so a tile of several channel

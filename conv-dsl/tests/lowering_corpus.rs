@@ -29,6 +29,8 @@ fn check_file(path: &std::path::Path) {
             Target { microkernels: true, wide_microkernels: true, ..Target::CRANELIFT_X86_64 },
             None,
         ),
+        // The macro's target: 8-lane values, stages of 8 or (groups of 4 outputs) 4 lanes.
+        ("auto/macro", conv_dsl::emit_rust::TARGET, None),
         // Every stage split into parts (windows of uneven sizes with 3).
         ("auto, 3 parts", Target { microkernels: true, threads: 3, part_macs: 0, ..Target::CRANELIFT_X86_64 }, None),
         (
