@@ -327,9 +327,17 @@ pub fn lower(
                     }
                     plan.values.push(internal_len(&bound.output));
                     let output = plan.values.len() - 1;
+                    // A dense tile-kernel stage reads a channels-first model input as it is: its
+                    // kernel broadcasts one input element at a time, wherever the channels are.
+                    let input_in_place = current == 0
+                        && network.input.layout == Layout::ChannelsFirst
+                        && schedule.kernel == Kernel::Tile
+                        && !(conv.in_channels == conv.groups && conv.out_channels == conv.groups);
+                    let act = residual.map(|fusion| fusion.act);
                     let (parts, packings, scratch) =
-                        convolution(&name, conv, bound, schedule, target, residual.map(|fusion| fusion.act));
-                    let mut args = vec![Arg::Value(current), Arg::Value(output)];
+                        convolution(&name, conv, bound, schedule, target, act, input_in_place);
+                    let source = if input_in_place { Arg::Input } else { Arg::Value(current) };
+                    let mut args = vec![source, Arg::Value(output)];
                     for (kind, packing, len) in packings {
                         plan.params.push(PackedParam { source: format!("{name}.{kind}"), len, packing });
                         args.push(Arg::Param(plan.params.len() - 1));
@@ -892,6 +900,7 @@ fn convolution(
     schedule: Schedule,
     target: Target,
     residual: Option<Activation>,
+    input_in_place: bool,
 ) -> (Vec<Split>, Vec<StageParam>, Option<u64>) {
     let (plan_lanes, threads) = (target.lanes, target.threads.max(1));
     let lanes = schedule.lanes;
@@ -960,7 +969,11 @@ fn convolution(
         packings.push(("bias", Packing::Bias { channels: conv.out_channels }, out_padded));
     }
     let (input, output, weight, bias) = (BufferId(0), BufferId(1), BufferId(2), BufferId(3));
-    let in_len = batch * in_padded * input3.iter().product::<u64>();
+    // The input: the internal layout, or (`input_in_place`, a dense tile-kernel stage) the user's
+    // channels-first tensor as it is, its channels planes of the positions.
+    debug_assert!(!input_in_place || (schedule.kernel == Kernel::Tile && !depthwise));
+    let in_channels_stored = if input_in_place { conv.in_channels } else { in_padded };
+    let in_len = batch * in_channels_stored * input3.iter().product::<u64>();
     let out_len = batch * out_padded * output3.iter().product::<u64>();
     let mut buffers = vec![
         Buffer { name: "in".into(), len: in_len, writes: false },
@@ -986,12 +999,18 @@ fn convolution(
     });
 
     // Element strides of the internal layouts: [n, d, h, w, c].
-    let in_strides = [
-        input3[0] * input3[1] * input3[2] * in_padded,
-        input3[1] * input3[2] * in_padded,
-        input3[2] * in_padded,
-        in_padded,
-    ];
+    let (in_strides, in_channel_stride) = if input_in_place {
+        let plane = input3.iter().product::<u64>();
+        ([conv.in_channels * plane, input3[1] * input3[2], input3[2], 1], plane)
+    } else {
+        let strides = [
+            input3[0] * input3[1] * input3[2] * in_padded,
+            input3[1] * input3[2] * in_padded,
+            input3[2] * in_padded,
+            in_padded,
+        ];
+        (strides, 1)
+    };
     let out_strides = [
         output3[0] * output3[1] * output3[2] * out_padded,
         output3[1] * output3[2] * out_padded,
@@ -1079,6 +1098,7 @@ fn convolution(
                                                 w: &w,
                                                 width,
                                                 in_strides,
+                                                in_channel_stride,
                                                 out_strides,
                                                 depthwise,
                                                 vectors,
@@ -1181,6 +1201,8 @@ fn convolution(
         w: &'a Position,
         width: u64,
         in_strides: [u64; 4],
+        /// Input elements between input channels: 1 in the internal layout.
+        in_channel_stride: u64,
         out_strides: [u64; 4],
         depthwise: bool,
         vectors: u64,
@@ -1424,7 +1446,20 @@ fn convolution(
         channel_repeat: u64,
     ) -> Vec<Stmt> {
         let TileContext {
-            conv, axes, n, d, h, w, width, in_strides, out_strides, residual, plan_lanes, repeat, ..
+            conv,
+            axes,
+            n,
+            d,
+            h,
+            w,
+            width,
+            in_strides,
+            in_channel_stride,
+            out_strides,
+            residual,
+            plan_lanes,
+            repeat,
+            ..
         } = context;
         // A strip of `repeat` tiles of pixels (dense) or of `channel_repeat` blocks of `count`
         // vectors (depthwise): the sums of tile `t` start at `t · width · count · 8` in `scratch`.
@@ -1483,7 +1518,7 @@ fn convolution(
             .plus(&coordinate(0).times(in_strides[1] as i64))
             .plus(&coordinate(1).times(in_strides[2] as i64))
             .plus(&coordinate(2).times(in_strides[3] as i64))
-            .plus(&first_input_channel);
+            .plus(&first_input_channel.times(*in_channel_stride as i64));
         let taps_total = (kernel3[0] * kernel3[1] * kernel3[2]) as i64;
         let first_tap = ((taps[0].0 * kernel3[1] + taps[1].0) * kernel3[2] + taps[2].0) as i64;
         // Depthwise (Packing::Depthwise, [tap, c]): rows of all channels per tap. Dense
@@ -1524,7 +1559,7 @@ fn convolution(
             acc: scratch,
             acc_index: Index::constant(0),
             reduce: if empty { 0 } else { in_per_group },
-            reduce_input_stride: 1,
+            reduce_input_stride: *in_channel_stride as i64,
             reduce_weight_stride: taps_total * row,
             taps: taps.map(|(_, count)| count.max(1)),
             tap_input_strides: std::array::from_fn(|axis| (axes[axis].dilation * in_strides[axis + 1]) as i64),

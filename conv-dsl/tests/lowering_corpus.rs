@@ -155,6 +155,49 @@ fn one_depthwise_layer_needs_no_conversions() {
     assert_eq!(plan.values, [0], "the unread converted input has no buffer");
 }
 
+/// Runs `plan` (of `network`, the model `text`, at `shape`) in the IR interpreter on a random
+/// input and checks it against the reference interpreter.
+fn runs_like_the_reference(text: &str, network: &conv_dsl::Network, shape: &[u64], plan: &lower::Plan) {
+    let params = Params::random(network, 2);
+    let mut rng = conv_dsl::random::SplitMix64::new(3);
+    let elements: u64 = shape.iter().product();
+    let input =
+        Tensor::new(shape.iter().map(|&d| d as usize).collect(), (0..elements).map(|_| rng.symmetric()).collect())
+            .unwrap();
+    let expected = interp::run(network, &input, &params).unwrap();
+    let output = ir_interp::run_plan(plan, input.data(), &ir_interp::pack_params(plan, &params)).unwrap();
+    for (got, want) in output.iter().zip(expected.data()) {
+        assert!((got - want).abs() <= TOLERANCE * (1.0 + want.abs()), "{text}: {got} vs {want}");
+    }
+}
+
+/// A dense tile-kernel layer reads a channels-first model input as it is (its kernel broadcasts
+/// one element at a time): no conversion to the internal layout, unless another layer reads the
+/// input too — or the layer is not a tile-kernel one.
+#[test]
+fn dense_tile_layers_read_a_channels_first_input_in_place() {
+    let tiles = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+    let cases = [
+        ("input x: [2, 5, 7, 9]; conv c(x) { out: 16, kernel: 3, stride: [1, 2], pad: 1, act: relu }", tiles, false),
+        ("input x: [1, 12, 3, 4, 5]; pointwise p(x) { out: 16, groups: 2 }", tiles, false),
+        ("input x: [1, 6, 11]; conv c(x) { out: 8, kernel: 5, dilation: 2, pad: same }", tiles, false),
+        // `a` reads the input too: it is converted for `a`; `c` still reads it in place.
+        ("input x: [1, 8, 5, 6]; conv c(x) { out: 8, kernel: 3, pad: 1 } add a(c, x);", tiles, true),
+        // Without tile kernels the layer reads the converted input.
+        ("input x: [1, 8, 5, 6]; pointwise p(x) { out: 8 }", Target::CRANELIFT_X86_64, true),
+    ];
+    for (text, target, converted) in cases {
+        let network = compile_source("model.conv", text).expect("the case checks");
+        let shape = network.example_input_shape(1, 9);
+        let binding = bind(&network, &shape).expect("binds");
+        let plan = lower::lower(&network, &binding, target, &|_| None).expect("lowers");
+        let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
+        assert_eq!(names.contains(&"x.to_internal"), converted, "{text}: {names:?}");
+        assert_eq!(plan.values[0] == 0, !converted, "{text}: the unread converted input has no buffer");
+        runs_like_the_reference(text, &network, &shape, &plan);
+    }
+}
+
 /// A channels-last input or output whose channels fill whole vectors is used in place (no
 /// conversion step); an output that a step reads still gets its own value and a conversion.
 #[test]
@@ -175,16 +218,6 @@ fn channels_last_tensors_of_whole_vectors_are_used_in_place() {
         let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
         let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
         assert_eq!(plan.steps.len(), steps, "{text}: {names:?}");
-        let params = Params::random(&network, 2);
-        let mut rng = conv_dsl::random::SplitMix64::new(3);
-        let elements: u64 = shape.iter().product();
-        let input =
-            Tensor::new(shape.iter().map(|&d| d as usize).collect(), (0..elements).map(|_| rng.symmetric()).collect())
-                .unwrap();
-        let expected = interp::run(&network, &input, &params).unwrap();
-        let output = ir_interp::run_plan(&plan, input.data(), &ir_interp::pack_params(&plan, &params)).unwrap();
-        for (got, want) in output.iter().zip(expected.data()) {
-            assert!((got - want).abs() <= TOLERANCE * (1.0 + want.abs()), "{text}: {got} vs {want}");
-        }
+        runs_like_the_reference(text, &network, &shape, &plan);
     }
 }
