@@ -5,13 +5,14 @@
 //! generates at half of an AVX2 core's FMA throughput (~50 of ~99 GFLOP/s measured on the
 //! development machine). So the innermost part of a dense convolution — the multiply-adds of one
 //! register tile over all input channels and taps — is this Rust function, compiled for AVX2 + FMA
-//! with 256-bit accumulators in registers, while the JIT still generates everything around it: the
-//! loop nest over the exact shape, the border split, the bias, and the fused epilogue.
+//! with 256-bit accumulators in registers (or for AVX-512, with 512-bit ones), while the JIT still
+//! generates everything around it: the loop nest over the exact shape, the border split, the bias,
+//! and the fused epilogue.
 //!
 //! One kernel per tile kind (dense, depthwise) and shape (`P` pixels × `V` vectors, const generics, so the tile is unrolled
 //! and its accumulators are registers), registered with the JIT module under [`symbol`]. The
-//! AVX2 version is registered when the host has AVX2 and FMA, the portable one (the same sums
-//! with `f32::mul_add`) otherwise; both are bit-identical to the IR interpreter.
+//! widest version the host runs ([`Isa::host`]: AVX-512, AVX2 + FMA, or the portable one, the
+//! same sums with `f32::mul_add`) is registered; all are bit-identical to the IR interpreter.
 //!
 //! # Safety
 //!
@@ -340,7 +341,7 @@ unsafe extern "C" fn avx512_kernel<const P: usize, const V: usize, const DEPTHWI
     // SAFETY: the caller's contract (see the function's safety section).
     unsafe {
         let strip = &*args;
-        // Tiles at once: as many (up to 3) as keep 24 of the 32 registers accumulators.
+        // Tiles at once: as many (up to 3) as fit in 24 of the 32 registers as accumulators.
         let together = (24 / (P * V.div_ceil(2))).clamp(1, 3) as isize;
         let shared = strip.repeat_weight_stride == 0;
         let mut first = 0;
