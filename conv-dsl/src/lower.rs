@@ -1255,6 +1255,20 @@ fn convolution(
             }
             return body;
         }
+        if let (Some(scratch), 1, true) = (context.scratch, context.repeat, blocks > 1) {
+            // A dense tile kernel's single tile (a border or tail one, whose few pixels keep few
+            // accumulators busy): every full block of output channels in one call, whose kernel
+            // can then run several blocks at once.
+            let zero = Index::constant(0);
+            return builder.repeat(groups, |builder, g| {
+                let mut body = tile_block(builder, context, &g, zero.clone(), *tile_channels, scratch, blocks);
+                if rest > 0 {
+                    let first = Index::constant((blocks * tile_channels) as i64);
+                    body.extend(tile_block(builder, context, &g, first, rest, scratch, 1));
+                }
+                body
+            });
+        }
         let mut body = Vec::new();
         body.extend(builder.repeat(groups, |builder, g| {
             let mut body = Vec::new();
@@ -1541,12 +1555,19 @@ fn convolution(
             depthwise,
             pixels: *width as u32,
             repeat: *repeat * channel_repeat,
+            // A strip of channel blocks: a depthwise block reads the next channels, a dense one the
+            // same input channels (with the next panel of weights).
             repeat_input_stride: match (empty, channel_repeat > 1) {
                 (true, _) => 0,
-                (false, true) => block_channels,
+                (false, true) if depthwise => block_channels,
+                (false, true) => 0,
                 (false, false) => *width as i64 * pixel_stride,
             },
-            repeat_weight_stride: if channel_repeat > 1 { block_channels } else { 0 },
+            repeat_weight_stride: match (channel_repeat > 1, depthwise) {
+                (false, _) => 0,
+                (true, true) => block_channels,
+                (true, false) => block_channels * in_per_group as i64 * taps_total,
+            },
             repeat_bias_stride: if channel_repeat > 1 && bias.is_some() { block_channels } else { 0 },
             vectors: count as u32,
             input,
