@@ -278,33 +278,99 @@ unsafe extern "C" fn portable_kernel<const P: usize, const V: usize, const DEPTH
     }
 }
 
-/// The AVX2 + FMA kernel: `P × V` accumulators of 8 lanes in `ymm` registers, `V` weight vectors
-/// and one broadcast input (dense) or `V` input vectors (depthwise) per pixel and step.
+/// A strip of `repeat` tiles as groups of at most `most` consecutive tiles, of even sizes (9 by 4:
+/// 3, 3, 3, not 4, 4, 1), so that no group is left with too few accumulators to hide the FMA
+/// latency: `(first tile, tiles)` per group.
+fn even_groups(repeat: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
+    let groups = repeat.div_ceil(most);
+    (0..groups).scan(0, move |first, group| {
+        let count = (repeat - *first).div_ceil(groups - group);
+        *first += count;
+        Some((*first - count, count))
+    })
+}
+
+/// Runs the strip `$strip` as [`even_groups`] of at most `$most` tiles, each group with
+/// `$tiles::<P, V, DEPTHWISE, count, shared>(strip, first)` (1 to 4 tiles at once; `shared`: the
+/// strip's tiles read the same weights).
+macro_rules! tiles_in_groups {
+    ($tiles:ident::<$p:ident, $v:ident, $depthwise:ident>($strip:expr, $most:expr)) => {{
+        let strip: &TileArgs = $strip;
+        let shared = strip.repeat_weight_stride == 0;
+        for (first, count) in even_groups(strip.repeat as usize, $most) {
+            let first = first as isize;
+            match (count, shared) {
+                (4, true) => $tiles::<$p, $v, $depthwise, 4, true>(strip, first),
+                (4, false) => $tiles::<$p, $v, $depthwise, 4, false>(strip, first),
+                (3, true) => $tiles::<$p, $v, $depthwise, 3, true>(strip, first),
+                (3, false) => $tiles::<$p, $v, $depthwise, 3, false>(strip, first),
+                (2, true) => $tiles::<$p, $v, $depthwise, 2, true>(strip, first),
+                (2, false) => $tiles::<$p, $v, $depthwise, 2, false>(strip, first),
+                _ => $tiles::<$p, $v, $depthwise, 1, true>(strip, first),
+            }
+        }
+    }};
+}
+
+/// The AVX2 + FMA kernel: `P × V` accumulators of 8 lanes in `ymm` registers per tile, `V`
+/// weight vectors and one broadcast input (dense) or `V` input vectors (depthwise) per pixel and
+/// step; tiles of at most 6 accumulators are computed two or three at once.
 ///
 /// # Safety
 /// As for [`portable_kernel`], and the host has AVX2 and FMA ([`kernels`] registers it only then).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe extern "C" fn avx2_kernel<const P: usize, const V: usize, const DEPTHWISE: bool>(args: *const TileArgs) {
-    use std::arch::x86_64::{
-        __m256, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
-    };
     // SAFETY: the caller's contract (see the function's safety section).
     unsafe {
         let strip = &*args;
-        for r in 0..strip.repeat {
-            let args = &strip.tile(r, P * V * LANES);
-            let mut initial = [_mm256_setzero_ps(); V];
-            if !args.bias.is_null() {
-                for (vector, initial) in initial.iter_mut().enumerate() {
-                    *initial = _mm256_loadu_ps(args.bias.add(vector * LANES));
+        // Tiles at once: as many (up to 3) as fit in 12 of the 16 registers as accumulators (the
+        // rest hold weights and the broadcast input): small tiles, such as a border pixel's strip
+        // over channel blocks, then still hide the FMA latency.
+        let together = (12 / (P * V)).clamp(1, 3);
+        tiles_in_groups!(avx2_tiles::<P, V, DEPTHWISE>(strip, together));
+    }
+}
+
+/// `T` tiles of a strip from tile `first` on, in AVX2 registers; `SHARED`: they all read the same
+/// weights (loaded once per step).
+///
+/// # Safety
+/// As for [`avx2_kernel`], and tiles `first..first + T` are in the strip.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn avx2_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, const T: usize, const SHARED: bool>(
+    strip: &TileArgs,
+    first: isize,
+) {
+    use std::arch::x86_64::{
+        _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+    // SAFETY: tiles `first..first + T` of the strip address only elements inside its buffers (the
+    // caller's contract); every pointer below is one of theirs.
+    unsafe {
+        let args = &strip.tile(first, P * V * LANES);
+        let mut sums = [[[_mm256_setzero_ps(); V]; P]; T];
+        if !args.bias.is_null() {
+            for (t, sums) in sums.iter_mut().enumerate() {
+                let bias = args.bias.offset(t as isize * strip.repeat_bias_stride);
+                for vectors in sums.iter_mut() {
+                    for (vector, sum) in vectors.iter_mut().enumerate() {
+                        *sum = _mm256_loadu_ps(bias.add(vector * LANES));
+                    }
                 }
             }
-            let mut sums: [[__m256; V]; P] = [initial; P];
-            for_each_step!(args, |input, weight| {
-                let mut weights = [_mm256_setzero_ps(); V];
-                for (vector, weights) in weights.iter_mut().enumerate() {
-                    *weights = _mm256_loadu_ps(weight.add(vector * LANES));
+        }
+        for_each_step!(args, |input, weight| {
+            let mut weights = [_mm256_setzero_ps(); V];
+            for (t, sums) in sums.iter_mut().enumerate() {
+                let input = input.offset(t as isize * strip.repeat_input_stride);
+                if t == 0 || !SHARED {
+                    let weight = weight.offset(t as isize * strip.repeat_weight_stride);
+                    for (vector, weights) in weights.iter_mut().enumerate() {
+                        *weights = _mm256_loadu_ps(weight.add(vector * LANES));
+                    }
                 }
                 for (pixel, vectors) in sums.iter_mut().enumerate() {
                     let input = input.offset(pixel as isize * args.pixel_stride);
@@ -319,10 +385,12 @@ unsafe extern "C" fn avx2_kernel<const P: usize, const V: usize, const DEPTHWISE
                         }
                     }
                 }
-            });
+            }
+        });
+        for (t, sums) in sums.iter().enumerate() {
             for (pixel, vectors) in sums.iter().enumerate() {
                 for (vector, sum) in vectors.iter().enumerate() {
-                    _mm256_storeu_ps(args.acc.add((pixel * V + vector) * LANES), *sum);
+                    _mm256_storeu_ps(args.acc.add(((t * P + pixel) * V + vector) * LANES), *sum);
                 }
             }
         }
@@ -347,25 +415,7 @@ unsafe extern "C" fn avx512_kernel<const P: usize, const V: usize, const DEPTHWI
         // pointwise layers 2–5% slower than 3.
         let registers = P * V.div_ceil(2);
         let together = (24 / registers).clamp(1, if registers <= 2 { 4 } else { 3 });
-        let shared = strip.repeat_weight_stride == 0;
-        // Groups of even sizes (9 tiles by 4: 3, 3, 3, not 4, 4, 1), so no group is left with
-        // too few accumulators to hide the FMA latency.
-        let repeat = strip.repeat as usize;
-        let groups = repeat.div_ceil(together);
-        let mut first = 0;
-        for group in 0..groups {
-            let (count, at) = ((repeat - first).div_ceil(groups - group), first as isize);
-            match (count, shared) {
-                (4, true) => avx512_tiles::<P, V, DEPTHWISE, 4, true>(strip, at),
-                (4, false) => avx512_tiles::<P, V, DEPTHWISE, 4, false>(strip, at),
-                (3, true) => avx512_tiles::<P, V, DEPTHWISE, 3, true>(strip, at),
-                (3, false) => avx512_tiles::<P, V, DEPTHWISE, 3, false>(strip, at),
-                (2, true) => avx512_tiles::<P, V, DEPTHWISE, 2, true>(strip, at),
-                (2, false) => avx512_tiles::<P, V, DEPTHWISE, 2, false>(strip, at),
-                _ => avx512_tiles::<P, V, DEPTHWISE, 1, true>(strip, at),
-            }
-            first += count;
-        }
+        tiles_in_groups!(avx512_tiles::<P, V, DEPTHWISE>(strip, together));
     }
 }
 
