@@ -27,8 +27,8 @@
 //!
 //! With a [`Kernel::Tile`] schedule the accumulation of a block is one [`Stmt::Tile`] instead —
 //! for a dense layer one call per strip of a row's full tiles and one per border or tail tile and
-//! all its channel blocks, for a depthwise one per tile and all its channel blocks — whose sums the IR then stores with the same fused epilogue (from a
-//! scratch buffer, `sums`). Its weights are packed as one contiguous panel per block of output
+//! all its channel blocks, for a depthwise one per tile and all its channel blocks — whose sums
+//! the IR then stores with the same fused epilogue (from a scratch buffer, `sums`). Its weights are packed as one contiguous panel per block of output
 //! channels ([`Packing::Panels`]). [`Order::Channels`] puts the loops over channel blocks outside
 //! the pixel loops.
 //!
