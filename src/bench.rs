@@ -50,7 +50,8 @@ pub fn bench(
     let runs = options.runs.max(1);
     let name = model.file_stem().map_or("model".to_string(), |stem| stem.to_string_lossy().into_owned());
     let binding = convgen::bind(network, shape)?;
-    let macs: u128 = convgen::cost_report(network).total_macs().unwrap_or(0);
+    let report = convgen::cost_report(network);
+    let macs: u128 = report.total_macs().unwrap_or(0);
     let params = Params::random(network, 0);
     let mut rng = SplitMix64::new(1);
     let input_shape: Vec<usize> = shape.iter().map(|&dim| dim as usize).collect();
@@ -68,13 +69,7 @@ pub fn bench(
         fresh.prepare(shape)?;
         whole.push(started.elapsed());
         // Per layer: the parts of a split stage are one layer.
-        let mut layers: Vec<(String, Duration)> = Vec::new();
-        for (layer, time) in fresh.compile_times(shape).unwrap_or_default() {
-            match layers.last_mut() {
-                Some((last, total)) if *last == layer => *total += time,
-                _ => layers.push((layer, time)),
-            }
-        }
+        let layers = by_layer(fresh.compile_times(shape).unwrap_or_default());
         per_layer.extend(
             layers
                 .iter()
@@ -193,17 +188,10 @@ pub fn bench(
     ));
     if !steps.is_empty() {
         let total: Duration = steps.iter().map(|(_, stats)| stats.median).sum();
-        let layer_macs = |layer: &str| {
-            let row = convgen::cost_report(network).rows.into_iter().find(|row| row.name == layer)?;
-            match row.macs {
-                convgen::conv_dsl::cost::Count::Known(macs) => Some(macs),
-                convgen::conv_dsl::cost::Count::Symbolic { .. } => None,
-            }
-        };
         out("  per step (medians; share of their sum):\n");
         for (step, stats) in &steps {
             let share = 100.0 * stats.median.as_secs_f64() / total.as_secs_f64().max(f64::MIN_POSITIVE);
-            let speed = match layer_macs(step) {
+            let speed = match step_macs(&report, step) {
                 Some(macs) => format!("  {:.1} GFLOP/s", 2.0 * macs as f64 / stats.median.as_secs_f64() / 1e9),
                 None => String::new(),
             };
@@ -222,26 +210,53 @@ pub fn bench(
     Ok(())
 }
 
+/// The multiply-adds of the step `step` (a layer, a separable layer's stage, or fused stages
+/// joined by `+`: `dw+pw`, `s.dw+s.pw`), if the report knows them; none for a conversion or one
+/// stage of a separable layer.
+fn step_macs(report: &convgen::conv_dsl::cost::CostReport, step: &str) -> Option<u128> {
+    let stages: Vec<&str> = step.split('+').collect();
+    let mut layers: Vec<&str> = Vec::new();
+    for stage in &stages {
+        let layer = match stage.split_once('.') {
+            _ if report.rows.iter().any(|row| row.name == *stage) => *stage,
+            // A separable layer's stages count as the layer when the step computes both.
+            Some((layer, _)) if [".dw", ".pw"].iter().all(|suffix| stages.contains(&&*format!("{layer}{suffix}"))) => {
+                layer
+            }
+            _ => return None,
+        };
+        if !layers.contains(&layer) {
+            layers.push(layer);
+        }
+    }
+    layers.iter().try_fold(0, |sum, layer| match report.rows.iter().find(|row| row.name == *layer)?.macs {
+        convgen::conv_dsl::cost::Count::Known(macs) => Some(sum + macs),
+        convgen::conv_dsl::cost::Count::Symbolic { .. } => None,
+    })
+}
+
+/// `times` of consecutive steps of one layer (the parts of a split stage, say) summed, in order.
+fn by_layer(times: Vec<(String, Duration)>) -> Vec<(String, Duration)> {
+    let mut layers: Vec<(String, Duration)> = Vec::new();
+    for (layer, time) in times {
+        match layers.last_mut() {
+            Some((last, total)) if *last == layer => *total += time,
+            _ => layers.push((layer, time)),
+        }
+    }
+    layers
+}
+
 /// Times `runs` runs step by step (`run` is one timed run) and returns each step's statistics, in
 /// order; consecutive steps of one layer (a stage and its epilogue, say) count as one.
 fn step_times(
     runs: usize,
     run: &mut dyn FnMut() -> Result<Vec<(String, Duration)>, Error>,
 ) -> Result<Vec<(String, Stats)>, Error> {
-    let grouped = |times: Vec<(String, Duration)>| {
-        let mut steps: Vec<(String, Duration)> = Vec::new();
-        for (layer, time) in times {
-            match steps.last_mut() {
-                Some((last, total)) if *last == layer => *total += time,
-                _ => steps.push((layer, time)),
-            }
-        }
-        steps
-    };
-    let first = grouped(run()?); // warm-up; also fixes the steps
+    let first = by_layer(run()?); // warm-up; also fixes the steps
     let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); first.len()];
     for _ in 0..runs {
-        for (samples, (_, time)) in samples.iter_mut().zip(grouped(run()?)) {
+        for (samples, (_, time)) in samples.iter_mut().zip(by_layer(run()?)) {
             samples.push(time);
         }
     }

@@ -50,13 +50,8 @@ enum Command {
         /// Which backend runs the model.
         #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
-        /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
-        #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
-        schedules: Vec<ScheduleArg>,
-        /// Threads to run on: each convolution stage with enough work is split into this many
-        /// parts, run at the same time.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-        threads: u32,
+        #[command(flatten)]
+        compiling: Compiling,
     },
     /// Write deterministic random parameters (PyTorch's default Kaiming-uniform initialisation).
     Params {
@@ -82,13 +77,8 @@ enum Command {
         /// The input shape to compile for (`ir`), for a model with symbolic dims, e.g. `1,16,32,32`.
         #[arg(long, value_delimiter = ',')]
         shape: Option<Vec<u64>>,
-        /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
-        #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
-        schedules: Vec<ScheduleArg>,
-        /// Threads to run on: each convolution stage with enough work is split into this many
-        /// parts, run at the same time.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-        threads: u32,
+        #[command(flatten)]
+        compiling: Compiling,
     },
     /// Explain each layer: its kind, channel groups, parameters, MACs and saving; or draw it.
     Explain {
@@ -120,13 +110,8 @@ enum Command {
         /// Print one JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
-        /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
-        #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
-        schedules: Vec<ScheduleArg>,
-        /// Threads to run on: each convolution stage with enough work is split into this many
-        /// parts, run at the same time.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-        threads: u32,
+        #[command(flatten)]
+        compiling: Compiling,
         /// Also time each step of the generated code: every layer, and the layout conversions at
         /// the model's ends.
         #[arg(long)]
@@ -142,10 +127,25 @@ enum Command {
         /// The input shape, for a model with symbolic dims, e.g. `1,16,32,32`.
         #[arg(long, value_delimiter = ',')]
         shape: Option<Vec<u64>>,
-        /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
-        #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
-        schedules: Vec<ScheduleArg>,
+        #[command(flatten)]
+        compiling: Compiling,
     },
+}
+
+/// How the JIT compiles a model: `--schedule`, `--threads`, `--no-fusion`.
+#[derive(clap::Args)]
+struct Compiling {
+    /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
+    #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
+    schedules: Vec<ScheduleArg>,
+    /// Threads to run on: each convolution stage with enough work is split into this many
+    /// parts, run at the same time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    threads: u32,
+    /// Compute every layer on its own: no depthwise layer computed inside the pointwise layer
+    /// that reads it (on blocks of rows, which the compiler does by default).
+    #[arg(long)]
+    no_fusion: bool,
 }
 
 /// `--schedule LAYER:lanes=L,tile=WxC`: an explicit schedule for one convolution stage.
@@ -166,15 +166,10 @@ impl std::str::FromStr for ScheduleArg {
     }
 }
 
-/// The model on `backend` with the `--schedule` overrides, on `threads` threads.
-fn compiled_model(
-    network: Network,
-    backend: convgen::Backend,
-    schedules: &[ScheduleArg],
-    threads: u32,
-) -> Result<CompiledModel, Error> {
-    let model = CompiledModel::new(network, backend).with_threads(threads);
-    schedules.iter().try_fold(model, |model, arg| model.with_schedule(&arg.layer, arg.schedule))
+/// The model on `backend`, compiled as `compiling` says.
+fn compiled_model(network: Network, backend: convgen::Backend, compiling: &Compiling) -> Result<CompiledModel, Error> {
+    let model = CompiledModel::new(network, backend).with_threads(compiling.threads).with_fusion(!compiling.no_fusion);
+    compiling.schedules.iter().try_fold(model, |model, arg| model.with_schedule(&arg.layer, arg.schedule))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -228,11 +223,11 @@ fn main() -> ExitCode {
 fn execute(command: Command) -> Result<(), Error> {
     match command {
         Command::Check { model } => check(&model),
-        Command::Run { model, input, params, output, backend, schedules, threads } => {
+        Command::Run { model, input, params, output, backend, compiling } => {
             let network = convgen::load_model(&model)?;
             let input = convgen::read_npy(&input)?;
             let params = convgen::read_safetensors(&params)?;
-            let compiled = compiled_model(network, backend.into(), &schedules, threads)?;
+            let compiled = compiled_model(network, backend.into(), &compiling)?;
             // Shape errors first (they name the input), then the parameters.
             let binding = convgen::bind(compiled.network(), &input.shape_u64())?;
             let packed = compiled.pack(&params)?;
@@ -252,15 +247,16 @@ fn execute(command: Command) -> Result<(), Error> {
             let network = convgen::load_model(&model)?;
             convgen::write_safetensors(&output, &Params::random(&network, seed))
         }
-        Command::Inspect { model, emit, layer, shape, schedules, threads } => {
-            inspect(&model, emit, layer.as_deref(), shape, &schedules, threads)
+        Command::Inspect { model, emit, layer, shape, compiling } => {
+            inspect(&model, emit, layer.as_deref(), shape, &compiling)
         }
         Command::Explain { model, layer, svg, html } => explain(&model, layer.as_deref(), svg, html),
-        Command::Demo { model, seed, shape, schedules } => demo(&model, seed, shape, &schedules),
-        Command::Bench { model: path, runs, shape, reference, json, schedules, threads, steps } => {
+        Command::Demo { model, seed, shape, compiling } => demo(&model, seed, shape, &compiling),
+        Command::Bench { model: path, runs, shape, reference, json, compiling, steps } => {
             let network = convgen::load_model(&path)?;
             let shape = concrete_shape(&path, &network, shape)?;
-            let make = |backend| compiled_model(network.clone(), backend, &schedules, threads);
+            let make = |backend| compiled_model(network.clone(), backend, &compiling);
+            let threads = compiling.threads;
             bench::bench(
                 &path,
                 &network,
@@ -321,8 +317,7 @@ fn inspect(
     emit: Emit,
     layer: Option<&str>,
     shape: Option<Vec<u64>>,
-    schedules: &[ScheduleArg],
-    threads: u32,
+    compiling: &Compiling,
 ) -> Result<(), Error> {
     match emit {
         Emit::Ast => {
@@ -362,11 +357,12 @@ fn inspect(
             }
         }
         Emit::Rust => {
-            if layer.is_some() || shape.is_some() || !schedules.is_empty() || threads != 1 {
+            let default = compiling.schedules.is_empty() && compiling.threads == 1 && !compiling.no_fusion;
+            if layer.is_some() || shape.is_some() || !default {
                 return Err(Error::File {
                     path: model.into(),
                     message: "`--emit rust` shows the whole `conv!` module for the model's declared shape, run \
-                              on one thread; `--layer`, `--shape`, `--schedule` and `--threads` do not apply to it"
+                              on one thread; `--layer`, `--shape`, `--schedule`, `--threads` and `--no-fusion` do not apply to it"
                         .to_string(),
                 });
             }
@@ -375,12 +371,16 @@ fn inspect(
         Emit::Ir | Emit::Clif | Emit::Asm => {
             let network = convgen::load_model(model)?;
             let shape = concrete_shape(model, &network, shape)?;
-            let plan = compiled_model(network.clone(), convgen::Backend::Jit, schedules, threads)?.plan(&shape)?;
+            let plan = compiled_model(network.clone(), convgen::Backend::Jit, compiling)?.plan(&shape)?;
             let steps: Vec<_> = plan
                 .steps
                 .iter()
                 .filter(|step| {
-                    layer.is_none_or(|name| step.layer == name || step.layer.starts_with(&format!("{name}.")))
+                    // A fused step computes the layers its name joins with `+`.
+                    let of = |name: &str| {
+                        step.layer.split('+').any(|part| part == name || part.starts_with(&format!("{name}.")))
+                    };
+                    layer.is_none_or(of)
                 })
                 .collect();
             if steps.is_empty() {
@@ -388,7 +388,7 @@ fn inspect(
                 return Err(no_such_layer(model, layer.unwrap_or_default(), &names));
             }
             for step in steps {
-                let schedule = step.schedule.map_or(String::new(), |schedule| format!(" ({schedule})"));
+                let schedule = step.schedules_text().map_or(String::new(), |schedules| format!(" ({schedules})"));
                 let part = step.part.map_or(String::new(), |part| {
                     format!(", part {} of {} from element {}", part.index + 1, part.count, part.start)
                 });
@@ -476,7 +476,7 @@ fn explain(model: &Path, layer: Option<&str>, svg: Option<PathBuf>, html: Option
     Ok(())
 }
 
-fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>, schedules: &[ScheduleArg]) -> Result<(), Error> {
+fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>, compiling: &Compiling) -> Result<(), Error> {
     let network = convgen::load_model(model)?;
     out(&(format!("{}: {}", model.display(), summary(&network)) + "\n"));
     out("\n");
@@ -501,7 +501,7 @@ fn demo(model: &Path, seed: u64, shape: Option<Vec<u64>>, schedules: &[ScheduleA
     // The JIT: compile for this shape, run, run again from the cache.
     let output_shape: Vec<usize> =
         network.input.layout.order(&binding.layers[network.output].shape).iter().map(|&dim| dim as usize).collect();
-    let compiled = compiled_model(network.clone(), convgen::Backend::Jit, schedules, 1)?;
+    let compiled = compiled_model(network.clone(), convgen::Backend::Jit, compiling)?;
     let packed = compiled.pack(&params)?;
     let mut jit_output = Tensor::zeros(output_shape.clone());
     let started = Instant::now();

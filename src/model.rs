@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use conv_dsl::dim::fmt_shape;
 use conv_dsl::lower::{PackedParam, Plan};
-use conv_dsl::schedule::{Schedule, Target};
+use conv_dsl::schedule::{Fusion, Schedule, Target};
 use conv_dsl::{Network, Params};
 
 use crate::Error;
@@ -120,6 +120,15 @@ impl CompiledModel {
     /// order.
     pub fn with_threads(mut self, threads: u32) -> Self {
         self.target.threads = threads.max(1);
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self
+    }
+
+    /// Whether a depthwise layer read only by a pointwise one is computed inside it, on blocks of
+    /// rows that stay in cache (`true`, the default), or each layer on its own (`false`: to
+    /// measure the difference, or to inspect each layer's code). Results do not change.
+    pub fn with_fusion(mut self, fusion: bool) -> Self {
+        self.target.fusion = if fusion { Fusion::DEFAULT } else { Fusion::OFF };
         self.cache.lock().unwrap_or_else(PoisonError::into_inner).clear();
         self
     }

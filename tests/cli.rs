@@ -798,6 +798,40 @@ fn inspect_ir_clif_asm_and_rust() {
     ]);
 }
 
+/// A depthwise layer large enough is computed inside the pointwise layer that reads it: one step,
+/// `dw+pw`, shown for either layer; `--no-fusion` computes each on its own, and does not apply to
+/// `--emit rust`. `bench --steps` gives the fused step's speed from both layers' multiply-adds.
+#[test]
+fn depthwise_layers_fuse_unless_told_not_to() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    let model = repo("tests/corpus/good/readme_example.conv");
+    let model = model.to_str().unwrap();
+    for layer in ["dw", "pw"] {
+        let ir = convgen(dir, ["inspect", model, "--emit", "ir", "--layer", layer]);
+        ir.assert_success();
+        // (The pointwise schedule depends on the host's tile kernels.)
+        assert!(ir.stdout.contains("// step dw+pw (lanes=4,tile=4x1 + lanes="), "{}", ir.describe());
+        assert!(ir.stdout.contains("fn dw+pw(") && ir.stdout.contains("rows: out f32["), "{}", ir.describe());
+    }
+    let apart = convgen(dir, ["inspect", model, "--emit", "ir", "--layer", "dw", "--no-fusion"]);
+    apart.assert_success();
+    assert!(
+        apart.stdout.contains("// step dw (lanes=4,tile=4x1)") && !apart.stdout.contains("dw+pw"),
+        "{}",
+        apart.describe()
+    );
+    convgen(dir, ["inspect", model, "--emit", "rust", "--no-fusion"]).assert_one_line_failure(&[
+        "`--emit rust`",
+        "`--no-fusion`",
+        "do not apply",
+    ]);
+    let steps = convgen(dir, ["bench", model, "--runs", "2", "--steps"]);
+    steps.assert_success();
+    let fused = steps.stdout.lines().find(|line| line.trim_start().starts_with("dw+pw ")).expect("a fused step");
+    assert!(fused.contains("GFLOP/s"), "{}", steps.describe());
+}
+
 #[test]
 fn bench_reports_compile_cache_and_run_times() {
     let directory = tempfile::tempdir().unwrap();

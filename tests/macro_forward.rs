@@ -122,6 +122,16 @@ convgen::conv! {
 }
 
 convgen::conv! {
+    /// A depthwise output large enough (60·56·40 elements) for the default to fuse it into the
+    /// pointwise layer, on blocks of rows; the pointwise layer's 24 outputs take the tile kernel.
+    mod fused {
+        input x: [1, 40, 60, 56];
+        depthwise d(x) { kernel: 3, pad: 1, act: relu6 }
+        pointwise p(d) { out: 24, act: relu }
+    }
+}
+
+convgen::conv! {
     /// Channels-last with whole vectors of channels (8 and 16): the steps read the user's input
     /// and write the user's output in place, with no conversion.
     mod channels_last_in_place {
@@ -228,6 +238,15 @@ differential!(channels_last_in_place_matches_the_reference, channels_last_in_pla
 differential!(planar_stride2_depthwise_matches_the_reference, planar_stride2);
 differential!(conv_file_block_matches_the_reference, block);
 differential!(four_lane_groups_match_the_reference, four_lane_groups);
+differential!(fused_depthwise_pointwise_matches_the_reference, fused);
+
+#[test]
+fn a_large_depthwise_output_is_fused_into_its_pointwise_reader() {
+    let network = convgen::compile_source("fused", fused::MODEL_SOURCE).expect("the macro's model checks");
+    let plan = emit_rust::plan(&network).expect("lowers");
+    let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
+    assert_eq!(names, ["x.to_internal", "d+p", "p.to_user"]);
+}
 
 #[test]
 fn groups_of_four_outputs_take_four_lane_vectors() {
@@ -235,7 +254,8 @@ fn groups_of_four_outputs_take_four_lane_vectors() {
     let plan = emit_rust::plan(&network).expect("lowers");
     assert_eq!(plan.lanes, 8);
     for step in plan.steps.iter().filter(|step| ["g", "h", "k"].contains(&step.layer.as_str())) {
-        assert_eq!(step.schedule.map(|schedule| schedule.lanes), Some(4), "`{}`", step.layer);
+        let lanes: Vec<u32> = step.schedules.iter().map(|schedule| schedule.lanes).collect();
+        assert_eq!(lanes, [4], "`{}`", step.layer);
     }
 }
 
@@ -244,8 +264,9 @@ fn one_depthwise_layer_is_computed_in_the_users_layout() {
     for source in [planar::MODEL_SOURCE, planar_stride2::MODEL_SOURCE] {
         let network = convgen::compile_source("planar", source).expect("the macro's model checks");
         let plan = emit_rust::plan(&network).expect("lowers");
-        let kernels: Vec<_> = plan.steps.iter().map(|step| step.schedule.map(|schedule| schedule.kernel)).collect();
-        assert_eq!(kernels, [Some(convgen::conv_dsl::schedule::Kernel::Planar)], "{source}: one planar step");
+        let kernels: Vec<_> =
+            plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+        assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Planar], "{source}: one planar step");
     }
 }
 

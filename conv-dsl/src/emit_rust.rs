@@ -608,8 +608,8 @@ fn forward_and_kernels(plan: &Plan) -> (TokenStream, TokenStream) {
                 distinct.len() - 1
             }
         };
-        let label = match step.schedule {
-            Some(schedule) => format!("`{}` ({schedule})", step.layer),
+        let label = match step.schedules_text() {
+            Some(schedules) => format!("`{}` ({schedules})", step.layer),
             None => format!("`{}`", step.layer),
         };
         distinct[position].1.push(label);

@@ -16,7 +16,7 @@ fn good_corpus_ir() {
         let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
         let mut listing = format!("// input {shape:?}, {} steps\n", plan.steps.len());
         for step in &plan.steps {
-            let schedule = step.schedule.map_or(String::new(), |schedule| format!(" ({schedule})"));
+            let schedule = step.schedules_text().map_or(String::new(), |schedules| format!(" ({schedules})"));
             listing.push_str(&format!("// step {}{schedule}\n{}", step.layer, step.function));
         }
         insta::assert_snapshot!(listing);

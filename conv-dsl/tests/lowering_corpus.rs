@@ -31,6 +31,9 @@ fn check_file(path: &std::path::Path) {
         ),
         // The macro's target: 8-lane values, stages of 8 or (groups of 4 outputs) 4 lanes.
         ("auto/macro", conv_dsl::emit_rust::TARGET, None),
+        // Every depthwise → pointwise pair fused, in blocks of a row or two; and in parts.
+        ("auto, fused", fusing(64), None),
+        ("auto, fused, 3 parts", Target { microkernels: true, threads: 3, part_macs: 0, ..fusing(64) }, None),
         // Every stage split into parts (windows of uneven sizes with 3).
         ("auto, 3 parts", Target { microkernels: true, threads: 3, part_macs: 0, ..Target::CRANELIFT_X86_64 }, None),
         (
@@ -219,5 +222,117 @@ fn channels_last_tensors_of_whole_vectors_are_used_in_place() {
         let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
         assert_eq!(plan.steps.len(), steps, "{text}: {names:?}");
         runs_like_the_reference(text, &network, &shape, &plan);
+    }
+}
+
+/// The Cranelift target fusing every depthwise → pointwise pair, however small, in blocks of at
+/// most `block_elements` depthwise outputs (so small test images still take several blocks).
+fn fusing(block_elements: u64) -> Target {
+    let fusion = conv_dsl::schedule::Fusion { min_elements: 0, block_elements };
+    Target { fusion, ..Target::CRANELIFT_X86_64 }
+}
+
+/// A depthwise layer read only by a pointwise one is computed inside it on blocks of rows (one
+/// step, `dw+pw`, with no value of its own for the depthwise output), bit for bit as the two
+/// steps compute it apart; not where the depthwise output is read by another layer or is the
+/// output, where a forced schedule puts channel blocks outermost, where the stages' vectors
+/// differ, nor with fusion off.
+#[test]
+fn depthwise_layers_fuse_into_the_pointwise_layer_that_reads_them() {
+    let channels_outer =
+        conv_dsl::schedule::Schedule { order: conv_dsl::schedule::Order::Channels, ..Schedule::new(4, 2, 1) };
+    let cases: [(&str, Target, Option<Schedule>, &[&str]); 9] = [
+        (
+            "input x: [2, 6, 9, 7]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 } pointwise p(d) { out: 5, act: silu }",
+            fusing(64),
+            None,
+            &["d+p"],
+        ),
+        // Stride 2, dilation, a residual `add` fused into the pointwise store, several blocks.
+        (
+            "input x: [1, 8, 11, 10]; conv c(x) { out: 8, kernel: 1 } conv e(x) { out: 8, kernel: 3, stride: 2, pad: 1 } \
+             depthwise d(c) { kernel: 3, stride: 2, dilation: 2, pad: 2 } pointwise p(d) { out: 8 } add r(p, e) { act: relu }",
+            fusing(100),
+            None,
+            &["c", "e", "d+p"],
+        ),
+        // A separable layer's two stages; a 3D and a 1D pair, and tile kernels.
+        ("input x: [1, 8, 6, 9]; separable s(x) { out: 16, kernel: 3, pad: 1 }", fusing(80), None, &["s.dw+s.pw"]),
+        (
+            "input x: [1, 8, 3, 4, 5]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 16 }",
+            Target { microkernels: true, ..fusing(50) },
+            None,
+            &["d+p"],
+        ),
+        (
+            "input x: [2, 5, 13]; depthwise d(x) { kernel: 5, pad: 2 } pointwise p(d) { out: 3 }",
+            fusing(8),
+            None,
+            &["d+p"],
+        ),
+        // Not fused: `d` is read twice, or is the output.
+        (
+            "input x: [1, 4, 6, 7]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 4 } add a(p, d);",
+            fusing(64),
+            None,
+            &["d", "p"],
+        ),
+        (
+            "input x: [1, 4, 6, 7]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 4 } output d;",
+            fusing(64),
+            None,
+            &["d", "p"],
+        ),
+        // Channel blocks outermost, and fusion off.
+        (
+            "input x: [1, 4, 6, 7]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 4 }",
+            fusing(64),
+            Some(channels_outer),
+            &["d", "p"],
+        ),
+        (
+            "input x: [1, 4, 6, 7]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 4 }",
+            Target::CRANELIFT_X86_64,
+            None,
+            &["d", "p"],
+        ),
+    ];
+    for (text, target, forced, expected) in cases {
+        let network = compile_source("model.conv", text).expect("the case checks");
+        let shape = network.example_input_shape(1, 9);
+        let binding = bind(&network, &shape).expect("binds");
+        let plan = lower::lower(&network, &binding, target, &|_| forced).expect("lowers");
+        let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
+        let computed: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| !name.ends_with(".to_internal") && !name.ends_with(".to_user"))
+            .collect();
+        assert_eq!(computed, expected, "{text}: {names:?}");
+        runs_like_the_reference(text, &network, &shape, &plan);
+        // Bit for bit the plan with every layer on its own.
+        let apart = Target { fusion: conv_dsl::schedule::Fusion::OFF, ..target };
+        let unfused = lower::lower(&network, &binding, apart, &|_| forced).expect("lowers");
+        let params = Params::random(&network, 2);
+        let input = vec![0.25f32; shape.iter().product::<u64>() as usize];
+        let run = |plan: &lower::Plan| ir_interp::run_plan(plan, &input, &ir_interp::pack_params(plan, &params));
+        assert_eq!(run(&plan).unwrap(), run(&unfused).unwrap(), "{text}");
+    }
+}
+
+/// A depthwise output too small to leave the cache, or with rows too long to stay in it, is not
+/// fused by default; MobileNet-sized ones are.
+#[test]
+fn the_default_fuses_large_depthwise_outputs() {
+    let cases = [
+        ("input x: [1, 64, 56, 56]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 128 }", true),
+        ("input x: [1, 512, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 512 }", false),
+        ("input x: [1, 256, 1000]; depthwise d(x) { kernel: 31, pad: 15 } pointwise p(d) { out: 64 }", false),
+    ];
+    for (text, fused) in cases {
+        let network = compile_source("model.conv", text).expect("the case checks");
+        let binding = bind(&network, &network.example_input_shape(1, 9)).expect("binds");
+        let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
+        assert_eq!(plan.steps.iter().any(|step| step.layer == "d+p"), fused, "{text}");
     }
 }

@@ -98,7 +98,7 @@ fn plan_of(function: Function) -> Plan {
         params: Vec::new(),
         steps: vec![Step {
             layer: "test".into(),
-            schedule: None,
+            schedules: Vec::new(),
             function,
             args: vec![Arg::Input, Arg::Output],
             part: None,
@@ -324,7 +324,7 @@ fn a_step_that_writes_its_input_sees_its_own_writes_and_leaves_the_callers_input
     let mut plan = plan_of(elementwise(4, len, Activation::None));
     plan.steps.insert(
         0,
-        Step { layer: "double".into(), schedule: None, function: double, args: vec![Arg::Input], part: None },
+        Step { layer: "double".into(), schedules: Vec::new(), function: double, args: vec![Arg::Input], part: None },
     );
     let input: Vec<f32> = (0..8).map(|i| i as f32).collect();
     let output = compile(&plan).unwrap().run(&input, &[]).unwrap();

@@ -18,8 +18,26 @@ fn good_corpus_clif_of_the_first_convolution() {
         let shape = network.example_input_shape(1, 9);
         let binding = bind(&network, &shape).expect("binds");
         let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).expect("lowers");
-        let step = plan.steps.iter().find(|step| step.schedule.is_some()).expect("every corpus model has a conv");
+        let step = plan.steps.iter().find(|step| !step.schedules.is_empty()).expect("every corpus model has a conv");
         let clif = conv_jit::clif(&step.function).expect("the corpus compiles");
-        insta::assert_snapshot!(format!("// step {} ({})\n{clif}", step.layer, step.schedule.expect("a conv step")));
+        let schedules = step.schedules_text().expect("a conv step");
+        insta::assert_snapshot!(format!("// step {} ({schedules})\n{clif}", step.layer));
     });
+}
+
+/// A depthwise layer fused into the pointwise layer that reads it, in blocks of two rows: the
+/// depthwise rows written to the `rows` buffer, then the pointwise stage over them, in one
+/// function.
+#[test]
+fn fused_depthwise_pointwise_clif() {
+    let text = "input x: [1, 4, 5, 3]; depthwise d(x) { kernel: 3, pad: 1, act: relu } pointwise p(d) { out: 4 }";
+    let network = compile_source("model.conv", text).expect("the model checks");
+    let binding = bind(&network, &[1, 4, 5, 3]).expect("binds");
+    let fusion = conv_dsl::schedule::Fusion { min_elements: 0, block_elements: 24 };
+    let plan =
+        lower::lower(&network, &binding, Target { fusion, ..Target::CRANELIFT_X86_64 }, &|_| None).expect("lowers");
+    let step = plan.steps.iter().find(|step| step.layer == "d+p").expect("fused");
+    let clif = conv_jit::clif(&step.function).expect("compiles");
+    let schedules = step.schedules_text().expect("a conv step");
+    insta::assert_snapshot!(format!("// {text}\n// step {} ({schedules})\n{}\n{clif}", step.layer, step.function));
 }

@@ -334,6 +334,122 @@ fn planar_case() -> impl Strategy<Value = Case> {
         })
 }
 
+/// A depthwise → pointwise pair: `depthwise d(x) { … } pointwise p(d) { … }`, and where shapes
+/// allow, `add r(p, x)`.
+#[derive(Clone, Debug)]
+struct PairCase {
+    geometry: Geometry,
+    channels: usize,
+    multiplier: usize,
+    out: usize,
+    groups: usize,
+    batch: usize,
+    spatial: Vec<usize>,
+    bias: bool,
+    acts: [&'static str; 2],
+    residual: Option<&'static str>,
+    /// Depthwise outputs per block of rows.
+    block: u64,
+    schedule: Schedule,
+    seed: u64,
+}
+
+impl PairCase {
+    fn source(&self) -> String {
+        let spatial: Vec<String> = self.spatial.iter().map(ToString::to_string).collect();
+        let (keys, bias, [dw_act, pw_act]) = (self.geometry.keys(), self.bias, self.acts);
+        let mut source = format!(
+            "input x: [{}, {}, {}];\n\
+             depthwise d(x) {{ {keys}, multiplier: {}, bias: {bias}, act: {dw_act} }}\n\
+             pointwise p(d) {{ out: {}, groups: {}, bias: {bias}, act: {pw_act} }}\n",
+            self.batch,
+            self.channels,
+            spatial.join(", "),
+            self.multiplier,
+            self.out,
+            self.groups
+        );
+        if let Some(act) = self.residual {
+            source.push_str(&format!("add r(p, x) {{ act: {act} }}\n"));
+        }
+        source
+    }
+
+    fn shape(&self) -> Vec<u64> {
+        let mut shape = vec![self.batch as u64, self.channels as u64];
+        shape.extend(self.spatial.iter().map(|&size| size as u64));
+        shape
+    }
+}
+
+fn pair_case() -> impl Strategy<Value = PairCase> {
+    (1usize..=3)
+        .prop_flat_map(|rank| {
+            let axes = move |values: std::ops::RangeInclusive<usize>| proptest::collection::vec(values, rank);
+            let geometry = (axes(2..=4), axes(1..=2), axes(1..=2), pad(rank))
+                .prop_map(|(kernel, stride, dilation, pad)| Geometry { kernel, stride, dilation, pad });
+            (geometry, prop_oneof![3 => 1usize..=9, 1 => Just(16)], prop_oneof![3 => Just(1usize), 1 => 2usize..=3])
+        })
+        .prop_flat_map(|(geometry, channels, multiplier)| {
+            let extra = if geometry.kernel.len() == 3 { 3 } else { 6 };
+            let spatial: Vec<_> = (0..geometry.kernel.len())
+                .map(|axis| geometry.min_input(axis)..=geometry.min_input(axis) + extra)
+                .collect();
+            (
+                Just(geometry),
+                Just(channels),
+                Just(multiplier),
+                prop_oneof![1usize..=9, Just(8), Just(16)],
+                prop_oneof![3 => Just(1usize), 1 => Just(2)],
+                spatial,
+                1usize..=2,
+                (any::<bool>(), [activation(), activation()], proptest::option::of(activation())),
+                prop_oneof![Just(8u64), Just(48), Just(200), Just(1 << 14)],
+                schedule(),
+                any::<u64>(),
+            )
+        })
+        .prop_map(
+            |(
+                geometry,
+                channels,
+                multiplier,
+                out,
+                groups,
+                spatial,
+                batch,
+                (bias, acts, residual),
+                block,
+                schedule,
+                seed,
+            )| {
+                // Grouped only where both channel counts split; an `add` only where `p` has
+                // `x`'s shape (stride 1, padding `same`, as many channels).
+                let groups = if (channels * multiplier) % groups == 0 && out % groups == 0 { groups } else { 1 };
+                let same_shape = geometry.stride.iter().all(|&stride| stride == 1) && matches!(geometry.pad, Pad::Same);
+                let (out, residual) = match residual {
+                    Some(act) if same_shape && channels % groups == 0 => (channels, Some(act)),
+                    _ => (out, None),
+                };
+                PairCase {
+                    geometry,
+                    channels,
+                    multiplier,
+                    out,
+                    groups,
+                    batch,
+                    spatial,
+                    bias,
+                    acts,
+                    residual,
+                    block,
+                    schedule,
+                    seed,
+                }
+            },
+        )
+}
+
 fn config() -> ProptestConfig {
     // No regression files: a failure prints the minimal case, and its DSL text, instead.
     ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(CASES) }
@@ -355,8 +471,38 @@ proptest! {
             Choice::new(&format!("forced {first}"), Target::CRANELIFT_X86_64, Some(first)),
             Choice::new(&format!("forced {second}, 2 parts"), common::split(2), Some(second)),
             Choice::new("auto/wide tile kernels, 3 parts", common::wide_tiles(common::split(3)), None),
+            Choice::new(&format!("forced {first}, fused"), common::fusing(Target::CRANELIFT_X86_64, 48), Some(first)),
         ];
         common::check_network("case", &network, &case.shape(), case.seed, &choices)
+            .map_err(|message| TestCaseError::fail(format!("{message}\n{source}")))?;
+    }
+
+    /// A depthwise layer fused into the pointwise layer that reads it, on blocks of rows (of
+    /// several sizes, so that blocks, their remainders and border rows all occur), with and
+    /// without a residual `add` fused into the pointwise store: bit for bit the two layers
+    /// computed apart, and within tolerance of the reference.
+    #[test]
+    fn fused_depthwise_pointwise_pairs_run_like_the_interpreters(case in pair_case()) {
+        let source = case.source();
+        let network = conv_dsl::compile_source("pair.conv", &source)
+            .map_err(|error| TestCaseError::fail(format!("generated invalid DSL:\n{source}\n{error}")))?;
+        let (block, schedule) = (case.block, case.schedule);
+        let fused = common::fusing(Target::CRANELIFT_X86_64, block);
+        if case.multiplier == 1 && case.groups == 1 {
+            // Both stages take vectors of 4 lanes: the automatic schedules fuse them.
+            let binding = conv_dsl::bind(&network, &case.shape()).map_err(|error| TestCaseError::fail(error.to_string()))?;
+            let plan = conv_dsl::lower::lower(&network, &binding, fused, &|_| None)
+                .map_err(|error| TestCaseError::fail(format!("{error}\n{source}")))?;
+            prop_assert!(plan.steps.iter().any(|step| step.layer == "d+p"), "not fused:\n{}", source);
+        }
+        let choices = [
+            Choice::new("apart", Target { fusion: conv_dsl::schedule::Fusion::OFF, ..Target::CRANELIFT_X86_64 }, None),
+            Choice::new(&format!("fused in blocks of {block}"), fused, None),
+            Choice::new("fused, tile kernels", common::fusing(common::wide_tiles(Target::CRANELIFT_X86_64), block), None),
+            Choice::new("fused, 3 parts", common::fusing(common::split(3), block), None),
+            Choice::new(&format!("fused, forced {schedule}"), fused, Some(schedule)),
+        ];
+        common::check_network("pair", &network, &case.shape(), case.seed, &choices)
             .map_err(|message| TestCaseError::fail(format!("{message}\n{source}")))?;
     }
 

@@ -39,6 +39,8 @@ pub fn standard_choices() -> Vec<Choice> {
         Choice::new("auto/wide tile kernels", wide_tiles(Target::CRANELIFT_X86_64), None),
         Choice::new("auto/scalar", Target::SCALAR, None),
         Choice::new("auto, 3 parts", Target { microkernels: true, ..split(3) }, None),
+        Choice::new("auto, fused", fusing(Target { microkernels: true, ..Target::CRANELIFT_X86_64 }, 64), None),
+        Choice::new("auto, fused, 2 parts", fusing(split(2), 64), None),
         Choice::new("1x1 tiles", Target::CRANELIFT_X86_64, vector(1, 1)),
         Choice::new("3x2 tiles", Target::CRANELIFT_X86_64, vector(3, 2)),
         Choice::new("scalar 5x3", Target::CRANELIFT_X86_64, Some(Schedule::new(1, 5, 3))),
@@ -49,6 +51,12 @@ pub fn standard_choices() -> Vec<Choice> {
 /// run them on whichever kernels this host has).
 pub fn wide_tiles(target: Target) -> Target {
     Target { microkernels: true, wide_microkernels: true, ..target }
+}
+
+/// `target` fusing every depthwise → pointwise pair, however small, in blocks of at most
+/// `block_elements` depthwise outputs (so that small images still take several blocks).
+pub fn fusing(target: Target, block_elements: u64) -> Target {
+    Target { fusion: conv_dsl::schedule::Fusion { min_elements: 0, block_elements }, ..target }
 }
 
 /// The Cranelift target with every stage split into `threads` parts, however small.
