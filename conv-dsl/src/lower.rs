@@ -420,7 +420,7 @@ pub fn lower(
                     let input_in_place = current == 0
                         && network.input.layout == Layout::ChannelsFirst
                         && schedule.kernel == Kernel::Tile
-                        && !(conv.in_channels == conv.groups && conv.out_channels == conv.groups);
+                        && !conv.is_depthwise();
                     let act = residual.map(|fusion| fusion.act);
                     let (parts, packings, scratch) =
                         convolution(name, conv, bound, schedule, target, act, input_in_place);

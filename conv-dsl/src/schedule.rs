@@ -188,7 +188,7 @@ impl Schedule {
     ///   for depthwise layers, whose channel vectors share no inputs: one vector, up to 4 pixels.
     pub fn auto(conv: &Conv, bound: &BoundConv, target: Target) -> Schedule {
         let out_width = *bound.output.last().unwrap_or(&1);
-        let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
+        let depthwise = conv.is_depthwise();
         let taps: u64 = conv.kernel.iter().product();
         // A depthwise layer takes the tile kernel only for large windows, where a call has enough
         // multiply-adds: measured with `convgen bench --schedule` (medians, development machine),
@@ -197,16 +197,17 @@ impl Schedule {
         // dw3_s1_c144_56 0.28 / 0.33 ms (its step alone).
         let tile_depthwise = depthwise && taps >= TILE_DEPTHWISE_MIN_TAPS;
         if target.microkernels && tile_kernel_fits(conv) && (!depthwise || tile_depthwise) {
+            // Tiles of at most the layer's vectors (a wide dense tile's pixels depend on them).
+            let vectors = channel_vectors(conv, TILE_LANES) as u32;
             let (pixels, vectors) = match (depthwise, target.wide_microkernels) {
-                (true, false) => TILE_AUTO_DEPTHWISE,
-                (true, true) => TILE_AUTO_DEPTHWISE_WIDE,
-                (false, false) => TILE_AUTO,
+                (true, false) => (TILE_AUTO_DEPTHWISE.0, vectors.min(TILE_AUTO_DEPTHWISE.1)),
+                (true, true) => (TILE_AUTO_DEPTHWISE_WIDE.0, vectors.min(TILE_AUTO_DEPTHWISE_WIDE.1)),
+                (false, false) => (TILE_AUTO.0, vectors.min(TILE_AUTO.1)),
                 (false, true) => {
-                    let vectors = (channel_vectors(conv, TILE_LANES) as u32).min(TILE_WIDE_VECTORS);
+                    let vectors = vectors.min(TILE_WIDE_VECTORS);
                     (tile_wide_pixels(vectors), vectors)
                 }
             };
-            let vectors = (channel_vectors(conv, TILE_LANES) as u32).min(vectors);
             return Schedule::tile_kernel((out_width as u32).clamp(1, pixels), vectors);
         }
         // The target's vectors, else vectors of 4 lanes (groups of 4 outputs on an 8-lane target:
@@ -216,7 +217,7 @@ impl Schedule {
             .find(|&lanes| lanes <= target.lanes && vectorizable(conv, lanes))
             .unwrap_or(1);
         let tile_width = out_width.clamp(1, 4) as u32;
-        if conv.in_channels == conv.groups && conv.out_channels == conv.groups {
+        if conv.is_depthwise() {
             // Depthwise: each channel vector reads its own input, so a tile of several channel
             // vectors shares nothing and only multiplies code size; pixels along w share inputs.
             return Schedule::new(lanes, tile_width, 1);
@@ -341,9 +342,8 @@ const TILE_DEPTHWISE_MIN_TAPS: u64 = 10;
 /// Whether the tile kernels can compute `conv`: whole vectors of output channels per group
 /// (dense), or of channels (depthwise with multiplier 1).
 fn tile_kernel_fits(conv: &Conv) -> bool {
-    let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
     let lanes = u64::from(TILE_LANES);
-    if depthwise {
+    if conv.is_depthwise() {
         conv.out_channels.is_multiple_of(lanes)
     } else {
         (conv.out_channels / conv.groups).is_multiple_of(lanes)
@@ -423,18 +423,15 @@ impl std::str::FromStr for Schedule {
 
 /// Whether vectors of `lanes` output channels can be computed together.
 pub(crate) fn vectorizable(conv: &Conv, lanes: u32) -> bool {
-    let in_per_group = conv.in_channels / conv.groups;
     let out_per_group = conv.out_channels / conv.groups;
-    let depthwise = in_per_group == 1 && out_per_group == 1;
-    depthwise || conv.groups == 1 || out_per_group.is_multiple_of(u64::from(lanes))
+    conv.is_depthwise() || conv.groups == 1 || out_per_group.is_multiple_of(u64::from(lanes))
 }
 
 /// How many vectors of output channels one group's (padded) output channels make.
 pub(crate) fn channel_vectors(conv: &Conv, lanes: u32) -> u64 {
-    let in_per_group = conv.in_channels / conv.groups;
     let out_per_group = conv.out_channels / conv.groups;
     let lanes = u64::from(lanes);
-    if (in_per_group == 1 && out_per_group == 1) || conv.groups == 1 {
+    if conv.is_depthwise() || conv.groups == 1 {
         conv.out_channels.div_ceil(lanes)
     } else {
         out_per_group.div_ceil(lanes)

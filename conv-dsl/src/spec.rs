@@ -255,6 +255,12 @@ impl fmt::Display for Activation {
 }
 
 impl Conv {
+    /// Whether each output channel reads one input channel, its own: one input and one output
+    /// channel per group (a depthwise convolution with multiplier 1).
+    pub fn is_depthwise(&self) -> bool {
+        self.in_channels == self.groups && self.out_channels == self.groups
+    }
+
     /// `dilation·(kernel − 1) + 1` on `axis`: the extent one output element reads.
     pub fn effective_kernel(&self, axis: usize) -> u64 {
         self.dilation[axis] * (self.kernel[axis] - 1) + 1

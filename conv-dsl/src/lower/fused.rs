@@ -47,6 +47,7 @@ pub(super) struct Piece<'a> {
 /// ([`MAX_ROW_ELEMENTS`]).
 pub(super) fn fusable(first: &Piece, second: &Piece, target: Target) -> bool {
     let plan_lanes = target.lanes;
+    // One input channel per group: depthwise, with any multiplier.
     let depthwise = first.conv.in_channels == first.conv.groups;
     let channels = padded(first.conv.out_channels, plan_lanes);
     let row = first.bound.output.last().copied().unwrap_or(1) * channels;

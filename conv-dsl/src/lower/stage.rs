@@ -173,7 +173,7 @@ pub(super) fn stage_params(conv: &Conv, schedule: Schedule, plan_lanes: u32) -> 
     let (in_per_group, out_per_group) = (conv.in_channels / groups, conv.out_channels / groups);
     let taps: u64 = conv.kernel.iter().product();
     let out_padded = padded(conv.out_channels, plan_lanes);
-    let (weight_packing, weight_len, out_per_group_padded) = if in_per_group == 1 && out_per_group == 1 {
+    let (weight_packing, weight_len, out_per_group_padded) = if conv.is_depthwise() {
         let packing = Packing::Depthwise { channels: conv.out_channels, padded: out_padded, taps };
         (packing, taps * out_padded, 0)
     } else if schedule.kernel == Kernel::Tile {
@@ -235,7 +235,7 @@ impl<'a> Stage<'a> {
             in_strides,
             in_channel_stride,
             out_strides,
-            depthwise: in_per_group == 1 && conv.out_channels == conv.groups,
+            depthwise: conv.is_depthwise(),
             vectors: channel_vectors(conv, schedule.lanes),
             tile_width: u64::from(schedule.tile_width),
             tile_channels: u64::from(schedule.tile_channels),
@@ -390,7 +390,7 @@ pub(super) fn convolution(
     let in_padded = padded(conv.in_channels, plan_lanes);
     let out_padded = padded(conv.out_channels, plan_lanes);
     let in_per_group = conv.in_channels / conv.groups;
-    let depthwise = in_per_group == 1 && conv.out_channels == conv.groups;
+    let depthwise = conv.is_depthwise();
     let (packings, _) = stage_params(conv, schedule, plan_lanes);
 
     // Buffers: 0 input, 1 output, 2 weight, 3 bias. The input: the internal layout, or
