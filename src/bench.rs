@@ -11,7 +11,7 @@ use convgen::conv_dsl::random::SplitMix64;
 use convgen::{Backend, CompiledModel, Error, Network, Params, Tensor};
 
 /// What to measure.
-pub struct Options {
+pub struct Options<'a> {
     /// Timed runs per measurement.
     pub runs: usize,
     /// Also time the reference interpreter (slow).
@@ -22,6 +22,17 @@ pub struct Options {
     pub threads: u32,
     /// Also time each step of the generated code (`CompiledModel::run_timed`).
     pub steps: bool,
+    /// A baseline to run alternately with the model (`--against FLAGS`): the flags, and the
+    /// model compiled with them.
+    pub against: Option<(&'a str, CompiledModel)>,
+}
+
+/// The model against a baseline, run alternately in one process.
+struct Versus {
+    model: Stats,
+    baseline: Stats,
+    /// Median over the pairs of (baseline time ÷ model time): above 1, the model is faster.
+    ratio: f64,
 }
 
 /// Summary of a set of timings.
@@ -92,20 +103,18 @@ pub fn bench(
     let hit = Stats::of(hits);
 
     let packed = compiled.pack(&params)?;
+    // One timed run of `model`.
+    let mut run = |model: &CompiledModel, packed: &convgen::PackedParams| -> Result<Duration, Error> {
+        let started = Instant::now();
+        model.run((&input_shape, &input), packed, (&output_shape, output.data_mut()))?;
+        Ok(started.elapsed())
+    };
+    // `count` timed runs after a warm-up.
     let mut time_runs = |model: &CompiledModel, packed: &convgen::PackedParams, count: usize| -> Result<Stats, Error> {
-        model.run((&input_shape, &input), packed, (&output_shape, output.data_mut()))?; // warm-up
-        let samples = (0..count)
-            .map(|_| {
-                let started = Instant::now();
-                model
-                    .run((&input_shape, &input), packed, (&output_shape, output.data_mut()))
-                    .map(|()| started.elapsed())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Stats::of(samples))
+        run(model, packed)?;
+        Ok(Stats::of((0..count).map(|_| run(model, packed)).collect::<Result<Vec<_>, _>>()?))
     };
     let jit = time_runs(&compiled, &packed, runs)?;
-
     let reference = if options.reference {
         let interpreter = make(Backend::Interpreter)?;
         let packed = interpreter.pack(&params)?;
@@ -113,6 +122,30 @@ pub fn bench(
     } else {
         None
     };
+    let versus = match &options.against {
+        Some((_, baseline)) => {
+            let baseline_packed = baseline.pack(&params)?;
+            run(baseline, &baseline_packed)?; // warm-up (compiles)
+            let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for pair in 0..runs {
+                // Alternate which runs first, so that neither always follows the other.
+                let (model, base) = if pair % 2 == 0 {
+                    let model = run(&compiled, &packed)?;
+                    (model, run(baseline, &baseline_packed)?)
+                } else {
+                    let base = run(baseline, &baseline_packed)?;
+                    (run(&compiled, &packed)?, base)
+                };
+                ratios.push(base.as_secs_f64() / model.as_secs_f64().max(f64::MIN_POSITIVE));
+                ours.push(model);
+                theirs.push(base);
+            }
+            ratios.sort_by(f64::total_cmp);
+            Some(Versus { model: Stats::of(ours), baseline: Stats::of(theirs), ratio: ratios[ratios.len() / 2] })
+        }
+        None => None,
+    };
+    let against = options.against.as_ref().map(|(flags, _)| *flags).unwrap_or_default();
 
     let steps = match options.steps {
         true => step_times(runs, &mut || {
@@ -133,6 +166,15 @@ pub fn bench(
             )
         };
         out(&line("jit", options.threads, &jit));
+        if let Some(versus) = &versus {
+            out(&format!(
+                "{{\"model\":\"{name}\",\"against\":\"{}\",\"ms\":{:.4},\"baseline_ms\":{:.4},\"ratio\":{:.4}}}\n",
+                against.replace('\\', "\\\\").replace('"', "\\\""),
+                ms(versus.model.median),
+                ms(versus.baseline.median),
+                versus.ratio
+            ));
+        }
         for (step, stats) in &steps {
             out(&format!(
                 "{{\"model\":\"{name}\",\"step\":\"{step}\",\"threads\":{},\"ms\":{:.4},\"min_ms\":{:.4},\"max_ms\":{:.4}}}\n",
@@ -186,6 +228,18 @@ pub fn bench(
         ms(jit.max),
         gflops(&jit)
     ));
+    if let Some(versus) = &versus {
+        out(&format!("  against `{against}`, run alternately ({runs} pairs):\n"));
+        for (what, stats) in [("this model", &versus.model), ("baseline", &versus.baseline)] {
+            out(&format!(
+                "    {what:<24} {:>9.3} ms   ({:.3}..{:.3})\n",
+                ms(stats.median),
+                ms(stats.min),
+                ms(stats.max)
+            ));
+        }
+        out(&format!("    baseline ÷ this model: {:.3} (median of the pairs' ratios)\n", versus.ratio));
+    }
     if !steps.is_empty() {
         let total: Duration = steps.iter().map(|(_, stats)| stats.median).sum();
         out("  per step (medians; share of their sum):\n");

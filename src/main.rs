@@ -116,6 +116,12 @@ enum Command {
         /// the model's ends.
         #[arg(long)]
         steps: bool,
+        /// Also run the model compiled with these flags instead (`--no-fusion`, `--threads N`,
+        /// `--schedule …`, separated by spaces), alternately with the model in one process, and
+        /// report the median of the per-pair time ratios: on a noisy machine a steadier
+        /// comparison than two separate runs.
+        #[arg(long, value_name = "FLAGS", value_parser = parse_against, allow_hyphen_values = true)]
+        against: Option<Against>,
     },
     /// Check a model, make random parameters and a random input, run it and print a checksum.
     Demo {
@@ -133,7 +139,7 @@ enum Command {
 }
 
 /// How the JIT compiles a model: `--schedule`, `--threads`, `--no-fusion`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone, Debug)]
 struct Compiling {
     /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
     #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
@@ -146,6 +152,30 @@ struct Compiling {
     /// that reads it (on blocks of rows, which the compiler does by default).
     #[arg(long)]
     no_fusion: bool,
+}
+
+/// `bench --against FLAGS`: the flags as given and what they say.
+#[derive(Clone, Debug)]
+struct Against {
+    flags: String,
+    compiling: Compiling,
+}
+
+/// Reads `--against`'s flags as the compile options of a command line.
+fn parse_against(flags: &str) -> Result<Against, String> {
+    #[derive(Parser)]
+    #[command(name = "--against", no_binary_name = true, disable_help_flag = true)]
+    struct Flags {
+        #[command(flatten)]
+        compiling: Compiling,
+    }
+    let flags = flags.trim();
+    let parsed = Flags::try_parse_from(flags.split_whitespace()).map_err(|error| {
+        let message = error.render().to_string();
+        let first = message.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+        format!("`{flags}` is not a set of compile flags (`--no-fusion`, `--threads N`, `--schedule …`): {first}")
+    })?;
+    Ok(Against { flags: flags.to_string(), compiling: parsed.compiling })
 }
 
 /// `--schedule LAYER:lanes=L,tile=WxC`: an explicit schedule for one convolution stage.
@@ -252,17 +282,24 @@ fn execute(command: Command) -> Result<(), Error> {
         }
         Command::Explain { model, layer, svg, html } => explain(&model, layer.as_deref(), svg, html),
         Command::Demo { model, seed, shape, compiling } => demo(&model, seed, shape, &compiling),
-        Command::Bench { model: path, runs, shape, reference, json, compiling, steps } => {
+        Command::Bench { model: path, runs, shape, reference, json, compiling, steps, against } => {
             let network = convgen::load_model(&path)?;
             let shape = concrete_shape(&path, &network, shape)?;
             let make = |backend| compiled_model(network.clone(), backend, &compiling);
             let threads = compiling.threads;
+            let against = match &against {
+                Some(against) => {
+                    let baseline = compiled_model(network.clone(), convgen::Backend::Jit, &against.compiling)?;
+                    Some((against.flags.as_str(), baseline))
+                }
+                None => None,
+            };
             bench::bench(
                 &path,
                 &network,
                 &make,
                 &shape,
-                &bench::Options { runs, reference, json, threads, steps },
+                &bench::Options { runs, reference, json, threads, steps, against },
                 &out,
             )
         }

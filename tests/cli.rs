@@ -864,6 +864,34 @@ fn bench_reports_compile_cache_and_run_times() {
     assert!(none.code == Some(2) && none.stderr.contains("--threads"), "{}", none.describe());
 }
 
+/// `bench --against FLAGS` runs a baseline compiled with other flags alternately with the model and
+/// reports the median ratio; flags that are not compile flags, or name no layer, are refused.
+#[test]
+fn bench_against_a_baseline_reports_the_ratio() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    let block = repo("examples/models/block.conv");
+    let block = block.to_str().unwrap();
+    let json = convgen(dir, ["bench", block, "--runs", "3", "--json", "--against", "--threads 2"]);
+    json.assert_success();
+    let line = json.stdout.lines().find(|line| line.contains("\"against\":")).expect("an against line");
+    for key in ["\"against\":\"--threads 2\"", "\"ms\":", "\"baseline_ms\":", "\"ratio\":"] {
+        assert!(line.contains(key), "{key} in {line}");
+    }
+    let table = convgen(dir, ["bench", block, "--runs", "3", "--against=--no-fusion --schedule dw:lanes=1,tile=2x1"]);
+    table.assert_success();
+    assert!(
+        table.stdout.contains("against `--no-fusion --schedule dw:lanes=1,tile=2x1`, run alternately (3 pairs)")
+            && table.stdout.contains("baseline ÷ this model: "),
+        "{}",
+        table.describe()
+    );
+    let bogus = convgen(dir, ["bench", block, "--against", "--fast"]);
+    assert!(bogus.code == Some(2) && bogus.stderr.contains("is not a set of compile flags"), "{}", bogus.describe());
+    convgen(dir, ["bench", block, "--against", "--schedule nosuch:lanes=4,tile=1x1"])
+        .assert_one_line_failure(&["`nosuch`", "no convolution stage"]);
+}
+
 #[test]
 fn inspect_bad_model_reports_diagnostics() {
     let directory = tempfile::tempdir().unwrap();

@@ -57,11 +57,12 @@ pub struct Fusion {
 impl Fusion {
     /// Fuse where the depthwise output is at least 2^17 elements (512 KiB, an L2 cache of the
     /// development machines), in blocks of up to 16384 elements (64 KiB). Measured on an AMD EPYC
-    /// Zen 4 with A/B runs of a fused and an unfused model in one process (400 pairs, median of
-    /// the ratios; the machine was too noisy to compare separate runs): MobileNet's 56×56×64 and
-    /// 112×112×32 depthwise → pointwise pairs ran 5–11% faster fused, with blocks of 4096, 16384
-    /// or 65536 elements alike; its 14×14×512 pair 1–3% slower (the pointwise weights are read
-    /// once per block instead of once).
+    /// Zen 4 (`convgen bench --against --no-fusion`: fused and unfused run alternately in one
+    /// process, medians of the per-pair ratios, six runs of 400 pairs; separate runs were too
+    /// noisy to compare): MobileNet's 112×112×32 pair ran 1.11–1.16× faster fused, its stride-2
+    /// 112×112×64 one and sep_c64_56 mostly 1.03–1.08× (one run each 0.98 and 0.89); blocks of
+    /// 4096 or 65536 elements did no better. Its 14×14×512 pair, forced to fuse, ran 1–3% slower
+    /// (the pointwise weights are read once per block instead of once).
     pub const DEFAULT: Fusion = Fusion { min_elements: 1 << 17, block_elements: 1 << 14 };
     /// Never fuse.
     pub const OFF: Fusion = Fusion { min_elements: u64::MAX, block_elements: 1 << 14 };
