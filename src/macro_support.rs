@@ -211,11 +211,13 @@ pub fn transpose(
     }
 }
 
+pub use conv_dsl::ir::TileActivation;
 pub use conv_jit::TileShape;
 
 /// `conv_dsl::ir::Stmt::Tile` (dense, or `depthwise`): `P` pixels × `V` vectors of 8 sums,
-/// starting at the bias (or 0) and written to `acc`, each the chain of multiply-adds in the
-/// statement's order. Fused (`fused`, the AVX2 + FMA kernels): the JIT's tile kernels
+/// starting at the bias (or 0) and written to `acc` (activated by `shape.act`, each pixel's
+/// `shape.acc_pixel_stride` and each tile's `shape.acc_repeat_stride` elements on), each the chain
+/// of multiply-adds in the statement's order. Fused (`fused`, the AVX2 + FMA kernels): the JIT's tile kernels
 /// ([`conv_jit::tile`]); otherwise the same sums with a separate multiply and add, inline.
 #[inline(always)]
 pub fn tile<const P: usize, const V: usize>(
@@ -238,7 +240,7 @@ pub fn tile<const P: usize, const V: usize>(
             (input, step(input_index, shape.repeat_input_stride)),
             (weight, step(weight_index, shape.repeat_weight_stride)),
             bias.map(|(bias, index)| (bias, step(index, shape.repeat_bias_stride))),
-            (acc, acc_index + r * P * V * 8),
+            (acc, step(acc_index, shape.acc_repeat_stride)),
             shape,
         );
     }
@@ -289,8 +291,14 @@ fn tile_of_strip<const P: usize, const V: usize>(
         }
     }
     for (pixel, vectors) in sums.iter().enumerate() {
+        let at_pixel = at(acc_index, pixel as isize * shape.acc_pixel_stride);
         for (vector, sum) in vectors.iter().enumerate() {
-            store(acc, acc_index + (pixel * V + vector) * 8, *sum);
+            let sum = match shape.act {
+                TileActivation::None => *sum,
+                TileActivation::Relu => relu(*sum),
+                TileActivation::Relu6 => relu6(*sum),
+            };
+            store(acc, at_pixel + vector * 8, sum);
         }
     }
 }

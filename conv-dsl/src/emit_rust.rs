@@ -41,7 +41,7 @@ use crate::cost;
 use crate::diagnostic::Diagnostic;
 use crate::dim::fmt_shape;
 use crate::error::Error;
-use crate::ir::{BufferId, Function, Index, LoopVar, Stmt, Value};
+use crate::ir::{BufferId, Function, Index, LoopVar, Stmt, TileActivation, Value};
 use crate::lower::{self, Arg, Packing, Plan};
 use crate::schedule::Target;
 use crate::spec::{Activation, Layout, Network, Op};
@@ -691,7 +691,7 @@ fn forward_and_kernels(plan: &Plan) -> (TokenStream, TokenStream) {
         mod kernels {
             #[allow(unused_imports)]
             use ::convgen::macro_support::{
-                TileShape, add, fma, hardswish, leaky_relu, load, load_even, relu, relu6, sigmoid, silu, splat, store, tile,
+                TileActivation, TileShape, add, fma, hardswish, leaky_relu, load, load_even, relu, relu6, sigmoid, silu, splat, store, tile,
                 transpose,
             };
 
@@ -889,6 +889,12 @@ impl Emitter<'_> {
                 let taps = tile.taps.map(unsuffixed);
                 let tap_input = tile.tap_input_strides.map(signed);
                 let tap_weight = tile.tap_weight_strides.map(signed);
+                let (acc_pixel, acc_repeat) = (signed(tile.acc_pixel_stride), signed(tile.acc_repeat_stride));
+                let act = match tile.act {
+                    TileActivation::None => quote!(TileActivation::None),
+                    TileActivation::Relu => quote!(TileActivation::Relu),
+                    TileActivation::Relu6 => quote!(TileActivation::Relu6),
+                };
                 quote! {
                     tile::<#pixels, #vectors>(FMA, #depthwise, (#input, #input_index), (#weight, #weight_index), #bias, (#acc, #acc_index), &TileShape {
                         pixel_stride: #pixel_stride,
@@ -902,6 +908,9 @@ impl Emitter<'_> {
                         taps: [#(#taps),*],
                         tap_input_strides: [#(#tap_input),*],
                         tap_weight_strides: [#(#tap_weight),*],
+                        acc_pixel_stride: #acc_pixel,
+                        acc_repeat_stride: #acc_repeat,
+                        act: #act,
                     });
                 }
             }

@@ -199,10 +199,18 @@ pub struct Tile {
     pub weight_index: Index,
     /// The initial value of every pixel's sums, `vectors · 8` elements from its index; none: 0.
     pub bias: Option<(BufferId, Index)>,
-    /// Where the sums go, `pixels · vectors · 8` elements from `acc_index` (only written).
+    /// Where the sums go, `vectors · 8` consecutive elements per pixel (only written).
     pub acc: BufferId,
     /// The first accumulator's first lane.
     pub acc_index: Index,
+    /// `acc` elements from one pixel's sums to the next's (`vectors · 8` in a scratch buffer;
+    /// an output's pixel stride where the kernel stores the results itself).
+    pub acc_pixel_stride: i64,
+    /// `acc` elements from one tile's sums to the next's (`pixels · acc_pixel_stride` along a
+    /// strip of pixels; `vectors · 8` along a strip of channel blocks written in place).
+    pub acc_repeat_stride: i64,
+    /// Applied to every sum before it is stored.
+    pub act: TileActivation,
     /// How many input channels (k) each sum runs over.
     pub reduce: u64,
     /// Input elements from one k to the next.
@@ -215,6 +223,40 @@ pub struct Tile {
     pub tap_input_strides: [i64; 3],
     /// Weight elements from one tap to the next, per axis.
     pub tap_weight_strides: [i64; 3],
+}
+
+/// The activations a tile kernel applies to its sums itself, as [`Activation::apply`] defines
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum TileActivation {
+    /// The sums as they are.
+    #[default]
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `clamp(x, 0, 6)`.
+    Relu6,
+}
+
+impl TileActivation {
+    /// The kernels' form of `act`, if they apply it.
+    pub fn of(act: Activation) -> Option<TileActivation> {
+        match act {
+            Activation::None => Some(TileActivation::None),
+            Activation::Relu => Some(TileActivation::Relu),
+            Activation::Relu6 => Some(TileActivation::Relu6),
+            _ => None,
+        }
+    }
+
+    /// The activation it is.
+    pub fn activation(self) -> Activation {
+        match self {
+            TileActivation::None => Activation::None,
+            TileActivation::Relu => Activation::Relu,
+            TileActivation::Relu6 => Activation::Relu6,
+        }
+    }
 }
 
 impl Tile {
@@ -249,7 +291,8 @@ impl Tile {
         ]);
         let lanes = i64::from(TILE_LANES);
         let width = i64::from(self.vectors) * lanes;
-        let accumulators = (self.repeat as i64).saturating_mul(i64::from(self.pixels) * width);
+        let (acc_low, acc_high) =
+            span(&[(self.repeat, self.acc_repeat_stride), (u64::from(self.pixels), self.acc_pixel_stride)]);
         let input_width = if self.depthwise { width } else { 1 };
         let bias = self.bias.as_ref().map(|(bias, _)| {
             let (bias_low, bias_high) = span(&[(self.repeat, self.repeat_bias_stride)]);
@@ -258,7 +301,7 @@ impl Tile {
         [
             Some((self.input, input_low, input_high + input_width)),
             Some((self.weight, weight_low, weight_high + width)),
-            Some((self.acc, 0, accumulators)),
+            Some((self.acc, acc_low, acc_high + width)),
             bias,
         ]
     }
@@ -536,9 +579,11 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                 let axes = |values: &[i64; 3]| values.map(|value| value.to_string()).join(", ");
                 writeln!(
                     f,
-                    "{indent}{}[{}] = {} + tile{}{}x{} repeat {} ({}) {}[{}; pixels {}] * {}[{}] over k {} ({}, {}) taps [{}] ([{}], [{}])",
+                    "{indent}{}[{}; pixels {}, tiles {}] = {} + tile{}{}x{} repeat {} ({}) {}[{}; pixels {}] * {}[{}] over k {} ({}, {}) taps [{}] ([{}], [{}]){}",
                     name(&tile.acc),
                     tile.acc_index,
+                    tile.acc_pixel_stride,
+                    tile.acc_repeat_stride,
                     tile.bias.as_ref().map_or("0".to_string(), |(bias, index)| format!("{}[{index}]", name(bias))),
                     if tile.depthwise { "_dw" } else { "" },
                     tile.pixels,
@@ -556,6 +601,10 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                     tile.taps.map(|count| count.to_string()).join(", "),
                     axes(&tile.tap_input_strides),
                     axes(&tile.tap_weight_strides),
+                    match tile.act {
+                        TileActivation::None => String::new(),
+                        act => format!(", then {}", act.activation()),
+                    },
                 )?;
             }
             Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {

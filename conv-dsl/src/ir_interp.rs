@@ -189,7 +189,8 @@ impl State<'_> {
             let (r, pixel) = (strip_pixel / i64::from(tile.pixels), strip_pixel % i64::from(tile.pixels));
             for vector in 0..i64::from(tile.vectors) {
                 for lane in 0..lanes {
-                    let at = acc_base + (strip_pixel * i64::from(tile.vectors) + vector) * lanes + lane;
+                    let at =
+                        acc_base + r * tile.acc_repeat_stride + pixel * tile.acc_pixel_stride + vector * lanes + lane;
                     let slot = self.range(acc, at, 1)?;
                     let mut sum = match &tile.bias {
                         Some((bias, index)) => {
@@ -224,7 +225,8 @@ impl State<'_> {
                             sum = buffers[input][x].mul_add(buffers[weight][y], sum);
                         }
                     }
-                    buffers[acc][slot] = sum;
+                    // As `Value::Activate` applies it.
+                    buffers[acc][slot] = tile.act.activation().apply(f64::from(sum)) as f32;
                 }
             }
         }

@@ -27,10 +27,12 @@
 //!
 //! With a [`Kernel::Tile`] schedule the accumulation of a block is one [`Stmt::Tile`] instead —
 //! for a dense layer one call per strip of a row's full tiles and one per border or tail tile and
-//! all its channel blocks, for a depthwise one per tile and all its channel blocks — whose sums
-//! the IR then stores with the same fused epilogue (from a scratch buffer, `sums`). Its weights are packed as one contiguous panel per block of output
-//! channels ([`Packing::Panels`]). [`Order::Channels`] puts the loops over channel blocks outside
-//! the pixel loops.
+//! all its channel blocks, for a depthwise one per tile and all its channel blocks. The kernel
+//! stores `act(sum)` in the output itself where the activation is one it applies (none, relu,
+//! relu6) and no `add` is fused; otherwise it leaves the sums in a scratch buffer (`sums`), from
+//! which the IR stores them with the same fused epilogue. Its weights are packed as one
+//! contiguous panel per block of output channels ([`Packing::Panels`]). [`Order::Channels`] puts
+//! the loops over channel blocks outside the pixel loops.
 //!
 //! One layer may skip the internal layout: a depthwise output layer that reads a channels-first
 //! model input and nothing else reads is computed in the user's layout by `planar`

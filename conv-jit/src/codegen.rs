@@ -436,7 +436,8 @@ impl Emitter<'_, '_> {
         .into_iter()
         .chain(tile.taps.map(|count| count as i64))
         .chain(tile.tap_input_strides)
-        .chain(tile.tap_weight_strides);
+        .chain(tile.tap_weight_strides)
+        .chain([tile.acc_pixel_stride, tile.acc_repeat_stride, crate::microkernel::act_code(tile.act) as i64]);
         words.extend(constants.map(|value| self.builder.ins().iconst(I64, value)).collect::<Vec<_>>());
         debug_assert_eq!(words.len() as u32, TILE_ARGS_WORDS);
         for (position, word) in words.into_iter().enumerate() {

@@ -24,7 +24,7 @@
 
 #![allow(unsafe_code)]
 
-use conv_dsl::ir::TILE_LANES;
+use conv_dsl::ir::{TILE_LANES, TileActivation};
 
 /// The arguments of a tile kernel, as generated code lays them out on its stack: pointers and
 /// counts are 8 bytes each, in this order (`codegen` stores field `i` at byte `8·i`).
@@ -37,7 +37,7 @@ pub(crate) struct TileArgs {
     pub weight: *const f32,
     /// The `V·8` initial sums of every pixel; null: 0.
     pub bias: *const f32,
-    /// Where the `P·V·8` sums go.
+    /// Where pixel 0's `V·8` sums go (as `act(sum)`).
     pub acc: *mut f32,
     /// Input elements between pixels.
     pub pixel_stride: isize,
@@ -61,21 +61,54 @@ pub(crate) struct TileArgs {
     pub tap_input_strides: [isize; 3],
     /// Weight elements between taps, per axis.
     pub tap_weight_strides: [isize; 3],
+    /// `acc` elements between pixels' sums.
+    pub acc_pixel_stride: isize,
+    /// `acc` elements between tiles' sums.
+    pub acc_repeat_stride: isize,
+    /// What is applied to each sum before it is stored: [`ACT_NONE`], [`ACT_RELU`] or
+    /// [`ACT_RELU6`].
+    pub act: isize,
+}
+
+/// [`TileArgs::act`]: the sums as they are.
+pub(crate) const ACT_NONE: isize = 0;
+/// [`TileArgs::act`]: `max(x, 0)`.
+pub(crate) const ACT_RELU: isize = 1;
+/// [`TileArgs::act`]: `clamp(x, 0, 6)` (a NaN stays NaN, as `f64::clamp` keeps it).
+pub(crate) const ACT_RELU6: isize = 2;
+
+/// [`TileArgs::act`]'s code for `act`.
+pub(crate) fn act_code(act: TileActivation) -> isize {
+    match act {
+        TileActivation::None => ACT_NONE,
+        TileActivation::Relu => ACT_RELU,
+        TileActivation::Relu6 => ACT_RELU6,
+    }
+}
+
+/// `act` (a [`TileArgs::act`] code) applied to one sum, as [`conv_dsl::spec::Activation::apply`]
+/// defines it.
+fn activate(act: isize, x: f32) -> f32 {
+    match act {
+        ACT_RELU => x.max(0.0),
+        ACT_RELU6 => x.clamp(0.0, 6.0),
+        _ => x,
+    }
 }
 
 impl TileArgs {
-    /// The arguments of tile `r` of the strip, whose sums are `sums` elements each.
+    /// The arguments of tile `r` of the strip.
     ///
     /// # Safety
     /// `r` is below `repeat`, and the strip's arguments satisfy the kernels' contract.
-    unsafe fn tile(&self, r: isize, sums: usize) -> TileArgs {
+    unsafe fn tile(&self, r: isize) -> TileArgs {
         // SAFETY: the pointers stay inside the strip's buffers (the caller's contract).
         unsafe {
             TileArgs {
                 input: self.input.offset(r * self.repeat_input_stride),
                 weight: self.weight.offset(r * self.repeat_weight_stride),
                 bias: if self.bias.is_null() { self.bias } else { self.bias.offset(r * self.repeat_bias_stride) },
-                acc: self.acc.add(r as usize * sums),
+                acc: self.acc.offset(r * self.acc_repeat_stride),
                 ..*self
             }
         }
@@ -83,7 +116,7 @@ impl TileArgs {
 }
 
 /// How many 8-byte words [`TileArgs`] holds.
-pub(crate) const TILE_ARGS_WORDS: u32 = 21;
+pub(crate) const TILE_ARGS_WORDS: u32 = 24;
 const _: () = assert!(std::mem::size_of::<TileArgs>() == TILE_ARGS_WORDS as usize * 8);
 
 /// The symbol under which the kernel for `pixels × vectors` tiles is registered.
@@ -245,7 +278,7 @@ unsafe extern "C" fn portable_kernel<const P: usize, const V: usize, const DEPTH
     unsafe {
         let strip = &*args;
         for r in 0..strip.repeat {
-            let args = &strip.tile(r, P * V * LANES);
+            let args = &strip.tile(r);
             let mut sums = [[[0.0f32; LANES]; V]; P];
             if !args.bias.is_null() {
                 for vectors in &mut sums {
@@ -270,7 +303,8 @@ unsafe extern "C" fn portable_kernel<const P: usize, const V: usize, const DEPTH
             for (pixel, vectors) in sums.iter().enumerate() {
                 for (vector, sum) in vectors.iter().enumerate() {
                     for (lane, value) in sum.iter().enumerate() {
-                        *args.acc.add((pixel * V + vector) * LANES + lane) = *value;
+                        let at = pixel as isize * args.acc_pixel_stride + (vector * LANES + lane) as isize;
+                        *args.acc.offset(at) = activate(args.act, *value);
                     }
                 }
             }
@@ -345,12 +379,13 @@ unsafe fn avx2_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, cons
     first: isize,
 ) {
     use std::arch::x86_64::{
-        _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+        _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_min_ps, _mm256_set1_ps,
+        _mm256_setzero_ps, _mm256_storeu_ps,
     };
     // SAFETY: tiles `first..first + T` of the strip address only elements inside its buffers (the
     // caller's contract); every pointer below is one of theirs.
     unsafe {
-        let args = &strip.tile(first, P * V * LANES);
+        let args = &strip.tile(first);
         let mut sums = [[[_mm256_setzero_ps(); V]; P]; T];
         if !args.bias.is_null() {
             for (t, sums) in sums.iter_mut().enumerate() {
@@ -387,10 +422,20 @@ unsafe fn avx2_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, cons
                 }
             }
         });
+        // `max(0, x)` and `min(6, x)` return x where it is NaN (the second operand), as
+        // `f64::clamp` does; `max(x, 0)` returns 0 there, as `f64::max` does.
+        let (zero, six) = (_mm256_setzero_ps(), _mm256_set1_ps(6.0));
+        let activate = |x| match args.act {
+            ACT_RELU => _mm256_max_ps(x, zero),
+            ACT_RELU6 => _mm256_min_ps(six, _mm256_max_ps(zero, x)),
+            _ => x,
+        };
         for (t, sums) in sums.iter().enumerate() {
+            let acc = args.acc.offset(t as isize * strip.acc_repeat_stride);
             for (pixel, vectors) in sums.iter().enumerate() {
+                let acc = acc.offset(pixel as isize * args.acc_pixel_stride);
                 for (vector, sum) in vectors.iter().enumerate() {
-                    _mm256_storeu_ps(args.acc.add(((t * P + pixel) * V + vector) * LANES), *sum);
+                    _mm256_storeu_ps(acc.add(vector * LANES), activate(*sum));
                 }
             }
         }
@@ -432,15 +477,16 @@ unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, co
     first: isize,
 ) {
     use std::arch::x86_64::{
-        _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm512_fmadd_ps,
-        _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+        _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_min_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_min_ps, _mm512_set1_ps,
+        _mm512_setzero_ps, _mm512_storeu_ps,
     };
     // Vectors 2j and 2j + 1 are register j of `wide` (j < pairs); an odd last vector is `narrow`.
     let (pairs, odd) = (V / 2, V % 2 == 1);
     // SAFETY: tiles `first..first + T` of the strip address only elements inside its buffers (the
     // caller's contract); every pointer below is one of theirs.
     unsafe {
-        let args = &strip.tile(first, P * V * LANES);
+        let args = &strip.tile(first);
         let mut wide = [[[_mm512_setzero_ps(); V]; P]; T];
         let mut narrow = [[_mm256_setzero_ps(); P]; T];
         if !args.bias.is_null() {
@@ -492,14 +538,28 @@ unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, co
                 }
             }
         });
+        // As in the AVX2 kernel: NaN stays NaN through relu6, becomes 0 through relu.
+        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
+        let (zero_narrow, six_narrow) = (_mm256_setzero_ps(), _mm256_set1_ps(6.0));
+        let activate = |x| match args.act {
+            ACT_RELU => _mm512_max_ps(x, zero),
+            ACT_RELU6 => _mm512_min_ps(six, _mm512_max_ps(zero, x)),
+            _ => x,
+        };
+        let activate_narrow = |x| match args.act {
+            ACT_RELU => _mm256_max_ps(x, zero_narrow),
+            ACT_RELU6 => _mm256_min_ps(six_narrow, _mm256_max_ps(zero_narrow, x)),
+            _ => x,
+        };
         for t in 0..T {
+            let acc = args.acc.offset(t as isize * strip.acc_repeat_stride);
             for p in 0..P {
-                let acc = args.acc.add((t * P + p) * V * LANES);
+                let acc = acc.offset(p as isize * args.acc_pixel_stride);
                 for (j, sum) in wide[t][p].iter().enumerate().take(pairs) {
-                    _mm512_storeu_ps(acc.add(j * 2 * LANES), *sum);
+                    _mm512_storeu_ps(acc.add(j * 2 * LANES), activate(*sum));
                 }
                 if odd {
-                    _mm256_storeu_ps(acc.add((V - 1) * LANES), narrow[t][p]);
+                    _mm256_storeu_ps(acc.add((V - 1) * LANES), activate_narrow(narrow[t][p]));
                 }
             }
         }
@@ -532,6 +592,12 @@ pub struct TileShape {
     pub tap_input_strides: [isize; 3],
     /// Weight elements from one tap to the next, per axis.
     pub tap_weight_strides: [isize; 3],
+    /// `acc` elements from one pixel's sums to the next's.
+    pub acc_pixel_stride: isize,
+    /// `acc` elements from one tile's sums to the next's.
+    pub acc_repeat_stride: isize,
+    /// Applied to every sum before it is stored.
+    pub act: TileActivation,
 }
 
 /// Runs a tile strip of `P` pixels × `V` vectors (the semantics of [`conv_dsl::ir::Tile`]) on
@@ -585,6 +651,9 @@ fn run_checked(
         bias: bias.map(|_| (BufferId(2), Index::constant(0))),
         acc: BufferId(3),
         acc_index: Index::constant(0),
+        acc_pixel_stride: shape.acc_pixel_stride as i64,
+        acc_repeat_stride: shape.acc_repeat_stride as i64,
+        act: shape.act,
         reduce: shape.reduce as u64,
         reduce_input_stride: shape.reduce_input_stride as i64,
         reduce_weight_stride: shape.reduce_weight_stride as i64,
@@ -618,6 +687,9 @@ fn run_checked(
         taps: shape.taps.map(|count| count as isize),
         tap_input_strides: shape.tap_input_strides,
         tap_weight_strides: shape.tap_weight_strides,
+        acc_pixel_stride: shape.acc_pixel_stride,
+        acc_repeat_stride: shape.acc_repeat_stride,
+        act: act_code(shape.act),
     };
     // SAFETY: every element the strip touches lies inside its slice (checked just above with the
     // definition the JIT's checker uses, `Tile::extents`), `acc` is an exclusive borrow distinct
@@ -657,6 +729,13 @@ mod tests {
                     let reduce_weight_stride = width * 36;
                     let shared = !depthwise && case % 3 != 0;
                     let repeat_weight_stride = if shared { 0 } else { width * 36 * 5 };
+                    // Sums packed (a scratch buffer), or spaced out and activated (an output).
+                    let (acc_pixel_stride, acc_repeat_stride, act) = match case % 4 {
+                        0 | 1 => (width, width * pixels as isize, TileActivation::None),
+                        2 => (width + 3, (width + 3) * pixels as isize + 5, TileActivation::Relu),
+                        // Tiles side by side within a pixel (a strip of channel blocks).
+                        _ => (width * repeat, width, TileActivation::Relu6),
+                    };
                     let shape = TileShape {
                         pixel_stride,
                         repeat: repeat as usize,
@@ -669,20 +748,39 @@ mod tests {
                         taps: taps.map(|count| count as usize),
                         tap_input_strides,
                         tap_weight_strides,
+                        acc_pixel_stride,
+                        acc_repeat_stride,
+                        act,
                     };
                     let mut rng = SplitMix64::new(case as u64);
-                    let mut random = |len: usize| (0..len).map(|_| rng.symmetric()).collect::<Vec<f32>>();
+                    // Values up to ±8, so that relu6 clamps some sums.
+                    let mut random = |len: usize| (0..len).map(|_| 8.0 * rng.symmetric()).collect::<Vec<f32>>();
                     let input = random(200_000);
                     let weight = random(60_000);
                     let bias = random(8 * 32 + 64);
                     let bias = (case % 4 != 1).then_some((&bias[..], 3));
-                    let sums = (repeat * pixels as isize * width) as usize;
+                    let sums =
+                        (repeat * acc_repeat_stride.max(pixels as isize * acc_pixel_stride) + 2 * width) as usize;
                     let mut expected = vec![f32::NAN; sums + 5];
                     let mut found = vec![f32::NAN; sums + 5];
                     let what = (depthwise, pixels, vectors);
                     run_checked(reference, what, (&input, 11), (&weight, 2), bias, (&mut expected, 5), &shape);
                     run_checked(kernel, what, (&input, 11), (&weight, 2), bias, (&mut found, 5), &shape);
-                    assert!(expected[5..].iter().all(|sum| sum.is_finite()), "{isa:?} {what:?}: every sum written");
+                    let written =
+                        |t: isize, p: isize, lane: isize| 5 + t * acc_repeat_stride + p * acc_pixel_stride + lane;
+                    let every = (0..repeat).all(|t| {
+                        (0..pixels as isize)
+                            .all(|p| (0..width).all(|lane| expected[written(t, p, lane) as usize].is_finite()))
+                    });
+                    assert!(every, "{isa:?} {what:?}: every sum written");
+                    let finite = expected.iter().filter(|sum| sum.is_finite()).count();
+                    assert_eq!(finite, (repeat * pixels as isize * width) as usize, "{isa:?} {what:?}: nothing else");
+                    if act != TileActivation::None {
+                        assert!(
+                            expected.iter().filter(|sum| sum.is_finite()).all(|&sum| sum >= 0.0),
+                            "{isa:?} {what:?}"
+                        );
+                    }
                     let same = expected.iter().zip(&found).all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same, "{isa:?} {what:?} case {case}: {shape:?}");
                 }

@@ -15,8 +15,8 @@
 //! bit for bit.
 
 use super::stage::{
-    Axis, Position, Region, Segment, Split, Stage, internal_strides, is_pointwise, positions, scratch_len, stage_axes,
-    stage_params,
+    Axis, Position, Region, Segment, Split, Stage, Sums, internal_strides, is_pointwise, kernel_stores, positions,
+    scratch_len, stage_axes, stage_params,
 };
 use super::{Builder, NamedParam, as_part, padded, part_count, part_range};
 use crate::bind::BoundConv;
@@ -121,8 +121,13 @@ pub(super) fn fused(
     buffers.push(Buffer { name: "rows".into(), len: block_len, writes: true });
     let block = BufferId(buffers.len() as u32 - 1);
     let mut scratch_lens = vec![block_len];
+    // Where each stage's tile kernel puts its sums: a scratch buffer both share where either
+    // needs one (the depthwise stage's activation is not one the kernels apply, or a residual
+    // `add` is fused into the pointwise store).
     let tiled = [first, second].map(|part| part.schedule.kernel == Kernel::Tile);
-    let scratch = (tiled[0] || tiled[1]).then(|| {
+    let stores =
+        [(first, false), (second, residual.is_some())].map(|(part, residual)| kernel_stores(part.conv, residual));
+    let scratch = ((tiled[0] && !stores[0]) || (tiled[1] && !stores[1])).then(|| {
         let len =
             scratch_len(first.conv, first.schedule, width).max(scratch_len(second.conv, second.schedule, rows * width));
         buffers.push(Buffer { name: "sums".into(), len, writes: true });
@@ -130,6 +135,11 @@ pub(super) fn fused(
         BufferId(buffers.len() as u32 - 1)
     });
 
+    let sums = |tiled: bool, stores: bool| match (tiled, stores, scratch) {
+        (false, ..) => None,
+        (true, true, _) => Some(Sums::Output),
+        (true, false, scratch) => Some(Sums::Scratch(scratch.expect("a scratch buffer where a stage needs one"))),
+    };
     // The depthwise stage writes row r of a block at r·width·channels of `rows` (its output's
     // strides along n and d are 0; along h, each block's first row is subtracted).
     let depthwise = Stage::new(
@@ -140,7 +150,7 @@ pub(super) fn fused(
         (internal_strides(input3, in_padded), 1, [0, 0, width * middle_padded, middle_padded]),
         (BufferId(0), block, first_weight, first_bias),
         None,
-        scratch.filter(|_| tiled[0]),
+        sums(tiled[0], stores[0]),
     );
     // The pointwise stage reads a block as one run of pixels along w and writes them where they
     // are in its output, whose rows are consecutive.
@@ -155,7 +165,7 @@ pub(super) fn fused(
         ([0, 0, 0, middle_padded], 1, out_strides),
         (block, BufferId(1), second_weight, second_bias),
         residual,
-        scratch.filter(|_| tiled[1]),
+        sums(tiled[1], stores[1]),
     );
 
     // Parts along the outermost of n, d, h with more than one position.

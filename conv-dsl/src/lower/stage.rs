@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use super::{Builder, Packing, activate, as_part, padded, part_count, part_range};
 use crate::bind::BoundConv;
-use crate::ir::{Acc, Buffer, BufferId, Function, Index, Stmt, TILE_LANES, Tile, Value};
+use crate::ir::{Acc, Buffer, BufferId, Function, Index, Stmt, TILE_LANES, Tile, TileActivation, Value};
 use crate::schedule::{Kernel, Order, Schedule, Target, channel_vectors};
 use crate::spec::{Activation, Conv};
 
@@ -120,10 +120,27 @@ pub(super) struct Stage<'a> {
     pub buffers: (BufferId, BufferId, BufferId, Option<BufferId>),
     /// A fused `add`: the other operand, in the output's layout, and its activation.
     pub residual: Option<(BufferId, Activation)>,
-    /// The tile kernel's sums (for a [`Kernel::Tile`] schedule).
-    pub scratch: Option<BufferId>,
+    /// Where the tile kernel's sums go (for a [`Kernel::Tile`] schedule).
+    pub sums: Option<Sums>,
     /// The plan's lanes (channel padding of internal values).
     pub plan_lanes: u32,
+}
+
+/// Where a [`Kernel::Tile`] stage's tile kernel puts its sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Sums {
+    /// Into the output, activated: for a stage whose activation the kernels apply themselves
+    /// ([`TileActivation`]) and with no residual `add`.
+    Output,
+    /// Into this scratch buffer (`sums`), from which the IR's epilogue stores `act(sum)` (plus a
+    /// residual) a vector of the plan's lanes at a time.
+    Scratch(BufferId),
+}
+
+/// Whether a tile kernel stores `conv`'s results itself ([`Sums::Output`]): its activation is
+/// one the kernels apply, and no residual `add` is fused into its store.
+pub(super) fn kernel_stores(conv: &Conv, residual: bool) -> bool {
+    !residual && TileActivation::of(conv.act).is_some()
 }
 
 /// The shape of a convolution stage as the lowering sees it: input, output, kernel, stride,
@@ -215,8 +232,8 @@ pub(super) fn internal_strides(positions: [u64; 3], channels: u64) -> [u64; 4] {
 impl<'a> Stage<'a> {
     /// The stage of `conv` with `schedule` on a plan of `plan_lanes`, whose `axes` are its
     /// geometry, reading and writing with `strides` (input, between input channels, output) the
-    /// `buffers` (input, output, weight, bias), with a fused residual and the tile kernels'
-    /// `scratch` if it has them.
+    /// `buffers` (input, output, weight, bias), with a fused residual and where the tile
+    /// kernels' `sums` go if it has them.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         conv: &'a Conv,
@@ -226,7 +243,7 @@ impl<'a> Stage<'a> {
         (in_strides, in_channel_stride, out_strides): ([u64; 4], u64, [u64; 4]),
         buffers: (BufferId, BufferId, BufferId, Option<BufferId>),
         residual: Option<(BufferId, Activation)>,
-        scratch: Option<BufferId>,
+        sums: Option<Sums>,
     ) -> Stage<'a> {
         let in_per_group = conv.in_channels / conv.groups;
         Stage {
@@ -245,7 +262,7 @@ impl<'a> Stage<'a> {
             taps: conv.kernel.iter().product(),
             buffers,
             residual,
-            scratch,
+            sums,
             plan_lanes,
         }
     }
@@ -279,7 +296,7 @@ impl<'a> Stage<'a> {
             Segment::Interior { start, count } => {
                 let mut tiles = Vec::new();
                 let full = count / tile_width;
-                if full > 0 && self.scratch.is_some() && !self.depthwise {
+                if full > 0 && self.sums.is_some() && !self.depthwise {
                     // A dense tile kernel's strip: all full tiles in one call. (A depthwise one
                     // strips channel blocks.)
                     let w = Position { index: Index::constant(start as i64), border: None };
@@ -413,10 +430,11 @@ pub(super) fn convolution(
         (BufferId(buffers.len() as u32 - 1), act)
     });
     // The tile kernel's sums, in memory between the kernel and the IR's epilogue.
-    let scratch = (schedule.kernel == Kernel::Tile).then(|| {
+    let scratch = (schedule.kernel == Kernel::Tile && !kernel_stores(conv, residual.is_some())).then(|| {
         buffers.push(Buffer { name: TILE_SCRATCH.into(), len: scratch_len(conv, schedule, output3[2]), writes: true });
         BufferId(buffers.len() as u32 - 1)
     });
+    let sums = (schedule.kernel == Kernel::Tile).then_some(scratch.map_or(Sums::Output, Sums::Scratch));
     let (in_strides, in_channel_stride) = if input_in_place {
         let plane = input3.iter().product::<u64>();
         ([conv.in_channels * plane, input3[1] * input3[2], input3[2], 1], plane)
@@ -426,7 +444,7 @@ pub(super) fn convolution(
     let out_strides = internal_strides(output3, out_padded);
     let buffers_of_stage = (BufferId(0), BufferId(1), BufferId(2), conv.bias.then_some(BufferId(3)));
     let strides = (in_strides, in_channel_stride, out_strides);
-    let stage = Stage::new(conv, schedule, plan_lanes, axes, strides, buffers_of_stage, residual, scratch);
+    let stage = Stage::new(conv, schedule, plan_lanes, axes, strides, buffers_of_stage, residual, sums);
 
     // A stage with enough work is split into parts along the outermost of n, d, h, w with more
     // than one position: each part computes a contiguous window of the output.
@@ -481,30 +499,30 @@ fn tile(builder: &mut Builder, context: &TileContext) -> Vec<Stmt> {
     let groups = if *depthwise { 1 } else { conv.groups };
     let blocks = vectors / tile_channels;
     let rest = vectors % tile_channels;
-    if let (Some(scratch), true) = (context.stage.scratch, *depthwise) {
+    if let (Some(sums), true) = (context.stage.sums, *depthwise) {
         // A depthwise tile kernel's strip: every full block of channels in one call, for these
         // pixels, whose input rows stay in cache across the blocks.
         let zero = Index::constant(0);
         let mut body = Vec::new();
         if blocks > 0 {
-            body.extend(tile_block(builder, context, &zero, zero.clone(), *tile_channels, scratch, blocks));
+            body.extend(tile_block(builder, context, &zero, zero.clone(), *tile_channels, sums, blocks));
         }
         if rest > 0 {
             let first = Index::constant((blocks * tile_channels) as i64);
-            body.extend(tile_block(builder, context, &zero, first, rest, scratch, 1));
+            body.extend(tile_block(builder, context, &zero, first, rest, sums, 1));
         }
         return body;
     }
-    if let (Some(scratch), 1, true) = (context.stage.scratch, context.repeat, blocks > 1) {
+    if let (Some(sums), 1, true) = (context.stage.sums, context.repeat, blocks > 1) {
         // A dense tile kernel's single tile (a border or tail one, whose few pixels keep few
         // accumulators busy): every full block of output channels in one call, whose kernel
         // can then run several blocks at once.
         let zero = Index::constant(0);
         return builder.repeat(groups, |builder, g| {
-            let mut body = tile_block(builder, context, &g, zero.clone(), *tile_channels, scratch, blocks);
+            let mut body = tile_block(builder, context, &g, zero.clone(), *tile_channels, sums, blocks);
             if rest > 0 {
                 let first = Index::constant((blocks * tile_channels) as i64);
-                body.extend(tile_block(builder, context, &g, first, rest, scratch, 1));
+                body.extend(tile_block(builder, context, &g, first, rest, sums, 1));
             }
             body
         });
@@ -552,8 +570,8 @@ fn channel_block(
         ..
     } = context.stage;
     let TileContext { n, d, h, w, width, out_offset, .. } = context;
-    if let Some(scratch) = context.stage.scratch {
-        return tile_block(builder, context, g, first_vector, count, scratch, 1);
+    if let Some(sums) = context.stage.sums {
+        return tile_block(builder, context, g, first_vector, count, sums, 1);
     }
     let (input, output, weight, bias) = buffers;
     let out_per_group = (conv.out_channels / conv.groups) as i64;
@@ -680,17 +698,18 @@ fn channel_block(
 }
 
 /// One block of `count` vectors of [`TILE_LANES`] channels for the tile's pixels, by the tile
-/// kernel: it starts each sum at the bias, adds every product and leaves the sums in
-/// `scratch`; the epilogue stores `act(scratch)` (plus a residual) a vector of the plan's lanes
-/// at a time. (A kernel that read its initial sums from `scratch` would wait on the IR's
-/// 128-bit stores there: a 256-bit load cannot be forwarded from two stores.)
+/// kernel: it starts each sum at the bias, adds every product and stores `act(sum)` in the
+/// output ([`Sums::Output`]) — or leaves the sums in a scratch buffer, from which the epilogue
+/// stores `act(sum)` (plus a residual) a vector of the plan's lanes at a time. (A kernel that
+/// read its initial sums from the scratch buffer would wait on the IR's 128-bit stores there: a
+/// 256-bit load cannot be forwarded from two stores.)
 fn tile_block(
     builder: &mut Builder,
     context: &TileContext,
     g: &Index,
     first_vector: Index,
     count: u64,
-    scratch: BufferId,
+    sums: Sums,
     channel_repeat: u64,
 ) -> Vec<Stmt> {
     let Stage { conv, axes, in_strides, in_channel_stride, out_strides, residual, plan_lanes, .. } = context.stage;
@@ -770,6 +789,29 @@ fn tile_block(
         (panel_start.plus_constant(first_tap * panel_width), panel_width)
     };
     let pixel_stride = (axes[2].stride * in_strides[3]) as i64;
+    // Output index of pixel `pixel` of the strip at lane `lane` of vector `vector` of block `block`.
+    let out_index = |block: &Index, pixel: &Index, vector: u64, lane: u64| {
+        Index::clone(n)
+            .times(out_strides[0] as i64)
+            .plus(&d.index.clone().times(out_strides[1] as i64))
+            .plus(&h.index.clone().times(out_strides[2] as i64))
+            .plus(&w.index.clone().plus(pixel).times(out_strides[3] as i64))
+            .plus(&channel(vector, lane))
+            .plus(&block.clone().times(block_channels))
+            .plus(out_offset)
+    };
+    // Where the sums go: the output (tile `t` of a strip of pixels `width` pixels on, of a strip
+    // of channel blocks `count` vectors on), or the scratch buffer (`width · count` vectors on).
+    let zero = Index::constant(0);
+    let (acc, acc_index, acc_pixel_stride, acc_repeat_stride, act) = match sums {
+        Sums::Output => {
+            let pixel = out_strides[3] as i64;
+            let next = if channel_repeat > 1 { block_channels } else { *width as i64 * pixel };
+            let act = TileActivation::of(conv.act).expect("`kernel_stores` checked it");
+            (output, out_index(&zero, &zero, 0, 0), pixel, next, act)
+        }
+        Sums::Scratch(scratch) => (scratch, zero, block_channels, *width as i64 * block_channels, TileActivation::None),
+    };
     body.push(Stmt::Tile(Box::new(Tile {
         depthwise,
         pixels: *width as u32,
@@ -796,8 +838,11 @@ fn tile_block(
         weight,
         weight_index,
         bias: bias.map(|bias| (bias, channel(0, 0))),
-        acc: scratch,
-        acc_index: Index::constant(0),
+        acc,
+        acc_index,
+        acc_pixel_stride,
+        acc_repeat_stride,
+        act,
         reduce: if empty { 0 } else { in_per_group },
         reduce_input_stride: *in_channel_stride as i64,
         reduce_weight_stride: taps_total * row,
@@ -805,6 +850,7 @@ fn tile_block(
         tap_input_strides: std::array::from_fn(|axis| (axes[axis].dilation * in_strides[axis + 1]) as i64),
         tap_weight_strides: [(kernel3[1] * kernel3[2]) as i64 * row, kernel3[2] as i64 * row, row],
     })));
+    let Sums::Scratch(scratch) = sums else { return body };
     // The epilogue, over every pixel and channel block of the strip (loops for a strip,
     // unrolled for one tile).
     body.extend(builder.repeat(channel_repeat, |builder, block| {
@@ -812,14 +858,7 @@ fn tile_block(
             let mut body = Vec::new();
             for vector in 0..count {
                 for lane in (0..tile_lanes).step_by(step as usize) {
-                    let index = Index::clone(n)
-                        .times(out_strides[0] as i64)
-                        .plus(&d.index.clone().times(out_strides[1] as i64))
-                        .plus(&h.index.clone().times(out_strides[2] as i64))
-                        .plus(&w.index.clone().plus(&pixel).times(out_strides[3] as i64))
-                        .plus(&channel(vector, lane))
-                        .plus(&block.clone().times(block_channels))
-                        .plus(out_offset);
+                    let index = out_index(&block, &pixel, vector, lane);
                     let sum = Value::Load { buffer: scratch, index: slot(&block, &pixel, vector, lane) };
                     let mut value = activate(conv.act, sum);
                     if let Some((other, act)) = *residual {
