@@ -8,7 +8,9 @@
 use std::fmt;
 
 use crate::bind::BoundConv;
-use crate::ir::{TILE_LANES, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS, tile_shape_exists};
+use crate::ir::{
+    TILE_LANES, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS, TileActivation, tile_shape_exists,
+};
 use crate::spec::Conv;
 
 /// What the code generator can do: vector width and how many vector accumulators fit in registers.
@@ -176,8 +178,10 @@ impl Schedule {
     /// - where the target has tile microkernels and the layer is dense with whole vectors of 8
     ///   output channels per group: the tile kernel, on tiles of up to 6 pixels × 2 vectors
     ///   (3 × 4 for wide kernels; a row's full tiles in one call); a depthwise layer with whole
-    ///   vectors of 8 channels and a window of at least 10 taps: the depthwise tile kernel, 4 (6
-    ///   for wide kernels) pixels × 2 vectors;
+    ///   vectors of 8 channels and a window of at least 9 taps whose activation the kernels apply
+    ///   (none, relu, relu6): the depthwise tile kernel, 6 pixels × 2 vectors (3 × 4 for rows of
+    ///   at most 16); with another activation, a window of at least 10 taps: 4 (6 for wide
+    ///   kernels) pixels × 2 vectors;
     /// - otherwise vectorise over output channels with the target's lanes when a vector of output channels
     ///   reads one input channel per lane (depthwise, multiplier 1) or one input channel for all
     ///   lanes (a standard conv, or a grouped conv whose groups have a multiple of `lanes` outputs);
@@ -196,11 +200,19 @@ impl Schedule {
         // dw1d_k31_c256_l1000 ran 1.54 ms inline and 0.59 ms with 4x2 tiles, dw3d_k3_c32_16x56
         // 9.4 / 5.2 ms, dw5_s1_c240_28 0.65 / 0.32 ms, but the 3×3 dw3_d2_c64_56 0.21 / 0.26 ms and
         // dw3_s1_c144_56 0.28 / 0.33 ms (its step alone).
-        let tile_depthwise = depthwise && taps >= TILE_DEPTHWISE_MIN_TAPS;
+        // Where the kernel also applies the activation and stores the results (no epilogue through
+        // memory), a 3×3 window is enough.
+        let stores = TileActivation::of(conv.act).is_some();
+        let min_taps = if stores { TILE_DEPTHWISE_STORING_MIN_TAPS } else { TILE_DEPTHWISE_MIN_TAPS };
+        let tile_depthwise = depthwise && taps >= min_taps;
         if target.microkernels && tile_kernel_fits(conv) && (!depthwise || tile_depthwise) {
             // Tiles of at most the layer's vectors (a wide dense tile's pixels depend on them).
             let vectors = channel_vectors(conv, TILE_LANES) as u32;
             let (pixels, vectors) = match (depthwise, target.wide_microkernels) {
+                (true, _) if stores => {
+                    let (pixels, most) = depthwise_storing_tile(out_width, vectors);
+                    (pixels, vectors.min(most))
+                }
                 (true, false) => (TILE_AUTO_DEPTHWISE.0, vectors.min(TILE_AUTO_DEPTHWISE.1)),
                 (true, true) => (TILE_AUTO_DEPTHWISE_WIDE.0, vectors.min(TILE_AUTO_DEPTHWISE_WIDE.1)),
                 (false, false) => (TILE_AUTO.0, vectors.min(TILE_AUTO.1)),
@@ -337,8 +349,25 @@ fn tile_wide_pixels(vectors: u32) -> u32 {
         _ => 6,
     }
 }
-/// The smallest window (taps) for which a depthwise layer takes the tile kernel.
+/// The smallest window (taps) for which a depthwise layer takes the tile kernel when its sums go
+/// through memory to the IR's epilogue (an activation the kernels do not apply).
 const TILE_DEPTHWISE_MIN_TAPS: u64 = 10;
+
+/// The smallest window for which a depthwise layer takes the tile kernel when the kernel applies
+/// its activation and stores the results itself: a 3×3 one. Measured on an AMD EPYC Zen 4
+/// (`convgen bench --schedule dw:lanes=8,tile=PxV,kernel=tile --against ""`, 400 pairs, 3×3
+/// relu layers of MobileNet's shapes, channels-last in place): 1.25–1.92× the inline code with
+/// 6×2 tiles and the AVX-512 kernels, 1.23–1.42× with the AVX2 ones (`CONVGEN_MAX_ISA=avx2`).
+const TILE_DEPTHWISE_STORING_MIN_TAPS: u64 = 9;
+
+/// The tile (pixels, most vectors) of a depthwise layer whose kernel stores its results, for
+/// rows of `width` outputs and `vectors` channel vectors: 3 × 4 for rows of at most 16 outputs
+/// with at least 4 vectors (fewer pixels in a row's tail tile), else 6 × 2. Measured as above:
+/// 7×7×1024 and 14×14×512 ran 1.4–2.4× the inline code with 3×4 tiles against 1.3–1.9× with 6×2;
+/// 112×112×32 0.96–1.04× with 3×4 against 1.25–1.29× with 6×2.
+fn depthwise_storing_tile(width: u64, vectors: u32) -> (u32, u32) {
+    if width <= 16 && vectors >= 4 { (3, 4) } else { (6, 2) }
+}
 
 /// Whether the tile kernels can compute `conv`: whole vectors of output channels per group
 /// (dense), or of channels (depthwise with multiplier 1).
