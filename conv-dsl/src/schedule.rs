@@ -179,9 +179,9 @@ impl Schedule {
     ///   output channels per group: the tile kernel, on tiles of up to 6 pixels × 2 vectors
     ///   (3 × 4 for wide kernels; a row's full tiles in one call); a depthwise layer with whole
     ///   vectors of 8 channels and a window of at least 9 taps whose activation the kernels apply
-    ///   (none, relu, relu6): the depthwise tile kernel, 6 pixels × 2 vectors (3 × 4 for rows of
-    ///   at most 16); with another activation, a window of at least 10 taps: 4 (6 for wide
-    ///   kernels) pixels × 2 vectors;
+    ///   (none, relu, relu6), on a target with narrower vectors of its own (the JIT): the
+    ///   depthwise tile kernel, 6 pixels × 2 vectors (3 × 4 for rows of at most 16); otherwise a
+    ///   window of at least 10 taps: 4 (6 for wide kernels) pixels × 2 vectors;
     /// - otherwise vectorise over output channels with the target's lanes when a vector of output channels
     ///   reads one input channel per lane (depthwise, multiplier 1) or one input channel for all
     ///   lanes (a standard conv, or a grouped conv whose groups have a multiple of `lanes` outputs);
@@ -201,8 +201,10 @@ impl Schedule {
         // 9.4 / 5.2 ms, dw5_s1_c240_28 0.65 / 0.32 ms, but the 3×3 dw3_d2_c64_56 0.21 / 0.26 ms and
         // dw3_s1_c144_56 0.28 / 0.33 ms (its step alone).
         // Where the kernel also applies the activation and stores the results (no epilogue through
-        // memory), a 3×3 window is enough.
-        let stores = TileActivation::of(conv.act).is_some();
+        // memory) and the target's own vectors are narrower than the kernel's (the JIT's 128-bit
+        // ones), a 3×3 window is enough. (The macro's inline 8-lane code ran dw3_s1_c384_14 and
+        // dw3_s1_c960_7 in 0.063 and 0.044 ms, the tile kernel in 0.108 and 0.065.)
+        let stores = TileActivation::of(conv.act).is_some() && target.lanes < TILE_LANES;
         let min_taps = if stores { TILE_DEPTHWISE_STORING_MIN_TAPS } else { TILE_DEPTHWISE_MIN_TAPS };
         let tile_depthwise = depthwise && taps >= min_taps;
         if target.microkernels && tile_kernel_fits(conv) && (!depthwise || tile_depthwise) {

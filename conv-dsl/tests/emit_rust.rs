@@ -64,7 +64,7 @@ fn identical_layers_share_one_kernel() {
     // to_internal, a = b, c, to_user: four kernels for five steps.
     assert!(text.contains("fn k3 <"), "{text}");
     assert!(!text.contains("fn k4 <"), "{text}");
-    assert!(text.contains("`a` (lanes=8,tile=6x1,kernel=tile), `b` (lanes=8,tile=6x1,kernel=tile)"), "{text}");
+    assert!(text.contains("`a` (lanes=8,tile=4x1), `b` (lanes=8,tile=4x1)"), "{text}");
 }
 
 #[test]
