@@ -15,8 +15,8 @@
 //! bit for bit.
 
 use super::stage::{
-    Axis, Position, Region, Segment, Split, Stage, Sums, internal_strides, is_pointwise, kernel_stores, positions,
-    scratch_len, stage_axes, stage_params,
+    Axis, Position, Region, Segment, Split, Stage, Sums, function_lanes, internal_strides, is_pointwise, kernel_stores,
+    positions, scratch_len, stage_axes, stage_params,
 };
 use super::{Builder, NamedParam, as_part, padded, part_count, part_range};
 use crate::bind::BoundConv;
@@ -54,19 +54,13 @@ pub(super) fn fusable(first: &Piece, second: &Piece, target: Target) -> bool {
     let image = first.bound.output[2..].iter().product::<u64>() * channels;
     let ordinary = |part: &Piece| part.schedule.kernel != Kernel::Planar && part.schedule.order == Order::Pixels;
     depthwise
-        && function_lanes(first, plan_lanes) == function_lanes(second, plan_lanes)
+        && function_lanes(first.schedule, plan_lanes) == function_lanes(second.schedule, plan_lanes)
         && !is_pointwise(first.conv, first.bound)
         && is_pointwise(second.conv, second.bound)
         && ordinary(first)
         && ordinary(second)
         && row <= MAX_ROW_ELEMENTS
         && image >= target.fusion.min_elements
-}
-
-/// The lanes of the function that computes `part`: its schedule's, or the plan's where a tile
-/// kernel computes the sums (the epilogue's vectors). The stages of one function share them.
-fn function_lanes(part: &Piece, plan_lanes: u32) -> u32 {
-    if part.schedule.kernel == Kernel::Tile { plan_lanes } else { part.schedule.lanes }
 }
 
 /// The functions of a fused pair — one, or one per part (a range of images, else of positions
@@ -179,7 +173,7 @@ pub(super) fn fused(
     let worth = macs(first) + macs(second) >= target.part_macs.saturating_mul(threads);
     let split = (0..3).find(|&dim| extents[dim] > 1).unwrap_or(2);
     let count = part_count(worth, threads, extents[split]);
-    let function_lanes = function_lanes(second, plan_lanes);
+    let function_lanes = function_lanes(second.schedule, plan_lanes);
     let parts = (0..count)
         .map(|part| {
             let range = part_range(extents[split], 1, count, part);

@@ -218,6 +218,12 @@ pub(super) fn scratch_len(conv: &Conv, schedule: Schedule, pixels: u64) -> u64 {
     row.max(u64::from(schedule.tile_width) * padded(conv.out_channels, TILE_LANES))
 }
 
+/// The lanes of the function that computes a stage with `schedule` on a plan of `plan_lanes`:
+/// the schedule's, or the plan's where a tile kernel computes the sums (the epilogue's vectors).
+pub(super) fn function_lanes(schedule: Schedule, plan_lanes: u32) -> u32 {
+    if schedule.kernel == Kernel::Tile { plan_lanes } else { schedule.lanes }
+}
+
 /// Element strides along n, d, h, w of a tensor of `positions` (d, h, w) in the internal
 /// channels-last layout with `channels` (padded) channels.
 pub(super) fn internal_strides(positions: [u64; 3], channels: u64) -> [u64; 4] {
@@ -453,7 +459,7 @@ pub(super) fn convolution(
     let split = (0..4).find(|&dim| extents[dim] > 1).unwrap_or(3);
     let worth = macs >= target.part_macs.saturating_mul(u64::from(threads));
     let count = part_count(worth, u64::from(threads), extents[split]);
-    let function_lanes = if schedule.kernel == Kernel::Tile { plan_lanes } else { schedule.lanes };
+    let function_lanes = function_lanes(schedule, plan_lanes);
     let parts = (0..count)
         .map(|part| {
             let range = part_range(extents[split], 1, count, part);
