@@ -57,7 +57,7 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{Linkage, Module, default_libcall_names};
+use cranelift_module::{Linkage, Module, ModuleError, ModuleReloc, default_libcall_names};
 
 /// Everything that can go wrong when compiling or running a plan.
 #[derive(Debug, thiserror::Error)]
@@ -416,7 +416,8 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
 
     check_parts(plan, &analyses)?;
 
-    let isa = host_isa(options)?;
+    let isa = host_isa(options, false)?;
+    let ordered_isa = host_isa(options, true)?;
     let call_conv = isa.default_call_conv();
     let config = isa.frontend_config();
     let mut jit = JITBuilder::with_isa(isa, default_libcall_names());
@@ -461,7 +462,24 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
             module.declare_func_in_func(id, function)
         };
         codegen::build(&mut context.func, &mut builder_context, config, &step.function, analysis, &mut import);
-        module.define_function(id, &mut context).map_err(cranelift)?;
+        if codegen::keeps_order(&step.function) {
+            // The same as `define_function`, with the other target's flags.
+            let codegen_error = |error: cranelift_codegen::CodegenError| cranelift(ModuleError::Compilation(error));
+            context
+                .compile(ordered_isa.as_ref(), &mut Default::default())
+                .map_err(|error| codegen_error(error.inner))?;
+            let compiled = context.compiled_code().expect("just compiled");
+            let relocs: Vec<ModuleReloc> = compiled
+                .buffer
+                .relocs()
+                .iter()
+                .map(|reloc| ModuleReloc::from_mach_reloc(reloc, &context.func, id))
+                .collect();
+            let (alignment, code) = (u64::from(compiled.buffer.alignment), compiled.code_buffer().to_vec());
+            module.define_function_bytes(id, alignment, &code, &relocs).map_err(cranelift)?;
+        } else {
+            module.define_function(id, &mut context).map_err(cranelift)?;
+        }
         module.clear_context(&mut context);
         ids.push(id);
         compile_times.push((step.layer.clone(), started.elapsed()));
@@ -562,10 +580,11 @@ fn check_parts(plan: &Plan, analyses: &[codegen::Analysis]) -> Result<(), Error>
     Ok(())
 }
 
-/// The host's target: `opt_level=speed`, absolute addresses (what `cranelift-jit` needs).
-fn host_isa(options: Options) -> Result<OwnedTargetIsa, Error> {
+/// The host's target: `opt_level=speed` (`none` if `ordered`: [`codegen::keeps_order`]),
+/// absolute addresses (what `cranelift-jit` needs).
+fn host_isa(options: Options, ordered: bool) -> Result<OwnedTargetIsa, Error> {
     let mut flags = settings::builder();
-    flags.set("opt_level", "speed")?;
+    flags.set("opt_level", if ordered { "none" } else { "speed" })?;
     flags.set("enable_verifier", if options.verify { "true" } else { "false" })?;
     flags.set("use_colocated_libcalls", "false")?;
     flags.set("is_pic", "false")?;
@@ -930,7 +949,7 @@ pub fn clif(function: &ir::Function) -> Result<String, Error> {
 /// disassembly listing (its `VCode` text, with register allocation applied): what
 /// `convgen inspect --emit asm` shows. For people, not for snapshots (it depends on the host).
 pub fn disassembly(function: &ir::Function) -> Result<String, Error> {
-    let isa = host_isa(Options::default())?;
+    let isa = host_isa(Options::default(), codegen::keeps_order(function))?;
     let clif = build_clif(function, isa.as_ref())?;
     let mut context = cranelift_codegen::Context::for_function(clif);
     context.set_disasm(true);
