@@ -34,8 +34,8 @@
 //! contiguous panel per block of output channels ([`Packing::Panels`]). [`Order::Channels`] puts
 //! the loops over channel blocks outside the pixel loops.
 //!
-//! One layer may skip the internal layout: a depthwise output layer that reads a channels-first
-//! model input and nothing else reads is computed in the user's layout by `planar`
+//! One layer may skip the internal layout: a depthwise or small-group output layer that reads a
+//! channels-first model input and nothing else reads is computed in the user's layout by `planar`
 //! ([`Kernel::Planar`]), with no conversion step at either end.
 //!
 //! A depthwise stage whose large output only a pointwise stage reads is computed inside it, on

@@ -154,11 +154,14 @@ pub enum Kernel {
     /// generator emits as a call to a kernel compiled for AVX2 + FMA (the JIT, whose own vectors
     /// are 128-bit) or inline. Vectors of [`crate::ir::TILE_LANES`] output channels.
     Tile,
-    /// A depthwise stage computed in the user's channels-first layout, vectors along the
-    /// innermost spatial axis (w), a small window's weights in registers; a tile is `tile_width`
-    /// output rows, which share their input rows, × `tile_channels` vectors along w ([`crate::lower`]'s `planar`). Only for a stage that
-    /// reads the model's channels-first input and is its output, so that neither needs a layout
-    /// conversion; chosen by [`crate::lower::lower`] there, not by [`Schedule::auto`].
+    /// A depthwise or grouped stage computed in the user's channels-first layout, vectors along
+    /// the innermost spatial axis (w), a small depthwise window's weights in registers; a tile is
+    /// `tile_width` output rows, which share their input rows, × `tile_channels` vectors along w,
+    /// for up to 4 output channels of a group that share the input vectors (as many as fit in
+    /// [`PLANAR_MAX_ACCUMULATORS`]; one for a depthwise layer) ([`crate::lower`]'s `planar`).
+    /// Only for a stage that reads the model's channels-first input and is its output, so that
+    /// neither needs a layout conversion; chosen by [`crate::lower::lower`] there, not by
+    /// [`Schedule::auto`].
     Planar,
 }
 
@@ -293,12 +296,6 @@ impl Schedule {
                  accumulators; {rows}x{vectors} is not"
             ));
         }
-        if conv.in_channels != conv.groups {
-            return Err(format!(
-                "kernel=planar computes depthwise layers (one input channel per group); this one has {} in {} groups",
-                conv.in_channels, conv.groups
-            ));
-        }
         if conv.stride.last().is_some_and(|&stride| stride > 2) {
             return Err("kernel=planar needs stride 1 or 2 along the innermost axis (its vectors run along it)".into());
         }
@@ -327,7 +324,8 @@ impl Schedule {
     }
 }
 
-/// The most accumulators (rows × vectors) of a [`Kernel::Planar`] tile.
+/// The most accumulators (rows × vectors, and × output channels for a grouped layer) of a
+/// [`Kernel::Planar`] tile.
 pub const PLANAR_MAX_ACCUMULATORS: u32 = 8;
 
 /// The tile kernel's default tile: pixels × vectors of [`TILE_LANES`] channels.

@@ -281,8 +281,9 @@ fn case() -> impl Strategy<Value = Case> {
         })
 }
 
-/// Depthwise layers (any multiplier, channels-first, stride 1 or 2 along w) with rows long enough for
-/// [`Kernel::Planar`]'s vectors of 4 — and two planar schedules (rows × vectors, 1 or 4 lanes).
+/// Depthwise layers (any multiplier) and grouped ones (any group sizes), channels-first, stride 1
+/// or 2 along w, with rows long enough for [`Kernel::Planar`]'s vectors of 4 — and two planar
+/// schedules (rows × vectors, 1 or 4 lanes; a grouped tile takes up to 4 output channels).
 fn planar_case() -> impl Strategy<Value = Case> {
     (1usize..=3)
         .prop_flat_map(|rank| {
@@ -293,9 +294,13 @@ fn planar_case() -> impl Strategy<Value = Case> {
                     *last = (*last).min(2);
                     Geometry { kernel, stride, dilation, pad }
                 });
-            (geometry, 1usize..=9, 1usize..=3)
+            let depthwise =
+                (1usize..=9, 1usize..=3).prop_map(|(channels, multiplier)| Kind::Depthwise { channels, multiplier });
+            let grouped = (1usize..=3, 1usize..=5, 1usize..=6)
+                .prop_map(|(groups, in_per_group, out_per_group)| Kind::Conv { groups, in_per_group, out_per_group });
+            (geometry, prop_oneof![depthwise, grouped])
         })
-        .prop_flat_map(|(geometry, channels, multiplier)| {
+        .prop_flat_map(|(geometry, kind)| {
             let rank = geometry.kernel.len();
             // Rows with 9 to 17 output positions whose taps are all inside, so that vectors of 4
             // fit whatever the padding.
@@ -311,7 +316,7 @@ fn planar_case() -> impl Strategy<Value = Case> {
                 .prop_map(|(lanes, rows, vectors)| Schedule::planar(lanes, rows, vectors));
             (
                 Just(geometry),
-                Just(Kind::Depthwise { channels, multiplier }),
+                Just(kind),
                 spatial,
                 1usize..=2,
                 any::<bool>(),

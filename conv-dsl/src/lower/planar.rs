@@ -1,21 +1,28 @@
-//! A depthwise stage computed in the user's channels-first layout ([`Kernel::Planar`]).
+//! A depthwise or small-group stage computed in the user's channels-first layout
+//! ([`Kernel::Planar`]).
 //!
-//! A model that starts and ends with the same depthwise layer would otherwise spend two layout
-//! conversions — a full read and write of its input and of its output — around one cheap
-//! convolution. Channels-first, each channel is a plane of its own, so the stage reads the user's
-//! input and writes the user's output directly, vectorised along w (with stride 2 along w, each
-//! input vector is every other element of the row, [`Value::LoadEven`]):
+//! A model that starts and ends with the same depthwise (or grouped) layer would otherwise spend
+//! two layout conversions — a full read and write of its input and of its output — around one
+//! cheap convolution. Channels-first, each channel is a plane of its own, so the stage reads the
+//! user's input and writes the user's output directly, vectorised along w (with stride 2 along
+//! w, each input vector is every other element of the row, [`Value::LoadEven`]):
 //!
 //! ```text
-//! for n, channel c (input channel c / multiplier):
-//!   w[tap] = splat weight[c, tap]             (registers, for windows of up to 9 taps)
+//! for n, group g, block of O output channels of the group:
+//!   w[tap] = splat weight[c, tap]             (registers: one channel of one input, up to 9 taps)
 //!   for od, and oh in tiles of R rows:        (loops in the interior, constants on a border)
 //!     for each vector of lanes positions along w:
-//!       acc[r] = bias[c]
-//!       for every input row the tile's taps read (each loaded once per kw, shared by the rows):
-//!         acc[r] += in[c, row, ow + kw·dilation − pad ..] · w[kd, kh, kw]
-//!       store activation(acc[r])
+//!       acc[o][r] = bias[c + o]
+//!       for each input channel k of the group, every input row the tile's taps read (each
+//!       vector loaded once per kw, shared by the rows and the O channels):
+//!         acc[o][r] += in[k, row, ow + kw·dilation − pad ..] · w[o, k, kd, kh, kw]
+//!       store activation(acc[o][r])
 //! ```
+//!
+//! A depthwise layer's tile is one channel (O = 1). A grouped layer's tile holds O output
+//! channels of one group ([`outs`]), which read the same input vectors: a grouped layer with few
+//! channels per group (ResNeXt's, g3_c128_g32_56's 4) has too few output channels per group
+//! for the channels-last kernels' vectors of output channels, and here needs none.
 //!
 //! The border columns of w (where some taps fall outside the row) are vectors too: the vector
 //! for a left border column `p` starts at `p` and takes only the taps that column has, so only its
@@ -23,28 +30,49 @@
 //! right. They are stored first (left ones ascending, right ones descending) and the interior
 //! vectors overwrite their wrong lanes, the last interior vector overlapping the one before where
 //! the row's interior is not a multiple of the lanes. Each output's sum has the same terms in the
-//! same order as in the channels-last lowering (bias, then taps in order), so results are the same
-//! bit for bit whatever the layout.
+//! same order as in the channels-last lowering (bias, then input channels, then taps in order), so
+//! results are the same bit for bit whatever the layout.
 
 use std::ops::Range;
 
 use super::{Axis, Builder, Packing, Position, Segment, Split, StageParam, activate, as_part, part_count, part_range};
 use crate::bind::BoundConv;
-use crate::ir::{Acc, Buffer, BufferId, Index, Stmt, Value};
-use crate::schedule::{Schedule, Target};
+use crate::ir::{Acc, Buffer, BufferId, Index, Stmt, TILE_LANES, Value};
+use crate::schedule::{PLANAR_MAX_ACCUMULATORS, Schedule, Target};
 use crate::spec::Conv;
 
 /// Windows of at most this many taps keep their weights in registers (with 4 row accumulators and
-/// an input vector, 14 of the 16 vector registers of x86-64).
+/// an input vector, 14 of the 16 vector registers of x86-64), where a tile reads one input
+/// channel for one output channel (depthwise).
 const WEIGHT_REGISTERS: u64 = 9;
+
+/// The most output channels of a group one tile computes ([`outs`]).
+const MAX_OUTS: u64 = 4;
+
+/// The output channels of one group a tile of `rows × vectors` computes together: one for a
+/// depthwise layer (its weights stay in registers), else the largest divisor of the group's
+/// output channels up to [`MAX_OUTS`] whose accumulators (`outs × rows × vectors`) stay within
+/// [`PLANAR_MAX_ACCUMULATORS`].
+pub(crate) fn outs(conv: &Conv, rows: u32, vectors: u32) -> u64 {
+    let (in_per_group, out_per_group) = (conv.in_channels / conv.groups, conv.out_channels / conv.groups);
+    if in_per_group == 1 {
+        return 1;
+    }
+    let room = u64::from(PLANAR_MAX_ACCUMULATORS / (rows * vectors).max(1)).max(1);
+    (1..=MAX_OUTS.min(room)).rev().find(|&outs| out_per_group.is_multiple_of(outs)).unwrap_or(1)
+}
 
 /// The default tile for `conv` (rows × vectors along w): 4 rows where the window's weights stay in
 /// registers and the rows' taps are consecutive rows (4 rows of a 3×3 window read 6 input rows
 /// instead of 12), otherwise 4 vectors of one row, which share each weight's splat. Measured with
 /// `convgen bench --schedule`, minimum times over 3 runs in the same session: dw3_s1_c144_56 0.212
 /// ms with 4×1 against 0.254 with 1×4, dw3_s1_c32_112 0.192 against 0.217, but the dilated
-/// dw3_d2_c64_56 (4 rows read 8 input rows) 0.124 against 0.106.
+/// dw3_d2_c64_56 (4 rows read 8 input rows) 0.124 against 0.106. A grouped layer: 2 vectors of
+/// one row, for up to 4 output channels each ([`outs`]).
 pub(super) fn default_tile(conv: &Conv) -> (u32, u32) {
+    if conv.in_channels != conv.groups {
+        return (1, 2);
+    }
     let rank = conv.kernel.len();
     let consecutive_rows = rank >= 2 && conv.dilation[rank - 2] == 1;
     if conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS && consecutive_rows { (4, 1) } else { (1, 4) }
@@ -112,12 +140,23 @@ fn row(axis: &Axis, lanes: u64) -> Result<Row, String> {
 /// dw3_s1_c384_14 0.039 against 0.071 ms, but dw3_s1_c960_7 (rows of 7) 0.076 against 0.047 ms;
 /// larger windows gain nothing over the tile kernel (dw5_s1_c240_28 0.94 against 0.50–0.64 ms,
 /// dw1d_k31_c256_l1000 1.0–1.2 against 0.9–1.05 ms).
+///
+/// A grouped layer whose groups have fewer output channels than a tile kernel's vector (or not a
+/// multiple of it) is computed planar too, whatever its window: channels-last, its vectors of 4
+/// output channels each reads every input as a splat. Measured on an AMD EPYC Zen 4 (`convgen
+/// bench`, JIT, medians): g3_c128_g32_56 (4 channels per group) 0.71 ms planar with 1×2 tiles
+/// (4 output channels each; 1×1 1.04, 2×1 0.91, 2×2 0.75, 1×4 0.91), against 1.44–2.2 ms
+/// channels-last with its two conversions.
 pub(super) fn worth(conv: &Conv, bound: &BoundConv, schedule: Schedule) -> bool {
     let lanes = u64::from(schedule.lanes);
     let small_window = conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS;
+    let small_groups = conv.groups > 1
+        && conv.in_channels != conv.groups
+        && !(conv.out_channels / conv.groups).is_multiple_of(u64::from(TILE_LANES));
     let long_rows =
         row(&axes(conv, bound)[2], lanes).is_ok_and(|row| row.interior.end - row.interior.start >= 2 * lanes);
-    small_window && long_rows && schedule.validate(conv).is_ok()
+    let fits = if conv.in_channels == conv.groups { small_window } else { small_groups };
+    fits && long_rows && schedule.validate(conv).is_ok()
 }
 
 /// The planar functions of a stage — one, or one per part (a range of images, else of channel
@@ -136,30 +175,45 @@ pub(super) fn planar(
     let row = row(&axes[2], lanes)?;
     let batch = bound.input[0];
     let groups = conv.groups;
-    let multiplier = conv.out_channels / groups;
+    let (in_per_group, out_per_group) = (conv.in_channels / groups, conv.out_channels / groups);
     let taps: u64 = conv.kernel.iter().product();
     let in_plane: u64 = bound.input[2..].iter().product();
     let out_plane: u64 = bound.output[2..].iter().product();
     let weight_packing =
-        Packing::Dense { groups, in_per_group: 1, out_per_group: multiplier, out_per_group_padded: multiplier, taps };
-    let mut params = vec![("weight", weight_packing, conv.out_channels * taps)];
+        Packing::Dense { groups, in_per_group, out_per_group, out_per_group_padded: out_per_group, taps };
+    let weight_len = conv.out_channels * in_per_group * taps;
+    let mut params = vec![("weight", weight_packing, weight_len)];
     let mut buffers = vec![
         Buffer { name: "in".into(), len: batch * conv.in_channels * in_plane, writes: false },
         Buffer { name: "out".into(), len: batch * conv.out_channels * out_plane, writes: true },
-        Buffer { name: "w".into(), len: conv.out_channels * taps, writes: false },
+        Buffer { name: "w".into(), len: weight_len, writes: false },
     ];
     if conv.bias {
         params.push(("bias", Packing::Bias { channels: conv.out_channels }, conv.out_channels));
         buffers.push(Buffer { name: "b".into(), len: conv.out_channels, writes: false });
     }
     let (rows, vectors) = (u64::from(schedule.tile_width), u64::from(schedule.tile_channels));
-    let context = Context { conv, axes: &axes, row: &row, lanes, rows, vectors, multiplier, taps, in_plane, out_plane };
+    let outs = outs(conv, schedule.tile_width, schedule.tile_channels);
+    let context = Context {
+        conv,
+        axes: &axes,
+        row: &row,
+        lanes,
+        rows,
+        vectors,
+        in_per_group,
+        out_per_group,
+        outs,
+        taps,
+        in_plane,
+        out_plane,
+    };
 
     // Parts: ranges of images, else of groups (each a run of whole output planes).
     let macs = batch * conv.out_channels * out_plane * taps;
     let worth = macs >= target.part_macs.saturating_mul(u64::from(target.threads.max(1)));
     let (extent, stride) =
-        if batch > 1 { (batch, conv.out_channels * out_plane) } else { (groups, multiplier * out_plane) };
+        if batch > 1 { (batch, conv.out_channels * out_plane) } else { (groups, out_per_group * out_plane) };
     let count = part_count(worth, u64::from(target.threads.max(1)), extent);
     let parts = (0..count)
         .map(|part| {
@@ -184,7 +238,10 @@ struct Context<'a> {
     rows: u64,
     /// Vectors side by side along w per tile, in the interior.
     vectors: u64,
-    multiplier: u64,
+    in_per_group: u64,
+    out_per_group: u64,
+    /// Output channels of a group per tile ([`outs`]).
+    outs: u64,
     taps: u64,
     in_plane: u64,
     out_plane: u64,
@@ -195,11 +252,12 @@ const OUTPUT: BufferId = BufferId(1);
 const WEIGHT: BufferId = BufferId(2);
 const BIAS: BufferId = BufferId(3);
 
-/// One output channel's indices: its image, its group (= input channel) and its place in the group.
+/// One tile's output channels: their image, their group, and the block of [`Context::outs`]
+/// channels of the group they are.
 struct Channel {
     n: Index,
     g: Index,
-    m: Index,
+    block: Index,
 }
 
 /// A tile's vectors along w: where the first starts, the column whose taps they take (a border
@@ -217,19 +275,27 @@ impl Context<'_> {
             let n = n.plus_constant(images.start as i64);
             builder.repeat(groups.end - groups.start, |builder, g| {
                 let g = g.plus_constant(groups.start as i64);
-                builder.repeat(self.multiplier, |builder, m| {
-                    self.channel(builder, &Channel { n: n.clone(), g: g.clone(), m })
+                builder.repeat(self.out_per_group / self.outs, |builder, block| {
+                    self.channel(builder, &Channel { n: n.clone(), g: g.clone(), block })
                 })
             })
         })
     }
 
-    /// The weights in registers (small windows), then every tile of one output channel's plane.
+    /// Whether a tile's weights stay in registers for a whole plane: a depthwise layer's (one
+    /// input channel for one output channel) window of at most [`WEIGHT_REGISTERS`] taps.
+    fn weights_in_registers(&self) -> bool {
+        self.in_per_group == 1 && self.outs == 1 && self.taps <= WEIGHT_REGISTERS
+    }
+
+    /// The weights in registers (depthwise, small windows), then every tile of one block of
+    /// output channels' planes.
     fn channel(&self, builder: &mut Builder, channel: &Channel) -> Vec<Stmt> {
         let mut body = Vec::new();
-        if self.taps <= WEIGHT_REGISTERS {
+        if self.weights_in_registers() {
             for tap in 0..self.taps {
-                body.push(Stmt::Init { acc: Acc(tap as u32), value: self.weight_in_memory(channel, tap) });
+                let value = self.weight_in_memory(channel, &Index::constant(0), tap, 0);
+                body.push(Stmt::Init { acc: Acc(tap as u32), value });
             }
         }
         let [axis_d, axis_h, _] = self.axes;
@@ -247,20 +313,35 @@ impl Context<'_> {
         body
     }
 
-    /// Weight `tap` of the channel, from the packed weights (`[g][tap][m]`).
-    fn weight_in_memory(&self, channel: &Channel, tap: u64) -> Value {
+    /// Weight `tap` of the group's input channel `k` for the block's output channel `out`, from
+    /// the packed weights (`[g][k][tap][m]`).
+    fn weight_in_memory(&self, channel: &Channel, k: &Index, tap: u64, out: u64) -> Value {
+        let per_group = self.out_per_group as i64;
         let index = channel
             .g
             .clone()
-            .times((self.taps * self.multiplier) as i64)
-            .plus(&channel.m)
-            .plus_constant((tap * self.multiplier) as i64);
+            .times(self.in_per_group as i64)
+            .plus(k)
+            .times(self.taps as i64 * per_group)
+            .plus(&channel.block.clone().times(self.outs as i64))
+            .plus_constant(tap as i64 * per_group + out as i64);
         Value::Splat { buffer: WEIGHT, index }
     }
 
-    /// Weight `tap`: its register, or a splat from memory for a large window.
-    fn weight(&self, channel: &Channel, tap: u64) -> Value {
-        if self.taps <= WEIGHT_REGISTERS { Value::Acc(Acc(tap as u32)) } else { self.weight_in_memory(channel, tap) }
+    /// Weight `tap` of input channel `k` for output channel `out`: its register, or a splat from
+    /// memory.
+    fn weight(&self, channel: &Channel, k: &Index, tap: u64, out: u64) -> Value {
+        if self.weights_in_registers() {
+            Value::Acc(Acc(tap as u32))
+        } else {
+            self.weight_in_memory(channel, k, tap, out)
+        }
+    }
+
+    /// The output channel `out` of the tile's block.
+    fn out_channel(&self, channel: &Channel, out: u64) -> Index {
+        let block = channel.block.clone().times(self.outs as i64);
+        channel.g.clone().times(self.out_per_group as i64).plus(&block).plus_constant(out as i64)
     }
 
     /// `rows` output rows from `h` (one row on a border): every vector of the rows, in the order
@@ -297,9 +378,9 @@ impl Context<'_> {
         body
     }
 
-    /// `column.vectors` vectors side by side in each of `rows` output rows: init, accumulate,
-    /// store. Each input vector is loaded once for all the rows that read it; a weight from memory
-    /// is splat once for all the vectors of a row.
+    /// `column.vectors` vectors side by side in each of `rows` output rows of the block's
+    /// [`Context::outs`] channels: init, accumulate over the group's input channels (a loop where
+    /// there are several), store.
     fn vectors(
         &self,
         builder: &mut Builder,
@@ -309,31 +390,48 @@ impl Context<'_> {
         rows: u64,
         column: &Column,
     ) -> Vec<Stmt> {
+        let conv = self.conv;
+        let first = if self.weights_in_registers() { self.taps as u32 } else { 0 };
+        let registers = Registers { first, outs: self.outs, rows, vectors: column.vectors };
+        builder.accumulators = builder.accumulators.max(registers.weight().0 + 1);
+
+        let mut body = Vec::new();
+        for out in 0..self.outs {
+            for row in 0..rows {
+                for vector in 0..column.vectors {
+                    let value = if conv.bias {
+                        Value::Splat { buffer: BIAS, index: self.out_channel(channel, out) }
+                    } else {
+                        Value::Zero
+                    };
+                    body.push(Stmt::Init { acc: registers.accumulator(out, row, vector), value });
+                }
+            }
+        }
+        let tile = Tile { channel, d, h, rows, column, registers: &registers };
+        body.extend(builder.repeat(self.in_per_group, |_, k| self.accumulate(&tile, &k)));
+        body.extend(self.store(&tile));
+        body
+    }
+
+    /// The multiply-adds of input channel `k` of the group: each input vector is loaded once for
+    /// all the rows and output channels that read it; a weight from memory is splat once for all
+    /// the vectors of a row.
+    fn accumulate(&self, tile: &Tile, k: &Index) -> Vec<Stmt> {
         let (conv, [axis_d, axis_h, axis_w]) = (self.conv, self.axes);
+        let Tile { channel, d, h, rows, column, registers } = *tile;
         let vectors = column.vectors;
-        let in_registers = self.taps <= WEIGHT_REGISTERS;
-        let first = if in_registers { self.taps as u32 } else { 0 };
-        let accumulator = |row: u64, vector: u64| Acc(first + (row * vectors + vector) as u32);
-        let shared = |vector: u64| Acc(first + (rows * vectors + vector) as u32);
-        let weight_register = Acc(first + ((rows + 1) * vectors) as u32);
-        builder.accumulators = builder.accumulators.max(weight_register.0 + 1);
-        let out_channel = channel.g.clone().times(self.multiplier as i64).plus(&channel.m);
+        let in_registers = self.weights_in_registers();
         let inside = |axis: &Axis, border: Option<u64>, tap: u64| axis.takes(border, tap);
         let lanes = self.lanes as i64;
 
         let mut body = Vec::new();
-        for row in 0..rows {
-            for vector in 0..vectors {
-                let value =
-                    if conv.bias { Value::Splat { buffer: BIAS, index: out_channel.clone() } } else { Value::Zero };
-                body.push(Stmt::Init { acc: accumulator(row, vector), value });
-            }
-        }
+        let input_channel = channel.g.clone().times(self.in_per_group as i64).plus(k);
         let input_base = channel
             .n
             .clone()
             .times((conv.in_channels * self.in_plane) as i64)
-            .plus(&channel.g.clone().times(self.in_plane as i64))
+            .plus(&input_channel.times(self.in_plane as i64))
             .plus(&column.start.clone().times(axis_w.stride as i64));
         for kd in (0..axis_d.kernel).filter(|&kd| inside(axis_d, d.border, kd)) {
             // Input row (relative to the tile's first) of each (row, kh), ascending: each output's
@@ -372,45 +470,92 @@ impl Context<'_> {
                             } else {
                                 Value::Load { buffer: INPUT, index }
                             };
-                            if group.len() == 1 {
+                            if group.len() == 1 && self.outs == 1 {
                                 return input;
                             }
-                            body.push(Stmt::Init { acc: shared(vector), value: input });
-                            Value::Acc(shared(vector))
+                            body.push(Stmt::Init { acc: registers.shared(vector), value: input });
+                            Value::Acc(registers.shared(vector))
                         })
                         .collect();
                     for &(_, row, kh) in group {
                         let tap = (kd * axis_h.kernel + kh) * axis_w.kernel + kw;
-                        let mut weight = self.weight(channel, tap);
-                        if !in_registers && vectors > 1 {
-                            body.push(Stmt::Init { acc: weight_register, value: weight });
-                            weight = Value::Acc(weight_register);
-                        }
-                        for (vector, input) in inputs.iter().enumerate() {
-                            let acc = accumulator(row, vector as u64);
-                            body.push(Stmt::Fma { acc, a: input.clone(), b: weight.clone() });
+                        for out in 0..self.outs {
+                            let mut weight = self.weight(channel, k, tap, out);
+                            if !in_registers && vectors > 1 {
+                                body.push(Stmt::Init { acc: registers.weight(), value: weight });
+                                weight = Value::Acc(registers.weight());
+                            }
+                            for (vector, input) in inputs.iter().enumerate() {
+                                let acc = registers.accumulator(out, row, vector as u64);
+                                body.push(Stmt::Fma { acc, a: input.clone(), b: weight.clone() });
+                            }
                         }
                     }
                 }
             }
         }
-        let output_base = channel
-            .n
-            .clone()
-            .times((conv.out_channels * self.out_plane) as i64)
-            .plus(&out_channel.times(self.out_plane as i64))
-            .plus(&d.index.clone().times((axis_h.output * axis_w.output) as i64))
-            .plus(&column.start);
-        for row in 0..rows {
-            let row_base =
-                output_base.clone().plus(&h.index.clone().plus_constant(row as i64).times(axis_w.output as i64));
-            for vector in 0..vectors {
-                let index = row_base.clone().plus_constant(vector as i64 * lanes);
-                let value = activate(conv.act, Value::Acc(accumulator(row, vector)));
-                body.push(Stmt::Store { buffer: OUTPUT, index, value });
+        body
+    }
+
+    /// Stores `activation(sum)` of every accumulator of the tile.
+    fn store(&self, tile: &Tile) -> Vec<Stmt> {
+        let (conv, [_, axis_h, axis_w]) = (self.conv, self.axes);
+        let Tile { channel, d, h, rows, column, registers } = *tile;
+        let mut body = Vec::new();
+        for out in 0..self.outs {
+            let output_base = channel
+                .n
+                .clone()
+                .times((conv.out_channels * self.out_plane) as i64)
+                .plus(&self.out_channel(channel, out).times(self.out_plane as i64))
+                .plus(&d.index.clone().times((axis_h.output * axis_w.output) as i64))
+                .plus(&column.start);
+            for row in 0..rows {
+                let row_base =
+                    output_base.clone().plus(&h.index.clone().plus_constant(row as i64).times(axis_w.output as i64));
+                for vector in 0..column.vectors {
+                    let index = row_base.clone().plus_constant((vector * self.lanes) as i64);
+                    let value = activate(conv.act, Value::Acc(registers.accumulator(out, row, vector)));
+                    body.push(Stmt::Store { buffer: OUTPUT, index, value });
+                }
             }
         }
         body
+    }
+}
+
+/// One tile of [`Context::vectors`]: its channels, rows and columns, and its registers.
+#[derive(Clone, Copy)]
+struct Tile<'a> {
+    channel: &'a Channel,
+    d: &'a Position,
+    h: &'a Position,
+    rows: u64,
+    column: &'a Column,
+    registers: &'a Registers,
+}
+
+/// A tile's registers (IR accumulators), after the `first` that hold a depthwise window's
+/// weights: one accumulator per (output channel, row, vector), an input vector per vector shared
+/// by the rows and channels that read it, and a weight splat shared by the vectors.
+struct Registers {
+    first: u32,
+    outs: u64,
+    rows: u64,
+    vectors: u64,
+}
+
+impl Registers {
+    fn accumulator(&self, out: u64, row: u64, vector: u64) -> Acc {
+        Acc(self.first + ((out * self.rows + row) * self.vectors + vector) as u32)
+    }
+
+    fn shared(&self, vector: u64) -> Acc {
+        Acc(self.first + (self.outs * self.rows * self.vectors + vector) as u32)
+    }
+
+    fn weight(&self) -> Acc {
+        Acc(self.first + ((self.outs * self.rows + 1) * self.vectors) as u32)
     }
 }
 
