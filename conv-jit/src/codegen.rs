@@ -290,8 +290,6 @@ impl Checker<'_> {
     }
 }
 
-/// Builds the CLIF of `source` into `function` (whose name and signature are set), importing
-/// [`convgen_exp`] and the tile kernels it calls with `import`. `analysis` is [`check`]'s.
 /// The fewest multiply-adds in one straight run of statements (a loop body, not counting nested
 /// loops) for which a function is compiled with `opt_level=none`, in the IR's order.
 ///
@@ -322,6 +320,8 @@ pub(crate) fn keeps_order(function: &ir::Function) -> bool {
     longest_run(&function.body) >= ORDERED_MIN_FMAS
 }
 
+/// Builds the CLIF of `source` into `function` (whose name and signature are set), importing
+/// [`convgen_exp`] and the tile kernels it calls with `import`. `analysis` is [`check`]'s.
 pub(crate) fn build(
     function: &mut Function,
     context: &mut FunctionBuilderContext,

@@ -343,7 +343,8 @@ pub fn host_target() -> Target {
     }
 }
 
-/// Compiles every step of `plan` for the host (Cranelift, `opt_level=speed`; the verifier runs
+/// Compiles every step of `plan` for the host (Cranelift, `opt_level=speed`, or `none` for
+/// functions with long unrolled runs of multiply-adds, `codegen::keeps_order`; the verifier runs
 /// in debug builds). Fails, without generating code, if a function could access memory outside
 /// its buffers or the plan passes buffers of the wrong lengths.
 pub fn compile(plan: &Plan) -> Result<CompiledPlan, Error> {
