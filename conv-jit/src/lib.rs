@@ -418,7 +418,8 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
     check_parts(plan, &analyses)?;
 
     let isa = host_isa(options, false)?;
-    let ordered_isa = host_isa(options, true)?;
+    // The target for functions that keep their order, built on first use.
+    let mut ordered_isa: Option<OwnedTargetIsa> = None;
     let call_conv = isa.default_call_conv();
     let config = isa.frontend_config();
     let mut jit = JITBuilder::with_isa(isa, default_libcall_names());
@@ -466,9 +467,11 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
         if codegen::keeps_order(&step.function) {
             // The same as `define_function`, with the other target's flags.
             let codegen_error = |error: cranelift_codegen::CodegenError| cranelift(ModuleError::Compilation(error));
-            context
-                .compile(ordered_isa.as_ref(), &mut Default::default())
-                .map_err(|error| codegen_error(error.inner))?;
+            if ordered_isa.is_none() {
+                ordered_isa = Some(host_isa(options, true)?);
+            }
+            let ordered = ordered_isa.as_ref().expect("just built");
+            context.compile(ordered.as_ref(), &mut Default::default()).map_err(|error| codegen_error(error.inner))?;
             let compiled = context.compiled_code().expect("just compiled");
             let relocs: Vec<ModuleReloc> = compiled
                 .buffer

@@ -53,7 +53,7 @@ const MAX_OUTS: u64 = 4;
 /// depthwise layer (its weights stay in registers), else the largest divisor of the group's
 /// output channels up to [`MAX_OUTS`] whose accumulators (`outs × rows × vectors`) stay within
 /// [`PLANAR_MAX_ACCUMULATORS`].
-pub(crate) fn outs(conv: &Conv, rows: u32, vectors: u32) -> u64 {
+fn outs(conv: &Conv, rows: u32, vectors: u32) -> u64 {
     let (in_per_group, out_per_group) = (conv.in_channels / conv.groups, conv.out_channels / conv.groups);
     if in_per_group == 1 {
         return 1;
@@ -210,7 +210,7 @@ pub(super) fn planar(
     };
 
     // Parts: ranges of images, else of groups (each a run of whole output planes).
-    let macs = batch * conv.out_channels * out_plane * taps;
+    let macs = batch * conv.out_channels * out_plane * taps * in_per_group;
     let worth = macs >= target.part_macs.saturating_mul(u64::from(target.threads.max(1)));
     let (extent, stride) =
         if batch > 1 { (batch, conv.out_channels * out_plane) } else { (groups, out_per_group * out_plane) };
