@@ -183,7 +183,8 @@ impl Schedule {
     ///   (3 × 4 for wide kernels; a row's full tiles in one call); a depthwise layer with whole
     ///   vectors of 8 channels and a window of at least 9 taps whose activation the kernels apply
     ///   (none, relu, relu6), on a target with narrower vectors of its own (the JIT): the
-    ///   depthwise tile kernel, 6 pixels × 2 vectors (3 × 4 for rows of at most 16); otherwise a
+    ///   depthwise tile kernel, 6 pixels × 2 vectors (3 × 4 for rows of at most 16; fewer pixels
+    ///   without wide microkernels where that lets a 5- or 7-tap window slide); otherwise a
     ///   window of at least 10 taps: 4 (6 for wide kernels) pixels × 2 vectors;
     /// - otherwise vectorise over output channels with the target's lanes when a vector of output channels
     ///   reads one input channel per lane (depthwise, multiplier 1) or one input channel for all
@@ -214,9 +215,11 @@ impl Schedule {
             // Tiles of at most the layer's vectors (a wide dense tile's pixels depend on them).
             let vectors = channel_vectors(conv, TILE_LANES) as u32;
             let (pixels, vectors) = match (depthwise, target.wide_microkernels) {
-                (true, _) if stores => {
+                (true, wide) if stores => {
                     let (pixels, most) = depthwise_storing_tile(out_width, vectors);
-                    (pixels, vectors.min(most))
+                    let vectors = vectors.min(most);
+                    let window = *conv.kernel.last().unwrap_or(&1);
+                    (if wide { pixels } else { narrow_sliding_pixels(pixels, vectors, window) }, vectors)
                 }
                 (true, false) => (TILE_AUTO_DEPTHWISE.0, vectors.min(TILE_AUTO_DEPTHWISE.1)),
                 (true, true) => (TILE_AUTO_DEPTHWISE_WIDE.0, vectors.min(TILE_AUTO_DEPTHWISE_WIDE.1)),
@@ -369,6 +372,22 @@ fn depthwise_storing_tile(width: u64, vectors: u32) -> (u32, u32) {
     if width <= 16 && vectors >= 4 { (3, 4) } else { (6, 2) }
 }
 
+/// The pixels of a depthwise tile of `vectors` vectors for the AVX2 kernel (16 registers), which
+/// slides a window of 3, 5 or 7 taps along w across the tile's pixels (each input vector loaded
+/// once per row of taps) only where the accumulators and one vector's weights of the window fit
+/// (pixels · vectors + window < 16): at most `pixels`, fewer where that makes the window slide.
+/// Measured on an AMD EPYC Zen 4 with `CONVGEN_MAX_ISA=avx2` (`convgen bench --steps --schedule
+/// dw:lanes=8,tile=PxV,kernel=tile`, medians): dw5_s1_c240_28's step ran 5×2 tiles (sliding) in
+/// 0.177–0.186 ms, 6×2 (not) in 0.219–0.221, 4×2 (sliding, more loads per tap) in 0.227–0.236.
+fn narrow_sliding_pixels(pixels: u32, vectors: u32, window: u64) -> u32 {
+    let window = window as u32;
+    let slides = |pixels: u32| pixels * vectors + window < 16;
+    if !matches!(window, 3 | 5 | 7) || slides(pixels) {
+        return pixels;
+    }
+    (1..pixels).rev().find(|&fewer| slides(fewer)).unwrap_or(pixels)
+}
+
 /// Whether the tile kernels can compute `conv`: whole vectors of output channels per group
 /// (dense), or of channels (depthwise with multiplier 1).
 fn tile_kernel_fits(conv: &Conv) -> bool {
@@ -470,7 +489,17 @@ pub(crate) fn channel_vectors(conv: &Conv, lanes: u32) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Order, Schedule};
+    use super::{Order, Schedule, narrow_sliding_pixels};
+
+    #[test]
+    fn narrow_tiles_shrink_only_to_let_a_window_slide() {
+        // (pixels, vectors, window) → pixels: 6 × 2 + 3 taps fit in 15 registers; 5 and 7 taps
+        // need 5 and 4 pixels; 4 taps never slide; 3 × 4 with 5 taps goes down to 2 pixels.
+        let cases = [((6, 2, 3), 6), ((6, 2, 5), 5), ((6, 2, 7), 4), ((6, 2, 4), 6), ((3, 4, 5), 2), ((6, 1, 7), 6)];
+        for ((pixels, vectors, window), expected) in cases {
+            assert_eq!(narrow_sliding_pixels(pixels, vectors, window), expected, "{pixels}x{vectors}, {window} taps");
+        }
+    }
 
     #[test]
     fn text_form_round_trips() {

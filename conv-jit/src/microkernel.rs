@@ -233,8 +233,6 @@ pub(crate) static PORTABLE_CALLS: std::sync::atomic::AtomicUsize = std::sync::at
 macro_rules! for_each_step {
     ($args:expr, |$input:ident, $weight:ident| $step:block) => {{
         let args: &TileArgs = $args;
-        let [taps_d, taps_h, taps_w] = args.taps;
-        let (input_strides, weight_strides) = (args.tap_input_strides, args.tap_weight_strides);
         if args.taps == [1, 1, 1] {
             // A pointwise layer, or a border tile with one tap: the input channels alone.
             for k in 0..args.reduce {
@@ -243,23 +241,35 @@ macro_rules! for_each_step {
                 $step
             }
         } else {
-            for k in 0..args.reduce {
-                let (input_k, weight_k) = (
-                    args.input.offset(k * args.reduce_input_stride),
-                    args.weight.offset(k * args.reduce_weight_stride),
-                );
-                for td in 0..taps_d {
-                    let (input_d, weight_d) =
-                        (input_k.offset(td * input_strides[0]), weight_k.offset(td * weight_strides[0]));
-                    for th in 0..taps_h {
-                        let (input_h, weight_h) =
-                            (input_d.offset(th * input_strides[1]), weight_d.offset(th * weight_strides[1]));
-                        for tw in 0..taps_w {
-                            let $input = input_h.offset(tw * input_strides[2]);
-                            let $weight = weight_h.offset(tw * weight_strides[2]);
-                            $step
-                        }
-                    }
+            for_each_row!(args, |input_h, weight_h| {
+                for tw in 0..args.taps[2] {
+                    let $input = input_h.offset(tw * args.tap_input_strides[2]);
+                    let $weight = weight_h.offset(tw * args.tap_weight_strides[2]);
+                    $step
+                }
+            });
+        }
+    }};
+}
+
+/// Runs `$row` with `$input` and `$weight` bound to the pointers of the first tap of every row of
+/// taps along w, (k, d, h), in the sums' order ([`for_each_step`] without the taps along w).
+///
+/// Unsafe to expand outside an `unsafe` block, as [`for_each_step`].
+macro_rules! for_each_row {
+    ($args:expr, |$input:ident, $weight:ident| $row:block) => {{
+        let args: &TileArgs = $args;
+        let (input_strides, weight_strides) = (args.tap_input_strides, args.tap_weight_strides);
+        for k in 0..args.reduce {
+            let (input_k, weight_k) =
+                (args.input.offset(k * args.reduce_input_stride), args.weight.offset(k * args.reduce_weight_stride));
+            for td in 0..args.taps[0] {
+                let (input_d, weight_d) =
+                    (input_k.offset(td * input_strides[0]), weight_k.offset(td * weight_strides[0]));
+                for th in 0..args.taps[1] {
+                    let $input = input_d.offset(th * input_strides[1]);
+                    let $weight = weight_d.offset(th * weight_strides[1]);
+                    $row
                 }
             }
         }
@@ -328,19 +338,69 @@ fn even_groups(repeat: usize, most: usize) -> impl Iterator<Item = (usize, usize
 /// `$tiles::<P, V, DEPTHWISE, count, shared>(strip, first)` (1 to 4 tiles at once; `shared`: the
 /// strip's tiles read the same weights).
 macro_rules! tiles_in_groups {
-    ($tiles:ident::<$p:ident, $v:ident, $depthwise:ident>($strip:expr, $most:expr)) => {{
+    ($tiles:ident::<$p:ident, $v:ident, $third:tt>($strip:expr, $most:expr)) => {{
         let strip: &TileArgs = $strip;
         let shared = strip.repeat_weight_stride == 0;
         for (first, count) in even_groups(strip.repeat as usize, $most) {
             let first = first as isize;
             match (count, shared) {
-                (4, true) => $tiles::<$p, $v, $depthwise, 4, true>(strip, first),
-                (4, false) => $tiles::<$p, $v, $depthwise, 4, false>(strip, first),
-                (3, true) => $tiles::<$p, $v, $depthwise, 3, true>(strip, first),
-                (3, false) => $tiles::<$p, $v, $depthwise, 3, false>(strip, first),
-                (2, true) => $tiles::<$p, $v, $depthwise, 2, true>(strip, first),
-                (2, false) => $tiles::<$p, $v, $depthwise, 2, false>(strip, first),
-                _ => $tiles::<$p, $v, $depthwise, 1, true>(strip, first),
+                (4, true) => $tiles::<$p, $v, $third, 4, true>(strip, first),
+                (4, false) => $tiles::<$p, $v, $third, 4, false>(strip, first),
+                (3, true) => $tiles::<$p, $v, $third, 3, true>(strip, first),
+                (3, false) => $tiles::<$p, $v, $third, 3, false>(strip, first),
+                (2, true) => $tiles::<$p, $v, $third, 2, true>(strip, first),
+                (2, false) => $tiles::<$p, $v, $third, 2, false>(strip, first),
+                _ => $tiles::<$p, $v, $third, 1, true>(strip, first),
+            }
+        }
+    }};
+}
+
+/// `T` tiles' accumulators of 8 lanes, starting as the bias or 0. A macro, as [`for_each_step`]:
+/// the array must stay registers.
+///
+/// Unsafe to expand outside an `unsafe` block: it reads the bias of the group's tiles.
+macro_rules! avx2_start {
+    ($p:ident, $v:ident, $t:ident, $strip:expr, $args:expr) => {{
+        use std::arch::x86_64::{_mm256_loadu_ps, _mm256_setzero_ps};
+        let (strip, args): (&TileArgs, &TileArgs) = ($strip, $args);
+        let mut sums = [[[_mm256_setzero_ps(); $v]; $p]; $t];
+        if !args.bias.is_null() {
+            for (t, sums) in sums.iter_mut().enumerate() {
+                let bias = args.bias.offset(t as isize * strip.repeat_bias_stride);
+                for vectors in sums.iter_mut() {
+                    for (vector, sum) in vectors.iter_mut().enumerate() {
+                        *sum = _mm256_loadu_ps(bias.add(vector * LANES));
+                    }
+                }
+            }
+        }
+        sums
+    }};
+}
+
+/// Stores `act(sum)` of `T` tiles' accumulators ([`avx2_start`]) where their sums go.
+///
+/// Unsafe to expand outside an `unsafe` block: it writes the sums of the group's tiles.
+macro_rules! avx2_finish {
+    ($strip:expr, $args:expr, $sums:expr) => {{
+        use std::arch::x86_64::{_mm256_max_ps, _mm256_min_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps};
+        let (strip, args): (&TileArgs, &TileArgs) = ($strip, $args);
+        // `max(0, x)` and `min(6, x)` return x where it is NaN (the second operand), as
+        // `f64::clamp` does; `max(x, 0)` returns 0 there, as `f64::max` does.
+        let (zero, six) = (_mm256_setzero_ps(), _mm256_set1_ps(6.0));
+        let activate = |x| match args.act {
+            ACT_RELU => _mm256_max_ps(x, zero),
+            ACT_RELU6 => _mm256_min_ps(six, _mm256_max_ps(zero, x)),
+            _ => x,
+        };
+        for (t, sums) in $sums.iter().enumerate() {
+            let acc = args.acc.offset(t as isize * strip.acc_repeat_stride);
+            for (pixel, vectors) in sums.iter().enumerate() {
+                let acc = acc.offset(pixel as isize * args.acc_pixel_stride);
+                for (vector, sum) in vectors.iter().enumerate() {
+                    _mm256_storeu_ps(acc.add(vector * LANES), activate(*sum));
+                }
             }
         }
     }};
@@ -348,7 +408,8 @@ macro_rules! tiles_in_groups {
 
 /// The AVX2 + FMA kernel: `P × V` accumulators of 8 lanes in `ymm` registers per tile, `V`
 /// weight vectors and one broadcast input (dense) or `V` input vectors (depthwise) per pixel and
-/// step; tiles of at most 6 accumulators are computed two or three at once.
+/// step; tiles of at most 6 accumulators are computed two or three at once. Depthwise tiles
+/// whose window slides along their pixels take [`avx2_sliding`] where its registers suffice.
 ///
 /// # Safety
 /// As for [`portable_kernel`], and the host has AVX2 and FMA ([`kernels`] registers it only then).
@@ -358,6 +419,15 @@ unsafe extern "C" fn avx2_kernel<const P: usize, const V: usize, const DEPTHWISE
     // SAFETY: the caller's contract (see the function's safety section).
     unsafe {
         let strip = &*args;
+        // A sliding window's accumulators, a row's weights for one vector and the input vector
+        // in the 16 registers.
+        let slides = |taps: usize| DEPTHWISE && P * V + taps < 16;
+        match sliding_window(strip) {
+            Some(3) if slides(3) => return tiles_in_groups!(avx2_sliding::<P, V, 3>(strip, 1)),
+            Some(5) if slides(5) => return tiles_in_groups!(avx2_sliding::<P, V, 5>(strip, 1)),
+            Some(7) if slides(7) => return tiles_in_groups!(avx2_sliding::<P, V, 7>(strip, 1)),
+            _ => {}
+        }
         // Tiles at once: as many (up to 3) as fit in 12 of the 16 registers as accumulators (the
         // rest hold weights and the broadcast input): small tiles, such as a border pixel's strip
         // over channel blocks, then still hide the FMA latency.
@@ -378,25 +448,12 @@ unsafe fn avx2_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, cons
     strip: &TileArgs,
     first: isize,
 ) {
-    use std::arch::x86_64::{
-        _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_min_ps, _mm256_set1_ps,
-        _mm256_setzero_ps, _mm256_storeu_ps,
-    };
+    use std::arch::x86_64::{_mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps};
     // SAFETY: tiles `first..first + T` of the strip address only elements inside its buffers (the
     // caller's contract); every pointer below is one of theirs.
     unsafe {
         let args = &strip.tile(first);
-        let mut sums = [[[_mm256_setzero_ps(); V]; P]; T];
-        if !args.bias.is_null() {
-            for (t, sums) in sums.iter_mut().enumerate() {
-                let bias = args.bias.offset(t as isize * strip.repeat_bias_stride);
-                for vectors in sums.iter_mut() {
-                    for (vector, sum) in vectors.iter_mut().enumerate() {
-                        *sum = _mm256_loadu_ps(bias.add(vector * LANES));
-                    }
-                }
-            }
-        }
+        let mut sums = avx2_start!(P, V, T, strip, args);
         for_each_step!(args, |input, weight| {
             let mut weights = [_mm256_setzero_ps(); V];
             for (t, sums) in sums.iter_mut().enumerate() {
@@ -422,29 +479,66 @@ unsafe fn avx2_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, cons
                 }
             }
         });
-        // `max(0, x)` and `min(6, x)` return x where it is NaN (the second operand), as
-        // `f64::clamp` does; `max(x, 0)` returns 0 there, as `f64::max` does.
-        let (zero, six) = (_mm256_setzero_ps(), _mm256_set1_ps(6.0));
-        let activate = |x| match args.act {
-            ACT_RELU => _mm256_max_ps(x, zero),
-            ACT_RELU6 => _mm256_min_ps(six, _mm256_max_ps(zero, x)),
-            _ => x,
-        };
-        for (t, sums) in sums.iter().enumerate() {
-            let acc = args.acc.offset(t as isize * strip.acc_repeat_stride);
-            for (pixel, vectors) in sums.iter().enumerate() {
-                let acc = acc.offset(pixel as isize * args.acc_pixel_stride);
-                for (vector, sum) in vectors.iter().enumerate() {
-                    _mm256_storeu_ps(acc.add(vector * LANES), activate(*sum));
+        avx2_finish!(strip, args, sums);
+    }
+}
+
+/// `T` depthwise tiles of `P` pixels × `V` vectors from tile `first` on, whose window of `TW` taps
+/// slides along their pixels ([`sliding_window`]), in AVX2 registers: per row of taps (k, d, h)
+/// and vector, the row's `TW` weights are loaded once (into registers), and each of the
+/// `P + TW − 1` input vectors the row reads is loaded once and meets the weights of every tap
+/// that reads it. The same sums in the same order as [`avx2_tiles`]. `_SHARED` is unused: a
+/// depthwise strip's tiles never share weights.
+///
+/// # Safety
+/// As for [`avx2_kernel`], tiles `first..first + T` are in the strip, and `sliding_window`
+/// returned `TW` for it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn avx2_sliding<const P: usize, const V: usize, const TW: usize, const T: usize, const _SHARED: bool>(
+    strip: &TileArgs,
+    first: isize,
+) {
+    use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps};
+    // SAFETY: tiles `first..first + T` of the strip address only elements inside its buffers (the
+    // caller's contract); every pointer below is one of theirs: pixel p's tap tw reads input
+    // p + tw of the row, and p + tw < P + TW − 1.
+    unsafe {
+        let args = &strip.tile(first);
+        let mut sums = avx2_start!(P, V, T, strip, args);
+        for_each_row!(args, |input_row, weight_row| {
+            for (t, sums) in sums.iter_mut().enumerate() {
+                let input = input_row.offset(t as isize * strip.repeat_input_stride);
+                let weight = weight_row.offset(t as isize * strip.repeat_weight_stride);
+                for j in 0..V {
+                    let mut weights = [_mm256_setzero_ps(); TW];
+                    for (tw, weights) in weights.iter_mut().enumerate() {
+                        *weights =
+                            _mm256_loadu_ps(weight.offset(tw as isize * args.tap_weight_strides[2]).add(j * LANES));
+                    }
+                    for i in 0..P + TW - 1 {
+                        let x = _mm256_loadu_ps(input.offset(i as isize * args.pixel_stride).add(j * LANES));
+                        // As in `avx512_sliding`: the pixels whose window holds input i.
+                        for (p, sums) in sums.iter_mut().enumerate() {
+                            let tw = i.wrapping_sub(p);
+                            if tw < TW {
+                                sums[j] = _mm256_fmadd_ps(x, weights[tw], sums[j]);
+                            }
+                        }
+                    }
                 }
             }
-        }
+        });
+        avx2_finish!(strip, args, sums);
     }
 }
 
 /// The AVX-512 kernel: the AVX2 kernel's sums with one 512-bit register per pair of vectors (an
 /// odd last vector in a 256-bit one), computing up to three tiles of the strip at once so that a
 /// small tile still has enough independent accumulators in flight; AVX-512 has 32 registers.
+/// Depthwise tiles whose window slides along their pixels ([`sliding_window`]) take
+/// [`avx512_sliding`].
 ///
 /// # Safety
 /// As for [`portable_kernel`], and the host has AVX-512 F and VL, AVX2 and FMA ([`Isa::host`]).
@@ -454,14 +548,101 @@ unsafe extern "C" fn avx512_kernel<const P: usize, const V: usize, const DEPTHWI
     // SAFETY: the caller's contract (see the function's safety section).
     unsafe {
         let strip = &*args;
+        let registers = P * V.div_ceil(2);
+        if DEPTHWISE && V.is_multiple_of(2) {
+            // Accumulators and a tile's weights for the window (a row of its taps) in 28 of the
+            // 32 registers.
+            let together = |taps: usize| (28 / (registers + taps * V / 2)).clamp(1, 3);
+            match sliding_window(strip) {
+                Some(3) => return tiles_in_groups!(avx512_sliding::<P, V, 3>(strip, together(3))),
+                Some(5) => return tiles_in_groups!(avx512_sliding::<P, V, 5>(strip, together(5))),
+                Some(7) => return tiles_in_groups!(avx512_sliding::<P, V, 7>(strip, together(7))),
+                _ => {}
+            }
+        }
         // Tiles at once: as many as fit in 24 of the 32 registers as accumulators, at most 3 (4
         // for tiles of 1 or 2 registers, the border pixels' strips over channel blocks). Measured
         // (AVX-512 Zen 5, `convgen bench --steps`): 4 tiles of 3 × 4 ran MobileNetV1's 14×14
         // pointwise layers 2–5% slower than 3.
-        let registers = P * V.div_ceil(2);
         let together = (24 / registers).clamp(1, if registers <= 2 { 4 } else { 3 });
         tiles_in_groups!(avx512_tiles::<P, V, DEPTHWISE>(strip, together));
     }
+}
+
+/// The taps along w of a depthwise strip whose tiles' pixels read consecutive inputs of a row
+/// (stride 1 and no dilation along w: the input moves by one pixel from one tap to the next)
+/// where the window is one of those [`avx512_sliding`] is compiled for: 3, 5 or 7.
+fn sliding_window(strip: &TileArgs) -> Option<usize> {
+    let taps = strip.taps[2];
+    (strip.tap_input_strides[2] == strip.pixel_stride && matches!(taps, 3 | 5 | 7)).then_some(taps as usize)
+}
+
+/// `T` tiles' accumulators as `(wide, narrow)`: one 512-bit register per pair of vectors (an odd
+/// last vector in a 256-bit one), starting as the bias or 0. A macro, as [`for_each_step`]: the
+/// arrays must stay registers.
+///
+/// Unsafe to expand outside an `unsafe` block: it reads the bias of the group's tiles.
+macro_rules! avx512_start {
+    ($p:ident, $v:ident, $t:ident, $strip:expr, $args:expr) => {{
+        use std::arch::x86_64::{_mm256_loadu_ps, _mm256_setzero_ps, _mm512_loadu_ps, _mm512_setzero_ps};
+        let (strip, args): (&TileArgs, &TileArgs) = ($strip, $args);
+        let (pairs, odd) = ($v / 2, $v % 2 == 1);
+        let mut wide = [[[_mm512_setzero_ps(); $v]; $p]; $t];
+        let mut narrow = [[_mm256_setzero_ps(); $p]; $t];
+        if !args.bias.is_null() {
+            for t in 0..$t {
+                let bias = args.bias.offset(t as isize * strip.repeat_bias_stride);
+                for p in 0..$p {
+                    for (j, sum) in wide[t][p].iter_mut().enumerate().take(pairs) {
+                        *sum = _mm512_loadu_ps(bias.add(j * 2 * LANES));
+                    }
+                    if odd {
+                        narrow[t][p] = _mm256_loadu_ps(bias.add(($v - 1) * LANES));
+                    }
+                }
+            }
+        }
+        (wide, narrow)
+    }};
+}
+
+/// Stores `act(sum)` of `T` tiles' accumulators ([`avx512_start`]) where their sums go.
+///
+/// Unsafe to expand outside an `unsafe` block: it writes the sums of the group's tiles.
+macro_rules! avx512_finish {
+    ($p:ident, $v:ident, $t:ident, $strip:expr, $args:expr, $wide:expr, $narrow:expr) => {{
+        use std::arch::x86_64::{
+            _mm256_max_ps, _mm256_min_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm512_max_ps,
+            _mm512_min_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+        };
+        let (strip, args): (&TileArgs, &TileArgs) = ($strip, $args);
+        let (pairs, odd) = ($v / 2, $v % 2 == 1);
+        // As in the AVX2 kernel: NaN stays NaN through relu6, becomes 0 through relu.
+        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
+        let (zero_narrow, six_narrow) = (_mm256_setzero_ps(), _mm256_set1_ps(6.0));
+        let activate = |x| match args.act {
+            ACT_RELU => _mm512_max_ps(x, zero),
+            ACT_RELU6 => _mm512_min_ps(six, _mm512_max_ps(zero, x)),
+            _ => x,
+        };
+        let activate_narrow = |x| match args.act {
+            ACT_RELU => _mm256_max_ps(x, zero_narrow),
+            ACT_RELU6 => _mm256_min_ps(six_narrow, _mm256_max_ps(zero_narrow, x)),
+            _ => x,
+        };
+        for t in 0..$t {
+            let acc = args.acc.offset(t as isize * strip.acc_repeat_stride);
+            for p in 0..$p {
+                let acc = acc.offset(p as isize * args.acc_pixel_stride);
+                for (j, sum) in $wide[t][p].iter().enumerate().take(pairs) {
+                    _mm512_storeu_ps(acc.add(j * 2 * LANES), activate(*sum));
+                }
+                if odd {
+                    _mm256_storeu_ps(acc.add(($v - 1) * LANES), activate_narrow($narrow[t][p]));
+                }
+            }
+        }
+    }};
 }
 
 /// `T` tiles of a strip from tile `first` on, in AVX-512 registers; `SHARED`: they all read the
@@ -477,9 +658,8 @@ unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, co
     first: isize,
 ) {
     use std::arch::x86_64::{
-        _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_min_ps, _mm256_set1_ps, _mm256_setzero_ps,
-        _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_min_ps, _mm512_set1_ps,
-        _mm512_setzero_ps, _mm512_storeu_ps,
+        _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm512_fmadd_ps, _mm512_loadu_ps,
+        _mm512_set1_ps, _mm512_setzero_ps,
     };
     // Vectors 2j and 2j + 1 are register j of `wide` (j < pairs); an odd last vector is `narrow`.
     let (pairs, odd) = (V / 2, V % 2 == 1);
@@ -487,21 +667,7 @@ unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, co
     // caller's contract); every pointer below is one of theirs.
     unsafe {
         let args = &strip.tile(first);
-        let mut wide = [[[_mm512_setzero_ps(); V]; P]; T];
-        let mut narrow = [[_mm256_setzero_ps(); P]; T];
-        if !args.bias.is_null() {
-            for t in 0..T {
-                let bias = args.bias.offset(t as isize * strip.repeat_bias_stride);
-                for p in 0..P {
-                    for (j, sum) in wide[t][p].iter_mut().enumerate().take(pairs) {
-                        *sum = _mm512_loadu_ps(bias.add(j * 2 * LANES));
-                    }
-                    if odd {
-                        narrow[t][p] = _mm256_loadu_ps(bias.add((V - 1) * LANES));
-                    }
-                }
-            }
-        }
+        let (mut wide, mut narrow) = avx512_start!(P, V, T, strip, args);
         for_each_step!(args, |input, weight| {
             let mut weights = [_mm512_setzero_ps(); V];
             let mut weight_narrow = _mm256_setzero_ps();
@@ -538,31 +704,63 @@ unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, co
                 }
             }
         });
-        // As in the AVX2 kernel: NaN stays NaN through relu6, becomes 0 through relu.
-        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
-        let (zero_narrow, six_narrow) = (_mm256_setzero_ps(), _mm256_set1_ps(6.0));
-        let activate = |x| match args.act {
-            ACT_RELU => _mm512_max_ps(x, zero),
-            ACT_RELU6 => _mm512_min_ps(six, _mm512_max_ps(zero, x)),
-            _ => x,
-        };
-        let activate_narrow = |x| match args.act {
-            ACT_RELU => _mm256_max_ps(x, zero_narrow),
-            ACT_RELU6 => _mm256_min_ps(six_narrow, _mm256_max_ps(zero_narrow, x)),
-            _ => x,
-        };
-        for t in 0..T {
-            let acc = args.acc.offset(t as isize * strip.acc_repeat_stride);
-            for p in 0..P {
-                let acc = acc.offset(p as isize * args.acc_pixel_stride);
-                for (j, sum) in wide[t][p].iter().enumerate().take(pairs) {
-                    _mm512_storeu_ps(acc.add(j * 2 * LANES), activate(*sum));
+        avx512_finish!(P, V, T, strip, args, wide, narrow);
+    }
+}
+
+/// `T` depthwise tiles of `P` pixels × `V` vectors (`V` even) from tile `first` on, whose window
+/// of `TW` taps slides along their pixels ([`sliding_window`]): per row of taps (k, d, h), each of
+/// the `P + TW − 1` input vectors the row reads is loaded once and meets the weights (loaded once
+/// per row, in registers) of every tap that reads it. The same sums in the same order as
+/// [`avx512_tiles`] (each pixel's taps along w in order), with about a third of its loads for a
+/// 5-tap window. `_SHARED` is unused: a depthwise strip's tiles never share weights.
+///
+/// # Safety
+/// As for [`avx512_kernel`], tiles `first..first + T` are in the strip, and `sliding_window`
+/// returned `TW` for it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+#[inline]
+unsafe fn avx512_sliding<const P: usize, const V: usize, const TW: usize, const T: usize, const _SHARED: bool>(
+    strip: &TileArgs,
+    first: isize,
+) {
+    use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_loadu_ps, _mm512_setzero_ps};
+    let pairs = V / 2;
+    // SAFETY: tiles `first..first + T` of the strip address only elements inside its buffers (the
+    // caller's contract); every pointer below is one of theirs: pixel p's tap tw reads input
+    // p + tw of the row, and p + tw < P + TW − 1.
+    unsafe {
+        let args = &strip.tile(first);
+        let (mut wide, narrow) = avx512_start!(P, V, T, strip, args);
+        for_each_row!(args, |input_row, weight_row| {
+            for (t, sums) in wide.iter_mut().enumerate() {
+                let input = input_row.offset(t as isize * strip.repeat_input_stride);
+                let weight = weight_row.offset(t as isize * strip.repeat_weight_stride);
+                let mut weights = [[_mm512_setzero_ps(); V]; TW];
+                for (tw, weights) in weights.iter_mut().enumerate() {
+                    let weight = weight.offset(tw as isize * args.tap_weight_strides[2]);
+                    for (j, weights) in weights.iter_mut().enumerate().take(pairs) {
+                        *weights = _mm512_loadu_ps(weight.add(j * 2 * LANES));
+                    }
                 }
-                if odd {
-                    _mm256_storeu_ps(acc.add((V - 1) * LANES), activate_narrow(narrow[t][p]));
+                for i in 0..P + TW - 1 {
+                    let input = input.offset(i as isize * args.pixel_stride);
+                    for j in 0..pairs {
+                        let x = _mm512_loadu_ps(input.add(j * 2 * LANES));
+                        // The pixels whose window holds input i, each with tap i − p (a test on
+                        // constants once the loops are unrolled; a range over p is not unrolled).
+                        for (p, sums) in sums.iter_mut().enumerate() {
+                            let tw = i.wrapping_sub(p);
+                            if tw < TW {
+                                sums[j] = _mm512_fmadd_ps(x, weights[tw][j], sums[j]);
+                            }
+                        }
+                    }
                 }
             }
-        }
+        });
+        avx512_finish!(P, V, T, strip, args, wide, narrow);
     }
 }
 
@@ -718,7 +916,13 @@ mod tests {
                 for case in 0..14 {
                     let width = (vectors * TILE_LANES) as isize;
                     let repeat = 1 + case % 7;
-                    let taps = if case % 2 == 0 { [1, 1, 1] } else { [1 + below(2), 1 + below(3), 1 + below(4)] };
+                    // Windows of 3, 5 and 7 taps along w (which the AVX-512 kernel slides along
+                    // the pixels where V is even) and of 2 (which it does not).
+                    let taps = if case % 2 == 0 {
+                        [1, 1, 1]
+                    } else {
+                        [1 + below(2), 1 + below(3), [3, 5, 7, 2][(case / 2 % 4) as usize]]
+                    };
                     let reduce = 1 + below(5);
                     // Strides as in a channels-last layout, with room between pixels and tiles.
                     let pixel_stride = width + below(3);
