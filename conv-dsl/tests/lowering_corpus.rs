@@ -1,7 +1,7 @@
 //! Every model of the good corpus, lowered with several schedules and run by the IR interpreter,
 //! matches the reference interpreter.
 
-use conv_dsl::schedule::{Schedule, Target};
+use conv_dsl::schedule::{Kernel, Schedule, Target};
 use conv_dsl::{Params, Tensor, bind, compile_source, interp, ir_interp, lower};
 
 /// |ir − reference| ≤ TOLERANCE · (1 + |reference|): f32 accumulation (with FMA) against the
@@ -155,6 +155,23 @@ fn one_depthwise_layer_needs_no_conversions() {
     assert_eq!(plan.steps.len(), 1);
     assert_eq!(plan.steps[0].args[..2], [lower::Arg::Input, lower::Arg::Output]);
     assert_eq!(plan.values, [0], "the unread converted input has no buffer");
+}
+
+/// A depthwise layer whose window's weights do not fit in registers is computed in the user's
+/// layout only when its tensors are too large for the caches (from 2 MiB of input): a 5×5 window
+/// over 240 channels at 28×28 keeps the conversions, at 56×56 it is planar.
+#[test]
+fn large_windows_are_planar_only_on_large_tensors() {
+    for (side, planar) in [(28, false), (56, true)] {
+        let text = format!("input x: [1, 240, {side}, {side}]; depthwise d(x) {{ kernel: 5, pad: 2 }}");
+        let network = compile_source("model.conv", &text).unwrap();
+        let binding = bind(&network, &[1, 240, side, side]).unwrap();
+        let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).unwrap();
+        let kernels: Vec<_> =
+            plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+        assert_eq!(kernels == [Kernel::Planar], planar, "{text}: {kernels:?}");
+        assert_eq!(plan.steps.len(), if planar { 1 } else { 3 }, "{text}: two conversions or none");
+    }
 }
 
 /// Runs `plan` (of `network`, the model `text`, at `shape`) in the IR interpreter on a random

@@ -67,15 +67,24 @@ fn outs(conv: &Conv, rows: u32, vectors: u32) -> u64 {
 /// instead of 12), otherwise 4 vectors of one row, which share each weight's splat. Measured with
 /// `convgen bench --schedule`, minimum times over 3 runs in the same session: dw3_s1_c144_56 0.212
 /// ms with 4×1 against 0.254 with 1×4, dw3_s1_c32_112 0.192 against 0.217, but the dilated
-/// dw3_d2_c64_56 (4 rows read 8 input rows) 0.124 against 0.106. A grouped layer: 2 vectors of
-/// one row, for up to 4 output channels each ([`outs`]).
+/// dw3_d2_c64_56 (4 rows read 8 input rows) 0.124 against 0.106. A window whose weights do not
+/// fit (a large layer's, [`PLANAR_LARGE_INPUT`]): 2 rows × 4 vectors (measured as there: 3.5–3.7
+/// ms against 4.0–4.1 with 1×4 on the 3D layers, 1.47 against 1.75 for 5×5 at 56×56). A grouped
+/// layer: 2 vectors of one row, for up to 4 output channels each ([`outs`]).
 pub(super) fn default_tile(conv: &Conv) -> (u32, u32) {
     if conv.in_channels != conv.groups {
         return (1, 2);
     }
     let rank = conv.kernel.len();
     let consecutive_rows = rank >= 2 && conv.dilation[rank - 2] == 1;
-    if conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS && consecutive_rows { (4, 1) } else { (1, 4) }
+    let taps = conv.kernel.iter().product::<u64>();
+    if taps > WEIGHT_REGISTERS {
+        (2, 4)
+    } else if consecutive_rows {
+        (4, 1)
+    } else {
+        (1, 4)
+    }
 }
 
 /// The geometry of the stage, (d, h, w) with missing axes of size 1.
@@ -133,13 +142,24 @@ fn row(axis: &Axis, lanes: u64) -> Result<Row, String> {
     if left_fits && right_fits { Ok(Row { left, right, interior }) } else { Err(too_short()) }
 }
 
+/// The fewest input elements (2 MiB of f32, twice a Zen 4 core's L2) from which a depthwise layer
+/// of any window is computed planar. Measured on an AMD EPYC Zen 4 (`convgen bench`, JIT, medians,
+/// channels-last with the tile kernel against planar 2×4 tiles): dw3d_k3_c32_16x56 (1.6 M
+/// elements) 6.4–6.6 against 3.7 ms, 64 channels at 8×56×56 6.9 against 3.5, 5×5 windows over
+/// 240 channels at 56×56 2.1 against 1.5 and 96 at 112×112 4.0 against 2.6; but below it 5×5
+/// over 240 at 28×28 (188 K) 0.24 against 0.37–0.46, 3×3×3 over 32 at 16×28×28 (401 K) 0.82
+/// against 1.0, and dw1d_k31_c256_l1000 (256 K) 0.58–0.60 against 0.60–0.62.
+const PLANAR_LARGE_INPUT: u64 = 512 * 1024;
+
 /// Whether a stage that may be computed planar (it reads the model's input and is its output)
 /// should be, with `schedule`: when its window's weights fit in registers and its rows hold at
 /// least two vectors of interior. Measured (`convgen bench`, this planar lowering against the
 /// channels-last one in the same run, medians): dw3_s1_c144_56 0.21 against 0.64 ms,
 /// dw3_s1_c384_14 0.039 against 0.071 ms, but dw3_s1_c960_7 (rows of 7) 0.076 against 0.047 ms;
 /// larger windows gain nothing over the tile kernel (dw5_s1_c240_28 0.94 against 0.50–0.64 ms,
-/// dw1d_k31_c256_l1000 1.0–1.2 against 0.9–1.05 ms).
+/// dw1d_k31_c256_l1000 1.0–1.2 against 0.9–1.05 ms) — unless the tensors are too large for the
+/// caches ([`PLANAR_LARGE_INPUT`]), where the channels-last lowering's two conversions are
+/// memory traffic that costs more than the planar code's narrower vectors.
 ///
 /// A grouped layer whose groups have fewer output channels than a tile kernel's vector (or not a
 /// multiple of it) is computed planar too, whatever its window: channels-last, its vectors of 4
@@ -150,12 +170,13 @@ fn row(axis: &Axis, lanes: u64) -> Result<Row, String> {
 pub(super) fn worth(conv: &Conv, bound: &BoundConv, schedule: Schedule) -> bool {
     let lanes = u64::from(schedule.lanes);
     let small_window = conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS;
+    let large_input = bound.input.iter().product::<u64>() >= PLANAR_LARGE_INPUT;
     let small_groups = conv.groups > 1
         && conv.in_channels != conv.groups
         && !(conv.out_channels / conv.groups).is_multiple_of(u64::from(TILE_LANES));
     let long_rows =
         row(&axes(conv, bound)[2], lanes).is_ok_and(|row| row.interior.end - row.interior.start >= 2 * lanes);
-    let fits = if conv.in_channels == conv.groups { small_window } else { small_groups };
+    let fits = if conv.in_channels == conv.groups { small_window || large_input } else { small_groups };
     fits && long_rows && schedule.validate(conv).is_ok()
 }
 
