@@ -712,8 +712,8 @@ unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, co
 /// of `TW` taps slides along their pixels ([`sliding_window`]): per row of taps (k, d, h), each of
 /// the `P + TW − 1` input vectors the row reads is loaded once and meets the weights (loaded once
 /// per row, in registers) of every tap that reads it. The same sums in the same order as
-/// [`avx512_tiles`] (each pixel's taps along w in order), with about a third of its loads for a
-/// 5-tap window. `_SHARED` is unused: a depthwise strip's tiles never share weights.
+/// [`avx512_tiles`] (each pixel's taps along w in order), with 15 of its 35 loads per row for a
+/// 5-tap window and 6 × 2 tiles. `_SHARED` is unused: a depthwise strip's tiles never share weights.
 ///
 /// # Safety
 /// As for [`avx512_kernel`], tiles `first..first + T` are in the strip, and `sliding_window`
