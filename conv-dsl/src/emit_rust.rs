@@ -14,7 +14,8 @@
 //!   the tensor PyTorch calls `s.dw.weight`; filled from a flat slice, a `convgen::Params`, a
 //!   `.safetensors` file or PyTorch-like random values;
 //! - `Packed`: the parameters re-laid out for the kernels ([`crate::lower::Packing`]), built once;
-//! - `Workspace`: one heap buffer per intermediate value, reused across calls;
+//! - `Workspace`: heap buffers for the intermediate values (shared by values whose lifetimes do
+//!   not overlap), reused across calls;
 //! - `forward(input, &packed, output, &mut workspace)` over fixed-size arrays, which allocates
 //!   nothing; it runs the AVX2 + FMA version of every kernel when the CPU has both (detected at
 //!   run time; the one `unsafe` of the expansion is that call) and `forward_portable` otherwise.

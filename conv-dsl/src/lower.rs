@@ -4,8 +4,9 @@
 //! Internal values use one layout: channels last, channels padded with zeros to a multiple of the
 //! target's lanes (`NHWC4` on Cranelift; `NWC`/`NDHWC` likewise for 1D/3D). Conversions from and to
 //! the user's layout are the plan's first and last steps — none for a channels-last input or output
-//! whose channels fill whole vectors, which the steps use in place. Padded channels hold finite
-//! values that no real channel ever reads.
+//! whose channels fill whole vectors, which the steps use in place. Padded channels hold values
+//! that no real channel ever reads. Values whose lifetimes do not overlap share one buffer
+//! (`buffers`).
 //!
 //! A convolution stage is lowered as:
 //!
@@ -50,6 +51,7 @@ use crate::ir::{Buffer, BufferId, Function, Index, LoopVar, Stmt, TRANSPOSE, Val
 use crate::schedule::{Kernel, Schedule, Target};
 use crate::spec::{Activation, Conv, Layout, Network, Op, Source};
 
+mod buffers;
 mod fused;
 mod planar;
 mod stage;
@@ -67,7 +69,8 @@ pub struct Plan {
     pub output_len: u64,
     /// Logical output shape.
     pub output_shape: Vec<u64>,
-    /// Internal value buffers (zero-initialised), by length.
+    /// Internal buffers (zero-initialised), by length: each holds the values (layer outputs,
+    /// scratch) of steps whose lifetimes do not overlap, one after the other (`buffers`).
     pub values: Vec<u64>,
     /// Packed parameter buffers.
     pub params: Vec<PackedParam>,
@@ -489,6 +492,7 @@ pub fn lower(
     } else {
         plan.values[0] = 0;
     }
+    buffers::share(&mut plan);
     Ok(plan)
 }
 
