@@ -21,14 +21,13 @@ use super::{Arg, Plan};
 pub(super) fn share(plan: &mut Plan) {
     // The time of each step: the parts of one stage share their first part's.
     let mut times = Vec::with_capacity(plan.steps.len());
-    for (position, step) in plan.steps.iter().enumerate() {
+    for step in &plan.steps {
         let continues = step.part.is_some_and(|part| part.index > 0);
         let time = match times.last() {
             Some(&last) if continues => last,
             Some(&last) => last + 1,
             None => 0,
         };
-        debug_assert!(position > 0 || !continues, "a plan starts with a stage's first part");
         times.push(time);
     }
     // Each value's live range: the first and last time a step takes it.
