@@ -444,8 +444,9 @@ pub fn lower(
 
     let output_shape = &binding.layers[network.output].shape;
     // A channels-last tensor whose channels fill whole vectors is already in the internal layout:
-    // the steps use the user's buffer in place of the value (left empty), with no conversion —
-    // the output only if no step reads it.
+    // the steps use the user's buffer in place of the value (which then gets no buffer:
+    // `buffers::share` drops values no step takes), with no conversion — the output only if no
+    // step reads it.
     let fits =
         |channels: u64| network.input.layout == Layout::ChannelsLast && channels.is_multiple_of(u64::from(lanes));
     if fits(binding.input[1]) {
@@ -454,7 +455,6 @@ pub fn lower(
     let mut output_value = layer_values[network.output];
     if let Some(value) = output_value.filter(|&value| fits(output_shape[1]) && only_written(&plan.steps, value)) {
         substitute(&mut plan.steps, Arg::Value(value), Arg::Output);
-        plan.values[value] = 0;
         output_value = None;
     }
     // A conversion is split only next to a split stage: each part's elements then stay in the
@@ -465,7 +465,7 @@ pub fn lower(
         if step.is_some_and(|step| step.part.is_some()) { target } else { Target { threads: 1, ..target } }
     };
     // The output is converted unless it was written in the user's layout; the input unless no
-    // step reads its converted value (whose buffer is then empty).
+    // step reads its converted value (which then gets no buffer).
     let to_internal = split_beside(0, 0);
     let to_user = output_value.map(|value| (value, split_beside(value, 1)));
     if let Some((output_value, to_user)) = to_user {
@@ -489,8 +489,6 @@ pub fn lower(
             Vec::new,
         );
         plan.steps.splice(0..0, steps);
-    } else {
-        plan.values[0] = 0;
     }
     buffers::share(&mut plan);
     Ok(plan)
