@@ -212,7 +212,7 @@ pub fn transpose(
 }
 
 pub use conv_dsl::ir::TileActivation;
-pub use conv_jit::TileShape;
+pub use conv_jit::{PlaneShape, TileShape};
 
 /// `conv_dsl::ir::Stmt::Tile` (dense, or `depthwise`): `P` pixels × `V` vectors of 8 sums,
 /// starting at the bias (or 0) and written to `acc` (activated by `shape.act`, each pixel's
@@ -243,6 +243,56 @@ pub fn tile<const P: usize, const V: usize>(
             (acc, step(acc_index, shape.acc_repeat_stride)),
             shape,
         );
+    }
+}
+
+/// `conv_dsl::ir::Stmt::Plane`: whole channel planes of a depthwise convolution. Fused (`fused`,
+/// the AVX2 + FMA kernels): the JIT's plane kernels ([`conv_jit::plane`]); otherwise the same
+/// sums with a separate multiply and add, element by element.
+#[inline(always)]
+pub fn plane(
+    fused: bool,
+    input: (&[f32], usize),
+    weight: (&[f32], usize),
+    bias: Option<(&[f32], usize)>,
+    output: (&mut [f32], usize),
+    shape: &PlaneShape,
+) {
+    if fused {
+        conv_jit::plane(input, weight, bias, output, shape);
+    } else {
+        plane_unfused(input, weight, bias, output, shape);
+    }
+}
+
+/// [`plane`]'s sums with a separate multiply and add (the portable kernels).
+fn plane_unfused(
+    (input, input_index): (&[f32], usize),
+    (weight, weight_index): (&[f32], usize),
+    bias: Option<(&[f32], usize)>,
+    (output, output_index): (&mut [f32], usize),
+    shape: &PlaneShape,
+) {
+    let ([h, w], [oh, ow], [top, left]) = (shape.input_size, shape.output_size, shape.padding);
+    let (k, s, d) = (shape.kernel, shape.stride, shape.dilation);
+    for p in 0..shape.planes {
+        let input = &input[input_index + p / shape.multiplier * h * w..];
+        let weight = &weight[weight_index + p * k * k..];
+        for (y, x) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
+            let mut sum = bias.map_or(0.0, |(bias, index)| bias[index + p]);
+            for (kh, kw) in (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw))) {
+                let (ih, iw) = ((y * s + kh * d).checked_sub(top), (x * s + kw * d).checked_sub(left));
+                if let (Some(ih), Some(iw)) = (ih.filter(|&ih| ih < h), iw.filter(|&iw| iw < w)) {
+                    sum += input[ih * w + iw] * weight[kh * k + kw];
+                }
+            }
+            let sum = match shape.act {
+                TileActivation::None => sum,
+                TileActivation::Relu => sum.max(0.0),
+                TileActivation::Relu6 => sum.clamp(0.0, 6.0),
+            };
+            output[output_index + (p * oh + y) * ow + x] = sum;
+        }
     }
 }
 

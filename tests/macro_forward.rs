@@ -114,6 +114,15 @@ convgen::conv! {
 }
 
 convgen::conv! {
+    /// One depthwise 3×3 layer of a channels-first input with rows of at least 32: the plane
+    /// microkernel (one call per image), with a multiplier, a tail vector and overlapping rows.
+    mod plane {
+        input x: [2, 3, 9, 37];
+        depthwise d(x) { kernel: 3, pad: 1, multiplier: 2, act: relu6 }
+    }
+}
+
+convgen::conv! {
     /// Planar with stride 2 along w (every other input element in a vector) and along h.
     mod planar_stride2 {
         input x: [1, 3, 9, 40];
@@ -236,6 +245,7 @@ differential!(conv3d_channels_last_matches_the_reference, rank3_ndhwc);
 differential!(planar_depthwise_matches_the_reference, planar);
 differential!(channels_last_in_place_matches_the_reference, channels_last_in_place);
 differential!(planar_stride2_depthwise_matches_the_reference, planar_stride2);
+differential!(plane_kernel_depthwise_matches_the_reference, plane);
 differential!(conv_file_block_matches_the_reference, block);
 differential!(four_lane_groups_match_the_reference, four_lane_groups);
 differential!(fused_depthwise_pointwise_matches_the_reference, fused);
@@ -268,6 +278,15 @@ fn one_depthwise_layer_is_computed_in_the_users_layout() {
             plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
         assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Planar], "{source}: one planar step");
     }
+}
+
+#[test]
+fn a_depthwise_layer_with_long_rows_takes_the_plane_kernel() {
+    let network = convgen::compile_source("plane", plane::MODEL_SOURCE).expect("the macro's model checks");
+    let plan = emit_rust::plan(&network).expect("lowers");
+    let kernels: Vec<_> =
+        plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+    assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Plane], "one plane step");
 }
 
 #[test]

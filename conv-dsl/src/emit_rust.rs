@@ -692,14 +692,23 @@ fn forward_and_kernels(plan: &Plan) -> (TokenStream, TokenStream) {
         mod kernels {
             #[allow(unused_imports)]
             use ::convgen::macro_support::{
-                TileActivation, TileShape, add, fma, hardswish, leaky_relu, load, load_even, relu, relu6, sigmoid, silu, splat, store, tile,
-                transpose,
+                PlaneShape, TileActivation, TileShape, add, fma, hardswish, leaky_relu, load, load_even, plane, relu, relu6, sigmoid, silu, splat,
+                store, tile, transpose,
             };
 
             #(#kernels)*
         }
     };
     (forward, kernels)
+}
+
+/// `act` as the expansion names it.
+fn activation_tokens(act: TileActivation) -> TokenStream {
+    match act {
+        TileActivation::None => quote!(TileActivation::None),
+        TileActivation::Relu => quote!(TileActivation::Relu),
+        TileActivation::Relu6 => quote!(TileActivation::Relu6),
+    }
 }
 
 /// The Rust name of a function's buffer (IR names are `in`, `out`, `w`, `b`, `a`, `res`, `user`, …),
@@ -806,6 +815,14 @@ impl Emitter<'_> {
                         visit(index);
                     }
                 }
+                Stmt::Plane(plane) => {
+                    visit(&plane.input_index);
+                    visit(&plane.weight_index);
+                    visit(&plane.output_index);
+                    if let Some((_, index)) = &plane.bias {
+                        visit(index);
+                    }
+                }
             }
         }
         let mut lets = Vec::new();
@@ -891,11 +908,7 @@ impl Emitter<'_> {
                 let tap_input = tile.tap_input_strides.map(signed);
                 let tap_weight = tile.tap_weight_strides.map(signed);
                 let (acc_pixel, acc_repeat) = (signed(tile.acc_pixel_stride), signed(tile.acc_repeat_stride));
-                let act = match tile.act {
-                    TileActivation::None => quote!(TileActivation::None),
-                    TileActivation::Relu => quote!(TileActivation::Relu),
-                    TileActivation::Relu6 => quote!(TileActivation::Relu6),
-                };
+                let act = activation_tokens(tile.act);
                 quote! {
                     tile::<#pixels, #vectors>(FMA, #depthwise, (#input, #input_index), (#weight, #weight_index), #bias, (#acc, #acc_index), &TileShape {
                         pixel_stride: #pixel_stride,
@@ -911,6 +924,38 @@ impl Emitter<'_> {
                         tap_weight_strides: [#(#tap_weight),*],
                         acc_pixel_stride: #acc_pixel,
                         acc_repeat_stride: #acc_repeat,
+                        act: #act,
+                    });
+                }
+            }
+            Stmt::Plane(plane) => {
+                let name = |buffer: BufferId| &self.names[buffer.0 as usize];
+                let (input, weight, output) = (name(plane.input), name(plane.weight), name(plane.output));
+                let (input_index, weight_index) = (self.index(&plane.input_index), self.index(&plane.weight_index));
+                let output_index = self.index(&plane.output_index);
+                let bias = match &plane.bias {
+                    Some((bias, index)) => {
+                        let (bias, index) = (name(*bias), self.index(index));
+                        quote!(Some((#bias, #index)))
+                    }
+                    None => quote!(None),
+                };
+                let (planes, multiplier) = (unsuffixed(plane.planes), unsuffixed(plane.multiplier));
+                let (input_size, output_size) = (plane.input_size.map(unsuffixed), plane.output_size.map(unsuffixed));
+                let (kernel, stride, dilation) =
+                    (unsuffixed(plane.kernel), unsuffixed(plane.stride), unsuffixed(plane.dilation));
+                let padding = plane.padding.map(unsuffixed);
+                let act = activation_tokens(plane.act);
+                quote! {
+                    plane(FMA, (#input, #input_index), (#weight, #weight_index), #bias, (#output, #output_index), &PlaneShape {
+                        planes: #planes,
+                        multiplier: #multiplier,
+                        input_size: [#(#input_size),*],
+                        output_size: [#(#output_size),*],
+                        kernel: #kernel,
+                        stride: #stride,
+                        dilation: #dilation,
+                        padding: [#(#padding),*],
                         act: #act,
                     });
                 }

@@ -14,9 +14,11 @@
 //!   are registers, never memory (scalar replacement);
 //! - the epilogue (bias is the accumulator's initial value; activation, residual add) is fused into
 //!   the [`Stmt::Store`];
-//! - two statements are not per-lane operations: [`Stmt::Tile`], a register tile (or a strip of
+//! - three statements are not per-lane operations: [`Stmt::Tile`], a register tile (or a strip of
 //!   them) computed by a named microkernel, which leaves its sums in a scratch buffer for the
-//!   IR's epilogue, and [`Stmt::Transpose`], a 4×4 block moved transposed (layout conversions);
+//!   IR's epilogue, [`Stmt::Plane`], whole channel planes of a depthwise layer computed by another
+//!   (border, bias and activation included), and [`Stmt::Transpose`], a 4×4 block moved
+//!   transposed (layout conversions);
 //!   one value gathers: [`Value::LoadEven`], every other element of a row (stride 2).
 //!
 //! The IR has a canonical text form (`Display`) for snapshots and `convgen inspect --emit ir`, and
@@ -125,6 +127,9 @@ pub enum Stmt {
     /// One register tile of a dense convolution computed by a microkernel (a named intrinsic of
     /// the code generators; see [`Tile`]).
     Tile(Box<Tile>),
+    /// Whole channel planes of a depthwise convolution in the channels-first layout, computed by
+    /// a microkernel (a named intrinsic of the code generators; see [`Plane`]).
+    Plane(Box<Plane>),
 }
 
 /// The side of a [`Stmt::Transpose`] block: 4 f32, one 128-bit vector, a row.
@@ -307,6 +312,85 @@ impl Tile {
     }
 }
 
+/// Whether a plane kernel exists for a square `kernel × kernel` window with `stride` and
+/// `dilation` along both axes ([`Plane`]): 3×3 with stride 1 or 2 or dilation 2, 5×5 with stride
+/// 1 or 2 — the depthwise windows of MobileNet, EfficientNet and the suite.
+pub fn plane_kernel_exists(kernel: u64, stride: u64, dilation: u64) -> bool {
+    matches!((kernel, stride, dilation), (3, 1, 1) | (3, 2, 1) | (3, 1, 2) | (5, 1, 1) | (5, 2, 1))
+}
+
+/// Consecutive channel planes of a depthwise 2D convolution in the channels-first layout,
+/// computed by a plane microkernel — the border, the bias and the activation included:
+///
+/// ```text
+/// for p in 0..planes, oh, ow:
+///   output[output_index + p·OH·OW + oh·OW + ow] = act(
+///     bias[bias_index + p] (or 0) +
+///     Σ over kh, then kw in 0..kernel, where ih = oh·stride − pad_top + kh·dilation and
+///       iw = ow·stride − pad_left + kw·dilation lie inside the H × W plane:
+///       input[input_index + (p / multiplier)·H·W + ih·W + iw]
+///         · weight[weight_index + (p·kernel + kh)·kernel + kw])
+/// ```
+///
+/// Each sum is a chain of fused multiply-adds in that order (the taps in order, those outside the
+/// plane skipped): the order of the inline code and of the reference interpreter, so results do
+/// not depend on who computes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plane {
+    /// The input buffer: `planes / multiplier` planes of `H × W` from its index.
+    pub input: BufferId,
+    /// Plane 0's first element.
+    pub input_index: Index,
+    /// The weights, `kernel × kernel` per output plane.
+    pub weight: BufferId,
+    /// Plane 0's first weight.
+    pub weight_index: Index,
+    /// One initial value per output plane; none: 0.
+    pub bias: Option<(BufferId, Index)>,
+    /// The output buffer (only written): `planes` planes of `OH × OW` from its index.
+    pub output: BufferId,
+    /// Plane 0's first element.
+    pub output_index: Index,
+    /// Output planes.
+    pub planes: u64,
+    /// Output planes per input plane (the depthwise multiplier).
+    pub multiplier: u64,
+    /// The input plane's size, (H, W).
+    pub input_size: [u64; 2],
+    /// The output plane's size, (OH, OW).
+    pub output_size: [u64; 2],
+    /// Taps along each axis ([`plane_kernel_exists`]).
+    pub kernel: u64,
+    /// Input positions from one output position to the next, along each axis.
+    pub stride: u64,
+    /// Input positions from one tap to the next, along each axis.
+    pub dilation: u64,
+    /// Zero padding before the plane, (top, left): output position 0 reads input position
+    /// `−pad` at tap 0.
+    pub padding: [u64; 2],
+    /// Applied to every sum before it is stored.
+    pub act: TileActivation,
+}
+
+impl Plane {
+    /// `(buffer, lowest offset, highest offset + 1)` from the statement's index of each buffer it
+    /// touches: input, weight, output, and the bias if it has one (the fourth entry, else `None`).
+    pub fn extents(&self) -> [Option<(BufferId, i64, i64)>; 4] {
+        let as_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        let [h, w] = self.input_size.map(as_i64);
+        let [oh, ow] = self.output_size.map(as_i64);
+        let planes = as_i64(self.planes);
+        let inputs = as_i64(self.planes.div_ceil(self.multiplier.max(1)));
+        let taps = as_i64(self.kernel).saturating_mul(as_i64(self.kernel));
+        [
+            Some((self.input, 0, inputs.saturating_mul(h).saturating_mul(w))),
+            Some((self.weight, 0, planes.saturating_mul(taps))),
+            Some((self.output, 0, planes.saturating_mul(oh).saturating_mul(ow))),
+            self.bias.as_ref().map(|(bias, _)| (*bias, 0, planes)),
+        ]
+    }
+}
+
 /// A vector value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -480,6 +564,15 @@ impl Function {
                             index(*bias, at);
                         }
                     }
+                    Stmt::Plane(plane) => {
+                        let plane = &mut **plane;
+                        index(plane.input, &mut plane.input_index);
+                        index(plane.weight, &mut plane.weight_index);
+                        index(plane.output, &mut plane.output_index);
+                        if let Some((bias, at)) = &mut plane.bias {
+                            index(*bias, at);
+                        }
+                    }
                 }
             }
         }
@@ -605,6 +698,34 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                         TileActivation::None => String::new(),
                         act => format!(", then {}", act.activation()),
                     },
+                )?;
+            }
+            Stmt::Plane(plane) => {
+                let name =
+                    |buffer: &BufferId| buffers.get(buffer.0 as usize).map_or("?", |buffer| buffer.name.as_str());
+                let [h, w] = plane.input_size;
+                let [oh, ow] = plane.output_size;
+                writeln!(
+                    f,
+                    "{indent}{}[{}; {} planes {oh}x{ow}] = {} + plane{k}x{k} stride {} dilation {} pad [{}, {}] {}[{}; {h}x{w}{}] * {}[{}]{}",
+                    name(&plane.output),
+                    plane.output_index,
+                    plane.planes,
+                    plane.bias.as_ref().map_or("0".to_string(), |(bias, index)| format!("{}[{index}]", name(bias))),
+                    plane.stride,
+                    plane.dilation,
+                    plane.padding[0],
+                    plane.padding[1],
+                    name(&plane.input),
+                    plane.input_index,
+                    if plane.multiplier == 1 { String::new() } else { format!(", each {} times", plane.multiplier) },
+                    name(&plane.weight),
+                    plane.weight_index,
+                    match plane.act {
+                        TileActivation::None => String::new(),
+                        act => format!(", then {}", act.activation()),
+                    },
+                    k = plane.kernel,
                 )?;
             }
             Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {

@@ -7,7 +7,7 @@
 //! from the f32 value and rounded once to f32 (as [`crate::spec::Activation::apply`] defines them).
 
 use crate::error::Error;
-use crate::ir::{Function, Stmt, TILE_LANES, TRANSPOSE, Tile, Value};
+use crate::ir::{Function, Plane, Stmt, TILE_LANES, TRANSPOSE, Tile, Value};
 use crate::lower::{Arg, Plan};
 use crate::params::Params;
 
@@ -157,6 +157,7 @@ impl State<'_> {
                     buffers[buffer.0 as usize][start..start + self.lanes].copy_from_slice(&value[..self.lanes]);
                 }
                 Stmt::Tile(tile) => self.tile(tile, buffers)?,
+                Stmt::Plane(plane) => self.plane(plane, buffers)?,
                 Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
                     let size = TRANSPOSE as usize;
                     let (from_base, to_base) = (from_index.eval(&self.vars), to_index.eval(&self.vars));
@@ -228,6 +229,42 @@ impl State<'_> {
                     // As `Value::Activate` applies it.
                     buffers[acc][slot] = tile.act.activation().apply(f64::from(sum)) as f32;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Stmt::Plane`], element by element in the order its definition gives.
+    fn plane(&self, plane: &Plane, buffers: &mut [Vec<f32>]) -> Result<(), Error> {
+        let (input, weight, output) = (plane.input.0 as usize, plane.weight.0 as usize, plane.output.0 as usize);
+        let (input_base, weight_base) = (plane.input_index.eval(&self.vars), plane.weight_index.eval(&self.vars));
+        let output_base = plane.output_index.eval(&self.vars);
+        let [h, w] = plane.input_size.map(|size| size as i64);
+        let [oh, ow] = plane.output_size.map(|size| size as i64);
+        let (kernel, stride, dilation) = (plane.kernel as i64, plane.stride as i64, plane.dilation as i64);
+        let [pad_top, pad_left] = plane.padding.map(|pad| pad as i64);
+        for p in 0..plane.planes as i64 {
+            let input_plane = input_base + p / plane.multiplier.max(1) as i64 * h * w;
+            for (y, x) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
+                let mut sum = match &plane.bias {
+                    Some((bias, index)) => {
+                        let at = self.range(bias.0 as usize, index.eval(&self.vars) + p, 1)?;
+                        buffers[bias.0 as usize][at]
+                    }
+                    None => 0.0,
+                };
+                for (kh, kw) in (0..kernel).flat_map(|kh| (0..kernel).map(move |kw| (kh, kw))) {
+                    let (ih, iw) = (y * stride - pad_top + kh * dilation, x * stride - pad_left + kw * dilation);
+                    if !(0..h).contains(&ih) || !(0..w).contains(&iw) {
+                        continue;
+                    }
+                    let at = self.range(input, input_plane + ih * w + iw, 1)?;
+                    let tap = self.range(weight, weight_base + (p * kernel + kh) * kernel + kw, 1)?;
+                    sum = buffers[input][at].mul_add(buffers[weight][tap], sum);
+                }
+                let at = self.range(output, output_base + (p * oh + y) * ow + x, 1)?;
+                // As `Value::Activate` applies it.
+                buffers[output][at] = plane.act.activation().apply(f64::from(sum)) as f32;
             }
         }
         Ok(())

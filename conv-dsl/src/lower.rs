@@ -37,7 +37,9 @@
 //!
 //! One layer may skip the internal layout: a depthwise or small-group output layer that reads a
 //! channels-first model input and nothing else reads is computed in the user's layout by `planar`
-//! ([`Kernel::Planar`]), with no conversion step at either end.
+//! ([`Kernel::Planar`]), with no conversion step at either end — by the plane microkernel
+//! ([`Kernel::Plane`], one [`Stmt::Plane`] per image) where the target has microkernels and the
+//! layer's window is one the kernels exist for.
 //!
 //! A depthwise stage whose large output only a pointwise stage reads is computed inside it, on
 //! blocks of rows that stay in cache, by `fused` ([`Target::fusion`]): one step for both, the
@@ -277,13 +279,14 @@ pub fn lower(
 
     let fusions = residual_fusions(network);
     let user_layout = user_layout_layer(network, &fusions);
-    // A stage's schedule: the caller's, else the planar one where it applies and pays, else the
-    // heuristic's; checked against the stage.
+    // A stage's schedule: the caller's, else the plane kernel or the planar one where they apply
+    // (and the planar one pays), else the heuristic's; checked against the stage.
     let schedule_of = |name: &str, conv: &Conv, bound: &BoundConv, planar: bool| -> Result<Schedule, String> {
         let (rows, vectors) = planar::default_tile(conv);
         let default_planar = Schedule::planar(lanes, rows, vectors);
         let schedule = match schedule_for(name) {
             Some(schedule) => schedule,
+            None if planar && target.microkernels && planar::plane_pays(conv, bound) => Schedule::plane(),
             None if planar && planar::worth(conv, bound, default_planar) => default_planar,
             None => Schedule::auto(conv, bound, target),
         };
@@ -397,7 +400,7 @@ pub fn lower(
                             continue;
                         }
                     }
-                    if schedule.kernel == Kernel::Planar {
+                    if matches!(schedule.kernel, Kernel::Planar | Kernel::Plane) {
                         if !planar {
                             return Err(schedule_error(PLANAR_ONLY.into()));
                         }
@@ -510,8 +513,9 @@ fn only_written(steps: &[Step], value: usize) -> bool {
     })
 }
 
-/// Why a [`Kernel::Planar`] schedule was refused for a stage that is not where it can run.
-const PLANAR_ONLY: &str = "kernel=planar computes in the user's channels-first layout: only a one-stage \
+/// Why a [`Kernel::Planar`] or [`Kernel::Plane`] schedule was refused for a stage that is not
+/// where it can run.
+const PLANAR_ONLY: &str = "kernel=planar and kernel=plane compute in the user's channels-first layout: only a one-stage \
     depthwise layer that reads the model's input and is its output, used by no other layer, can";
 
 /// The layer that may be computed in the user's layout ([`Kernel::Planar`]), reading the user's

@@ -9,7 +9,8 @@ use std::fmt;
 
 use crate::bind::BoundConv;
 use crate::ir::{
-    TILE_LANES, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS, TileActivation, tile_shape_exists,
+    TILE_LANES, TILE_MAX_ACCUMULATORS, TILE_MAX_PIXELS, TILE_MAX_VECTORS, TileActivation, plane_kernel_exists,
+    tile_shape_exists,
 };
 use crate::spec::Conv;
 
@@ -163,6 +164,14 @@ pub enum Kernel {
     /// neither needs a layout conversion; chosen by [`crate::lower::lower`] there, not by
     /// [`Schedule::auto`].
     Planar,
+    /// A depthwise 2D stage in the user's channels-first layout, as [`Kernel::Planar`], whose
+    /// channel planes are computed by a plane microkernel ([`crate::ir::Stmt::Plane`]): one IR
+    /// statement per image (or part), which a code generator emits as a call to a kernel compiled
+    /// for AVX-512 or AVX2 + FMA. Square windows the kernels exist for
+    /// ([`crate::ir::plane_kernel_exists`]), an activation they apply ([`TileActivation::of`]).
+    /// Chosen by [`crate::lower::lower`] where it applies on a target with microkernels. Its
+    /// lanes and tile are the kernel's own (`kernel=plane` alone).
+    Plane,
 }
 
 impl Schedule {
@@ -258,9 +267,17 @@ impl Schedule {
         Schedule { lanes, tile_width: rows, tile_channels: vectors, kernel: Kernel::Planar, order: Order::Pixels }
     }
 
+    /// The [`Kernel::Plane`] schedule (lanes and tile are the kernel's: 1 and 1×1 here).
+    pub const fn plane() -> Schedule {
+        Schedule { lanes: 1, tile_width: 1, tile_channels: 1, kernel: Kernel::Plane, order: Order::Pixels }
+    }
+
     /// Checks that this schedule can run `conv` (a vector width that the grouping allows, tiles of
     /// at least 1).
     pub fn validate(&self, conv: &Conv) -> Result<(), String> {
+        if self.kernel == Kernel::Plane {
+            return validate_plane(conv);
+        }
         if self.kernel == Kernel::Tile {
             return self.validate_tile(conv);
         }
@@ -325,6 +342,24 @@ impl Schedule {
         }
         Ok(())
     }
+}
+
+/// Whether the plane kernels can compute `conv` ([`Kernel::Plane`]), or why not.
+fn validate_plane(conv: &Conv) -> Result<(), String> {
+    if conv.in_channels != conv.groups {
+        return Err("kernel=plane computes depthwise layers (one input channel per group)".into());
+    }
+    let (kernel, stride, dilation) = (&conv.kernel, &conv.stride, &conv.dilation);
+    let square = kernel.len() == 2 && kernel[0] == kernel[1] && stride[0] == stride[1] && dilation[0] == dilation[1];
+    if !square || !plane_kernel_exists(kernel[0], stride[0], dilation[0]) {
+        return Err("kernel=plane computes 2D windows of 3x3 (stride 1 or 2, or dilation 2) or 5x5 (stride 1 or 2), \
+                    the same along both axes"
+            .into());
+    }
+    if TileActivation::of(conv.act).is_none() {
+        return Err(format!("kernel=plane applies none, relu or relu6, not {}", conv.act));
+    }
+    Ok(())
 }
 
 /// The most accumulators (rows × vectors, and × output channels for a grouped layer) of a
@@ -400,14 +435,18 @@ fn tile_kernel_fits(conv: &Conv) -> bool {
 }
 
 /// `lanes=4,tile=4x3` (and `,kernel=tile` or `,kernel=planar`, `,order=channels` where not the
-/// default): the form that [`Schedule`]'s [`FromStr`](std::str::FromStr) reads.
+/// default), or `kernel=plane`: the form that [`Schedule`]'s [`FromStr`](std::str::FromStr) reads.
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kernel == Kernel::Plane {
+            return write!(f, "kernel=plane");
+        }
         write!(f, "lanes={},tile={}x{}", self.lanes, self.tile_width, self.tile_channels)?;
         match self.kernel {
             Kernel::Inline => {}
             Kernel::Tile => write!(f, ",kernel=tile")?,
             Kernel::Planar => write!(f, ",kernel=planar")?,
+            Kernel::Plane => unreachable!("written above"),
         }
         match self.order {
             Order::Pixels => Ok(()),
@@ -420,8 +459,9 @@ impl fmt::Display for Schedule {
 /// lanes per vector, a register tile of `W` pixels by `C` channel vectors, computed by the loop IR
 /// (`kernel=inline`, the default), the tile microkernel (`kernel=tile`, `L` = 8) or in the user's
 /// channels-first layout (`kernel=planar`, `tile=RxV`: `R` rows × `V` vectors along w), with pixels
-/// (`order=pixels`, the default) or channel blocks (`order=channels`) outermost. Whether the
-/// schedule fits a layer is checked when the layer is lowered ([`Schedule::validate`]).
+/// (`order=pixels`, the default) or channel blocks (`order=channels`) outermost; or `kernel=plane`
+/// alone (the plane microkernel, [`Kernel::Plane`]). Whether the schedule fits a layer is checked
+/// when the layer is lowered ([`Schedule::validate`]).
 impl std::str::FromStr for Schedule {
     type Err = String;
 
@@ -447,7 +487,10 @@ impl std::str::FromStr for Schedule {
                         "inline" => Kernel::Inline,
                         "tile" => Kernel::Tile,
                         "planar" => Kernel::Planar,
-                        other => return Err(format!("`kernel` is `inline`, `tile` or `planar`, not `{other}`")),
+                        "plane" => Kernel::Plane,
+                        other => {
+                            return Err(format!("`kernel` is `inline`, `tile`, `planar` or `plane`, not `{other}`"));
+                        }
                     }
                 }
                 "order" => {
@@ -463,6 +506,12 @@ impl std::str::FromStr for Schedule {
                     ));
                 }
             }
+        }
+        if kernel == Kernel::Plane {
+            return match (lanes, tile, order) {
+                (None, None, Order::Pixels) => Ok(Schedule::plane()),
+                _ => Err("`kernel=plane` stands alone: the plane kernel chooses its own lanes, tile and order".into()),
+            };
         }
         let lanes = lanes.ok_or("the schedule needs `lanes=L`")?;
         let (tile_width, tile_channels) = tile.ok_or("the schedule needs `tile=WxC`")?;
@@ -504,8 +553,14 @@ mod tests {
     #[test]
     fn text_form_round_trips() {
         let channels_outer = Schedule { order: Order::Channels, ..Schedule::tile_kernel(4, 3) };
-        for schedule in [Schedule::new(4, 3, 2), Schedule::tile_kernel(4, 3), channels_outer, Schedule::planar(4, 4, 1)]
-        {
+        let schedules = [
+            Schedule::new(4, 3, 2),
+            Schedule::tile_kernel(4, 3),
+            channels_outer,
+            Schedule::planar(4, 4, 1),
+            Schedule::plane(),
+        ];
+        for schedule in schedules {
             assert_eq!(schedule.to_string().parse::<Schedule>(), Ok(schedule));
         }
         assert_eq!(" tile = 1x1 , lanes=1".parse::<Schedule>(), Ok(Schedule::new(1, 1, 1)));
@@ -519,7 +574,8 @@ mod tests {
             ("lanes=four,tile=4x3", "lanes must be a whole number"),
             ("lanes=4,tile=43", "`tile` is `WxC`"),
             ("lanes=4,tile=4x3,unroll=2", "unknown schedule key `unroll`"),
-            ("lanes=8,tile=4x3,kernel=avx2", "`kernel` is `inline`, `tile` or `planar`"),
+            ("lanes=8,tile=4x3,kernel=avx2", "`kernel` is `inline`, `tile`, `planar` or `plane`"),
+            ("kernel=plane,lanes=8", "`kernel=plane` stands alone"),
             ("", "has no `=`"),
         ] {
             let error = text.parse::<Schedule>().unwrap_err();

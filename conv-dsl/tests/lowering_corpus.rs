@@ -145,6 +145,57 @@ fn planar_schedules_are_refused_where_they_cannot_run() {
     }
 }
 
+/// `kernel=plane` is refused, with the reason, where no plane kernel computes the layer.
+#[test]
+fn plane_schedules_are_refused_where_no_kernel_computes_the_layer() {
+    let cases = [
+        ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 4 }", "only a one-stage"),
+        ("input x: [1, 4, 9, 40]; conv c(x) { out: 4, kernel: 3, pad: 1, groups: 2 }", "depthwise layers"),
+        ("input x: [1, 4, 40]; depthwise d(x) { kernel: 3, pad: 1 }", "2D windows"),
+        ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: [3, 5], pad: 1 }", "2D windows"),
+        ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: 7, pad: 3 }", "2D windows"),
+        ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: 3, stride: [1, 2], pad: 1 }", "2D windows"),
+        ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: 5, dilation: 2, pad: 4 }", "2D windows"),
+        ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: 3, pad: 1, act: silu }", "not silu"),
+    ];
+    for (text, expected) in cases {
+        let network = compile_source("model.conv", text).expect("the case checks");
+        let binding = bind(&network, &network.example_input_shape(1, 9)).expect("binds");
+        let error = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| Some(Schedule::plane()))
+            .expect_err("plane does not fit");
+        assert!(
+            matches!(error, conv_dsl::Error::Schedule { .. }) && error.to_string().contains(expected),
+            "{text}: {error}"
+        );
+    }
+}
+
+/// On a target with microkernels, a one-layer depthwise model takes the plane kernel by default
+/// only with stride 1 and rows of at least 32 outputs (where it was measured faster); otherwise
+/// the planar code or the channels-last kernels as before. Without microkernels, never.
+#[test]
+fn the_plane_kernel_is_the_default_for_long_stride_one_rows() {
+    let cases = [
+        ("input x: [1, 8, 20, 32]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true),
+        ("input x: [1, 8, 20, 40]; depthwise d(x) { kernel: 3, dilation: 2, pad: 2 }", true),
+        ("input x: [1, 8, 20, 31]; depthwise d(x) { kernel: 3, pad: 1 }", false),
+        ("input x: [1, 8, 40, 80]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", false),
+        ("input x: [1, 8, 20, 40]; depthwise d(x) { kernel: 3, pad: 1, act: hardswish }", false),
+    ];
+    let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+    for (text, plane) in cases {
+        let network = compile_source("model.conv", text).unwrap();
+        let binding = bind(&network, &network.example_input_shape(1, 9)).unwrap();
+        for (target, expected) in [(with_kernels, plane), (Target::CRANELIFT_X86_64, false)] {
+            let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
+            let kernels: Vec<_> =
+                plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+            assert_eq!(kernels == [Kernel::Plane], expected, "{text}: {kernels:?}");
+            runs_like_the_reference(text, &network, &network.example_input_shape(1, 9), &plan);
+        }
+    }
+}
+
 /// Where a model is one depthwise layer of a channels-first input, the automatic schedule
 /// computes it in the user's layout: one step, reading the input and writing the output.
 #[test]

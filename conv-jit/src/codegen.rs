@@ -39,6 +39,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 use crate::Error;
 use crate::microkernel::TILE_ARGS_WORDS;
+use crate::plane::PLANE_ARGS_WORDS;
 
 /// The name under which generated code calls [`convgen_exp`].
 pub(crate) const EXP_SYMBOL: &str = "convgen_exp";
@@ -91,6 +92,8 @@ pub(crate) struct Analysis {
     pub uses_exp: bool,
     /// The tile kernels it calls: `(depthwise, pixels, vectors)`, each once, in order of first use.
     pub tiles: Vec<(bool, u32, u32)>,
+    /// The plane kernels it calls: `(kernel, stride, dilation)`, each once, in order of first use.
+    pub planes: Vec<(u64, u64, u64)>,
 }
 
 /// A function generated code calls.
@@ -100,6 +103,8 @@ pub(crate) enum Import {
     Exp,
     /// The tile kernel for `(depthwise, pixels, vectors)` ([`crate::microkernel`]).
     Tile(bool, u32, u32),
+    /// The plane kernel for `(kernel, stride, dilation)` ([`crate::plane`]).
+    Plane(u64, u64, u64),
 }
 
 impl Import {
@@ -108,6 +113,7 @@ impl Import {
         match self {
             Import::Exp => EXP_SYMBOL.to_string(),
             Import::Tile(depthwise, pixels, vectors) => crate::microkernel::symbol(depthwise, pixels, vectors),
+            Import::Plane(kernel, stride, dilation) => crate::plane::symbol(kernel, stride, dilation),
         }
     }
 
@@ -115,7 +121,7 @@ impl Import {
     pub fn signature(self, pointer: Type, call_conv: CallConv) -> Signature {
         match self {
             Import::Exp => exp_signature(call_conv),
-            Import::Tile(..) => signature(pointer, call_conv),
+            Import::Tile(..) | Import::Plane(..) => signature(pointer, call_conv),
         }
     }
 }
@@ -131,7 +137,12 @@ pub(crate) fn check(function: &ir::Function) -> Result<Analysis, Error> {
     let mut checker = Checker {
         function,
         counts: vec![None; function.loop_vars as usize],
-        analysis: Analysis { stored: vec![false; function.buffers.len()], uses_exp: false, tiles: Vec::new() },
+        analysis: Analysis {
+            stored: vec![false; function.buffers.len()],
+            uses_exp: false,
+            tiles: Vec::new(),
+            planes: Vec::new(),
+        },
     };
     checker.block(&function.body)?;
     Ok(checker.analysis)
@@ -175,6 +186,7 @@ impl Checker<'_> {
                     self.value(value)?;
                 }
                 Stmt::Tile(tile) => self.tile(tile)?,
+                Stmt::Plane(plane) => self.plane(plane)?,
                 Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
                     for row in 0..i64::from(TRANSPOSE) {
                         self.access(*from, &from_index.clone().plus_constant(row * from_stride), TRANSPOSE)?;
@@ -219,6 +231,46 @@ impl Checker<'_> {
         self.analysis.stored[tile.acc.0 as usize] = true;
         if !self.analysis.tiles.contains(&shape) {
             self.analysis.tiles.push(shape);
+        }
+        Ok(())
+    }
+
+    /// A plane call: a window a kernel exists for, a multiplier of at least 1, the output's buffer
+    /// apart from the others, and every plane it names ([`ir::Plane::extents`]) inside its buffer
+    /// for every iteration.
+    fn plane(&mut self, plane: &ir::Plane) -> Result<(), Error> {
+        let window = (plane.kernel, plane.stride, plane.dilation);
+        let error = |reason: String| Error::Plane { function: self.function.name.clone(), reason };
+        if !ir::plane_kernel_exists(window.0, window.1, window.2) {
+            let (kernel, stride, dilation) = window;
+            return Err(error(format!(
+                "no kernel computes a {kernel}x{kernel} window with stride {stride} and dilation {dilation}"
+            )));
+        }
+        if plane.multiplier == 0 {
+            return Err(error("its multiplier is 0".to_string()));
+        }
+        let sizes = plane.input_size.iter().chain(&plane.output_size).chain(&plane.padding);
+        if plane.planes > i64::MAX as u64 || sizes.into_iter().any(|&size| size > i64::MAX as u64) {
+            return Err(error("its sizes do not fit in 64-bit signed integers".to_string()));
+        }
+        let distinct = plane.output != plane.input
+            && plane.output != plane.weight
+            && plane.bias.as_ref().is_none_or(|(bias, _)| *bias != plane.output);
+        if !distinct {
+            return Err(error("its output shares a buffer with its input, weights or bias".to_string()));
+        }
+        let bias_index = plane.bias.as_ref().map(|(_, index)| index);
+        let indices = [Some(&plane.input_index), Some(&plane.weight_index), Some(&plane.output_index), bias_index];
+        for ((buffer, low, end), index) in
+            plane.extents().into_iter().zip(indices).filter_map(|(extent, index)| extent.zip(index))
+        {
+            let width = u32::try_from(end - low).map_err(|_| error("it spans more than 2^32 elements".to_string()))?;
+            self.access(buffer, &index.clone().plus_constant(low), width)?;
+        }
+        self.analysis.stored[plane.output.0 as usize] = true;
+        if !self.analysis.planes.contains(&window) {
+            self.analysis.planes.push(window);
         }
         Ok(())
     }
@@ -338,8 +390,17 @@ pub(crate) fn build(
             ((depthwise, pixels, vectors), import(function, Import::Tile(depthwise, pixels, vectors)))
         })
         .collect();
-    let tile_args = (!tiles.is_empty()).then(|| {
-        function.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, TILE_ARGS_WORDS * 8, 3))
+    let planes: HashMap<(u64, u64, u64), FuncRef> = analysis
+        .planes
+        .iter()
+        .map(|&(kernel, stride, dilation)| {
+            ((kernel, stride, dilation), import(function, Import::Plane(kernel, stride, dilation)))
+        })
+        .collect();
+    // One stack slot for the arguments of every kernel call, as large as the largest.
+    let tile_args = (!tiles.is_empty() || !planes.is_empty()).then(|| {
+        let words = TILE_ARGS_WORDS.max(PLANE_ARGS_WORDS);
+        function.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, words * 8, 3))
     });
     let pointer = config.pointer_type();
     let vector = if source.lanes == 4 { F32X4 } else { F32 };
@@ -366,6 +427,7 @@ pub(crate) fn build(
         accumulators: Vec::new(),
         exp,
         tiles,
+        planes,
         tile_args,
     };
     // Accumulators start at zero, as in the interpreter.
@@ -401,8 +463,10 @@ struct Emitter<'a, 'b> {
     depth: usize,
     accumulators: Vec<Variable>,
     exp: Option<FuncRef>,
-    /// The tile kernels, by shape, and the stack slot their arguments go in.
+    /// The tile kernels, by shape, the plane kernels, by window, and the stack slot their
+    /// arguments go in.
     tiles: HashMap<(bool, u32, u32), FuncRef>,
+    planes: HashMap<(u64, u64, u64), FuncRef>,
     tile_args: Option<StackSlot>,
 }
 
@@ -429,6 +493,7 @@ impl Emitter<'_, '_> {
                     self.builder.ins().store(flags, value, address, offset);
                 }
                 Stmt::Tile(tile) => self.call_tile(tile),
+                Stmt::Plane(plane) => self.call_plane(plane),
                 Stmt::Transpose { from, from_index, from_stride, to, to_index, to_stride } => {
                     self.transpose((*from, from_index, *from_stride), (*to, to_index, *to_stride));
                 }
@@ -439,22 +504,13 @@ impl Emitter<'_, '_> {
     /// A tile ([`Stmt::Tile`]): its [`crate::microkernel::TileArgs`] stored in the function's
     /// stack slot, then a call to the kernel for its shape.
     fn call_tile(&mut self, tile: &ir::Tile) {
-        let slot = self.tile_args.expect("check() records every function with tiles");
         let kernel = self.tiles[&(tile.depthwise, tile.pixels, tile.vectors)];
-        let pointer = |emitter: &mut Self, buffer: BufferId, index: &Index| -> Value {
-            let (address, offset) = emitter.address(buffer, index);
-            emitter.builder.ins().iadd_imm_s(address, i64::from(offset))
-        };
-        let bias = match &tile.bias {
-            Some((bias, index)) => pointer(self, *bias, index),
-            None => self.builder.ins().iconst(I64, 0),
-        };
-        let mut words = vec![
-            pointer(self, tile.input, &tile.input_index),
-            pointer(self, tile.weight, &tile.weight_index),
-            bias,
-            pointer(self, tile.acc, &tile.acc_index),
-        ];
+        let pointers = self.kernel_pointers(
+            (tile.input, &tile.input_index),
+            (tile.weight, &tile.weight_index),
+            tile.bias.as_ref().map(|(bias, index)| (*bias, index)),
+            (tile.acc, &tile.acc_index),
+        );
         let constants = [
             tile.pixel_stride,
             tile.repeat as i64,
@@ -470,9 +526,58 @@ impl Emitter<'_, '_> {
         .chain(tile.tap_input_strides)
         .chain(tile.tap_weight_strides)
         .chain([tile.acc_pixel_stride, tile.acc_repeat_stride, crate::microkernel::act_code(tile.act) as i64]);
-        words.extend(constants.map(|value| self.builder.ins().iconst(I64, value)).collect::<Vec<_>>());
-        debug_assert_eq!(words.len() as u32, TILE_ARGS_WORDS);
-        for (position, word) in words.into_iter().enumerate() {
+        self.call_kernel(kernel, pointers, constants, TILE_ARGS_WORDS);
+    }
+
+    /// A plane statement ([`Stmt::Plane`]): its [`crate::plane::PlaneArgs`] stored in the
+    /// function's stack slot, then a call to the kernel for its window.
+    fn call_plane(&mut self, plane: &ir::Plane) {
+        let kernel = self.planes[&(plane.kernel, plane.stride, plane.dilation)];
+        let pointers = self.kernel_pointers(
+            (plane.input, &plane.input_index),
+            (plane.weight, &plane.weight_index),
+            plane.bias.as_ref().map(|(bias, index)| (*bias, index)),
+            (plane.output, &plane.output_index),
+        );
+        // `check` proved every count fits in an i64.
+        let constants = [plane.planes, plane.multiplier]
+            .into_iter()
+            .chain(plane.input_size)
+            .chain(plane.output_size)
+            .chain(plane.padding)
+            .map(|value| value as i64)
+            .chain([crate::microkernel::act_code(plane.act) as i64]);
+        self.call_kernel(kernel, pointers, constants, PLANE_ARGS_WORDS);
+    }
+
+    /// The four pointers a kernel's arguments start with: input, weight, bias (null without one)
+    /// and output, each at its statement's index.
+    fn kernel_pointers(
+        &mut self,
+        input: (BufferId, &Index),
+        weight: (BufferId, &Index),
+        bias: Option<(BufferId, &Index)>,
+        output: (BufferId, &Index),
+    ) -> [Value; 4] {
+        let pointer = |emitter: &mut Self, (buffer, index): (BufferId, &Index)| -> Value {
+            let (address, offset) = emitter.address(buffer, index);
+            emitter.builder.ins().iadd_imm_s(address, i64::from(offset))
+        };
+        let (input, weight) = (pointer(self, input), pointer(self, weight));
+        let bias = match bias {
+            Some(bias) => pointer(self, bias),
+            None => self.builder.ins().iconst(I64, 0),
+        };
+        [input, weight, bias, pointer(self, output)]
+    }
+
+    /// Stores a kernel's `words` argument words (`pointers`, then `constants`) in the function's
+    /// stack slot, 8 bytes each in order, and calls `kernel` with the slot's address.
+    fn call_kernel(&mut self, kernel: FuncRef, pointers: [Value; 4], constants: impl Iterator<Item = i64>, words: u32) {
+        let slot = self.tile_args.expect("check() records every function that calls a kernel");
+        let constants: Vec<Value> = constants.map(|value| self.builder.ins().iconst(I64, value)).collect();
+        debug_assert_eq!(pointers.len() + constants.len(), words as usize);
+        for (position, word) in pointers.into_iter().chain(constants).enumerate() {
             self.builder.ins().stack_store(I64, word, slot, position as i32 * 8);
         }
         let args = self.builder.ins().stack_addr(I64, slot, 0);

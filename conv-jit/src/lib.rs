@@ -36,14 +36,17 @@
 //! [`CompiledPlan::run`] checks every buffer's length before each call. The crate's `unsafe` is
 //! that call, the release of a plan's code when the plan is dropped, and the tile microkernels
 //! that generated code calls for `Stmt::Tile` (the `microkernel` module: 256-bit AVX2 + FMA code,
-//! which Cranelift cannot generate, reached only through accesses the same proof covers).
+//! which Cranelift cannot generate, reached only through accesses the same proof covers), and the
+//! plane microkernels it calls for `Stmt::Plane` (the `plane` module, likewise).
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
 mod codegen;
 mod microkernel;
+mod plane;
 
 pub use microkernel::{MAX_ISA_VARIABLE, TileShape, tile};
+pub use plane::{PlaneShape, plane};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -73,6 +76,14 @@ pub enum Error {
     /// A tile statement no kernel can run.
     #[error("function `{function}` has a tile the tile kernels cannot run: {reason}")]
     Tile {
+        /// The function.
+        function: String,
+        /// Why.
+        reason: String,
+    },
+    /// A plane statement no kernel can run.
+    #[error("function `{function}` has a plane statement the plane kernels cannot run: {reason}")]
+    Plane {
         /// The function.
         function: String,
         /// Why.
@@ -428,10 +439,12 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
     jit.symbol(codegen::EXP_SYMBOL, codegen::convgen_exp as extern "C" fn(f64) -> f64 as *const u8);
     jit.symbol("fmaf", codegen::convgen_fmaf as extern "C" fn(f32, f32, f32) -> f32 as *const u8);
     jit.symbol("fma", codegen::convgen_fma as extern "C" fn(f64, f64, f64) -> f64 as *const u8);
-    for (depthwise, pixels, vectors, kernel) in
-        microkernel::kernels(if options.host_features { microkernel::Isa::host() } else { microkernel::Isa::Portable })
-    {
+    let kernels_isa = if options.host_features { microkernel::Isa::host() } else { microkernel::Isa::Portable };
+    for (depthwise, pixels, vectors, kernel) in microkernel::kernels(kernels_isa) {
         jit.symbol(microkernel::symbol(depthwise, pixels, vectors), kernel as *const u8);
+    }
+    for ((kernel, stride, dilation), entry) in plane::kernels(kernels_isa) {
+        jit.symbol(plane::symbol(kernel, stride, dilation), entry as *const u8);
     }
     let mut module = JITModule::new(jit);
     let signature = codegen::signature(config.pointer_type(), call_conv);

@@ -862,10 +862,7 @@ fn run_checked(
     let lengths = [input.len(), weight.len(), bias.map_or(0, |(bias, _)| bias.len()), acc.len()];
     let bases = [input_index, weight_index, bias.map_or(0, |(_, index)| index), acc_index];
     let known = conv_dsl::ir::tile_shape_exists(pixels, vectors);
-    let inside = described.extents().iter().flatten().all(|&(buffer, low, end)| {
-        let (base, len) = (bases[buffer.0 as usize] as i64, lengths[buffer.0 as usize] as i64);
-        base + low >= 0 && base + end <= len
-    });
+    let inside = inside(described.extents(), bases, lengths);
     assert!(known && inside, "a tile strip outside its buffers or of an unknown shape: {described:?}");
     // Pointers with the whole slices' provenance (a strip may reach below its first index).
     // `wrapping_add` only forms them: each index is inside its slice (checked above).
@@ -893,6 +890,20 @@ fn run_checked(
     // definition the JIT's checker uses, `Tile::extents`), `acc` is an exclusive borrow distinct
     // from the shared ones, and the kernel is of a version the CPU runs (the caller's choice).
     unsafe { kernel(&args) }
+}
+
+/// Whether every extent (`(buffer, low, end)` from a statement's index, buffers 0–3 as in
+/// [`conv_dsl::ir::Tile::extents`]) lies inside its slice, at `bases[buffer]` in a slice of
+/// `lengths[buffer]` elements.
+pub(crate) fn inside(
+    extents: [Option<(conv_dsl::ir::BufferId, i64, i64)>; 4],
+    bases: [usize; 4],
+    lengths: [usize; 4],
+) -> bool {
+    extents.iter().flatten().all(|&(buffer, low, end)| {
+        let (base, len) = (bases[buffer.0 as usize] as i64, lengths[buffer.0 as usize] as i64);
+        base.checked_add(low).is_some_and(|low| low >= 0) && base.checked_add(end).is_some_and(|end| end <= len)
+    })
 }
 
 #[cfg(test)]

@@ -41,3 +41,17 @@ fn fused_depthwise_pointwise_clif() {
     let schedules = step.schedules_text().expect("a conv step");
     insta::assert_snapshot!(format!("// {text}\n// step {} ({schedules})\n{}\n{clif}", step.layer, step.function));
 }
+
+/// A depthwise layer computed by the plane microkernel (`kernel=plane`): per image, one call with
+/// its arguments stored in the stack slot (the IR's `Stmt::Plane`, then its CLIF).
+#[test]
+fn plane_kernel_call_clif() {
+    let text = "input x: [2, 3, 6, 40]; depthwise d(x) { kernel: 3, pad: 1, multiplier: 2, act: relu }";
+    let network = compile_source("model.conv", text).expect("the model checks");
+    let binding = bind(&network, &[2, 3, 6, 40]).expect("binds");
+    let plane = conv_dsl::schedule::Schedule::plane();
+    let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| Some(plane)).expect("lowers");
+    let [step] = &plan.steps[..] else { panic!("one step: {:?}", plan.steps) };
+    let clif = conv_jit::clif(&step.function).expect("compiles");
+    insta::assert_snapshot!(format!("// {text}\n// step {} ({plane})\n{}\n{clif}", step.layer, step.function));
+}

@@ -284,6 +284,42 @@ fn case() -> impl Strategy<Value = Case> {
 /// Depthwise layers (any multiplier) and grouped ones (any group sizes), channels-first, stride 1
 /// or 2 along w, with rows long enough for [`Kernel::Planar`]'s vectors of 4 — and two planar
 /// schedules (rows × vectors up to 8, 1 or 4 lanes; a grouped tile takes up to 4 output channels).
+/// Depthwise 2D layers (any multiplier) of a channels-first input with a window a plane kernel
+/// exists for (3×3 with stride 1 or 2 or dilation 2, 5×5 with stride 1 or 2), any padding, rows of
+/// 1 to 41 outputs (shorter than a vector of 8, between 8 and 16, longer: tails of every kind),
+/// 1 to 7 rows (fewer than a block of 4 too), an activation the kernels apply.
+fn plane_case() -> impl Strategy<Value = Case> {
+    let window = proptest::sample::select(&[(3usize, 1usize, 1usize), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1)][..]);
+    (window, pad(2))
+        .prop_map(|((kernel, stride, dilation), pad)| Geometry {
+            kernel: vec![kernel; 2],
+            stride: vec![stride; 2],
+            dilation: vec![dilation; 2],
+            pad,
+        })
+        .prop_flat_map(|geometry| {
+            let least = |axis: usize| geometry.min_input(axis);
+            let (rows, row) =
+                (least(0)..=least(0) + 6 * geometry.stride[0], least(1)..=least(1) + 40 * geometry.stride[1]);
+            let kind =
+                (1usize..=9, 1usize..=3).prop_map(|(channels, multiplier)| Kind::Depthwise { channels, multiplier });
+            let act = proptest::sample::select(&ACTIVATIONS[..3]);
+            (Just(geometry), kind, vec![rows, row], 1usize..=2, any::<bool>(), act, any::<u64>())
+        })
+        .prop_map(|(geometry, kind, spatial, batch, bias, act, seed)| Case {
+            kind,
+            geometry,
+            batch,
+            spatial,
+            channels_last: false,
+            bias,
+            act,
+            residual: None,
+            schedules: [Schedule::plane(), Schedule::plane()],
+            seed,
+        })
+}
+
 fn planar_case() -> impl Strategy<Value = Case> {
     (1usize..=3)
         .prop_flat_map(|rank| {
@@ -509,6 +545,28 @@ proptest! {
             Choice::new(&format!("fused, forced {schedule}"), fused, Some(schedule)),
         ];
         common::check_network("pair", &network, &case.shape(), case.seed, &choices)
+            .map_err(|message| TestCaseError::fail(format!("{message}\n{source}")))?;
+    }
+
+    /// The plane kernels on every window they exist for, with rows and planes of every size: a
+    /// forced `kernel=plane` must lower (so the comparison tests it), and run like the
+    /// interpreters, alone, in parts, and as the heuristic chooses on a target with microkernels.
+    #[test]
+    fn plane_kernels_run_like_the_interpreters(case in plane_case()) {
+        let source = case.source();
+        let network = conv_dsl::compile_source("case.conv", &source)
+            .map_err(|error| TestCaseError::fail(format!("generated invalid DSL:\n{source}\n{error}")))?;
+        let binding = conv_dsl::bind(&network, &case.shape()).map_err(|error| TestCaseError::fail(error.to_string()))?;
+        let plan = conv_dsl::lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| Some(Schedule::plane()))
+            .map_err(|error| TestCaseError::fail(format!("kernel=plane: {error}\n{source}")))?;
+        prop_assert!(plan.steps.iter().all(|step| step.schedules == [Schedule::plane()]), "{source}");
+        let with_kernels = common::wide_tiles(Target::CRANELIFT_X86_64);
+        let choices = [
+            Choice::new("auto, microkernels", with_kernels, None),
+            Choice::new("forced plane", Target::CRANELIFT_X86_64, Some(Schedule::plane())),
+            Choice::new("forced plane, 3 parts", common::split(3), Some(Schedule::plane())),
+        ];
+        common::check_network("case", &network, &case.shape(), case.seed, &choices)
             .map_err(|message| TestCaseError::fail(format!("{message}\n{source}")))?;
     }
 

@@ -1,0 +1,724 @@
+//! The plane microkernels: what generated code calls for `Stmt::Plane` (whole channel planes of a
+//! depthwise 2D convolution in the channels-first layout, border, bias and activation included).
+//!
+//! A depthwise layer that reads the user's channels-first input and writes the user's output is
+//! computed plane by plane, vectorised along w (`conv_dsl::lower`'s `planar`). Cranelift's 128-bit
+//! vectors cap that code at ~43 GFLOP/s on cache-resident planes; these kernels, compiled for
+//! AVX-512 (16 lanes) or AVX2 + FMA (8 lanes), keep the window's weights in registers, compute
+//! blocks of 4 output rows × one vector (the rows share their input rows: a 3×3 window's 4 rows
+//! read 6 input rows, not 12), and handle the border columns and a short row with masked loads
+//! and masked multiply-adds, the top and bottom rows by skipping the taps outside the plane.
+//!
+//! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
+//! const generics, so the window is unrolled and its weights are registers), registered with the
+//! JIT module under [`symbol`]; the widest version the host runs ([`Isa::host`]). All versions
+//! are bit-identical to the IR interpreter: each sum is the chain of fused multiply-adds over the
+//! taps inside the plane, in order, and a masked-off lane keeps its sum.
+//!
+//! # Safety
+//!
+//! The kernels read and write through raw pointers: generated code is their only caller, and
+//! `codegen::check` has proved, before the code existed, that every plane a statement names lies
+//! inside its buffer ([`conv_dsl::ir::Plane::extents`]) and that the output shares no buffer with
+//! the others. The kernels themselves read only positions inside each `H × W` input plane (the
+//! masked-off lanes of a masked load touch no memory) and write only inside each output plane.
+
+#![allow(unsafe_code)]
+
+use conv_dsl::ir::{Plane, TileActivation, plane_kernel_exists};
+
+use crate::microkernel::{ACT_RELU, ACT_RELU6, Isa, act_code};
+
+/// The arguments of a plane kernel, as generated code lays them out on its stack: pointers and
+/// counts are 8 bytes each, in this order (`codegen` stores field `i` at byte `8·i`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlaneArgs {
+    /// Input plane 0's first element.
+    pub input: *const f32,
+    /// Output plane 0's first weight.
+    pub weight: *const f32,
+    /// One initial sum per output plane; null: 0.
+    pub bias: *const f32,
+    /// Output plane 0's first element.
+    pub output: *mut f32,
+    /// Output planes.
+    pub planes: isize,
+    /// Output planes per input plane.
+    pub multiplier: isize,
+    /// (H, W).
+    pub input_size: [isize; 2],
+    /// (OH, OW).
+    pub output_size: [isize; 2],
+    /// (top, left).
+    pub padding: [isize; 2],
+    /// What is applied to each sum before it is stored (`microkernel`'s `ACT_*` codes).
+    pub act: isize,
+}
+
+/// How many 8-byte words [`PlaneArgs`] holds.
+pub(crate) const PLANE_ARGS_WORDS: u32 = 13;
+const _: () = assert!(std::mem::size_of::<PlaneArgs>() == PLANE_ARGS_WORDS as usize * 8);
+
+/// A kernel's entry point.
+pub(crate) type Kernel = unsafe extern "C" fn(*const PlaneArgs);
+
+/// The symbol under which the kernel for a `kernel × kernel` window with `stride` and `dilation`
+/// is registered.
+pub(crate) fn symbol(kernel: u64, stride: u64, dilation: u64) -> String {
+    format!("convgen_plane_{kernel}x{kernel}_s{stride}_d{dilation}")
+}
+
+/// Every window's kernel for `isa`: `((kernel, stride, dilation), kernel)`.
+pub(crate) fn kernels(isa: Isa) -> Vec<((u64, u64, u64), Kernel)> {
+    let kernels = vec![
+        ((3, 1, 1), choose::<3, 1, 1>(isa)),
+        ((3, 2, 1), choose::<3, 2, 1>(isa)),
+        ((3, 1, 2), choose::<3, 1, 2>(isa)),
+        ((5, 1, 1), choose::<5, 1, 1>(isa)),
+        ((5, 2, 1), choose::<5, 2, 1>(isa)),
+    ];
+    debug_assert!(kernels.iter().all(|&((k, s, d), _)| plane_kernel_exists(k, s, d)));
+    kernels
+}
+
+fn choose<const K: usize, const S: usize, const D: usize>(isa: Isa) -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Avx512 => return avx512_kernel::<K, S, D>,
+        Isa::Avx2 => return avx2_kernel::<K, S, D>,
+        Isa::Portable => {}
+    }
+    let _ = isa;
+    portable_kernel::<K, S, D>
+}
+
+/// The kernel for `(kernel, stride, dilation)` on `isa`, if one exists.
+fn kernel_for(isa: Isa, window: (u64, u64, u64)) -> Option<Kernel> {
+    kernels(isa).into_iter().find(|&(known, _)| known == window).map(|(_, kernel)| kernel)
+}
+
+/// `act` (an `ACT_*` code) applied to one sum, as [`conv_dsl::spec::Activation::apply`] defines it.
+fn activate(act: isize, x: f32) -> f32 {
+    match act {
+        ACT_RELU => x.max(0.0),
+        ACT_RELU6 => x.clamp(0.0, 6.0),
+        _ => x,
+    }
+}
+
+/// How often generated code called a portable kernel (tests check that the path runs).
+#[cfg(test)]
+pub(crate) static PORTABLE_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The definition, element by element (`f32::mul_add`): any host.
+///
+/// # Safety
+/// `args` points to a [`PlaneArgs`] whose planes lie inside live buffers (the module's safety
+/// section), and nothing else accesses the output meanwhile.
+unsafe extern "C" fn portable_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
+    #[cfg(test)]
+    PORTABLE_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the caller's contract; every position read is inside its H × W plane.
+    unsafe {
+        let args = &*args;
+        let ([h, w], [oh, ow], [top, left]) = (args.input_size, args.output_size, args.padding);
+        let (k, s, d) = (K as isize, S as isize, D as isize);
+        for p in 0..args.planes {
+            let input = args.input.offset(p / args.multiplier * h * w);
+            let weight = args.weight.offset(p * k * k);
+            let output = args.output.offset(p * oh * ow);
+            let bias = if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) };
+            for (y, x) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
+                let mut sum = bias;
+                for (kh, kw) in (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw))) {
+                    let (ih, iw) = (y * s - top + kh * d, x * s - left + kw * d);
+                    if (0..h).contains(&ih) && (0..w).contains(&iw) {
+                        sum = (*input.offset(ih * w + iw)).mul_add(*weight.offset(kh * k + kw), sum);
+                    }
+                }
+                *output.offset(y * ow + x) = activate(args.act, sum);
+            }
+        }
+    }
+}
+
+/// The vector operations the kernels are written in, for one register width. Every method is
+/// `#[inline(always)]` and called only from the `#[target_feature]` entry points
+/// ([`avx512_kernel`], [`avx2_kernel`]), into which the whole kernel is inlined.
+#[cfg(target_arch = "x86_64")]
+trait Lanes {
+    /// f32 lanes per vector.
+    const L: isize;
+    /// A vector.
+    type V: Copy;
+    /// Which lanes of a vector take part.
+    type M: Copy;
+    /// Which of the `2·L − 1` elements a stride-2 load spans it reads: lanes of the two loads.
+    type M2: Copy;
+    /// `x` in every lane.
+    unsafe fn splat(x: f32) -> Self::V;
+    /// Lanes `lo..hi` (clamped to `0..L`).
+    unsafe fn mask(lo: isize, hi: isize) -> Self::M;
+    /// Elements `lo..hi` of a stride-2 load's span (clamped to `0..2·L − 1`).
+    unsafe fn span_mask(lo: isize, hi: isize) -> Self::M2;
+    /// `L` consecutive elements.
+    unsafe fn load(at: *const f32) -> Self::V;
+    /// The lanes of `mask` from `at`, 0 in the others, whose memory is not touched.
+    unsafe fn load_masked(at: *const f32, mask: Self::M) -> Self::V;
+    /// Elements `at + 2·j` (the span `at .. at + 2·L − 1`).
+    unsafe fn load_even(at: *const f32) -> Self::V;
+    /// [`Lanes::load_even`] of the span elements in `mask` (0 elsewhere; the others untouched).
+    unsafe fn load_even_masked(at: *const f32, mask: Self::M2) -> Self::V;
+    /// `acc + x·w`, fused.
+    unsafe fn fma(acc: Self::V, x: Self::V, w: Self::V) -> Self::V;
+    /// `acc + x·w` in the lanes of `mask`, `acc` in the others.
+    unsafe fn fma_masked(acc: Self::V, x: Self::V, w: Self::V, mask: Self::M) -> Self::V;
+    /// `act` applied (NaN: 0 through relu, NaN through relu6, as the tile kernels do).
+    unsafe fn activate(x: Self::V, act: isize) -> Self::V;
+    /// All `L` lanes to `at`.
+    unsafe fn store(at: *mut f32, x: Self::V);
+    /// The lanes of `mask` to `at`, the memory of the others untouched.
+    unsafe fn store_masked(at: *mut f32, x: Self::V, mask: Self::M);
+}
+
+/// Bits `lo..hi` of a mask of `width` bits.
+fn bits(lo: isize, hi: isize, width: isize) -> u64 {
+    let (lo, hi) = (lo.clamp(0, width), hi.clamp(0, width));
+    if hi <= lo { 0 } else { ((1u64 << hi) - 1) & !((1u64 << lo) - 1) }
+}
+
+/// AVX-512 F: 16 lanes, mask registers.
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx512 {
+    const L: isize = 16;
+    type V = std::arch::x86_64::__m512;
+    type M = u16;
+    type M2 = (u16, u16);
+
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self::V {
+        unsafe { std::arch::x86_64::_mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn mask(lo: isize, hi: isize) -> u16 {
+        bits(lo, hi, 16) as u16
+    }
+    #[inline(always)]
+    unsafe fn span_mask(lo: isize, hi: isize) -> (u16, u16) {
+        let hi = hi.min(31);
+        (bits(lo, hi, 16) as u16, bits(lo - 15, hi - 15, 16) as u16)
+    }
+    #[inline(always)]
+    unsafe fn load(at: *const f32) -> Self::V {
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(at) }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(at: *const f32, mask: u16) -> Self::V {
+        unsafe { std::arch::x86_64::_mm512_maskz_loadu_ps(mask, at) }
+    }
+    #[inline(always)]
+    unsafe fn load_even(at: *const f32) -> Self::V {
+        use std::arch::x86_64::{_mm512_loadu_ps, _mm512_permutex2var_ps};
+        // Elements 0..16 and 15..31: the evens are lanes 0, 2, …, 14 of the first and 1, 3, …,
+        // 15 of the second (indices 16 + lane), so nothing past element 30 is read.
+        unsafe { _mm512_permutex2var_ps(_mm512_loadu_ps(at), even_lanes_512(), _mm512_loadu_ps(at.add(15))) }
+    }
+    #[inline(always)]
+    unsafe fn load_even_masked(at: *const f32, (low, high): (u16, u16)) -> Self::V {
+        use std::arch::x86_64::{_mm512_maskz_loadu_ps, _mm512_permutex2var_ps};
+        unsafe {
+            let (a, b) = (_mm512_maskz_loadu_ps(low, at), _mm512_maskz_loadu_ps(high, at.add(15)));
+            _mm512_permutex2var_ps(a, even_lanes_512(), b)
+        }
+    }
+    #[inline(always)]
+    unsafe fn fma(acc: Self::V, x: Self::V, w: Self::V) -> Self::V {
+        unsafe { std::arch::x86_64::_mm512_fmadd_ps(x, w, acc) }
+    }
+    #[inline(always)]
+    unsafe fn fma_masked(acc: Self::V, x: Self::V, w: Self::V, mask: u16) -> Self::V {
+        unsafe { std::arch::x86_64::_mm512_mask3_fmadd_ps(x, w, acc, mask) }
+    }
+    #[inline(always)]
+    unsafe fn activate(x: Self::V, act: isize) -> Self::V {
+        use std::arch::x86_64::{_mm512_max_ps, _mm512_min_ps, _mm512_set1_ps, _mm512_setzero_ps};
+        unsafe {
+            match act {
+                ACT_RELU => _mm512_max_ps(x, _mm512_setzero_ps()),
+                ACT_RELU6 => _mm512_min_ps(_mm512_set1_ps(6.0), _mm512_max_ps(_mm512_setzero_ps(), x)),
+                _ => x,
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn store(at: *mut f32, x: Self::V) {
+        unsafe { std::arch::x86_64::_mm512_storeu_ps(at, x) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(at: *mut f32, x: Self::V, mask: u16) {
+        unsafe { std::arch::x86_64::_mm512_mask_storeu_ps(at, mask, x) }
+    }
+}
+
+/// `_mm512_permutex2var_ps`'s indices for [`Avx512::load_even`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn even_lanes_512() -> std::arch::x86_64::__m512i {
+    unsafe { std::arch::x86_64::_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 17, 19, 21, 23, 25, 27, 29, 31) }
+}
+
+/// AVX2 + FMA: 8 lanes, masks as vectors of all-ones lanes.
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx2 {
+    const L: isize = 8;
+    type V = std::arch::x86_64::__m256;
+    type M = std::arch::x86_64::__m256i;
+    type M2 = (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i);
+
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self::V {
+        unsafe { std::arch::x86_64::_mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn mask(lo: isize, hi: isize) -> Self::M {
+        use std::arch::x86_64::{_mm256_and_si256, _mm256_cmpgt_epi32, _mm256_set1_epi32, _mm256_setr_epi32};
+        let (lo, hi) = (lo.clamp(0, 8) as i32, hi.clamp(0, 8) as i32);
+        unsafe {
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_and_si256(
+                _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(lo - 1)),
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lane),
+            )
+        }
+    }
+    #[inline(always)]
+    unsafe fn span_mask(lo: isize, hi: isize) -> Self::M2 {
+        let hi = hi.min(15);
+        unsafe { (Self::mask(lo, hi), Self::mask(lo - 7, hi - 7)) }
+    }
+    #[inline(always)]
+    unsafe fn load(at: *const f32) -> Self::V {
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(at) }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(at: *const f32, mask: Self::M) -> Self::V {
+        unsafe { std::arch::x86_64::_mm256_maskload_ps(at, mask) }
+    }
+    #[inline(always)]
+    unsafe fn load_even(at: *const f32) -> Self::V {
+        use std::arch::x86_64::_mm256_loadu_ps;
+        unsafe { even_lanes_256(_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(7))) }
+    }
+    #[inline(always)]
+    unsafe fn load_even_masked(at: *const f32, (low, high): Self::M2) -> Self::V {
+        use std::arch::x86_64::_mm256_maskload_ps;
+        unsafe { even_lanes_256(_mm256_maskload_ps(at, low), _mm256_maskload_ps(at.add(7), high)) }
+    }
+    #[inline(always)]
+    unsafe fn fma(acc: Self::V, x: Self::V, w: Self::V) -> Self::V {
+        unsafe { std::arch::x86_64::_mm256_fmadd_ps(x, w, acc) }
+    }
+    #[inline(always)]
+    unsafe fn fma_masked(acc: Self::V, x: Self::V, w: Self::V, mask: Self::M) -> Self::V {
+        use std::arch::x86_64::{_mm256_blendv_ps, _mm256_castsi256_ps, _mm256_fmadd_ps};
+        unsafe { _mm256_blendv_ps(acc, _mm256_fmadd_ps(x, w, acc), _mm256_castsi256_ps(mask)) }
+    }
+    #[inline(always)]
+    unsafe fn activate(x: Self::V, act: isize) -> Self::V {
+        use std::arch::x86_64::{_mm256_max_ps, _mm256_min_ps, _mm256_set1_ps, _mm256_setzero_ps};
+        unsafe {
+            match act {
+                ACT_RELU => _mm256_max_ps(x, _mm256_setzero_ps()),
+                ACT_RELU6 => _mm256_min_ps(_mm256_set1_ps(6.0), _mm256_max_ps(_mm256_setzero_ps(), x)),
+                _ => x,
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn store(at: *mut f32, x: Self::V) {
+        unsafe { std::arch::x86_64::_mm256_storeu_ps(at, x) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(at: *mut f32, x: Self::V, mask: Self::M) {
+        unsafe { std::arch::x86_64::_mm256_maskstore_ps(at, mask, x) }
+    }
+}
+
+/// The even elements of a stride-2 span from its elements 0..8 (`a`) and 7..15 (`b`): lanes 0, 2,
+/// 4, 6 of `a` and 1, 3, 5, 7 of `b`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn even_lanes_256(a: std::arch::x86_64::__m256, b: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::{_mm256_blend_ps, _mm256_permutevar8x32_ps, _mm256_setr_epi32};
+    unsafe {
+        let a = _mm256_permutevar8x32_ps(a, _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0));
+        let b = _mm256_permutevar8x32_ps(b, _mm256_setr_epi32(0, 0, 0, 0, 1, 3, 5, 7));
+        _mm256_blend_ps::<0b1111_0000>(a, b)
+    }
+}
+
+/// # Safety
+/// As for [`portable_kernel`], and the host has AVX-512 F and VL, AVX2 and FMA ([`Isa::host`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
+    // SAFETY: the caller's contract.
+    unsafe { planes::<Avx512, K, S, D>(&*args) }
+}
+
+/// # Safety
+/// As for [`portable_kernel`], and the host has AVX2 and FMA ([`Isa::host`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
+    // SAFETY: the caller's contract.
+    unsafe { planes::<Avx2, K, S, D>(&*args) }
+}
+
+/// Output rows per block where a plane has that many.
+const ROWS: isize = 4;
+
+/// One block of output rows × one vector of output positions, and where it reads.
+#[derive(Clone, Copy)]
+struct Block {
+    /// The input plane.
+    input: *const f32,
+    /// (H, W).
+    size: [isize; 2],
+    /// The input row of the block's first output row at tap 0 (may be above the plane).
+    top: isize,
+    /// The input column of the vector's first lane at tap 0 (may be left of the plane).
+    left: isize,
+    /// Where the block's first output row and lane go.
+    output: *mut f32,
+    /// OW: output elements from one row to the next.
+    output_row: isize,
+    /// Lanes that are output positions (`L`, or fewer in a row shorter than a vector).
+    lanes: isize,
+    /// The `ACT_*` code.
+    act: isize,
+}
+
+/// Every plane of `args`: blocks of [`ROWS`] output rows (the last one overlapping the one before
+/// where `OH` is not a multiple; single rows in a plane of fewer) × vectors along the row (the last
+/// overlapping likewise; one masked vector in a row shorter than a vector). A block whose window
+/// lies inside the plane runs without checks; one on a border skips the rows outside and masks
+/// the columns outside.
+///
+/// # Safety
+/// As for [`portable_kernel`], and the host runs `X`'s instructions.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize>(args: &PlaneArgs) {
+    let ([h, w], [oh, ow], [pad_top, pad_left]) = (args.input_size, args.output_size, args.padding);
+    let (k, s, d, l) = (K as isize, S as isize, D as isize, X::L);
+    if oh <= 0 || ow <= 0 {
+        return;
+    }
+    let (lanes, vectors) = if ow >= l { (l, div_ceil(ow, l)) } else { (ow, 1) };
+    let rows = if oh >= ROWS { ROWS } else { 1 };
+    // SAFETY: the caller's contract; `block` reads only inside the plane (see there).
+    unsafe {
+        for p in 0..args.planes {
+            let input = args.input.offset(p / args.multiplier * h * w);
+            let weight = args.weight.offset(p * k * k);
+            let mut taps = [[X::splat(0.0); K]; K];
+            for (kh, row) in taps.iter_mut().enumerate() {
+                for (kw, tap) in row.iter_mut().enumerate() {
+                    *tap = X::splat(*weight.add(kh * K + kw));
+                }
+            }
+            let bias = X::splat(if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) });
+            let output = args.output.offset(p * oh * ow);
+            let mut next = 0;
+            while next < oh {
+                let first = next.min(oh - rows);
+                let top = first * s - pad_top;
+                let rows_inside = top >= 0 && top + (rows - 1) * s + (k - 1) * d < h;
+                for v in 0..vectors {
+                    let column = (v * l).min(ow - lanes);
+                    let left = column * s - pad_left;
+                    let columns_inside = lanes == l && left >= 0 && left + (l - 1) * s + (k - 1) * d < w;
+                    let at = Block {
+                        input,
+                        size: [h, w],
+                        top,
+                        left,
+                        output: output.offset(first * ow + column),
+                        output_row: ow,
+                        lanes,
+                        act: args.act,
+                    };
+                    match (rows == ROWS, rows_inside, columns_inside) {
+                        (true, true, true) => block::<X, K, S, D, 4, false, false>(&at, &taps, bias),
+                        (true, true, false) => block::<X, K, S, D, 4, false, true>(&at, &taps, bias),
+                        (true, false, true) => block::<X, K, S, D, 4, true, false>(&at, &taps, bias),
+                        (true, false, false) => block::<X, K, S, D, 4, true, true>(&at, &taps, bias),
+                        (false, ..) => block::<X, K, S, D, 1, true, true>(&at, &taps, bias),
+                    }
+                }
+                next += rows;
+            }
+        }
+    }
+}
+
+/// `R` output rows × one vector: the sums start at the bias, take every tap in order (rows, then
+/// columns of the window; the `R` rows share each input row's loads), are activated and stored.
+/// `CHECK_ROWS`: skip the taps whose input row is outside the plane. `MASK_COLUMNS`: load and add
+/// only the lanes whose input column is inside it (and that are output positions).
+///
+/// # Safety
+/// As for [`planes`]; without `CHECK_ROWS` every row the block reads is inside the plane, without
+/// `MASK_COLUMNS` every column.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn block<
+    X: Lanes,
+    const K: usize,
+    const S: usize,
+    const D: usize,
+    const R: usize,
+    const CHECK_ROWS: bool,
+    const MASK_COLUMNS: bool,
+>(
+    at: &Block,
+    taps: &[[X::V; K]; K],
+    bias: X::V,
+) {
+    let (s, d) = (S as isize, D as isize);
+    let [h, w] = at.size;
+    // SAFETY: the pointers formed with `wrapping_offset` are only dereferenced through the lanes
+    // inside the plane: whole vectors where the block is inside, masked lanes elsewhere.
+    unsafe {
+        // Per tap column: the lanes whose input column is inside the row, `lo..hi`, as a mask of
+        // lanes and (stride 2) of the span's elements. (Loops, not `array::from_fn`, which is
+        // not always inlined.)
+        let (mut masks, mut spans) = ([X::mask(0, 0); K], [X::span_mask(0, 0); K]);
+        if MASK_COLUMNS {
+            for kw in 0..K {
+                let start = at.left + kw as isize * d;
+                let (lo, hi) = (div_ceil(-start, s), div_ceil(w - start, s).min(at.lanes));
+                masks[kw] = X::mask(lo, hi);
+                spans[kw] = X::span_mask(2 * lo, 2 * hi - 1);
+            }
+        }
+        let mut sums = [bias; R];
+        for (kh, taps) in taps.iter().enumerate() {
+            for (r, sum) in sums.iter_mut().enumerate() {
+                let row = at.top + r as isize * s + kh as isize * d;
+                if CHECK_ROWS && !(0..h).contains(&row) {
+                    continue;
+                }
+                let row = at.input.wrapping_offset(row * w + at.left);
+                for (kw, &weight) in taps.iter().enumerate() {
+                    let from = row.wrapping_offset(kw as isize * d);
+                    *sum = match (MASK_COLUMNS, S) {
+                        (false, 1) => X::fma(*sum, X::load(from), weight),
+                        (false, _) => X::fma(*sum, X::load_even(from), weight),
+                        (true, 1) => X::fma_masked(*sum, X::load_masked(from, masks[kw]), weight, masks[kw]),
+                        (true, _) => X::fma_masked(*sum, X::load_even_masked(from, spans[kw]), weight, masks[kw]),
+                    };
+                }
+            }
+        }
+        for (r, sum) in sums.iter().enumerate() {
+            let to = at.output.offset(r as isize * at.output_row);
+            let y = X::activate(*sum, at.act);
+            if at.lanes == X::L { X::store(to, y) } else { X::store_masked(to, y, X::mask(0, at.lanes)) }
+        }
+    }
+}
+
+/// `⌈a / b⌉` for `b > 0`.
+fn div_ceil(a: isize, b: isize) -> isize {
+    a.div_euclid(b) + isize::from(a.rem_euclid(b) != 0)
+}
+
+/// The shape of a plane statement: everything of a [`conv_dsl::ir::Plane`] but its buffers and
+/// indices (the `conv!` macro's code passes it to [`plane`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PlaneShape {
+    /// Output planes.
+    pub planes: usize,
+    /// Output planes per input plane.
+    pub multiplier: usize,
+    /// (H, W).
+    pub input_size: [usize; 2],
+    /// (OH, OW).
+    pub output_size: [usize; 2],
+    /// Taps along each axis.
+    pub kernel: usize,
+    /// Along each axis.
+    pub stride: usize,
+    /// Along each axis.
+    pub dilation: usize,
+    /// (top, left).
+    pub padding: [usize; 2],
+    /// Applied to every sum before it is stored.
+    pub act: TileActivation,
+}
+
+/// Runs a plane statement (the semantics of [`conv_dsl::ir::Plane`]) on slices, with the kernel
+/// generated JIT code calls: AVX-512 or AVX2 + FMA where the CPU has them, the portable one (the
+/// same fused sums) otherwise. The `conv!` macro's AVX2 code calls it.
+///
+/// # Panics
+/// If the planes reach outside a slice, or no kernel exists for the window: the macro never emits
+/// such a call (its plan is checked when it is lowered); the check makes this function safe to
+/// call with anything.
+pub fn plane(
+    input: (&[f32], usize),
+    weight: (&[f32], usize),
+    bias: Option<(&[f32], usize)>,
+    output: (&mut [f32], usize),
+    shape: &PlaneShape,
+) {
+    run_checked(Isa::host(), input, weight, bias, output, shape);
+}
+
+/// [`plane`] with the kernels of `isa`, a version the host runs.
+fn run_checked(
+    isa: Isa,
+    (input, input_index): (&[f32], usize),
+    (weight, weight_index): (&[f32], usize),
+    bias: Option<(&[f32], usize)>,
+    (output, output_index): (&mut [f32], usize),
+    shape: &PlaneShape,
+) {
+    use conv_dsl::ir::{BufferId, Index};
+    let described = Plane {
+        input: BufferId(0),
+        input_index: Index::constant(0),
+        weight: BufferId(1),
+        weight_index: Index::constant(0),
+        bias: bias.map(|_| (BufferId(2), Index::constant(0))),
+        output: BufferId(3),
+        output_index: Index::constant(0),
+        planes: shape.planes as u64,
+        multiplier: shape.multiplier as u64,
+        input_size: shape.input_size.map(|size| size as u64),
+        output_size: shape.output_size.map(|size| size as u64),
+        kernel: shape.kernel as u64,
+        stride: shape.stride as u64,
+        dilation: shape.dilation as u64,
+        padding: shape.padding.map(|pad| pad as u64),
+        act: shape.act,
+    };
+    let kernel = kernel_for(isa, (described.kernel, described.stride, described.dilation));
+    let lengths = [input.len(), weight.len(), bias.map_or(0, |(bias, _)| bias.len()), output.len()];
+    let bases = [input_index, weight_index, bias.map_or(0, |(_, index)| index), output_index];
+    let inside = crate::microkernel::inside(described.extents(), bases, lengths);
+    let sane = shape.multiplier >= 1 && shape.planes <= isize::MAX as usize;
+    let Some(kernel) = kernel.filter(|_| inside && sane) else {
+        panic!("a plane statement outside its buffers or of a window no kernel computes: {described:?}");
+    };
+    let signed = |value: usize| value as isize;
+    let args = PlaneArgs {
+        input: input.as_ptr().wrapping_add(input_index),
+        weight: weight.as_ptr().wrapping_add(weight_index),
+        bias: bias.map_or(std::ptr::null(), |(bias, index)| bias.as_ptr().wrapping_add(index)),
+        output: output.as_mut_ptr().wrapping_add(output_index),
+        planes: signed(shape.planes),
+        multiplier: signed(shape.multiplier),
+        input_size: shape.input_size.map(signed),
+        output_size: shape.output_size.map(signed),
+        padding: shape.padding.map(signed),
+        act: act_code(shape.act),
+    };
+    // SAFETY: every plane lies inside its slice (checked just above with the definition the JIT's
+    // checker uses, `Plane::extents`), `output` is an exclusive borrow distinct from the shared
+    // ones, and the kernel is of a version the CPU runs (the caller's choice).
+    unsafe { kernel(&args) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conv_dsl::random::SplitMix64;
+
+    /// Random planes with every window, padding up to 3, rows of 1 to 40 outputs and 1 to 9 rows,
+    /// multipliers 1 to 3, with and without bias, every activation: each version the host runs
+    /// writes exactly the portable kernel's results (the definition, `f32::mul_add`), and nothing
+    /// outside the output planes.
+    #[test]
+    fn every_version_computes_the_definition_bit_for_bit() {
+        let mut rng = SplitMix64::new(5);
+        let mut below = |n: u64| (rng.next_u64() % n) as usize;
+        let acts = [TileActivation::None, TileActivation::Relu, TileActivation::Relu6];
+        for case in 0..400 {
+            let (kernel, stride, dilation) = [(3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1)][case % 5];
+            let padding = [below(4), below(4)];
+            let reach = dilation * (kernel - 1) + 1;
+            let output_size = [1 + below(9), 1 + below(40)];
+            // Inputs from the least that reaches every output's first tap to a few more.
+            let input_size = [0, 1].map(|axis| {
+                let least = ((output_size[axis] - 1) * stride + reach).saturating_sub(2 * padding[axis]).max(1);
+                least + below(3)
+            });
+            let (multiplier, planes) = (1 + below(3), 1 + below(5));
+            let shape = PlaneShape {
+                planes: planes * multiplier,
+                multiplier,
+                input_size,
+                output_size,
+                kernel,
+                stride,
+                dilation,
+                padding,
+                act: acts[below(3)],
+            };
+            let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| below(2001) as f32 / 1000.0 - 1.0).collect() };
+            let input = random(planes * input_size[0] * input_size[1] + 3);
+            let weight = random(shape.planes * kernel * kernel);
+            let bias = random(shape.planes);
+            let out_len = shape.planes * output_size[0] * output_size[1];
+            let with_bias = case % 3 != 0;
+            let run = |isa: Isa| {
+                // Guard elements on both sides of the output show any write outside it.
+                let mut output = vec![f32::NAN; out_len + 40];
+                let bias = with_bias.then_some((&bias[..], 0));
+                run_checked(isa, (&input, 3), (&weight, 0), bias, (&mut output, 20), &shape);
+                output.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            };
+            let expected = run(Isa::Portable);
+            assert!(expected[..20].iter().chain(&expected[20 + out_len..]).all(|&x| f32::from_bits(x).is_nan()));
+            for isa in Isa::on_host() {
+                assert_eq!(run(isa), expected, "{isa:?} on {shape:?}");
+            }
+        }
+    }
+
+    /// A statement that reaches outside a slice, or names a window no kernel computes, panics
+    /// before any kernel runs.
+    #[test]
+    fn a_plane_outside_its_slices_is_refused() {
+        let shape = PlaneShape {
+            planes: 2,
+            multiplier: 1,
+            input_size: [4, 4],
+            output_size: [4, 4],
+            kernel: 3,
+            stride: 1,
+            dilation: 1,
+            padding: [1, 1],
+            act: TileActivation::None,
+        };
+        let (input, weight) = (vec![0.0; 32], vec![0.0; 18]);
+        let short = std::panic::catch_unwind(|| plane((&input, 1), (&weight, 0), None, (&mut [0.0; 32], 0), &shape));
+        assert!(short.is_err(), "the input is one element short from index 1");
+        let window = PlaneShape { kernel: 7, ..shape };
+        let unknown =
+            std::panic::catch_unwind(|| plane((&input, 0), (&vec![0.0; 98], 0), None, (&mut [0.0; 32], 0), &window));
+        assert!(unknown.is_err(), "no 7x7 kernel");
+        let mut output = vec![0.0; 32];
+        plane((&input, 0), (&weight, 0), None, (&mut output, 0), &shape);
+    }
+}
