@@ -275,15 +275,17 @@ fn plane_unfused(
 ) {
     let ([h, w], [oh, ow], [top, left]) = (shape.input_size, shape.output_size, shape.padding);
     let (k, s, d) = (shape.kernel, shape.stride, shape.dilation);
+    let (group_inputs, group_outputs) = (shape.group_inputs, shape.group_outputs);
     for p in 0..shape.planes {
-        let input = &input[input_index + p / shape.multiplier * h * w..];
-        let weight = &weight[weight_index + p * k * k..];
+        let input = &input[input_index + p / group_outputs * group_inputs * h * w..];
+        let weight = &weight[weight_index + p * group_inputs * k * k..];
         for (y, x) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
             let mut sum = bias.map_or(0.0, |(bias, index)| bias[index + p]);
-            for (kh, kw) in (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw))) {
+            let taps = (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw)));
+            for (g, (kh, kw)) in (0..group_inputs).flat_map(|g| taps.clone().map(move |tap| (g, tap))) {
                 let (ih, iw) = ((y * s + kh * d).checked_sub(top), (x * s + kw * d).checked_sub(left));
                 if let (Some(ih), Some(iw)) = (ih.filter(|&ih| ih < h), iw.filter(|&iw| iw < w)) {
-                    sum += input[ih * w + iw] * weight[kh * k + kw];
+                    sum += input[(g * h + ih) * w + iw] * weight[(g * k + kh) * k + kw];
                 }
             }
             let sum = match shape.act {

@@ -940,7 +940,8 @@ impl Emitter<'_> {
                     }
                     None => quote!(None),
                 };
-                let (planes, multiplier) = (unsuffixed(plane.planes), unsuffixed(plane.multiplier));
+                let planes = unsuffixed(plane.planes);
+                let (group_inputs, group_outputs) = (unsuffixed(plane.group_inputs), unsuffixed(plane.group_outputs));
                 let (input_size, output_size) = (plane.input_size.map(unsuffixed), plane.output_size.map(unsuffixed));
                 let (kernel, stride, dilation) =
                     (unsuffixed(plane.kernel), unsuffixed(plane.stride), unsuffixed(plane.dilation));
@@ -949,7 +950,8 @@ impl Emitter<'_> {
                 quote! {
                     plane(FMA, (#input, #input_index), (#weight, #weight_index), #bias, (#output, #output_index), &PlaneShape {
                         planes: #planes,
-                        multiplier: #multiplier,
+                        group_inputs: #group_inputs,
+                        group_outputs: #group_outputs,
                         input_size: [#(#input_size),*],
                         output_size: [#(#output_size),*],
                         kernel: #kernel,

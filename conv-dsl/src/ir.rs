@@ -319,29 +319,33 @@ pub fn plane_kernel_exists(kernel: u64, stride: u64, dilation: u64) -> bool {
     matches!((kernel, stride, dilation), (3, 1, 1) | (3, 2, 1) | (3, 1, 2) | (5, 1, 1) | (5, 2, 1))
 }
 
-/// Consecutive channel planes of a depthwise 2D convolution in the channels-first layout,
-/// computed by a plane microkernel — the border, the bias and the activation included:
+/// Consecutive channel planes of a depthwise (or grouped) 2D convolution in the channels-first
+/// layout, computed by a plane microkernel — the border, the bias and the activation included.
+/// Output plane `p` is in group `g = p / group_outputs`, which reads input planes
+/// `g·group_inputs + k` (a depthwise layer: `group_inputs` 1, `group_outputs` its multiplier):
 ///
 /// ```text
 /// for p in 0..planes, oh, ow:
 ///   output[output_index + p·OH·OW + oh·OW + ow] = act(
 ///     bias[bias_index + p] (or 0) +
-///     Σ over kh, then kw in 0..kernel, where ih = oh·stride − pad_top + kh·dilation and
-///       iw = ow·stride − pad_left + kw·dilation lie inside the H × W plane:
-///       input[input_index + (p / multiplier)·H·W + ih·W + iw]
-///         · weight[weight_index + (p·kernel + kh)·kernel + kw])
+///     Σ over k in 0..group_inputs, then kh, then kw in 0..kernel, where
+///       ih = oh·stride − pad_top + kh·dilation and iw = ow·stride − pad_left + kw·dilation lie
+///       inside the H × W plane:
+///       input[input_index + (g·group_inputs + k)·H·W + ih·W + iw]
+///         · weight[weight_index + ((p·group_inputs + k)·kernel + kh)·kernel + kw])
 /// ```
 ///
-/// Each sum is a chain of fused multiply-adds in that order (the taps in order, those outside the
-/// plane skipped): the order of the inline code and of the reference interpreter, so results do
-/// not depend on who computes them.
+/// Each sum is a chain of fused multiply-adds in that order (input channels, then the taps in
+/// order, those outside the plane skipped): the order of the inline code and of the reference
+/// interpreter, so results do not depend on who computes them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plane {
-    /// The input buffer: `planes / multiplier` planes of `H × W` from its index.
+    /// The input buffer: `⌈planes / group_outputs⌉ · group_inputs` planes of `H × W` from its
+    /// index.
     pub input: BufferId,
     /// Plane 0's first element.
     pub input_index: Index,
-    /// The weights, `kernel × kernel` per output plane.
+    /// The weights, `group_inputs` windows of `kernel × kernel` per output plane.
     pub weight: BufferId,
     /// Plane 0's first weight.
     pub weight_index: Index,
@@ -353,8 +357,10 @@ pub struct Plane {
     pub output_index: Index,
     /// Output planes.
     pub planes: u64,
-    /// Output planes per input plane (the depthwise multiplier).
-    pub multiplier: u64,
+    /// Input planes per group, which each output plane sums over.
+    pub group_inputs: u64,
+    /// Output planes per group.
+    pub group_outputs: u64,
     /// The input plane's size, (H, W).
     pub input_size: [u64; 2],
     /// The output plane's size, (OH, OW).
@@ -380,11 +386,12 @@ impl Plane {
         let [h, w] = self.input_size.map(as_i64);
         let [oh, ow] = self.output_size.map(as_i64);
         let planes = as_i64(self.planes);
-        let inputs = as_i64(self.planes.div_ceil(self.multiplier.max(1)));
+        let group_inputs = as_i64(self.group_inputs);
+        let inputs = as_i64(self.planes.div_ceil(self.group_outputs.max(1))).saturating_mul(group_inputs);
         let taps = as_i64(self.kernel).saturating_mul(as_i64(self.kernel));
         [
             Some((self.input, 0, inputs.saturating_mul(h).saturating_mul(w))),
-            Some((self.weight, 0, planes.saturating_mul(taps))),
+            Some((self.weight, 0, planes.saturating_mul(group_inputs).saturating_mul(taps))),
             Some((self.output, 0, planes.saturating_mul(oh).saturating_mul(ow))),
             self.bias.as_ref().map(|(bias, _)| (*bias, 0, planes)),
         ]
@@ -718,7 +725,10 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                     plane.padding[1],
                     name(&plane.input),
                     plane.input_index,
-                    if plane.multiplier == 1 { String::new() } else { format!(", each {} times", plane.multiplier) },
+                    match (plane.group_inputs, plane.group_outputs) {
+                        (1, 1) => String::new(),
+                        (inputs, outputs) => format!(", groups of {inputs} in, {outputs} out"),
+                    },
                     name(&plane.weight),
                     plane.weight_index,
                     match plane.act {

@@ -243,8 +243,9 @@ impl State<'_> {
         let [oh, ow] = plane.output_size.map(|size| size as i64);
         let (kernel, stride, dilation) = (plane.kernel as i64, plane.stride as i64, plane.dilation as i64);
         let [pad_top, pad_left] = plane.padding.map(|pad| pad as i64);
+        let (group_inputs, group_outputs) = (plane.group_inputs as i64, plane.group_outputs.max(1) as i64);
         for p in 0..plane.planes as i64 {
-            let input_plane = input_base + p / plane.multiplier.max(1) as i64 * h * w;
+            let first_input = input_base + p / group_outputs * group_inputs * h * w;
             for (y, x) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
                 let mut sum = match &plane.bias {
                     Some((bias, index)) => {
@@ -253,13 +254,15 @@ impl State<'_> {
                     }
                     None => 0.0,
                 };
-                for (kh, kw) in (0..kernel).flat_map(|kh| (0..kernel).map(move |kw| (kh, kw))) {
+                let taps = (0..kernel).flat_map(|kh| (0..kernel).map(move |kw| (kh, kw)));
+                for (k, (kh, kw)) in (0..group_inputs).flat_map(|k| taps.clone().map(move |tap| (k, tap))) {
                     let (ih, iw) = (y * stride - pad_top + kh * dilation, x * stride - pad_left + kw * dilation);
                     if !(0..h).contains(&ih) || !(0..w).contains(&iw) {
                         continue;
                     }
-                    let at = self.range(input, input_plane + ih * w + iw, 1)?;
-                    let tap = self.range(weight, weight_base + (p * kernel + kh) * kernel + kw, 1)?;
+                    let at = self.range(input, first_input + (k * h + ih) * w + iw, 1)?;
+                    let window = (p * group_inputs + k) * kernel * kernel;
+                    let tap = self.range(weight, weight_base + window + kh * kernel + kw, 1)?;
                     sum = buffers[input][at].mul_add(buffers[weight][tap], sum);
                 }
                 let at = self.range(output, output_base + (p * oh + y) * ow + x, 1)?;

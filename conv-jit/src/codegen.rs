@@ -235,7 +235,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// A plane call: a window a kernel exists for, a multiplier of at least 1, the output's buffer
+    /// A plane call: a window a kernel exists for, groups of at least 1 plane, the output's buffer
     /// apart from the others, and every plane it names ([`ir::Plane::extents`]) inside its buffer
     /// for every iteration.
     fn plane(&mut self, plane: &ir::Plane) -> Result<(), Error> {
@@ -247,11 +247,12 @@ impl Checker<'_> {
                 "no kernel computes a {kernel}x{kernel} window with stride {stride} and dilation {dilation}"
             )));
         }
-        if plane.multiplier == 0 {
-            return Err(error("its multiplier is 0".to_string()));
+        if plane.group_inputs == 0 || plane.group_outputs == 0 {
+            return Err(error("its groups have no planes".to_string()));
         }
-        let sizes = plane.input_size.iter().chain(&plane.output_size).chain(&plane.padding);
-        if plane.planes > i64::MAX as u64 || sizes.into_iter().any(|&size| size > i64::MAX as u64) {
+        let counts = [plane.planes, plane.group_inputs, plane.group_outputs];
+        let sizes = counts.iter().chain(&plane.input_size).chain(&plane.output_size).chain(&plane.padding);
+        if sizes.into_iter().any(|&size| size > i64::MAX as u64) {
             return Err(error("its sizes do not fit in 64-bit signed integers".to_string()));
         }
         let distinct = plane.output != plane.input
@@ -540,7 +541,7 @@ impl Emitter<'_, '_> {
             (plane.output, &plane.output_index),
         );
         // `check` proved every count fits in an i64.
-        let constants = [plane.planes, plane.multiplier]
+        let constants = [plane.planes, plane.group_inputs, plane.group_outputs]
             .into_iter()
             .chain(plane.input_size)
             .chain(plane.output_size)

@@ -1,5 +1,6 @@
 //! The plane microkernels: what generated code calls for `Stmt::Plane` (whole channel planes of a
-//! depthwise 2D convolution in the channels-first layout, border, bias and activation included).
+//! depthwise or grouped 2D convolution in the channels-first layout, border, bias and activation
+//! included; a grouped output plane sums over its group's input planes, each window in turn).
 //!
 //! A depthwise layer that reads the user's channels-first input and writes the user's output is
 //! computed plane by plane, vectorised along w (`conv_dsl::lower`'s `planar`). Cranelift's 128-bit
@@ -44,8 +45,10 @@ pub(crate) struct PlaneArgs {
     pub output: *mut f32,
     /// Output planes.
     pub planes: isize,
-    /// Output planes per input plane.
-    pub multiplier: isize,
+    /// Input planes per group, which each output plane sums over.
+    pub group_inputs: isize,
+    /// Output planes per group.
+    pub group_outputs: isize,
     /// (H, W).
     pub input_size: [isize; 2],
     /// (OH, OW).
@@ -57,7 +60,7 @@ pub(crate) struct PlaneArgs {
 }
 
 /// How many 8-byte words [`PlaneArgs`] holds.
-pub(crate) const PLANE_ARGS_WORDS: u32 = 13;
+pub(crate) const PLANE_ARGS_WORDS: u32 = 14;
 const _: () = assert!(std::mem::size_of::<PlaneArgs>() == PLANE_ARGS_WORDS as usize * 8);
 
 /// A kernel's entry point.
@@ -124,17 +127,20 @@ unsafe extern "C" fn portable_kernel<const K: usize, const S: usize, const D: us
         let args = &*args;
         let ([h, w], [oh, ow], [top, left]) = (args.input_size, args.output_size, args.padding);
         let (k, s, d) = (K as isize, S as isize, D as isize);
+        let group_inputs = args.group_inputs;
         for p in 0..args.planes {
-            let input = args.input.offset(p / args.multiplier * h * w);
-            let weight = args.weight.offset(p * k * k);
+            let input = args.input.offset(p / args.group_outputs * group_inputs * h * w);
+            let weight = args.weight.offset(p * group_inputs * k * k);
             let output = args.output.offset(p * oh * ow);
             let bias = if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) };
             for (y, x) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
                 let mut sum = bias;
-                for (kh, kw) in (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw))) {
+                let taps = (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw)));
+                for (g, (kh, kw)) in (0..group_inputs).flat_map(|g| taps.clone().map(move |tap| (g, tap))) {
                     let (ih, iw) = (y * s - top + kh * d, x * s - left + kw * d);
                     if (0..h).contains(&ih) && (0..w).contains(&iw) {
-                        sum = (*input.offset(ih * w + iw)).mul_add(*weight.offset(kh * k + kw), sum);
+                        let (x, tap) = (*input.offset((g * h + ih) * w + iw), *weight.offset((g * k + kh) * k + kw));
+                        sum = x.mul_add(tap, sum);
                     }
                 }
                 *output.offset(y * ow + x) = activate(args.act, sum);
@@ -388,8 +394,12 @@ const ROWS: isize = 4;
 /// One block of output rows × one vector of output positions, and where it reads.
 #[derive(Clone, Copy)]
 struct Block {
-    /// The input plane.
+    /// The group's first input plane.
     input: *const f32,
+    /// Input planes the sums run over, `H·W` elements apart.
+    group_inputs: isize,
+    /// The output plane's first window (the next input plane's is `K·K` on).
+    weight: *const f32,
     /// (H, W).
     size: [isize; 2],
     /// The input row of the block's first output row at tap 0 (may be above the plane).
@@ -427,14 +437,9 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize>(args:
     // SAFETY: the caller's contract; `block` reads only inside the plane (see there).
     unsafe {
         for p in 0..args.planes {
-            let input = args.input.offset(p / args.multiplier * h * w);
-            let weight = args.weight.offset(p * k * k);
-            let mut taps = [[X::splat(0.0); K]; K];
-            for (kh, row) in taps.iter_mut().enumerate() {
-                for (kw, tap) in row.iter_mut().enumerate() {
-                    *tap = X::splat(*weight.add(kh * K + kw));
-                }
-            }
+            let input = args.input.offset(p / args.group_outputs * args.group_inputs * h * w);
+            let weight = args.weight.offset(p * args.group_inputs * k * k);
+            let taps = window::<X, K>(weight);
             let bias = X::splat(if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) });
             let output = args.output.offset(p * oh * ow);
             let mut next = 0;
@@ -448,6 +453,8 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize>(args:
                     let columns_inside = lanes == l && left >= 0 && left + (l - 1) * s + (k - 1) * d < w;
                     let at = Block {
                         input,
+                        group_inputs: args.group_inputs,
+                        weight,
                         size: [h, w],
                         top,
                         left,
@@ -470,8 +477,28 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize>(args:
     }
 }
 
-/// `R` output rows × one vector: the sums start at the bias, take every tap in order (rows, then
-/// columns of the window; the `R` rows share each input row's loads), are activated and stored.
+/// A window's `K × K` weights from `weight`, each in every lane.
+///
+/// # Safety
+/// `weight` points to `K·K` readable elements.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn window<X: Lanes, const K: usize>(weight: *const f32) -> [[X::V; K]; K] {
+    // SAFETY: the caller's contract. (Loops, not `array::from_fn`, which is not always inlined.)
+    unsafe {
+        let mut taps = [[X::splat(0.0); K]; K];
+        for (kh, row) in taps.iter_mut().enumerate() {
+            for (kw, tap) in row.iter_mut().enumerate() {
+                *tap = X::splat(*weight.add(kh * K + kw));
+            }
+        }
+        taps
+    }
+}
+
+/// `R` output rows × one vector: the sums start at the bias, take every input plane of the group
+/// and every tap in order (rows, then columns of the window; the `R` rows share each input row's
+/// loads), are activated and stored. `taps` is the first input plane's window, in registers.
 /// `CHECK_ROWS`: skip the taps whose input row is outside the plane. `MASK_COLUMNS`: load and add
 /// only the lanes whose input column is inside it (and that are output positions).
 ///
@@ -511,21 +538,25 @@ unsafe fn block<
             }
         }
         let mut sums = [bias; R];
-        for (kh, taps) in taps.iter().enumerate() {
-            for (r, sum) in sums.iter_mut().enumerate() {
-                let row = at.top + r as isize * s + kh as isize * d;
-                if CHECK_ROWS && !(0..h).contains(&row) {
-                    continue;
-                }
-                let row = at.input.wrapping_offset(row * w + at.left);
-                for (kw, &weight) in taps.iter().enumerate() {
-                    let from = row.wrapping_offset(kw as isize * d);
-                    *sum = match (MASK_COLUMNS, S) {
-                        (false, 1) => X::fma(*sum, X::load(from), weight),
-                        (false, _) => X::fma(*sum, X::load_even(from), weight),
-                        (true, 1) => X::fma_masked(*sum, X::load_masked(from, masks[kw]), weight, masks[kw]),
-                        (true, _) => X::fma_masked(*sum, X::load_even_masked(from, spans[kw]), weight, masks[kw]),
-                    };
+        for k in 0..at.group_inputs {
+            let window = if k == 0 { *taps } else { window::<X, K>(at.weight.offset(k * (K * K) as isize)) };
+            let input = at.input.offset(k * h * w);
+            for (kh, taps) in window.iter().enumerate() {
+                for (r, sum) in sums.iter_mut().enumerate() {
+                    let row = at.top + r as isize * s + kh as isize * d;
+                    if CHECK_ROWS && !(0..h).contains(&row) {
+                        continue;
+                    }
+                    let row = input.wrapping_offset(row * w + at.left);
+                    for (kw, &weight) in taps.iter().enumerate() {
+                        let from = row.wrapping_offset(kw as isize * d);
+                        *sum = match (MASK_COLUMNS, S) {
+                            (false, 1) => X::fma(*sum, X::load(from), weight),
+                            (false, _) => X::fma(*sum, X::load_even(from), weight),
+                            (true, 1) => X::fma_masked(*sum, X::load_masked(from, masks[kw]), weight, masks[kw]),
+                            (true, _) => X::fma_masked(*sum, X::load_even_masked(from, spans[kw]), weight, masks[kw]),
+                        };
+                    }
                 }
             }
         }
@@ -548,8 +579,10 @@ fn div_ceil(a: isize, b: isize) -> isize {
 pub struct PlaneShape {
     /// Output planes.
     pub planes: usize,
-    /// Output planes per input plane.
-    pub multiplier: usize,
+    /// Input planes per group, which each output plane sums over.
+    pub group_inputs: usize,
+    /// Output planes per group.
+    pub group_outputs: usize,
     /// (H, W).
     pub input_size: [usize; 2],
     /// (OH, OW).
@@ -603,7 +636,8 @@ fn run_checked(
         output: BufferId(3),
         output_index: Index::constant(0),
         planes: shape.planes as u64,
-        multiplier: shape.multiplier as u64,
+        group_inputs: shape.group_inputs as u64,
+        group_outputs: shape.group_outputs as u64,
         input_size: shape.input_size.map(|size| size as u64),
         output_size: shape.output_size.map(|size| size as u64),
         kernel: shape.kernel as u64,
@@ -616,7 +650,8 @@ fn run_checked(
     let lengths = [input.len(), weight.len(), bias.map_or(0, |(bias, _)| bias.len()), output.len()];
     let bases = [input_index, weight_index, bias.map_or(0, |(_, index)| index), output_index];
     let inside = crate::microkernel::inside(described.extents(), bases, lengths);
-    let sane = shape.multiplier >= 1 && shape.planes <= isize::MAX as usize;
+    let counts = [shape.planes, shape.group_inputs, shape.group_outputs];
+    let sane = shape.group_inputs >= 1 && shape.group_outputs >= 1 && counts.iter().all(|&n| n <= isize::MAX as usize);
     let Some(kernel) = kernel.filter(|_| inside && sane) else {
         panic!("a plane statement outside its buffers or of a window no kernel computes: {described:?}");
     };
@@ -627,7 +662,8 @@ fn run_checked(
         bias: bias.map_or(std::ptr::null(), |(bias, index)| bias.as_ptr().wrapping_add(index)),
         output: output.as_mut_ptr().wrapping_add(output_index),
         planes: signed(shape.planes),
-        multiplier: signed(shape.multiplier),
+        group_inputs: signed(shape.group_inputs),
+        group_outputs: signed(shape.group_outputs),
         input_size: shape.input_size.map(signed),
         output_size: shape.output_size.map(signed),
         padding: shape.padding.map(signed),
@@ -645,7 +681,8 @@ mod tests {
     use conv_dsl::random::SplitMix64;
 
     /// Random planes with every window, padding up to 3, rows of 1 to 40 outputs and 1 to 9 rows,
-    /// multipliers 1 to 3, with and without bias, every activation: each version the host runs
+    /// depthwise with multipliers 1 to 3 or grouped (up to 4 inputs per group), with and without
+    /// bias, every activation: each version the host runs
     /// writes exactly the portable kernel's results (the definition, `f32::mul_add`), and nothing
     /// outside the output planes.
     #[test]
@@ -663,10 +700,12 @@ mod tests {
                 let least = ((output_size[axis] - 1) * stride + reach).saturating_sub(2 * padding[axis]).max(1);
                 least + below(3)
             });
-            let (multiplier, planes) = (1 + below(3), 1 + below(5));
+            // Depthwise (one input per group) with a multiplier, or groups of up to 4 inputs.
+            let (group_inputs, group_outputs, groups) = (1 + below(4) * below(2), 1 + below(3), 1 + below(4));
             let shape = PlaneShape {
-                planes: planes * multiplier,
-                multiplier,
+                planes: groups * group_outputs,
+                group_inputs,
+                group_outputs,
                 input_size,
                 output_size,
                 kernel,
@@ -676,8 +715,8 @@ mod tests {
                 act: acts[below(3)],
             };
             let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| below(2001) as f32 / 1000.0 - 1.0).collect() };
-            let input = random(planes * input_size[0] * input_size[1] + 3);
-            let weight = random(shape.planes * kernel * kernel);
+            let input = random(groups * group_inputs * input_size[0] * input_size[1] + 3);
+            let weight = random(shape.planes * group_inputs * kernel * kernel);
             let bias = random(shape.planes);
             let out_len = shape.planes * output_size[0] * output_size[1];
             let with_bias = case % 3 != 0;
@@ -702,7 +741,8 @@ mod tests {
     fn a_plane_outside_its_slices_is_refused() {
         let shape = PlaneShape {
             planes: 2,
-            multiplier: 1,
+            group_inputs: 1,
+            group_outputs: 1,
             input_size: [4, 4],
             output_size: [4, 4],
             kernel: 3,

@@ -284,7 +284,8 @@ fn case() -> impl Strategy<Value = Case> {
 /// Depthwise layers (any multiplier) and grouped ones (any group sizes), channels-first, stride 1
 /// or 2 along w, with rows long enough for [`Kernel::Planar`]'s vectors of 4 — and two planar
 /// schedules (rows × vectors up to 8, 1 or 4 lanes; a grouped tile takes up to 4 output channels).
-/// Depthwise 2D layers (any multiplier) of a channels-first input with a window a plane kernel
+/// Depthwise 2D layers (any multiplier) and grouped ones (any group sizes) of a channels-first
+/// input with a window a plane kernel
 /// exists for (3×3 with stride 1 or 2 or dilation 2, 5×5 with stride 1 or 2), any padding, rows of
 /// 1 to 41 outputs (shorter than a vector of 8, between 8 and 16, longer: tails of every kind),
 /// 1 to 7 rows (fewer than a block of 4 too), an activation the kernels apply.
@@ -301,8 +302,11 @@ fn plane_case() -> impl Strategy<Value = Case> {
             let least = |axis: usize| geometry.min_input(axis);
             let (rows, row) =
                 (least(0)..=least(0) + 6 * geometry.stride[0], least(1)..=least(1) + 40 * geometry.stride[1]);
-            let kind =
+            let depthwise =
                 (1usize..=9, 1usize..=3).prop_map(|(channels, multiplier)| Kind::Depthwise { channels, multiplier });
+            let grouped = (1usize..=3, 1usize..=5, 1usize..=6)
+                .prop_map(|(groups, in_per_group, out_per_group)| Kind::Conv { groups, in_per_group, out_per_group });
+            let kind = prop_oneof![depthwise, grouped];
             let act = proptest::sample::select(&ACTIVATIONS[..3]);
             (Just(geometry), kind, vec![rows, row], 1usize..=2, any::<bool>(), act, any::<u64>())
         })

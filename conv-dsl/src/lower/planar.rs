@@ -171,13 +171,19 @@ pub(super) fn worth(conv: &Conv, bound: &BoundConv, schedule: Schedule) -> bool 
     let lanes = u64::from(schedule.lanes);
     let small_window = conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS;
     let large_input = bound.input.iter().product::<u64>() >= PLANAR_LARGE_INPUT;
-    let small_groups = conv.groups > 1
-        && conv.in_channels != conv.groups
-        && !(conv.out_channels / conv.groups).is_multiple_of(u64::from(TILE_LANES));
+    let small_groups = small_groups(conv);
     let long_rows =
         row(&axes(conv, bound)[2], lanes).is_ok_and(|row| row.interior.end - row.interior.start >= 2 * lanes);
     let fits = if conv.in_channels == conv.groups { small_window || large_input } else { small_groups };
     fits && long_rows && schedule.validate(conv).is_ok()
+}
+
+/// Whether `conv` is grouped (not depthwise) with a number of output channels per group that is
+/// not a whole number of the channels-last kernels' vectors.
+fn small_groups(conv: &Conv) -> bool {
+    conv.groups > 1
+        && conv.in_channels != conv.groups
+        && !(conv.out_channels / conv.groups).is_multiple_of(u64::from(TILE_LANES))
 }
 
 /// The shortest output rows for which the plane kernel ([`Kernel::Plane`]) is chosen: two of its
@@ -185,8 +191,9 @@ pub(super) fn worth(conv: &Conv, bound: &BoundConv, schedule: Schedule) -> bool 
 const PLANE_MIN_ROW: u64 = 32;
 
 /// Whether a stage that may be computed in the user's layout takes the plane kernel by default:
-/// a window it exists for ([`Schedule::validate`]) with stride 1, on rows of at least
-/// [`PLANE_MIN_ROW`] outputs. Measured on an AMD EPYC Zen 4 against the previous default
+/// a depthwise layer, or a grouped one with too few output channels per group for the
+/// channels-last kernels' vectors (as [`worth`] asks of the planar code), with a window it exists
+/// for ([`Schedule::validate`]), stride 1, on rows of at least [`PLANE_MIN_ROW`] outputs. Measured on an AMD EPYC Zen 4 against the previous default
 /// (`convgen bench --against "--schedule dw:…"`, 200–300 alternating pairs, median ratios): 1.77×
 /// the inline planar code on dw3_s1_c32_112, 1.47× on dw3_s1_c144_56, 1.89× on relu6_dw3_c64_56,
 /// 1.36× on dw3_d2_c64_56; but 0.84× on dw3_s2_c96_112 (each stride-2 tap gathers two vectors),
@@ -195,7 +202,8 @@ const PLANE_MIN_ROW: u64 = 32;
 pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv) -> bool {
     let stride_one = conv.stride.iter().all(|&stride| stride == 1);
     let long_rows = bound.output.last().is_some_and(|&width| width >= PLANE_MIN_ROW);
-    stride_one && long_rows && Schedule::plane().validate(conv).is_ok()
+    let grouping = conv.in_channels == conv.groups || small_groups(conv);
+    stride_one && long_rows && grouping && Schedule::plane().validate(conv).is_ok()
 }
 
 /// The planar functions of a stage — one, or one per part (a range of images, else of channel
@@ -338,27 +346,29 @@ impl Context<'_> {
     fn planes(&self, builder: &mut Builder, images: Range<u64>, groups: Range<u64>) -> Vec<Stmt> {
         let conv = self.conv;
         let [_, axis_h, axis_w] = self.axes;
-        let multiplier = self.out_per_group;
+        let (group_inputs, group_outputs) = (self.in_per_group, self.out_per_group);
         let act = TileActivation::of(conv.act).expect("Schedule::validate accepts kernel=plane only for these");
         builder.repeat(images.end - images.start, |_, n| {
             let n = n.plus_constant(images.start as i64);
+            let first_in = groups.start * group_inputs;
             let input_index = n
                 .clone()
                 .times((conv.in_channels * self.in_plane) as i64)
-                .plus_constant((groups.start * self.in_plane) as i64);
-            let first_out = groups.start * multiplier;
+                .plus_constant((first_in * self.in_plane) as i64);
+            let first_out = groups.start * group_outputs;
             let output_index =
                 n.times((conv.out_channels * self.out_plane) as i64).plus_constant((first_out * self.out_plane) as i64);
             vec![Stmt::Plane(Box::new(Plane {
                 input: INPUT,
                 input_index,
                 weight: WEIGHT,
-                weight_index: Index::constant((first_out * self.taps) as i64),
+                weight_index: Index::constant((first_out * group_inputs * self.taps) as i64),
                 bias: conv.bias.then(|| (BIAS, Index::constant(first_out as i64))),
                 output: OUTPUT,
                 output_index,
-                planes: (groups.end - groups.start) * multiplier,
-                multiplier,
+                planes: (groups.end - groups.start) * group_outputs,
+                group_inputs,
+                group_outputs,
                 input_size: [axis_h.input, axis_w.input],
                 output_size: [axis_h.output, axis_w.output],
                 kernel: axis_w.kernel,
