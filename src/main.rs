@@ -141,7 +141,8 @@ enum Command {
 /// How the JIT compiles a model: `--schedule`, `--threads`, `--no-fusion`.
 #[derive(clap::Args, Clone, Debug)]
 struct Compiling {
-    /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC` (repeatable).
+    /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC[,kernel=tile|planar]
+    /// [,order=channels]` or `LAYER:kernel=plane` (repeatable).
     #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
     schedules: Vec<ScheduleArg>,
     /// Threads to run on: each convolution stage with enough work is split into this many

@@ -196,6 +196,23 @@ fn the_plane_kernel_is_the_default_for_long_stride_one_rows() {
             runs_like_the_reference(text, &network, &network.example_input_shape(1, 9), &plan);
         }
     }
+    // Rows of 14: the planar code with vectors of 4 (the JIT), the plane kernel where the planar
+    // code's vectors of 8 do not fit twice (the macro); rows of 7 and 5×5 windows: neither.
+    let macro_target = Target { microkernels: true, ..Target::AVX2 };
+    let cases = [
+        ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }", false, true),
+        ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 28, 28]; depthwise d(x) { kernel: 5, pad: 2 }", false, false),
+    ];
+    for (text, jit, rust) in cases {
+        let network = compile_source("model.conv", text).unwrap();
+        let binding = bind(&network, &network.example_input_shape(1, 9)).unwrap();
+        for (target, expected) in [(with_kernels, jit), (macro_target, rust)] {
+            let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
+            let step = plan.steps.iter().find(|step| !step.schedules.is_empty()).expect("a conv step");
+            assert_eq!(step.schedules[0].kernel == Kernel::Plane, expected, "{text}, {} lanes", target.lanes);
+        }
+    }
 }
 
 /// Where a model is one depthwise layer of a channels-first input, the automatic schedule

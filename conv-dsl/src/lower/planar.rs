@@ -190,20 +190,32 @@ fn small_groups(conv: &Conv) -> bool {
 /// AVX-512 vectors.
 const PLANE_MIN_ROW: u64 = 32;
 
+/// The shortest output rows for which the plane kernel is chosen where the inline planar code is
+/// not ([`worth`]: rows too short for two vectors of the target's lanes, as the macro's 8): 14.
+const PLANE_MIN_SHORT_ROW: u64 = 14;
+
 /// Whether a stage that may be computed in the user's layout takes the plane kernel by default:
 /// a depthwise layer, or a grouped one with too few output channels per group for the
 /// channels-last kernels' vectors (as [`worth`] asks of the planar code), with a window it exists
-/// for ([`Schedule::validate`]), stride 1, on rows of at least [`PLANE_MIN_ROW`] outputs. Measured on an AMD EPYC Zen 4 against the previous default
-/// (`convgen bench --against "--schedule dw:…"`, 200–300 alternating pairs, median ratios): 1.77×
-/// the inline planar code on dw3_s1_c32_112, 1.47× on dw3_s1_c144_56, 1.89× on relu6_dw3_c64_56,
-/// 1.36× on dw3_d2_c64_56; but 0.84× on dw3_s2_c96_112 (each stride-2 tap gathers two vectors),
-/// 0.95× on dw3_s1_c384_14, and against the channels-last tile kernel 0.62× on dw3_s1_c960_7 and
-/// 0.86× on dw5_s1_c240_28 (rows of 7, 14 and 28 fill few lanes of 16 and are all border).
-pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv) -> bool {
+/// for ([`Schedule::validate`]), stride 1, on rows of at least [`PLANE_MIN_ROW`] outputs — or of
+/// at least [`PLANE_MIN_SHORT_ROW`] with a window of at most 9 taps where the inline planar code
+/// (`planar`, the target's default planar schedule) is not worth it, which leaves the
+/// channels-last lowering and its two conversions. Measured on an AMD EPYC Zen 4 against the
+/// previous default (`convgen bench --against "--schedule dw:…"`, 200–300 alternating pairs,
+/// median ratios): 1.77× the inline planar code on dw3_s1_c32_112, 1.47× on dw3_s1_c144_56,
+/// 1.89× on relu6_dw3_c64_56, 1.36× on dw3_d2_c64_56, 1.83× on g3_c128_g32_56; but 0.84× on
+/// dw3_s2_c96_112 (each stride-2 tap gathers two vectors), 0.95× on dw3_s1_c384_14 (rows of 14,
+/// where the JIT's planar code of 4 lanes is worth it and the macro's of 8 is not: against the
+/// macro's channels-last code ONNX Runtime measured 0.83×, against the plane kernel 1.43×), and
+/// against the channels-last tile kernel 0.62× on dw3_s1_c960_7 and 0.86× on dw5_s1_c240_28
+/// (rows of 7 and 28 fill few lanes of 16 and are all border).
+pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, planar: Schedule) -> bool {
     let stride_one = conv.stride.iter().all(|&stride| stride == 1);
-    let long_rows = bound.output.last().is_some_and(|&width| width >= PLANE_MIN_ROW);
+    let width = bound.output.last().copied().unwrap_or(0);
+    let small_window = conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS;
+    let rows = width >= PLANE_MIN_ROW || (width >= PLANE_MIN_SHORT_ROW && small_window && !worth(conv, bound, planar));
     let grouping = conv.in_channels == conv.groups || small_groups(conv);
-    stride_one && long_rows && grouping && Schedule::plane().validate(conv).is_ok()
+    stride_one && rows && grouping && Schedule::plane().validate(conv).is_ok()
 }
 
 /// The planar functions of a stage — one, or one per part (a range of images, else of channel
