@@ -88,7 +88,7 @@ pub(crate) fn act_code(act: TileActivation) -> isize {
 
 /// `act` (a [`TileArgs::act`] code) applied to one sum, as [`conv_dsl::spec::Activation::apply`]
 /// defines it.
-fn activate(act: isize, x: f32) -> f32 {
+pub(crate) fn activate(act: isize, x: f32) -> f32 {
     match act {
         ACT_RELU => x.max(0.0),
         ACT_RELU6 => x.clamp(0.0, 6.0),

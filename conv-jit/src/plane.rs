@@ -28,7 +28,7 @@
 
 use conv_dsl::ir::{Plane, TileActivation, plane_kernel_exists};
 
-use crate::microkernel::{ACT_RELU, ACT_RELU6, Isa, act_code};
+use crate::microkernel::{ACT_RELU, ACT_RELU6, Isa, act_code, activate};
 
 /// The arguments of a plane kernel, as generated code lays them out on its stack: pointers and
 /// counts are 8 bytes each, in this order (`codegen` stores field `i` at byte `8·i`).
@@ -99,15 +99,6 @@ fn choose<const K: usize, const S: usize, const D: usize>(isa: Isa) -> Kernel {
 /// The kernel for `(kernel, stride, dilation)` on `isa`, if one exists.
 fn kernel_for(isa: Isa, window: (u64, u64, u64)) -> Option<Kernel> {
     kernels(isa).into_iter().find(|&(known, _)| known == window).map(|(_, kernel)| kernel)
-}
-
-/// `act` (an `ACT_*` code) applied to one sum, as [`conv_dsl::spec::Activation::apply`] defines it.
-fn activate(act: isize, x: f32) -> f32 {
-    match act {
-        ACT_RELU => x.max(0.0),
-        ACT_RELU6 => x.clamp(0.0, 6.0),
-        _ => x,
-    }
 }
 
 /// How often generated code called a portable kernel (tests check that the path runs).
