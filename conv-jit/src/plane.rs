@@ -430,7 +430,7 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize>(args:
         for p in 0..args.planes {
             let input = args.input.offset(p / args.group_outputs * args.group_inputs * h * w);
             let weight = args.weight.offset(p * args.group_inputs * k * k);
-            let taps = window::<X, K>(weight);
+            let taps = if K <= REGISTER_WINDOW { window::<X, K>(weight) } else { [[X::splat(0.0); K]; K] };
             let bias = X::splat(if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) });
             let output = args.output.offset(p * oh * ow);
             let mut next = 0;
@@ -465,6 +465,59 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize>(args:
                 next += rows;
             }
         }
+    }
+}
+
+/// The largest window whose taps [`planes`] keeps in registers (25 taps would leave too few for
+/// the sums and loads: the compiler spilled them).
+const REGISTER_WINDOW: usize = 3;
+
+/// `$body` for `$kh` = 0, 1, … K - 1 as constants (K ≤ 5), so that the compiler sees one straight
+/// block: it did not unroll a loop over a 5 × 5 window's rows, and then loaded every input row
+/// once per tap row instead of once.
+macro_rules! unroll_rows {
+    ($kh:ident in $k:expr => $body:block) => {
+        const _: () = assert!(MAX_WINDOW == 5);
+        {
+            let $kh: usize = 0;
+            if $kh < $k $body
+        }
+        {
+            let $kh: usize = 1;
+            if $kh < $k $body
+        }
+        {
+            let $kh: usize = 2;
+            if $kh < $k $body
+        }
+        {
+            let $kh: usize = 3;
+            if $kh < $k $body
+        }
+        {
+            let $kh: usize = 4;
+            if $kh < $k $body
+        }
+    };
+}
+
+/// The widest window a kernel exists for ([`plane_kernel_exists`]).
+const MAX_WINDOW: usize = 5;
+
+/// One row of a window: `K` weights from `weight`, each in every lane.
+///
+/// # Safety
+/// `weight` points to `K` readable elements.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn window_row<X: Lanes, const K: usize>(weight: *const f32) -> [X::V; K] {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut taps = [X::splat(0.0); K];
+        for (kw, tap) in taps.iter_mut().enumerate() {
+            *tap = X::splat(*weight.add(kw));
+        }
+        taps
     }
 }
 
@@ -530,9 +583,13 @@ unsafe fn block<
         }
         let mut sums = [bias; R];
         for k in 0..at.group_inputs {
-            let window = if k == 0 { *taps } else { window::<X, K>(at.weight.offset(k * (K * K) as isize)) };
+            let weight = at.weight.offset(k * (K * K) as isize);
             let input = at.input.offset(k * h * w);
-            for (kh, taps) in window.iter().enumerate() {
+            // The window's rows one after the other, unrolled: the rows' loads of one input row
+            // are then shared. Their taps: from registers (a small window's first plane), else
+            // splatted from memory per row (a 5 × 5 window does not fit in registers with the sums).
+            unroll_rows!(kh in K => {
+                let taps = if K <= REGISTER_WINDOW && k == 0 { taps[kh] } else { window_row::<X, K>(weight.add(kh * K)) };
                 for (r, sum) in sums.iter_mut().enumerate() {
                     let row = at.top + r as isize * s + kh as isize * d;
                     if CHECK_ROWS && !(0..h).contains(&row) {
@@ -549,7 +606,7 @@ unsafe fn block<
                         };
                     }
                 }
-            }
+            });
         }
         for (r, sum) in sums.iter().enumerate() {
             let to = at.output.offset(r as isize * at.output_row);

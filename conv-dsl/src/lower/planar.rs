@@ -194,28 +194,42 @@ const PLANE_MIN_ROW: u64 = 32;
 /// not ([`worth`]: rows too short for two vectors of the target's lanes, as the macro's 8): 14.
 const PLANE_MIN_SHORT_ROW: u64 = 14;
 
+/// The shortest output rows for which the plane kernel is chosen for a large window at stride 2.
+const PLANE_MIN_ROW_STRIDED: u64 = 28;
+
 /// Whether a stage that may be computed in the user's layout takes the plane kernel by default:
 /// a depthwise layer, or a grouped one with too few output channels per group for the
 /// channels-last kernels' vectors (as [`worth`] asks of the planar code), with a window it exists
-/// for ([`Schedule::validate`]), stride 1, on rows of at least [`PLANE_MIN_ROW`] outputs — or of
-/// at least [`PLANE_MIN_SHORT_ROW`] with a window of at most 9 taps where the inline planar code
-/// (`planar`, the target's default planar schedule) is not worth it, which leaves the
-/// channels-last lowering and its two conversions. Measured on an AMD EPYC Zen 4 against the
-/// previous default (`convgen bench --against "--schedule dw:…"`, 200–300 alternating pairs,
-/// median ratios): 1.77× the inline planar code on dw3_s1_c32_112, 1.47× on dw3_s1_c144_56,
-/// 1.89× on relu6_dw3_c64_56, 1.36× on dw3_d2_c64_56, 1.83× on g3_c128_g32_56; but 0.84× on
-/// dw3_s2_c96_112 (each stride-2 tap gathers two vectors), 0.95× on dw3_s1_c384_14 (rows of 14,
-/// where the JIT's planar code of 4 lanes is worth it and the macro's of 8 is not: against the
-/// macro's channels-last code ONNX Runtime measured 0.83×, against the plane kernel 1.43×), and
-/// against the channels-last tile kernel 0.62× on dw3_s1_c960_7 and 0.86× on dw5_s1_c240_28
-/// (rows of 7 and 28 fill few lanes of 16 and are all border).
+/// for ([`Schedule::validate`]), and rows long enough:
+/// - a window of at most 9 taps: stride 1 and rows of at least [`PLANE_MIN_ROW`] outputs, or of at
+///   least [`PLANE_MIN_SHORT_ROW`] where the inline planar code (`planar`, the target's default
+///   planar schedule) is not worth it, which leaves the channels-last lowering and its two
+///   conversions;
+/// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
+///   [`PLANE_MIN_ROW_STRIDED`] at stride 2.
+///
+/// Measured on an AMD EPYC Zen 4 against the previous default (`convgen bench --against
+/// "--schedule dw:…"`, 200–300 alternating pairs, median ratios). Faster: 1.77× the inline planar
+/// code on dw3_s1_c32_112, 1.47× on dw3_s1_c144_56, 1.89× on relu6_dw3_c64_56, 1.36× on
+/// dw3_d2_c64_56, 1.83× on g3_c128_g32_56; 1.19× the channels-last tile kernel on dw5_s1_c240_28,
+/// 1.20× on a 5×5 layer of 480 channels at 14×14, 1.20× on a stride-2 one of 240 channels at
+/// 56×56, and 1.28× the planar code on a stride-2 one of 96 channels at 112×112. Slower: 0.93× the
+/// planar code on dw3_s2_c96_112 (each stride-2 tap gathers two vectors), 0.72× the JIT's planar
+/// code of 4 lanes on dw3_s1_c384_14 (rows of 14; the macro's 8 lanes do not fit there twice and
+/// it went channels-last), and against the channels-last tile kernel 0.49× on dw3_s1_c960_7, 0.48×
+/// on a 5×5 layer at 7×7 and 0.81× on a stride-2 5×5 one at 28×28 (rows of 7 and 14 fill few lanes
+/// of 16 and are all border).
 pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, planar: Schedule) -> bool {
-    let stride_one = conv.stride.iter().all(|&stride| stride == 1);
+    let stride = conv.stride.iter().copied().max().unwrap_or(1);
     let width = bound.output.last().copied().unwrap_or(0);
     let small_window = conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS;
-    let rows = width >= PLANE_MIN_ROW || (width >= PLANE_MIN_SHORT_ROW && small_window && !worth(conv, bound, planar));
+    let rows = if small_window {
+        stride == 1 && (width >= PLANE_MIN_ROW || (width >= PLANE_MIN_SHORT_ROW && !worth(conv, bound, planar)))
+    } else {
+        width >= if stride == 1 { PLANE_MIN_SHORT_ROW } else { PLANE_MIN_ROW_STRIDED }
+    };
     let grouping = conv.in_channels == conv.groups || small_groups(conv);
-    stride_one && rows && grouping && Schedule::plane().validate(conv).is_ok()
+    rows && grouping && Schedule::plane().validate(conv).is_ok()
 }
 
 /// The planar functions of a stage — one, or one per part (a range of images, else of channel
