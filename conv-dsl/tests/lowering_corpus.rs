@@ -198,7 +198,8 @@ fn the_plane_kernel_is_the_default_for_long_stride_one_rows() {
     }
     // Rows of 14: the planar code with vectors of 4 (the JIT), the plane kernel where the planar
     // code's vectors of 8 do not fit twice (the macro); rows of 7: neither. 5×5 windows: rows of
-    // 14 at stride 1, 28 at stride 2.
+    // 14 at stride 1, 28 at stride 2. 3×3 at stride 2: the plane kernel where the planar code's
+    // vectors are 8 wide (the macro), on rows of 32.
     let macro_target = Target { microkernels: true, ..Target::AVX2 };
     let cases = [
         ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }", false, true),
@@ -208,6 +209,8 @@ fn the_plane_kernel_is_the_default_for_long_stride_one_rows() {
         ("input x: [1, 8, 13, 13]; depthwise d(x) { kernel: 5, pad: 2 }", false, false),
         ("input x: [1, 8, 56, 56]; depthwise d(x) { kernel: 5, stride: 2, pad: 2 }", true, true),
         ("input x: [1, 8, 54, 54]; depthwise d(x) { kernel: 5, stride: 2, pad: 2 }", false, false),
+        ("input x: [1, 8, 64, 64]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", false, true),
+        ("input x: [1, 8, 62, 62]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", false, false),
     ];
     for (text, jit, rust) in cases {
         let network = compile_source("model.conv", text).unwrap();

@@ -194,6 +194,11 @@ const PLANE_MIN_ROW: u64 = 32;
 /// not ([`worth`]: rows too short for two vectors of the target's lanes, as the macro's 8): 14.
 const PLANE_MIN_SHORT_ROW: u64 = 14;
 
+/// The widest vectors of the planar code that are worth it at stride 2, where each tap gathers
+/// every other input element: the JIT's 4 lanes (Cranelift's 128-bit shuffles); the macro's
+/// `load_even` of 8 lanes measured slower than the plane kernel ([`plane_pays`]).
+const GATHER_LANES: u32 = 4;
+
 /// The shortest output rows for which the plane kernel is chosen for a large window at stride 2.
 const PLANE_MIN_ROW_STRIDED: u64 = 28;
 
@@ -204,7 +209,8 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 /// - a window of at most 9 taps: stride 1 and rows of at least [`PLANE_MIN_ROW`] outputs, or of at
 ///   least [`PLANE_MIN_SHORT_ROW`] where the inline planar code (`planar`, the target's default
 ///   planar schedule) is not worth it, which leaves the channels-last lowering and its two
-///   conversions;
+///   conversions; stride 2 and rows of at least [`PLANE_MIN_ROW`] where the planar code's
+///   vectors are wider than [`GATHER_LANES`];
 /// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
 ///   [`PLANE_MIN_ROW_STRIDED`] at stride 2.
 ///
@@ -213,8 +219,10 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 /// code on dw3_s1_c32_112, 1.47× on dw3_s1_c144_56, 1.89× on relu6_dw3_c64_56, 1.36× on
 /// dw3_d2_c64_56, 1.83× on g3_c128_g32_56; 1.19× the channels-last tile kernel on dw5_s1_c240_28,
 /// 1.20× on a 5×5 layer of 480 channels at 14×14, 1.20× on a stride-2 one of 240 channels at
-/// 56×56, and 1.28× the planar code on a stride-2 one of 96 channels at 112×112. Slower: 0.93× the
-/// planar code on dw3_s2_c96_112 (each stride-2 tap gathers two vectors), 0.72× the JIT's planar
+/// 56×56, and 1.28× the planar code on a stride-2 one of 96 channels at 112×112; for the macro's
+/// 8 lanes on dw3_s2_c96_112 (`forward` alternately built both ways, 4 rounds of 500 runs) 0.26–0.34
+/// ms against the planar code's 0.33–0.46. Slower: 0.93× the JIT's planar code of 4 lanes on
+/// dw3_s2_c96_112 (each stride-2 tap gathers two vectors), 0.72× the JIT's planar
 /// code of 4 lanes on dw3_s1_c384_14 (rows of 14; the macro's 8 lanes do not fit there twice and
 /// it went channels-last), and against the channels-last tile kernel 0.49× on dw3_s1_c960_7, 0.48×
 /// on a 5×5 layer at 7×7 and 0.81× on a stride-2 5×5 one at 28×28 (rows of 7 and 14 fill few lanes
@@ -223,8 +231,10 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, planar: Schedule) -> bo
     let stride = conv.stride.iter().copied().max().unwrap_or(1);
     let width = bound.output.last().copied().unwrap_or(0);
     let small_window = conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS;
-    let rows = if small_window {
-        stride == 1 && (width >= PLANE_MIN_ROW || (width >= PLANE_MIN_SHORT_ROW && !worth(conv, bound, planar)))
+    let rows = if small_window && stride == 1 {
+        width >= PLANE_MIN_ROW || (width >= PLANE_MIN_SHORT_ROW && !worth(conv, bound, planar))
+    } else if small_window {
+        planar.lanes > GATHER_LANES && width >= PLANE_MIN_ROW
     } else {
         width >= if stride == 1 { PLANE_MIN_SHORT_ROW } else { PLANE_MIN_ROW_STRIDED }
     };
