@@ -123,6 +123,14 @@ convgen::conv! {
 }
 
 convgen::conv! {
+    /// Planar on rows of 14, where vectors of 8 do not fit twice: vectors of 4.
+    mod planar_narrow {
+        input x: [1, 3, 6, 14];
+        depthwise d(x) { kernel: 3, pad: 1, act: relu }
+    }
+}
+
+convgen::conv! {
     /// Planar with stride 2 along w (every other input element in a vector) and along h.
     mod planar_stride2 {
         input x: [1, 3, 9, 40];
@@ -246,6 +254,7 @@ differential!(planar_depthwise_matches_the_reference, planar);
 differential!(channels_last_in_place_matches_the_reference, channels_last_in_place);
 differential!(planar_stride2_depthwise_matches_the_reference, planar_stride2);
 differential!(plane_kernel_depthwise_matches_the_reference, plane);
+differential!(planar_narrow_depthwise_matches_the_reference, planar_narrow);
 differential!(conv_file_block_matches_the_reference, block);
 differential!(four_lane_groups_match_the_reference, four_lane_groups);
 differential!(fused_depthwise_pointwise_matches_the_reference, fused);
@@ -278,6 +287,11 @@ fn one_depthwise_layer_is_computed_in_the_users_layout() {
             plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
         assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Planar], "{source}: one planar step");
     }
+    let network = convgen::compile_source("narrow", planar_narrow::MODEL_SOURCE).expect("the macro's model checks");
+    let plan = emit_rust::plan(&network).expect("lowers");
+    let lanes: Vec<u32> =
+        plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.lanes)).collect();
+    assert_eq!(lanes, [4], "rows of 14: vectors of 4");
 }
 
 #[test]

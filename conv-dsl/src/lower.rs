@@ -282,8 +282,7 @@ pub fn lower(
     // A stage's schedule: the caller's, else the plane kernel or the planar one where they apply
     // (and the planar one pays), else the heuristic's; checked against the stage.
     let schedule_of = |name: &str, conv: &Conv, bound: &BoundConv, planar: bool| -> Result<Schedule, String> {
-        let (rows, vectors) = planar::default_tile(conv);
-        let default_planar = Schedule::planar(lanes, rows, vectors);
+        let default_planar = planar::default_schedule(conv, bound, lanes);
         let schedule = match schedule_for(name) {
             Some(schedule) => schedule,
             None if planar && target.microkernels && planar::plane_pays(conv, bound, default_planar) => {

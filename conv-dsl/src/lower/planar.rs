@@ -87,6 +87,21 @@ pub(super) fn default_tile(conv: &Conv) -> (u32, u32) {
     }
 }
 
+/// The default planar schedule of a stage on a target of `lanes`: [`default_tile`] with the
+/// target's vectors, or with vectors of [`NARROW_LANES`] where the target's do not fit twice in a
+/// row ([`worth`]) but those do. The macro's 8 lanes on dw3_s1_c384_14 (rows of 14): its `forward`
+/// built both ways and run alternately (5 rounds of 2000 runs, median of the medians) took
+/// 0.057 ms with 4 lanes against 0.071 ms with the plane kernel, its default before.
+pub(super) fn default_schedule(conv: &Conv, bound: &BoundConv, lanes: u32) -> Schedule {
+    let (rows, vectors) = default_tile(conv);
+    let target = Schedule::planar(lanes, rows, vectors);
+    let narrow = Schedule::planar(NARROW_LANES, rows, vectors);
+    if lanes > NARROW_LANES && !worth(conv, bound, target) && worth(conv, bound, narrow) { narrow } else { target }
+}
+
+/// The narrowest vectors [`default_schedule`] takes for short rows (Cranelift's 128 bits).
+const NARROW_LANES: u32 = 4;
+
 /// The geometry of the stage, (d, h, w) with missing axes of size 1.
 fn axes(conv: &Conv, bound: &BoundConv) -> [Axis; 3] {
     let rank = conv.kernel.len();
@@ -190,8 +205,7 @@ fn small_groups(conv: &Conv) -> bool {
 /// AVX-512 vectors.
 const PLANE_MIN_ROW: u64 = 32;
 
-/// The shortest output rows for which the plane kernel is chosen where the inline planar code is
-/// not ([`worth`]: rows too short for two vectors of the target's lanes, as the macro's 8): 14.
+/// The shortest output rows for which the plane kernel is chosen for a large window at stride 1.
 const PLANE_MIN_SHORT_ROW: u64 = 14;
 
 /// The widest vectors of the planar code that are worth it at stride 2, where each tap gathers
@@ -206,11 +220,10 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 /// a depthwise layer, or a grouped one with too few output channels per group for the
 /// channels-last kernels' vectors (as [`worth`] asks of the planar code), with a window it exists
 /// for ([`Schedule::validate`]), and rows long enough:
-/// - a window of at most 9 taps: stride 1 and rows of at least [`PLANE_MIN_ROW`] outputs, or of at
-///   least [`PLANE_MIN_SHORT_ROW`] where the inline planar code (`planar`, the target's default
-///   planar schedule) is not worth it, which leaves the channels-last lowering and its two
-///   conversions; stride 2 and rows of at least [`PLANE_MIN_ROW`] where the planar code's
-///   vectors are wider than [`GATHER_LANES`];
+/// - a window of at most 9 taps: stride 1 and rows of at least [`PLANE_MIN_ROW`] outputs (shorter
+///   rows take the inline planar code, of 4 lanes where need be: [`default_schedule`]); stride 2
+///   and rows of at least [`PLANE_MIN_ROW`] where the planar code's vectors (`planar`, the
+///   target's default planar schedule) are wider than [`GATHER_LANES`];
 /// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
 ///   [`PLANE_MIN_ROW_STRIDED`] at stride 2.
 ///
@@ -222,9 +235,9 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 /// 56×56, and 1.28× the planar code on a stride-2 one of 96 channels at 112×112; for the macro's
 /// 8 lanes on dw3_s2_c96_112 (`forward` alternately built both ways, 4 rounds of 500 runs) 0.26–0.34
 /// ms against the planar code's 0.33–0.46. Slower: 0.93× the JIT's planar code of 4 lanes on
-/// dw3_s2_c96_112 (each stride-2 tap gathers two vectors), 0.72× the JIT's planar
-/// code of 4 lanes on dw3_s1_c384_14 (rows of 14; the macro's 8 lanes do not fit there twice and
-/// it went channels-last), and against the channels-last tile kernel 0.49× on dw3_s1_c960_7, 0.48×
+/// dw3_s2_c96_112 (each stride-2 tap gathers two vectors), 0.72× the JIT's planar code of 4
+/// lanes on dw3_s1_c384_14 (rows of 14; the macro's planar code of 4 lanes too: see
+/// [`default_schedule`]), and against the channels-last tile kernel 0.49× on dw3_s1_c960_7, 0.48×
 /// on a 5×5 layer at 7×7 and 0.81× on a stride-2 5×5 one at 28×28 (rows of 7 and 14 fill few lanes
 /// of 16 and are all border).
 pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, planar: Schedule) -> bool {
@@ -232,7 +245,7 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, planar: Schedule) -> bo
     let width = bound.output.last().copied().unwrap_or(0);
     let small_window = conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS;
     let rows = if small_window && stride == 1 {
-        width >= PLANE_MIN_ROW || (width >= PLANE_MIN_SHORT_ROW && !worth(conv, bound, planar))
+        width >= PLANE_MIN_ROW
     } else if small_window {
         planar.lanes > GATHER_LANES && width >= PLANE_MIN_ROW
     } else {
