@@ -475,12 +475,11 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize>(args:
 /// the sums and loads: the compiler spilled them).
 const REGISTER_WINDOW: usize = 3;
 
-/// `$body` for `$kh` = 0, 1, … K - 1 as constants (K ≤ 5), so that the compiler sees one straight
-/// block: it did not unroll a loop over a 5 × 5 window's rows, and then loaded every input row
-/// once per tap row instead of once.
+/// `$body` for `$kh` = 0, 1, … K - 1 as constants (K ≤ [`MAX_WINDOW`], which `block` asserts), so
+/// that the compiler sees one straight block: it did not unroll a loop over a 5 × 5 window's
+/// rows, and then loaded every input row once per tap row instead of once.
 macro_rules! unroll_rows {
     ($kh:ident in $k:expr => $body:block) => {
-        const _: () = assert!(MAX_WINDOW == 5);
         {
             let $kh: usize = 0;
             if $kh < $k $body
@@ -504,7 +503,8 @@ macro_rules! unroll_rows {
     };
 }
 
-/// The widest window a kernel exists for ([`plane_kernel_exists`]).
+/// The widest window a kernel exists for ([`plane_kernel_exists`]), and the rows `unroll_rows!`
+/// writes out.
 const MAX_WINDOW: usize = 5;
 
 /// One row of a window: `K` weights from `weight`, each in every lane.
@@ -567,6 +567,7 @@ unsafe fn block<
     taps: &[[X::V; K]; K],
     bias: X::V,
 ) {
+    const { assert!(K <= MAX_WINDOW, "unroll_rows! covers MAX_WINDOW rows") };
     let (s, d) = (S as isize, D as isize);
     let [h, w] = at.size;
     // SAFETY: the pointers formed with `wrapping_offset` are only dereferenced through the lanes
