@@ -457,6 +457,20 @@ mod tests {
     use crate::Activation;
 
     #[test]
+    fn transpose_stores_the_block_transposed() {
+        // A 4×4 block at index 1 with rows 5 apart, into rows 6 apart from index 2; the other
+        // elements of `to` stay as they were.
+        let from: Vec<f32> = (0..25).map(|i| i as f32).collect();
+        let mut to = vec![-1.0; 30];
+        transpose(&from, 1, 5, &mut to, 2, 6);
+        for (i, &value) in to.iter().enumerate() {
+            let (c, r) = ((i as isize - 2).div_euclid(6), (i as isize - 2).rem_euclid(6));
+            let expected = if (0..4).contains(&c) && (0..4).contains(&r) { (1 + r * 5 + c) as f32 } else { -1.0 };
+            assert_eq!(value, expected, "to[{i}]");
+        }
+    }
+
+    #[test]
     fn activations_match_the_interpreter_bit_for_bit() {
         let values = [-7.5f32, -3.0, -1.25, -0.0, 0.0, 0.3, 2.9, 6.0, 6.5, 40.0, f32::NAN, f32::INFINITY];
         type Case = (Activation, fn([f32; 12]) -> [f32; 12]);
