@@ -312,11 +312,15 @@ impl Tile {
     }
 }
 
+/// The square windows a plane kernel exists for ([`Plane`]), `(kernel, stride, dilation)` along
+/// both axes: 3×3 with stride 1 or 2 or dilation 2, 5×5 with stride 1 or 2 — the depthwise
+/// windows of MobileNet, EfficientNet and the suite.
+pub const PLANE_WINDOWS: [(u64, u64, u64); 5] = [(3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1)];
+
 /// Whether a plane kernel exists for a square `kernel × kernel` window with `stride` and
-/// `dilation` along both axes ([`Plane`]): 3×3 with stride 1 or 2 or dilation 2, 5×5 with stride
-/// 1 or 2 — the depthwise windows of MobileNet, EfficientNet and the suite.
+/// `dilation` along both axes: one of [`PLANE_WINDOWS`].
 pub fn plane_kernel_exists(kernel: u64, stride: u64, dilation: u64) -> bool {
-    matches!((kernel, stride, dilation), (3, 1, 1) | (3, 2, 1) | (3, 1, 2) | (5, 1, 1) | (5, 2, 1))
+    PLANE_WINDOWS.contains(&(kernel, stride, dilation))
 }
 
 /// Consecutive channel planes of a depthwise (or grouped) 2D convolution in the channels-first

@@ -26,7 +26,7 @@
 
 #![allow(unsafe_code)]
 
-use conv_dsl::ir::{Plane, TileActivation, plane_kernel_exists};
+use conv_dsl::ir::{PLANE_WINDOWS, Plane, TileActivation};
 
 use crate::microkernel::{ACT_RELU, ACT_RELU6, Isa, act_code, activate};
 
@@ -72,13 +72,9 @@ pub(crate) fn symbol(kernel: u64, stride: u64, dilation: u64) -> String {
     format!("convgen_plane_{kernel}x{kernel}_s{stride}_d{dilation}")
 }
 
-/// The windows a kernel exists for: `(kernel, stride, dilation)`.
-const WINDOWS: [(u64, u64, u64); 5] = [(3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1)];
-
-/// Every window's kernel for `isa`: `((kernel, stride, dilation), kernel)`.
+/// Every window's kernel for `isa` ([`PLANE_WINDOWS`]): `((kernel, stride, dilation), kernel)`.
 pub(crate) fn kernels(isa: Isa) -> Vec<((u64, u64, u64), Kernel)> {
-    debug_assert!(WINDOWS.iter().all(|&(k, s, d)| plane_kernel_exists(k, s, d)));
-    WINDOWS.iter().filter_map(|&window| Some((window, kernel_for(isa, window)?))).collect()
+    PLANE_WINDOWS.iter().filter_map(|&window| Some((window, kernel_for(isa, window)?))).collect()
 }
 
 fn choose<const K: usize, const S: usize, const D: usize>(isa: Isa) -> Kernel {
@@ -92,7 +88,7 @@ fn choose<const K: usize, const S: usize, const D: usize>(isa: Isa) -> Kernel {
     portable_kernel::<K, S, D>
 }
 
-/// The kernel for `(kernel, stride, dilation)` on `isa`, if one exists (one of [`WINDOWS`]).
+/// The kernel for `(kernel, stride, dilation)` on `isa`, if one exists (one of [`PLANE_WINDOWS`]).
 fn kernel_for(isa: Isa, window: (u64, u64, u64)) -> Option<Kernel> {
     Some(match window {
         (3, 1, 1) => choose::<3, 1, 1>(isa),
@@ -503,7 +499,7 @@ macro_rules! unroll_rows {
     };
 }
 
-/// The widest window a kernel exists for ([`plane_kernel_exists`]), and the rows `unroll_rows!`
+/// The widest window a kernel exists for ([`PLANE_WINDOWS`]), and the rows `unroll_rows!`
 /// writes out.
 const MAX_WINDOW: usize = 5;
 
@@ -737,6 +733,14 @@ mod tests {
     /// bias, every activation: each version the host runs
     /// writes exactly the portable kernel's results (the definition, `f32::mul_add`), and nothing
     /// outside the output planes.
+    #[test]
+    fn every_window_has_a_kernel_on_every_isa() {
+        for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
+            let windows: Vec<_> = kernels(isa).into_iter().map(|(window, _)| window).collect();
+            assert_eq!(windows, PLANE_WINDOWS, "{isa:?}");
+        }
+    }
+
     #[test]
     fn every_version_computes_the_definition_bit_for_bit() {
         let mut rng = SplitMix64::new(5);
