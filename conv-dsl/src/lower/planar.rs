@@ -208,11 +208,6 @@ const PLANE_MIN_ROW: u64 = 32;
 /// The shortest output rows for which the plane kernel is chosen for a large window at stride 1.
 const PLANE_MIN_SHORT_ROW: u64 = 14;
 
-/// The widest vectors of the planar code that are worth it at stride 2, where each tap gathers
-/// every other input element: the JIT's 4 lanes (Cranelift's 128-bit shuffles); the macro's
-/// `load_even` of 8 lanes measured slower than the plane kernel ([`plane_pays`]).
-const GATHER_LANES: u32 = 4;
-
 /// The shortest output rows for which the plane kernel is chosen for a large window at stride 2.
 const PLANE_MIN_ROW_STRIDED: u64 = 28;
 
@@ -220,10 +215,8 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 /// a depthwise layer, or a grouped one with too few output channels per group for the
 /// channels-last kernels' vectors (as [`worth`] asks of the planar code), with a window it exists
 /// for ([`Schedule::validate`]), and rows long enough:
-/// - a window of at most 9 taps: stride 1 and rows of at least [`PLANE_MIN_ROW`] outputs (shorter
-///   rows take the inline planar code, of 4 lanes where need be: [`default_schedule`]); stride 2
-///   and rows of at least [`PLANE_MIN_ROW`] where the planar code's vectors (`planar`, the
-///   target's default planar schedule) are wider than [`GATHER_LANES`];
+/// - a window of at most 9 taps: rows of at least [`PLANE_MIN_ROW`] outputs (shorter rows take
+///   the inline planar code, of 4 lanes where need be: [`default_schedule`]);
 /// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
 ///   [`PLANE_MIN_ROW_STRIDED`] at stride 2.
 ///
@@ -234,20 +227,19 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 /// 1.20× on a 5×5 layer of 480 channels at 14×14, 1.20× on a stride-2 one of 240 channels at
 /// 56×56, and 1.28× the planar code on a stride-2 one of 96 channels at 112×112; for the macro's
 /// 8 lanes on dw3_s2_c96_112 (`forward` alternately built both ways, 4 rounds of 500 runs) 0.26–0.34
-/// ms against the planar code's 0.33–0.46. Slower: 0.93× the JIT's planar code of 4 lanes on
-/// dw3_s2_c96_112 (each stride-2 tap gathers two vectors), 0.72× the JIT's planar code of 4
+/// ms against the planar code's 0.33–0.46, and since its stride-2 taps shuffle within 128-bit lanes
+/// (`conv_jit::plane`) 1.01–1.09× the JIT's planar code of 4 lanes on dw3_s2_c96_112 (7 runs of
+/// 300 pairs; 1.02–1.03× at 32 channels). Slower: 0.72× the JIT's planar code of 4
 /// lanes on dw3_s1_c384_14 (rows of 14; the macro's planar code of 4 lanes too: see
 /// [`default_schedule`]), and against the channels-last tile kernel 0.49× on dw3_s1_c960_7, 0.48×
 /// on a 5×5 layer at 7×7 and 0.81× on a stride-2 5×5 one at 28×28 (rows of 7 and 14 fill few lanes
 /// of 16 and are all border).
-pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, planar: Schedule) -> bool {
+pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv) -> bool {
     let stride = conv.stride.iter().copied().max().unwrap_or(1);
     let width = bound.output.last().copied().unwrap_or(0);
     let small_window = conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS;
-    let rows = if small_window && stride == 1 {
+    let rows = if small_window {
         width >= PLANE_MIN_ROW
-    } else if small_window {
-        planar.lanes > GATHER_LANES && width >= PLANE_MIN_ROW
     } else {
         width >= if stride == 1 { PLANE_MIN_SHORT_ROW } else { PLANE_MIN_ROW_STRIDED }
     };
