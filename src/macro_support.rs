@@ -187,6 +187,24 @@ pub fn splat<const L: usize>(buffer: &[f32], index: usize) -> [f32; L] {
     [buffer[index]; L]
 }
 
+/// `buffer[start .. start + N]` as an array: the generated code reads a large loop body's elements
+/// of a buffer through one window at constant offsets, so one bounds check covers them all. The
+/// start passes through `black_box` so that the compiler treats the window as an opaque base and
+/// does not analyse each read's address as a function of the loop variables, which made large
+/// bodies take minutes to compile (see `conv_dsl::emit_rust`).
+///
+/// # Panics
+/// If the window reaches past the buffer's end (the generated code's plan is checked so that it
+/// never does).
+#[inline(always)]
+pub fn window<const N: usize>(buffer: &[f32], start: usize) -> &[f32; N] {
+    let start = std::hint::black_box(start);
+    match buffer[start..start + N].try_into() {
+        Ok(window) => window,
+        Err(_) => unreachable!("a slice of N elements is an array of N"),
+    }
+}
+
 /// `buffer[index .. index + L] = vector`.
 #[inline(always)]
 pub fn store<const L: usize>(buffer: &mut [f32], index: usize, vector: [f32; L]) {

@@ -176,6 +176,13 @@ convgen::conv_file!(
     mod block = "examples/models/block.conv"
 );
 
+convgen::conv_file!(
+    /// A grouped 3D convolution whose border regions read the input and weights 128 times or more
+    /// per loop body: its expansion reads them through windows (`macro_support::window`; the
+    /// corpus snapshot `emit_rust__good_corpus_expansions@layout_ndhwc.conv` shows them).
+    mod windowed = "tests/corpus/good/layout_ndhwc.conv"
+);
+
 /// Deterministic input values in [-1, 1).
 fn fill(values: &mut [f32], seed: u64) {
     let mut rng = convgen::conv_dsl::random::SplitMix64::new(seed);
@@ -258,6 +265,7 @@ differential!(planar_narrow_depthwise_matches_the_reference, planar_narrow);
 differential!(conv_file_block_matches_the_reference, block);
 differential!(four_lane_groups_match_the_reference, four_lane_groups);
 differential!(fused_depthwise_pointwise_matches_the_reference, fused);
+differential!(windowed_reads_match_the_reference, windowed);
 
 #[test]
 fn a_large_depthwise_output_is_fused_into_its_pointwise_reader() {

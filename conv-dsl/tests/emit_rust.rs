@@ -75,3 +75,17 @@ fn the_stub_keeps_the_item_names() {
         assert!(text.contains(item), "{item} missing from\n{text}");
     }
 }
+
+/// A loop body that reads one buffer 128 times or more at one variable part (a grouped 3D
+/// convolution's border regions) reads it through a window at constant offsets; smaller bodies
+/// (a 2D depthwise layer's) read each element with its own checked index.
+#[test]
+fn large_loop_bodies_read_through_windows() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/corpus/good/layout_ndhwc.conv");
+    let source = std::fs::read_to_string(path).expect("the corpus file is readable");
+    let windowed = expansion("layout_ndhwc.conv", &source);
+    assert!(windowed.contains("= window::<"), "{windowed}");
+    assert!(windowed.contains("load(r"), "{windowed}");
+    let small = expansion("m.conv", "input x: [1, 8, 10, 10];\ndepthwise d(x) { kernel: 3, pad: 1 }\n");
+    assert!(!small.contains("= window::<"), "{small}");
+}
