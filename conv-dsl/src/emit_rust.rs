@@ -741,8 +741,7 @@ fn kernel(index: usize, function: &Function, layers: &[String]) -> TokenStream {
     let emitter = Emitter {
         names: &names,
         read_only: &read_only,
-        lanes: &lanes,
-        lane_count: function.lanes,
+        lanes: function.lanes,
         hoisted: RefCell::new(Vec::new()),
         windows: RefCell::new(Vec::new()),
         next_name: Cell::new(0),
@@ -812,9 +811,8 @@ struct Emitter<'a> {
     names: &'a [Ident],
     /// Per buffer: whether the function never writes it (only those are read through windows).
     read_only: &'a [bool],
-    lanes: &'a Literal,
-    /// The function's lanes, as a number.
-    lane_count: u32,
+    /// The function's lanes.
+    lanes: u32,
     /// Per enclosing block, innermost last: the hoisted variable parts and their names.
     hoisted: RefCell<Vec<Vec<Hoisted>>>,
     /// Per enclosing block, innermost last: its windows.
@@ -895,7 +893,7 @@ impl Emitter<'_> {
     /// The reads of `body`'s own statements (not those of nested loops) of a read-only buffer at
     /// a hoisted variable part: `(buffer, index, elements read)`.
     fn reads(&self, body: &[Stmt]) -> Vec<(BufferId, Index, i64)> {
-        let lanes = i64::from(self.lane_count);
+        let lanes = i64::from(self.lanes);
         let hoisted = self.hoisted.borrow();
         let known =
             |index: &Index| hoisted.last().is_some_and(|names| names.iter().any(|(terms, _)| *terms == index.terms));
@@ -980,7 +978,7 @@ impl Emitter<'_> {
     }
 
     fn stmt(&self, stmt: &Stmt) -> TokenStream {
-        let lanes = self.lanes;
+        let lanes = &unsuffixed(u64::from(self.lanes));
         match stmt {
             Stmt::Loop { var, count, body } => {
                 let var = format_ident!("i{}", var.0);
@@ -1103,7 +1101,7 @@ impl Emitter<'_> {
     }
 
     fn value(&self, value: &Value) -> TokenStream {
-        let lanes = self.lanes;
+        let lanes = &unsuffixed(u64::from(self.lanes));
         match value {
             Value::Acc(acc) => {
                 let acc = format_ident!("a{}", acc.0);
