@@ -289,6 +289,40 @@ pub fn tile<const P: usize, const V: usize>(
     }
 }
 
+/// [`tile`] for a dense strip of one tap along d whose strides and window are these constants
+/// (as the macro emits them from the statement): fused, the JIT's kernel for constant strides
+/// ([`conv_jit::tile_fixed`]), else [`tile`]'s inline sums.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn tile_fixed<
+    const P: usize,
+    const V: usize,
+    const PIXEL: isize,
+    const REDUCE_IN: isize,
+    const REDUCE_W: isize,
+    const TH: usize,
+    const TW: usize,
+    const IN_H: isize,
+    const IN_W: isize,
+    const W_H: isize,
+    const W_W: isize,
+>(
+    fused: bool,
+    input: (&[f32], usize),
+    weight: (&[f32], usize),
+    bias: Option<(&[f32], usize)>,
+    acc: (&mut [f32], usize),
+    shape: &TileShape,
+) {
+    if fused {
+        conv_jit::tile_fixed::<P, V, PIXEL, REDUCE_IN, REDUCE_W, TH, TW, IN_H, IN_W, W_H, W_W>(
+            input, weight, bias, acc, shape,
+        );
+        return;
+    }
+    tile::<P, V>(false, false, input, weight, bias, acc, shape);
+}
+
 /// `conv_dsl::ir::Stmt::Plane`: whole channel planes of a depthwise convolution. Fused (`fused`,
 /// the AVX2 + FMA kernels): the JIT's plane kernels ([`conv_jit::plane`]); otherwise the same
 /// sums with a separate multiply and add, element by element.

@@ -693,7 +693,7 @@ fn forward_and_kernels(plan: &Plan) -> (TokenStream, TokenStream) {
             #[allow(unused_imports)]
             use ::convgen::macro_support::{
                 PlaneShape, TileActivation, TileShape, add, fma, hardswish, leaky_relu, load, load_even, plane, relu, relu6, sigmoid, silu, splat,
-                store, tile, transpose, window,
+                store, tile, tile_fixed, transpose, window,
             };
 
             #(#kernels)*
@@ -1026,8 +1026,19 @@ impl Emitter<'_> {
                 let tap_weight = tile.tap_weight_strides.map(signed);
                 let (acc_pixel, acc_repeat) = (signed(tile.acc_pixel_stride), signed(tile.acc_repeat_stride));
                 let act = activation_tokens(tile.act);
+                // A dense strip of one tap along d takes the kernel whose strides are constants.
+                let (callee, lead) = if !depthwise && tile.taps[0] == 1 {
+                    let [_, th, tw] = taps.clone();
+                    let [_, in_h, in_w] = tap_input.clone();
+                    let [_, w_h, w_w] = tap_weight.clone();
+                    let constants = [&pixel_stride, &reduce_input, &reduce_weight];
+                    let callee = quote!(tile_fixed::<#pixels, #vectors, #({#constants}),*, #th, #tw, {#in_h}, {#in_w}, {#w_h}, {#w_w}>);
+                    (callee, quote!(FMA,))
+                } else {
+                    (quote!(tile::<#pixels, #vectors>), quote!(FMA, #depthwise,))
+                };
                 quote! {
-                    tile::<#pixels, #vectors>(FMA, #depthwise, (#input, #input_index), (#weight, #weight_index), #bias, (#acc, #acc_index), &TileShape {
+                    #callee(#lead (#input, #input_index), (#weight, #weight_index), #bias, (#acc, #acc_index), &TileShape {
                         pixel_stride: #pixel_stride,
                         repeat: #repeat,
                         repeat_input_stride: #repeat_input,

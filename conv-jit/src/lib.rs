@@ -45,7 +45,7 @@ mod codegen;
 mod microkernel;
 mod plane;
 
-pub use microkernel::{MAX_ISA_VARIABLE, TileShape, tile};
+pub use microkernel::{MAX_ISA_VARIABLE, TileShape, tile, tile_fixed};
 pub use plane::{PlaneShape, plane};
 
 use std::collections::HashMap;
