@@ -293,7 +293,6 @@ pub fn tile<const P: usize, const V: usize>(
 /// (as the macro emits them from the statement): fused, the JIT's kernel for constant strides
 /// ([`conv_jit::tile_fixed`]), else [`tile`]'s inline sums.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub fn tile_fixed<
     const P: usize,
     const V: usize,
