@@ -192,8 +192,8 @@ impl Schedule {
     ///   output channels per group: the tile kernel, on tiles of up to 6 pixels × 2 vectors
     ///   (3 × 4 for wide kernels; 5 × 2 on a target of 8-lane vectors, the macro's, whose dense
     ///   strips take the kernel with constant strides; a row's full tiles in one call); a
-    ///   depthwise layer with whole vectors of 8 channels and a window of at least 9 taps whose activation the kernels apply
-    ///   (none, relu, relu6), on a target with narrower vectors of its own (the JIT): the
+    ///   depthwise layer with whole vectors of 8 channels and a window of at least 9 taps whose
+    ///   activation the kernels apply (none, relu, relu6), on a target with narrower vectors of its own (the JIT): the
     ///   depthwise tile kernel, 6 pixels × 2 vectors (3 × 4 for rows of at most 16; fewer pixels
     ///   without wide microkernels where that lets a 5- or 7-tap window slide); otherwise a
     ///   window of at least 10 taps: 4 (6 for wide kernels) pixels × 2 vectors;
