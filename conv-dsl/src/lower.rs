@@ -281,20 +281,23 @@ pub fn lower(
     let user_layout = user_layout_layer(network, &fusions);
     // A stage's schedule: the caller's, else the plane kernel or the planar one where they apply
     // (and the planar one pays), else the heuristic's; checked against the stage.
-    let schedule_of = |name: &str, conv: &Conv, bound: &BoundConv, planar: bool| -> Result<Schedule, String> {
-        let default_planar = planar::default_schedule(conv, bound, lanes);
-        let schedule = match schedule_for(name) {
-            Some(schedule) => schedule,
-            None if planar && target.microkernels && planar::plane_pays(conv, bound) => Schedule::plane(),
-            None if planar && planar::worth(conv, bound, default_planar) => default_planar,
-            None => Schedule::auto(conv, bound, target),
+    // `input_in_place`: the stage reads the model's channels-first input, which a dense tile-kernel
+    // stage reads as it is (below).
+    let schedule_of =
+        |name: &str, conv: &Conv, bound: &BoundConv, planar: bool, input_in_place: bool| -> Result<Schedule, String> {
+            let default_planar = planar::default_schedule(conv, bound, lanes);
+            let schedule = match schedule_for(name) {
+                Some(schedule) => schedule,
+                None if planar && target.microkernels && planar::plane_pays(conv, bound) => Schedule::plane(),
+                None if planar && planar::worth(conv, bound, default_planar) => default_planar,
+                None => Schedule::auto(conv, bound, target, input_in_place),
+            };
+            schedule.validate(conv)?;
+            if schedule.kernel != Kernel::Tile && !lanes.is_multiple_of(schedule.lanes) {
+                return Err(format!("lanes must divide the target's {lanes}"));
+            }
+            Ok(schedule)
         };
-        schedule.validate(conv)?;
-        if schedule.kernel != Kernel::Tile && !lanes.is_multiple_of(schedule.lanes) {
-            return Err(format!("lanes must divide the target's {lanes}"));
-        }
-        Ok(schedule)
-    };
     // The stages of layer `index`: their names (`dw1`, `s.pw`), what they compute and their shapes.
     let stages_of = |index: usize| -> Vec<(String, &Conv, &BoundConv)> {
         let layer = &network.layers[index];
@@ -313,8 +316,9 @@ pub fn lower(
             else {
                 return None;
             };
-            let schedule = schedule_of(first_name, conv, bound, false).ok()?;
-            let second_schedule = schedule_of(second_name, second_conv, second_bound, false).ok()?;
+            // Reading the input in place matters only to dense windows: neither piece is one.
+            let schedule = schedule_of(first_name, conv, bound, false, false).ok()?;
+            let second_schedule = schedule_of(second_name, second_conv, second_bound, false, false).ok()?;
             let first_piece = fused::Piece { name: first_name, conv, bound, schedule };
             let second_piece =
                 fused::Piece { name: second_name, conv: second_conv, bound: second_bound, schedule: second_schedule };
@@ -368,9 +372,11 @@ pub fn lower(
                     let (name, conv, bound) = (name.as_str(), *conv, *bound);
                     let schedule_error = |reason: String| Error::Schedule { layer: name.to_string(), reason };
                     let planar = user_layout == Some(index);
-                    let schedule = schedule_of(name, conv, bound, planar).map_err(schedule_error)?;
+                    let channels_first_input = current == 0 && network.input.layout == Layout::ChannelsFirst;
+                    let schedule =
+                        schedule_of(name, conv, bound, planar, channels_first_input).map_err(schedule_error)?;
                     let pair = stages.get(position + 1).map(|(second, conv, bound)| {
-                        let second_schedule = schedule_of(second, conv, bound, false);
+                        let second_schedule = schedule_of(second, conv, bound, false, false);
                         (second.as_str(), *conv, *bound, second_schedule)
                     });
                     // Only the last stage's store carries the fused `add`.
@@ -424,10 +430,8 @@ pub fn lower(
                     let output = plan.values.len() - 1;
                     // A dense tile-kernel stage reads a channels-first model input as it is: its
                     // kernel broadcasts one input element at a time, wherever the channels are.
-                    let input_in_place = current == 0
-                        && network.input.layout == Layout::ChannelsFirst
-                        && schedule.kernel == Kernel::Tile
-                        && !conv.is_depthwise();
+                    let input_in_place =
+                        channels_first_input && schedule.kernel == Kernel::Tile && !conv.is_depthwise();
                     let act = residual.map(|fusion| fusion.act);
                     let (parts, packings, scratch) =
                         convolution(name, conv, bound, schedule, target, act, input_in_place);

@@ -190,8 +190,10 @@ impl Schedule {
     /// The heuristic schedule for `conv` at the shapes `bound` on `target`:
     /// - where the target has tile microkernels and the layer is dense with whole vectors of 8
     ///   output channels per group: the tile kernel, on tiles of up to 6 pixels × 2 vectors
-    ///   (3 × 4 for wide kernels; 5 × 2 on a target of 8-lane vectors, the macro's, whose dense
-    ///   strips take the kernel with constant strides; a row's full tiles in one call); a
+    ///   (3 × 4 for wide kernels; 5 × 2 for a window of several taps on a target of 8-lane
+    ///   vectors, the macro's, whose dense strips take the kernel with constant strides, or where
+    ///   the stage reads the model's channels-first input in place (`input_in_place`), whose
+    ///   strips take the kernel with unrolled rows; a row's full tiles in one call); a
     ///   depthwise layer with whole vectors of 8 channels and a window of at least 9 taps whose
     ///   activation the kernels apply (none, relu, relu6), on a target with narrower vectors of its own (the JIT): the
     ///   depthwise tile kernel, 6 pixels × 2 vectors (3 × 4 for rows of at most 16; fewer pixels
@@ -206,7 +208,7 @@ impl Schedule {
     ///   (accumulators, and registers for accumulators plus operands): up to 4 pixels, and as many
     ///   channel vectors as the budgets and the channels allow — except
     ///   for depthwise layers, whose channel vectors share no inputs: one vector, up to 4 pixels.
-    pub fn auto(conv: &Conv, bound: &BoundConv, target: Target) -> Schedule {
+    pub fn auto(conv: &Conv, bound: &BoundConv, target: Target, input_in_place: bool) -> Schedule {
         let out_width = *bound.output.last().unwrap_or(&1);
         let depthwise = conv.is_depthwise();
         let taps: u64 = conv.kernel.iter().product();
@@ -234,7 +236,9 @@ impl Schedule {
                 }
                 (true, false) => (TILE_AUTO_DEPTHWISE.0, vectors.min(TILE_AUTO_DEPTHWISE.1)),
                 (true, true) => (TILE_AUTO_DEPTHWISE_WIDE.0, vectors.min(TILE_AUTO_DEPTHWISE_WIDE.1)),
-                (false, false) if target.lanes >= TILE_LANES => (TILE_AUTO_FIXED.0, vectors.min(TILE_AUTO_FIXED.1)),
+                (false, false) if taps > 1 && (target.lanes >= TILE_LANES || input_in_place) => {
+                    (TILE_AUTO_WINDOW.0, vectors.min(TILE_AUTO_WINDOW.1))
+                }
                 (false, false) => (TILE_AUTO.0, vectors.min(TILE_AUTO.1)),
                 (false, true) => {
                     let vectors = vectors.min(TILE_WIDE_VECTORS);
@@ -368,13 +372,17 @@ pub const PLANAR_MAX_ACCUMULATORS: u32 = 8;
 
 /// The tile kernel's default tile: pixels × vectors of [`TILE_LANES`] channels.
 const TILE_AUTO: (u32, u32) = (6, 2);
-/// The tile kernel's default tile where the strips' strides are constants of the code (the
-/// `conv!` macro's 8-lane target, whose dense strips call `tile_fixed`). Measured on an AVX2 Zen 3
-/// (one process, the macro's std3_64to64_56 alternating with the JIT's 6 × 2 tiles of run-time
-/// strides, 60 pairs, bit-identical outputs): constant strides with 6 × 2 tiles ran 1.24–1.26×
-/// the JIT's speed, with 5 × 2 tiles 1.47–1.53× (ten accumulators leave registers for the
-/// loads the unrolled window issues ahead); pw_64to64_56 0.98–1.01×.
-const TILE_AUTO_FIXED: (u32, u32) = (5, 2);
+/// The tile kernel's default tile for a window of several taps whose strips unroll it (AVX2): the
+/// `conv!` macro's 8-lane target, whose dense strips call `tile_fixed` (every stride a constant),
+/// and a stage reading the model's channels-first input in place, whose strips the JIT's kernel
+/// runs with the window's rows unrolled. Measured on an AVX2 Zen 3 (one process, bit-identical
+/// outputs): the macro's std3_64to64_56 with constant strides and 6 × 2 tiles ran 1.24–1.26× the
+/// JIT's speed with run-time strides, with 5 × 2 tiles 1.47–1.53× (ten accumulators leave
+/// registers for the loads the unrolled window issues ahead); the JIT's unrolled rows on 5 × 2
+/// tiles ran std3_64to64_56 1.60× and g3_c256_g2_28 1.45× as fast as its run-time window on 6 × 2
+/// tiles (0.83× on 6 × 2 tiles: LLVM spills accumulators). Pointwise layers gain nothing from it
+/// (pw_64to64_56 0.98–1.01× with constant strides).
+const TILE_AUTO_WINDOW: (u32, u32) = (5, 2);
 /// The depthwise tile kernel's default tile.
 const TILE_AUTO_DEPTHWISE: (u32, u32) = (4, 2);
 /// The most vectors of a dense tile for wide microkernels ([`Target::wide_microkernels`]): 2

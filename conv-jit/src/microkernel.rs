@@ -130,18 +130,33 @@ pub(crate) type Kernel = unsafe extern "C" fn(*const TileArgs);
 
 /// Every tile kind's and shape's kernel for `isa`: `(depthwise, pixels, vectors, kernel)`.
 pub(crate) fn kernels(isa: Isa) -> Vec<(bool, u32, u32, Kernel)> {
-    let mut kernels = Vec::new();
-    macro_rules! shapes {
-        ($(($p:literal, $($v:literal),*)),*) => {
-            $($(
-                kernels.push((false, $p, $v, choose::<$p, $v, false>(isa)));
-                kernels.push((true, $p, $v, choose::<$p, $v, true>(isa)));
-            )*)*
-        };
-    }
-    shapes!((1, 1, 2, 3, 4), (2, 1, 2, 3, 4), (3, 1, 2, 3, 4), (4, 1, 2, 3), (5, 1, 2), (6, 1, 2));
+    let shapes = (1..=6).flat_map(|pixels| (1..=4).map(move |vectors| (pixels, vectors)));
+    let kernels: Vec<_> = shapes
+        .flat_map(|(pixels, vectors)| [false, true].map(|depthwise| (depthwise, pixels, vectors)))
+        .filter_map(|(depthwise, pixels, vectors)| {
+            Some((depthwise, pixels, vectors, kernel_for(isa, depthwise, pixels, vectors)?))
+        })
+        .collect();
     debug_assert!(kernels.iter().all(|&(_, p, v, _)| conv_dsl::ir::tile_shape_exists(p, v)));
     kernels
+}
+
+/// The kernel of `isa` for `(depthwise, pixels, vectors)` tiles, if the shape has one. A match
+/// rather than a table, so that finding the kernel allocates nothing (the macro's `forward`
+/// allocates nothing).
+fn kernel_for(isa: Isa, depthwise: bool, pixels: u32, vectors: u32) -> Option<Kernel> {
+    macro_rules! shapes {
+        ($(($p:literal, $($v:literal),*)),*) => {
+            match (pixels, vectors) {
+                $($(($p, $v) => Some(match depthwise {
+                    true => choose::<$p, $v, true>(isa),
+                    false => choose::<$p, $v, false>(isa),
+                }),)*)*
+                _ => None,
+            }
+        };
+    }
+    shapes!((1, 1, 2, 3, 4), (2, 1, 2, 3, 4), (3, 1, 2, 3, 4), (4, 1, 2, 3), (5, 1, 2), (6, 1, 2))
 }
 
 /// The environment variable that caps which version of the tile kernels runs, read once per
@@ -432,6 +447,19 @@ unsafe extern "C" fn avx2_kernel<const P: usize, const V: usize, const DEPTHWISE
         // rest hold weights and the broadcast input): small tiles, such as a border pixel's strip
         // over channel blocks, then still hide the FMA latency.
         let together = (12 / (P * V)).clamp(1, 3);
+        if !DEPTHWISE && together == 1 {
+            match window_rows(strip, V) {
+                Some((1, 3, 3)) => return avx2_rows::<P, V, 1, 3, 3>(strip),
+                Some((1, 2, 3)) => return avx2_rows::<P, V, 1, 2, 3>(strip),
+                Some((1, 3, 2)) => return avx2_rows::<P, V, 1, 3, 2>(strip),
+                Some((1, 2, 2)) => return avx2_rows::<P, V, 1, 2, 2>(strip),
+                Some((2, 3, 3)) => return avx2_rows::<P, V, 2, 3, 3>(strip),
+                Some((2, 2, 3)) => return avx2_rows::<P, V, 2, 2, 3>(strip),
+                Some((2, 3, 2)) => return avx2_rows::<P, V, 2, 3, 2>(strip),
+                Some((2, 2, 2)) => return avx2_rows::<P, V, 2, 2, 2>(strip),
+                _ => {}
+            }
+        }
         tiles_in_groups!(avx2_tiles::<P, V, DEPTHWISE>(strip, together));
     }
 }
@@ -814,11 +842,23 @@ pub fn tile<const P: usize, const V: usize>(
     acc: (&mut [f32], usize),
     shape: &TileShape,
 ) {
-    let kernel = match depthwise {
-        true => choose::<P, V, true>(Isa::host()),
-        false => choose::<P, V, false>(Isa::host()),
-    };
-    run_checked(kernel, (depthwise, P as u32, V as u32), input, weight, bias, acc, shape);
+    tile_of_shape((depthwise, P as u32, V as u32), input, weight, bias, acc, shape);
+}
+
+/// [`tile`] with the shape as values: not generic, so a caller's crate instantiates none of the
+/// kernels (they are compiled here once, for the JIT's table). The `conv!` macro's MobileNetV1
+/// example built in 38 s with `tile` instantiating every version of its shapes' kernels.
+fn tile_of_shape(
+    (depthwise, pixels, vectors): (bool, u32, u32),
+    input: (&[f32], usize),
+    weight: (&[f32], usize),
+    bias: Option<(&[f32], usize)>,
+    acc: (&mut [f32], usize),
+    shape: &TileShape,
+) {
+    let kernel = kernel_for(Isa::host(), depthwise, pixels, vectors);
+    let kernel = kernel.unwrap_or_else(|| panic!("no tile kernel of {pixels}x{vectors} (depthwise: {depthwise})"));
+    run_checked(kernel, (depthwise, pixels, vectors), input, weight, bias, acc, shape);
 }
 
 /// [`tile`] for a dense 2D strip whose strides are constants of the caller's code (the `conv!`
@@ -859,17 +899,60 @@ pub fn tile_fixed<
         && shape.tap_weight_strides[1..] == [W_H, W_W];
     assert!(fixed, "a fixed tile strip whose shape is not its constants: {shape:?}");
     #[cfg(target_arch = "x86_64")]
-    let kernel: Kernel = match Isa::host() {
-        Isa::Portable => portable_kernel::<P, V, false>,
-        Isa::Avx2 | Isa::Avx512 => avx2_fixed::<P, V, PIXEL, REDUCE_IN, REDUCE_W, TH, TW, IN_H, IN_W, W_H, W_W>,
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let kernel: Kernel = portable_kernel::<P, V, false>;
-    run_checked(kernel, (false, P as u32, V as u32), input, weight, bias, acc, shape);
+    if Isa::host() >= Isa::Avx2 {
+        let kernel: Kernel = avx2_fixed::<P, V, PIXEL, REDUCE_IN, REDUCE_W, TH, TW, IN_H, IN_W, W_H, W_W>;
+        return run_checked(kernel, (false, P as u32, V as u32), input, weight, bias, acc, shape);
+    }
+    tile_of_shape((false, P as u32, V as u32), input, weight, bias, acc, shape);
 }
 
-/// The AVX2 + FMA kernel of [`tile_fixed`]: [`avx2_tiles`] with the strides and the window as
-/// constants, one tile at a time.
+/// The sums of every tile of a dense strip over a 2D window of `$th × $tw` taps, one tile at a
+/// time, in AVX2 registers: [`avx2_tiles`]'s sums in the same order, with the strides and the
+/// window as the given expressions. Constants (as [`avx2_fixed`] passes) or the strip's values (as
+/// [`avx2_rows`] passes): the window is unrolled either way, and every constant stride becomes a
+/// constant offset of a load. A macro, as [`for_each_step`]: the accumulators must stay registers.
+///
+/// Unsafe to expand outside an `unsafe` block: the strip's tiles address only elements inside
+/// its buffers when the expressions are its strides (the kernels' contract).
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx2_window {
+    ($p:ident, $v:ident, $strip:expr, pixel: $pixel:expr, reduce: ($reduce_in:expr, $reduce_w:expr),
+     window: ($th:expr, $tw:expr), input: ($in_h:expr, $in_w:expr), weight: ($w_h:expr, $w_w:expr)) => {{
+        use std::arch::x86_64::{_mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps};
+        let strip: &TileArgs = $strip;
+        let (pixel, reduce_in, reduce_w): (isize, isize, isize) = ($pixel, $reduce_in, $reduce_w);
+        let (th_taps, tw_taps): (isize, isize) = ($th, $tw);
+        let (in_h, in_w, w_h, w_w): (isize, isize, isize, isize) = ($in_h, $in_w, $w_h, $w_w);
+        for r in 0..strip.repeat {
+            let args = &strip.tile(r);
+            const ONE: usize = 1;
+            let mut sums = avx2_start!($p, $v, ONE, strip, args);
+            for k in 0..args.reduce {
+                let (input_k, weight_k) = (args.input.offset(k * reduce_in), args.weight.offset(k * reduce_w));
+                for th in 0..th_taps {
+                    for tw in 0..tw_taps {
+                        let input = input_k.offset(th * in_h + tw * in_w);
+                        let weight = weight_k.offset(th * w_h + tw * w_w);
+                        let mut weights = [_mm256_setzero_ps(); $v];
+                        for (vector, weights) in weights.iter_mut().enumerate() {
+                            *weights = _mm256_loadu_ps(weight.add(vector * LANES));
+                        }
+                        for (pixel_index, vectors) in sums[0].iter_mut().enumerate() {
+                            let x = _mm256_broadcast_ss(&*input.offset(pixel_index as isize * pixel));
+                            for (sum, weights) in vectors.iter_mut().zip(&weights) {
+                                *sum = _mm256_fmadd_ps(x, *weights, *sum);
+                            }
+                        }
+                    }
+                }
+            }
+            avx2_finish!(strip, args, sums);
+        }
+    }};
+}
+
+/// The AVX2 + FMA kernel of [`tile_fixed`]: [`avx2_window`] with the strides and the window as
+/// constants.
 ///
 /// # Safety
 /// As for [`avx2_kernel`] (dense tiles), and the strip's strides and taps are the constants.
@@ -890,37 +973,44 @@ unsafe extern "C" fn avx2_fixed<
 >(
     args: *const TileArgs,
 ) {
-    use std::arch::x86_64::{_mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps};
-    // SAFETY: the caller's contract; every pointer below is one the strip's tiles address, as in
-    // `avx2_tiles` (whose strides these constants are).
+    // SAFETY: the caller's contract: the constants are the strip's strides.
     unsafe {
-        let strip = &*args;
-        for r in 0..strip.repeat {
-            let args = &strip.tile(r);
-            const ONE: usize = 1;
-            let mut sums = avx2_start!(P, V, ONE, strip, args);
-            for k in 0..args.reduce {
-                let (input_k, weight_k) = (args.input.offset(k * REDUCE_IN), args.weight.offset(k * REDUCE_W));
-                for th in 0..TH as isize {
-                    for tw in 0..TW as isize {
-                        let input = input_k.offset(th * IN_H + tw * IN_W);
-                        let weight = weight_k.offset(th * W_H + tw * W_W);
-                        let mut weights = [_mm256_setzero_ps(); V];
-                        for (vector, weights) in weights.iter_mut().enumerate() {
-                            *weights = _mm256_loadu_ps(weight.add(vector * LANES));
-                        }
-                        for (pixel, vectors) in sums[0].iter_mut().enumerate() {
-                            let x = _mm256_broadcast_ss(&*input.offset(pixel as isize * PIXEL));
-                            for (sum, weights) in vectors.iter_mut().zip(&weights) {
-                                *sum = _mm256_fmadd_ps(x, *weights, *sum);
-                            }
-                        }
-                    }
-                }
-            }
-            avx2_finish!(strip, args, sums);
-        }
+        avx2_window!(P, V, &*args, pixel: PIXEL, reduce: (REDUCE_IN, REDUCE_W),
+            window: (TH as isize, TW as isize), input: (IN_H, IN_W), weight: (W_H, W_W));
     }
+}
+
+/// [`avx2_kernel`]'s dense tiles over a window of `TH × TW` taps whose pixels are `S` input
+/// elements apart, whose taps along w are adjacent input elements and have adjacent vectors of
+/// weights (the JIT's strips of a layer reading the channels-first input in place, stride `S`):
+/// [`avx2_window`] with those three strides and the window as constants, the strides between rows
+/// and channels read from the strip. One base pointer per channel and the distance between rows
+/// then address every load.
+///
+/// # Safety
+/// As for [`avx2_kernel`] (dense tiles), and [`window_rows`] returned `(S, TH, TW)` for the strip.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_rows<const P: usize, const V: usize, const S: isize, const TH: usize, const TW: usize>(
+    strip: &TileArgs,
+) {
+    // SAFETY: the caller's contract: the constants are the strip's strides.
+    unsafe {
+        avx2_window!(P, V, strip, pixel: S, reduce: (strip.reduce_input_stride, strip.reduce_weight_stride),
+            window: (TH as isize, TW as isize), input: (strip.tap_input_strides[1], 1),
+            weight: (strip.tap_weight_strides[1], (V * LANES) as isize));
+    }
+}
+
+/// `(pixel stride, taps along h, taps along w)` of a dense strip that [`avx2_rows`] computes: one
+/// tap along d, pixels 1 or 2 input elements apart, taps along w one input element and one weight
+/// vector apart, and at least 2 × 2 taps of at most 3 × 3 (smaller windows gain little from
+/// unrolling, larger ones spill).
+fn window_rows(strip: &TileArgs, vectors: usize) -> Option<(isize, isize, isize)> {
+    let [d, h, w] = strip.taps;
+    let adjacent = strip.tap_input_strides[2] == 1 && strip.tap_weight_strides[2] == (vectors * LANES) as isize;
+    let fits = d == 1 && (2..=3).contains(&h) && (2..=3).contains(&w);
+    (adjacent && fits && matches!(strip.pixel_stride, 1 | 2)).then_some((strip.pixel_stride, h, w))
 }
 
 /// Runs `kernel`, the kernel of `(depthwise, pixels, vectors)` tiles of a version the host runs,
@@ -1070,7 +1160,7 @@ mod tests {
     /// Every kernel version this host runs sums every tile shape bit for bit like the portable
     /// one: strips of 1 to 7 tiles (the AVX-512 kernel computes up to three at once, then the
     /// rest), with and without a bias, weights shared by the strip's tiles or not, pointwise and
-    /// windowed steps.
+    /// windowed steps, over channels-last and (dense windows) channels-first input.
     #[test]
     fn every_kernel_version_sums_like_the_portable_one() {
         let mut rng = SplitMix64::new(7);
@@ -1085,16 +1175,27 @@ mod tests {
                     let repeat = 1 + case % 7;
                     // Windows of 3, 5 and 7 taps along w (which the AVX-512 kernel slides along
                     // the pixels where V is even) and of 2 (which it does not).
-                    let taps = if case % 2 == 0 {
+                    // Dense windows of 2 or 3 × 2 or 3 taps over channels-first input, pixels 1
+                    // or 2 elements apart (which the AVX2 kernel unrolls).
+                    let channels_first = !depthwise && case % 6 == 3;
+                    let taps = if channels_first {
+                        [1, 2 + below(2), 2 + below(2)]
+                    } else if case % 2 == 0 {
                         [1, 1, 1]
                     } else {
                         [1 + below(2), 1 + below(3), [3, 5, 7, 2][(case / 2 % 4) as usize]]
                     };
                     let reduce = 1 + below(5);
-                    // Strides as in a channels-last layout, with room between pixels and tiles.
-                    let pixel_stride = width + below(3);
-                    let tap_input_strides = [pixel_stride * 97, pixel_stride * 13, pixel_stride];
-                    let reduce_input_stride = if depthwise { 0 } else { 1 };
+                    // Strides as in a channels-last layout, with room between pixels and tiles;
+                    // or as in a channels-first one, of rows of 37 elements.
+                    let (pixel_stride, tap_input_strides, reduce_input_stride) = if channels_first {
+                        let pixel_stride = 1 + case / 6;
+                        (pixel_stride, [37 * 41, 37, 1], 37 * 41 * 3)
+                    } else {
+                        let pixel_stride = width + below(3);
+                        let strides = [pixel_stride * 97, pixel_stride * 13, pixel_stride];
+                        (pixel_stride, strides, if depthwise { 0 } else { 1 })
+                    };
                     let repeat_input_stride = pixel_stride * pixels as isize + below(2);
                     let tap_weight_strides = [width * 9, width * 3, width];
                     let reduce_weight_stride = width * 36;
