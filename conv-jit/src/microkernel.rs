@@ -447,7 +447,10 @@ unsafe extern "C" fn avx2_kernel<const P: usize, const V: usize, const DEPTHWISE
         // rest hold weights and the broadcast input): small tiles, such as a border pixel's strip
         // over channel blocks, then still hide the FMA latency.
         let together = (12 / (P * V)).clamp(1, 3);
-        if !DEPTHWISE && together == 1 {
+        // A dense tile of 7–10 accumulators over a small window in the channels-first layout:
+        // the window unrolled (with more accumulators LLVM spills them: 6 × 2 tiles ran 0.83× the
+        // loop below on std3_64to64_56).
+        if !DEPTHWISE && together == 1 && P * V <= 10 {
             match window_rows(strip, V) {
                 Some((1, 3, 3)) => return avx2_rows::<P, V, 1, 3, 3>(strip),
                 Some((1, 2, 3)) => return avx2_rows::<P, V, 1, 2, 3>(strip),
@@ -846,8 +849,9 @@ pub fn tile<const P: usize, const V: usize>(
 }
 
 /// [`tile`] with the shape as values: not generic, so a caller's crate instantiates none of the
-/// kernels (they are compiled here once, for the JIT's table). The `conv!` macro's MobileNetV1
-/// example built in 38 s with `tile` instantiating every version of its shapes' kernels.
+/// kernels (they are compiled here once, for the JIT's table). With `tile` instantiating every
+/// version of its shapes' kernels, the `conv!` macro's MobileNetV1 example took 58 s of CPU time
+/// to build, 34 s without.
 fn tile_of_shape(
     (depthwise, pixels, vectors): (bool, u32, u32),
     input: (&[f32], usize),
