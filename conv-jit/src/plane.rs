@@ -6,7 +6,7 @@
 //! computed plane by plane, vectorised along w (`conv_dsl::lower`'s `planar`). Cranelift's 128-bit
 //! vectors cap that code at ~43 GFLOP/s on cache-resident planes; these kernels, compiled for
 //! AVX-512 (16 lanes) or AVX2 + FMA (8 lanes), keep the window's weights in registers, compute
-//! blocks of 4 output rows (8 on AVX2 for a 3×3 window) × one vector (the rows share their input
+//! blocks of 4 output rows (8 on AVX2 for a 3×3 window, 7 for a 5×5 one) × one vector (the rows share their input
 //! rows: a 3×3 window's 4 rows read 6 input rows, not 12), and handle the border columns and a short row with masked loads
 //! and masked multiply-adds, the top and bottom rows by skipping the taps outside the plane.
 //!
@@ -400,15 +400,21 @@ unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>
 /// Output rows per block where a plane has that many.
 const ROWS: isize = 4;
 
-/// Output rows per block where a plane has that many, on 8 lanes for a window whose weights stay
-/// in registers ([`REGISTER_WINDOW`]): 8 sums in flight rather than 4 hide more of the FMA
-/// latency. Measured on an AVX2 Zen 3 (one process, alternating with 4-row blocks, median of 80–100
-/// pair ratios): dw3_s1_c144_56 1.18–1.20×, dw3_d2_c64_56 1.21–1.22×, relu6_dw3_c64_56 1.14×,
-/// dw3_s1_c32_112 1.05–1.07×, dw3_s2_c96_112 1.00–1.06×, dw3_s1_c384_14 1.00; 6 rows gained
-/// less (1.05 on c144), and 8 rows of a 5 × 5 window (splatted from memory) lost (0.94×). The
-/// AVX-512 kernels keep 4 rows: not measured on such a host.
+/// Output rows per block where a plane has that many, on 8 lanes: more sums in flight than
+/// [`ROWS`] hide more of the FMA latency. 8 for a window whose weights stay in registers
+/// ([`REGISTER_WINDOW`]), 7 for a larger one (its rows' weights splatted from memory beside the
+/// sums). Measured on an AVX2 Zen 3 (one process, alternating with 4-row blocks, median of 80–100
+/// pair ratios): 3 × 3 with 8 rows: dw3_s1_c144_56 1.18–1.20×, dw3_d2_c64_56 1.21–1.22×,
+/// relu6_dw3_c64_56 1.14×, dw3_s1_c32_112 1.05–1.07×, dw3_s2_c96_112 1.00–1.06×,
+/// dw3_s1_c384_14 1.00 (7 or 6 rows: no better); 5 × 5 with 7 rows: dw5_s1_c240_28 1.11–1.17×, 64
+/// channels at 56 × 56 1.36× (8 rows: 1.05× and 1.13×). The AVX-512 kernels keep 4 rows: not
+/// measured on such a host.
 fn tall_rows<X: Lanes, const K: usize>() -> isize {
-    if X::L == 8 && K <= REGISTER_WINDOW { 2 * ROWS } else { ROWS }
+    match (X::L, K <= REGISTER_WINDOW) {
+        (8, true) => 2 * ROWS,
+        (8, false) => 2 * ROWS - 1,
+        _ => ROWS,
+    }
 }
 
 /// One block of output rows × one vector of output positions, and where it reads.
@@ -493,6 +499,7 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize>(args:
                     let inside = (rows_inside, columns_inside);
                     match rows {
                         8 => rows_block::<X, K, S, D, 8>(&at, &taps, bias, inside),
+                        7 => rows_block::<X, K, S, D, 7>(&at, &taps, bias, inside),
                         4 => rows_block::<X, K, S, D, 4>(&at, &taps, bias, inside),
                         _ => block::<X, K, S, D, 1, true, true>(&at, &taps, bias),
                     }
@@ -843,7 +850,7 @@ mod tests {
             let (kernel, stride, dilation) = [(3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1)][case % 5];
             let padding = [below(4), below(4)];
             let reach = dilation * (kernel - 1) + 1;
-            // Up to 20 rows: several blocks of 8 rows (AVX2), the last overlapping.
+            // Up to 20 rows: several blocks of 7 or 8 rows (AVX2), the last overlapping.
             let output_size = [1 + below(20), 1 + below(40)];
             // Inputs from the least that reaches every output's first tap to a few more.
             let input_size = [0, 1].map(|axis| {
