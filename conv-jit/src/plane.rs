@@ -6,9 +6,10 @@
 //! computed plane by plane, vectorised along w (`conv_dsl::lower`'s `planar`). Cranelift's 128-bit
 //! vectors cap that code at ~43 GFLOP/s on cache-resident planes; these kernels, compiled for
 //! AVX-512 (16 lanes) or AVX2 + FMA (8 lanes), keep the window's weights in registers, compute
-//! blocks of 4 output rows (8 on AVX2 for a 3×3 window, 7 for a 5×5 one) × one vector (the rows share their input
-//! rows: a 3×3 window's 4 rows read 6 input rows, not 12), and handle the border columns and a short row with masked loads
-//! and masked multiply-adds, the top and bottom rows by skipping the taps outside the plane.
+//! blocks of 4 output rows (8 on AVX2 for a 3×3 window, 7 for a 5×5 one) × one vector (the rows
+//! share their input rows: a 3×3 window's 4 rows read 6 input rows, not 12), and handle the
+//! border columns and a short row with masked loads and masked multiply-adds, the top and bottom
+//! rows by skipping the taps outside the plane.
 //!
 //! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
 //! const generics, so the window is unrolled and its weights are registers), registered with the
@@ -442,9 +443,10 @@ struct Block {
     act: isize,
 }
 
-/// Every plane of `args`: blocks of [`tall_rows`] or [`ROWS`] output rows (the last one overlapping the one before
-/// where `OH` is not a multiple; single rows in a plane of fewer) × vectors along the row (the last
-/// overlapping likewise; one masked vector in a row shorter than a vector). A block whose window
+/// Every plane of `args`: blocks of [`tall_rows`] output rows, or [`ROWS`] in a plane of fewer
+/// (the last block overlapping the one before where `OH` is not a multiple; single rows in a plane
+/// of fewer than `ROWS`) × vectors along the row (the last overlapping likewise; one masked vector
+/// in a row shorter than a vector). A block whose window
 /// lies inside the plane runs without checks; one on a border skips the rows outside and masks
 /// the columns outside.
 ///
