@@ -182,6 +182,15 @@ trait Lanes {
     unsafe fn fma(acc: Self::V, x: Self::V, w: Self::V) -> Self::V;
     /// `acc + x·w` in the lanes of `mask`, `acc` in the others.
     unsafe fn fma_masked(acc: Self::V, x: Self::V, w: Self::V, mask: Self::M) -> Self::V;
+    /// Whether a border block masks its weights ([`Lanes::masked_weight`], once per tap) rather
+    /// than its multiply-adds ([`Lanes::fma_masked`], once per tap and row): where a masked
+    /// multiply-add costs a blend besides the FMA.
+    const MASK_WEIGHTS: bool;
+    /// `w` in the lanes of `mask`, −0 in the others. Where `x` is +0 outside `mask` (a masked
+    /// load's lanes), `fma(acc, x, masked_weight(w, mask))` is `fma_masked(acc, x, w, mask)` bit for
+    /// bit: the product there is −0, and `acc + (−0)` is `acc` for every `acc` (−0, NaN and
+    /// infinities included) — unlike `+0`, which turns a −0 sum into +0.
+    unsafe fn masked_weight(w: Self::V, mask: Self::M) -> Self::V;
     /// `act` applied (NaN: 0 through relu, NaN through relu6, as the tile kernels do).
     unsafe fn activate(x: Self::V, act: isize) -> Self::V;
     /// All `L` lanes to `at`.
@@ -256,6 +265,12 @@ impl Lanes for Avx512 {
     #[inline(always)]
     unsafe fn fma_masked(acc: Self::V, x: Self::V, w: Self::V, mask: u16) -> Self::V {
         unsafe { std::arch::x86_64::_mm512_mask3_fmadd_ps(x, w, acc, mask) }
+    }
+    // A masked FMA is one instruction.
+    const MASK_WEIGHTS: bool = false;
+    #[inline(always)]
+    unsafe fn masked_weight(w: Self::V, mask: u16) -> Self::V {
+        unsafe { std::arch::x86_64::_mm512_mask_blend_ps(mask, std::arch::x86_64::_mm512_set1_ps(-0.0), w) }
     }
     #[inline(always)]
     unsafe fn activate(x: Self::V, act: isize) -> Self::V {
@@ -344,6 +359,13 @@ impl Lanes for Avx2 {
     unsafe fn fma_masked(acc: Self::V, x: Self::V, w: Self::V, mask: Self::M) -> Self::V {
         use std::arch::x86_64::{_mm256_blendv_ps, _mm256_castsi256_ps, _mm256_fmadd_ps};
         unsafe { _mm256_blendv_ps(acc, _mm256_fmadd_ps(x, w, acc), _mm256_castsi256_ps(mask)) }
+    }
+    // A masked FMA is an FMA and a blend.
+    const MASK_WEIGHTS: bool = true;
+    #[inline(always)]
+    unsafe fn masked_weight(w: Self::V, mask: Self::M) -> Self::V {
+        use std::arch::x86_64::{_mm256_blendv_ps, _mm256_castsi256_ps, _mm256_set1_ps};
+        unsafe { _mm256_blendv_ps(_mm256_set1_ps(-0.0), w, _mm256_castsi256_ps(mask)) }
     }
     #[inline(always)]
     unsafe fn activate(x: Self::V, act: isize) -> Self::V {
@@ -664,7 +686,12 @@ unsafe fn block<
             // are then shared. Their taps: from registers (a small window's first plane), else
             // splatted from memory per row (a 5 × 5 window does not fit in registers with the sums).
             unroll_rows!(kh in K => {
-                let taps = if K <= REGISTER_WINDOW && k == 0 { taps[kh] } else { window_row::<X, K>(weight.add(kh * K)) };
+                let mut taps = if K <= REGISTER_WINDOW && k == 0 { taps[kh] } else { window_row::<X, K>(weight.add(kh * K)) };
+                if MASK_COLUMNS && X::MASK_WEIGHTS {
+                    for (tap, &mask) in taps.iter_mut().zip(&masks) {
+                        *tap = X::masked_weight(*tap, mask);
+                    }
+                }
                 for (r, sum) in sums.iter_mut().enumerate() {
                     let row = at.top + r as isize * s + kh as isize * d;
                     if CHECK_ROWS && !(0..h).contains(&row) {
@@ -678,7 +705,12 @@ unsafe fn block<
                         } else {
                             strided::<X, MASK_COLUMNS>(from, (kw as isize * d) % 2 == 1, kw + 1 == K, spans[kw])
                         };
-                        *sum = if MASK_COLUMNS { X::fma_masked(*sum, x, weight, masks[kw]) } else { X::fma(*sum, x, weight) };
+                        // Masked lanes of `x` are +0 (masked loads): a masked weight keeps the sum.
+                        *sum = if MASK_COLUMNS && !X::MASK_WEIGHTS {
+                            X::fma_masked(*sum, x, weight, masks[kw])
+                        } else {
+                            X::fma(*sum, x, weight)
+                        };
                     }
                 }
             });
@@ -890,6 +922,49 @@ mod tests {
             assert!(expected[..20].iter().chain(&expected[20 + out_len..]).all(|&x| f32::from_bits(x).is_nan()));
             for isa in Isa::on_host() {
                 assert_eq!(run(isa), expected, "{isa:?} on {shape:?}");
+            }
+        }
+    }
+
+    /// The taps outside a plane leave a border sum as it was, bit for bit: a −0 sum stays −0 (the
+    /// products inside are all −0: +0 inputs, negative weights, a −0 bias), and an infinite weight
+    /// on such a tap adds no NaN. (Random data rarely reaches either.)
+    #[test]
+    fn taps_outside_the_plane_leave_the_sums_bit_for_bit() {
+        for (kernel, stride, dilation) in PLANE_WINDOWS.map(|(k, s, d)| (k as usize, s as usize, d as usize)) {
+            for infinite in [false, true] {
+                let pad = dilation * (kernel - 1) / 2;
+                let size = 19;
+                let out = (size + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
+                let shape = PlaneShape {
+                    planes: 2,
+                    group_inputs: 1,
+                    group_outputs: 1,
+                    input_size: [size, size],
+                    output_size: [out, out],
+                    kernel,
+                    stride,
+                    dilation,
+                    padding: [pad, pad],
+                    act: TileActivation::None,
+                };
+                let input = vec![0.0f32; 2 * size * size];
+                let mut weight = vec![-0.5f32; 2 * kernel * kernel];
+                if infinite {
+                    weight[0] = f32::NEG_INFINITY;
+                }
+                let bias = [-0.0f32; 2];
+                let run = |isa: Isa| {
+                    let mut output = vec![f32::NAN; 2 * out * out];
+                    run_checked(isa, (&input, 0), (&weight, 0), Some((&bias, 0)), (&mut output, 0), &shape);
+                    output.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                };
+                let expected = run(Isa::Portable);
+                // The top left output reads the first tap outside the plane: −0, never NaN.
+                assert_eq!(expected[0], (-0.0f32).to_bits(), "{shape:?}");
+                for isa in Isa::on_host() {
+                    assert_eq!(run(isa), expected, "{isa:?} on {shape:?}");
+                }
             }
         }
     }
