@@ -6,10 +6,10 @@
 //! computed plane by plane, vectorised along w (`conv_dsl::lower`'s `planar`). Cranelift's 128-bit
 //! vectors cap that code at ~43 GFLOP/s on cache-resident planes; these kernels, compiled for
 //! AVX-512 (16 lanes) or AVX2 + FMA (8 lanes), keep the window's weights in registers, compute
-//! blocks of 4 output rows (8 on AVX2 for a 3×3 window, 7 for a 5×5 one) × one vector (the rows
-//! share their input rows: a 3×3 window's 4 rows read 6 input rows, not 12), and handle the
-//! border columns and a short row with masked loads and masked multiply-adds, the top and bottom
-//! rows by skipping the taps outside the plane.
+//! blocks of 4 to 8 output rows ([`block_rows`]) × one vector (the rows share their input rows:
+//! a 3×3 window's 8 rows read 10 input rows, not 24), and handle the border columns and a short
+//! row with masked loads and masked multiply-adds, the top and bottom rows by skipping the taps
+//! outside the plane.
 //!
 //! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
 //! const generics, so the window is unrolled and its weights are registers), registered with the
@@ -408,7 +408,14 @@ unsafe fn lanes_between(positions: std::arch::x86_64::__m256i, lo: isize, hi: is
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
     // SAFETY: the caller's contract.
-    unsafe { planes::<Avx512, K, S, D>(&*args) }
+    unsafe {
+        let args = &*args;
+        match block_rows::<Avx512, K>(args.output_size[0]) {
+            8 => planes::<Avx512, K, S, D, 8>(args),
+            4 => planes::<Avx512, K, S, D, 4>(args),
+            _ => planes::<Avx512, K, S, D, 1>(args),
+        }
+    }
 }
 
 /// # Safety
@@ -417,26 +424,51 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
 #[target_feature(enable = "avx2,fma")]
 unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
     // SAFETY: the caller's contract.
-    unsafe { planes::<Avx2, K, S, D>(&*args) }
+    unsafe {
+        let args = &*args;
+        match block_rows::<Avx2, K>(args.output_size[0]) {
+            8 => planes::<Avx2, K, S, D, 8>(args),
+            7 => planes::<Avx2, K, S, D, 7>(args),
+            4 => planes::<Avx2, K, S, D, 4>(args),
+            _ => planes::<Avx2, K, S, D, 1>(args),
+        }
+    }
 }
 
-/// Output rows per block where a plane has that many.
+/// Output rows per block where a plane has that many and no taller block suits it.
 const ROWS: isize = 4;
 
-/// Output rows per block where a plane has that many, on 8 lanes: more sums in flight than
-/// [`ROWS`] hide more of the FMA latency. 8 for a window whose weights stay in registers
-/// ([`REGISTER_WINDOW`]), 7 for a larger one (its rows' weights splatted from memory beside the
-/// sums). Measured on an AVX2 Zen 3 (one process, alternating with 4-row blocks, median of 80–100
-/// pair ratios): 3 × 3 with 8 rows: dw3_s1_c144_56 1.18–1.20×, dw3_d2_c64_56 1.21–1.22×,
+/// Output rows per block in a plane of `oh` rows (the entry points compile a loop nest for each
+/// size, the size a constant in it): more sums in flight than [`ROWS`] hide more of the FMA
+/// latency. 8 for a window whose weights stay in registers ([`REGISTER_WINDOW`]); for a larger
+/// one 7 on 8 lanes (its rows' weights splatted from memory beside the sums), 4 on 16.
+///
+/// Measured on an AVX2 Zen 3 (one process, alternating with 4-row blocks, median of 80–100 pair
+/// ratios): 3 × 3 with 8 rows: dw3_s1_c144_56 1.18–1.20×, dw3_d2_c64_56 1.21–1.22×,
 /// relu6_dw3_c64_56 1.14×, dw3_s1_c32_112 1.05–1.07×, dw3_s2_c96_112 1.00–1.06×,
 /// dw3_s1_c384_14 1.00 (7 or 6 rows: no better); 5 × 5 with 7 rows: dw5_s1_c240_28 1.11–1.17×, 64
-/// channels at 56 × 56 1.36× (8 rows: 1.05× and 1.13×). The AVX-512 kernels keep 4 rows: not
-/// measured on such a host.
-fn tall_rows<X: Lanes, const K: usize>() -> isize {
-    match (X::L, K <= REGISTER_WINDOW) {
-        (8, true) => 2 * ROWS,
-        (8, false) => 2 * ROWS - 1,
+/// channels at 56 × 56 1.36× (8 rows: 1.05× and 1.13×).
+///
+/// On an AVX-512 AMD EPYC (`convgen bench` of the layer, this against 4-row blocks on 16 lanes
+/// with the size a run-time value, processes alternating, median of 8 pair ratios): 3 × 3 with 8
+/// rows: dw3_s1_c144_56 1.16×, dw3_s1_c32_112 1.08×, dw3_s2_c96_112 1.13×, dw3_d2_c64_56 1.22×,
+/// relu6_dw3_c64_56 1.14×, dw3_s1_c384_14 and dw3_s1_c960_7 1.00×; 12 rows were no faster than
+/// 8 once each size had its own loop nest (0.96–1.00×); 5 × 5 with 7 or 8 rows: 0.87×, and with 4
+/// rows 0.92–0.94× (a loop nest of its own: the one regression). The same build on that host with
+/// `CONVGEN_MAX_ISA=avx2` (8 lanes, block sizes as before): 1.04–1.11× (dw5_s1_c240_28 1.08×,
+/// dw3_s2_c96_112 1.11×), relu6_dw3_c64_56 0.97×.
+fn block_rows<X: Lanes, const K: usize>(oh: isize) -> isize {
+    let tall = match (X::L, K <= REGISTER_WINDOW) {
+        (_, true) => 8,
+        (8, false) => 7,
         _ => ROWS,
+    };
+    if oh >= tall {
+        tall
+    } else if oh >= ROWS {
+        ROWS
+    } else {
+        1
     }
 }
 
@@ -465,32 +497,24 @@ struct Block {
     act: isize,
 }
 
-/// Every plane of `args`: blocks of [`tall_rows`] output rows, or [`ROWS`] in a plane of fewer
-/// (the last block overlapping the one before where `OH` is not a multiple; single rows in a plane
-/// of fewer than `ROWS`) × vectors along the row (the last overlapping likewise; one masked vector
-/// in a row shorter than a vector). A block whose window lies inside the plane runs without
-/// checks (a run of them side by side in one loop, [`sweep`]); one on a border skips the rows
-/// outside and masks the columns outside.
+/// Every plane of `args`: blocks of `R` output rows ([`block_rows`]; the last block overlaps the
+/// one before where `OH` is not a multiple; 1 in a plane of fewer than [`ROWS`]) × vectors along
+/// the row (the last overlapping likewise; one masked vector in a row shorter than a vector). A
+/// block whose window lies inside the plane runs without checks (a run of them side by side in
+/// one loop, [`sweep`]); one on a border skips the rows outside and masks the columns outside.
 ///
 /// # Safety
 /// As for [`portable_kernel`], and the host runs `X`'s instructions.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize>(args: &PlaneArgs) {
+unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize, const R: usize>(args: &PlaneArgs) {
     let ([h, w], [oh, ow], [pad_top, pad_left]) = (args.input_size, args.output_size, args.padding);
     let (k, s, d, l) = (K as isize, S as isize, D as isize, X::L);
     if oh <= 0 || ow <= 0 {
         return;
     }
     let (lanes, vectors) = if ow >= l { (l, div_ceil(ow, l)) } else { (ow, 1) };
-    let tall = tall_rows::<X, K>();
-    let rows = if oh >= tall {
-        tall
-    } else if oh >= ROWS {
-        ROWS
-    } else {
-        1
-    };
+    let rows = R as isize;
     // SAFETY: the caller's contract; `block` reads only inside the plane (see there).
     unsafe {
         for p in 0..args.planes {
@@ -531,19 +555,14 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize>(args:
                         while end < vectors && end * l <= ow - lanes && columns_inside(end * l) {
                             end += 1;
                         }
-                        match rows {
-                            8 => sweep::<X, K, S, D, 8>(&at, &taps, bias, rows_inside, end - v),
-                            7 => sweep::<X, K, S, D, 7>(&at, &taps, bias, rows_inside, end - v),
-                            _ => sweep::<X, K, S, D, 4>(&at, &taps, bias, rows_inside, end - v),
-                        }
+                        sweep::<X, K, S, D, R>(&at, &taps, bias, rows_inside, end - v);
                         v = end;
                         continue;
                     }
-                    match rows {
-                        8 => rows_block::<X, K, S, D, 8>(&at, &taps, bias, inside),
-                        7 => rows_block::<X, K, S, D, 7>(&at, &taps, bias, inside),
-                        4 => rows_block::<X, K, S, D, 4>(&at, &taps, bias, inside),
-                        _ => block::<X, K, S, D, 1, true, true>(&at, &taps, bias),
+                    if R == 1 {
+                        block::<X, K, S, D, 1, true, true>(&at, &taps, bias);
+                    } else {
+                        rows_block::<X, K, S, D, R>(&at, &taps, bias, inside);
                     }
                     v += 1;
                 }
@@ -1003,11 +1022,7 @@ mod tests {
     use super::*;
     use conv_dsl::random::SplitMix64;
 
-    /// Random planes with every window, padding up to 3, rows of 1 to 64 outputs and 1 to 20 rows,
-    /// depthwise with multipliers 1 to 3 or grouped (up to 4 inputs per group), with and without
-    /// bias, every activation: each version the host runs
-    /// writes exactly the portable kernel's results (the definition, `f32::mul_add`), and nothing
-    /// outside the output planes.
+    /// Every version has a kernel for each window the lowering may emit.
     #[test]
     fn every_window_has_a_kernel_on_every_isa() {
         for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
@@ -1016,6 +1031,10 @@ mod tests {
         }
     }
 
+    /// Random planes with every window, padding up to 3, rows of 1 to 64 outputs and 1 to 40 rows,
+    /// depthwise with multipliers 1 to 3 or grouped (up to 4 inputs per group), with and without
+    /// bias, every activation: each version the host runs writes exactly the portable kernel's
+    /// results (the definition, `f32::mul_add`), and nothing outside the output planes.
     #[test]
     fn every_version_computes_the_definition_bit_for_bit() {
         let mut rng = SplitMix64::new(5);
@@ -1025,9 +1044,9 @@ mod tests {
             let (kernel, stride, dilation) = [(3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1)][case % 5];
             let padding = [below(4), below(4)];
             let reach = dilation * (kernel - 1) + 1;
-            // Up to 20 rows: several blocks of 7 or 8 rows (AVX2), the last overlapping; up to 64
+            // Up to 40 rows: several blocks of 4, 7 or 8 rows, the last overlapping; up to 64
             // columns: runs of several vectors inside the plane (`sweep`), the last overlapping.
-            let output_size = [1 + below(20), 1 + below(64)];
+            let output_size = [1 + below(40), 1 + below(64)];
             // Inputs from the least that reaches every output's first tap to a few more.
             let input_size = [0, 1].map(|axis| {
                 let least = ((output_size[axis] - 1) * stride + reach).saturating_sub(2 * padding[axis]).max(1);
