@@ -451,9 +451,9 @@ const ROWS: isize = 4;
 ///
 /// On an AVX-512 AMD EPYC (`convgen bench` of the layer, this against 4-row blocks on 16 lanes
 /// with the size a run-time value, processes alternating, median of 8 pair ratios): 3 × 3 with 8
-/// rows: dw3_s1_c144_56 1.16×, dw3_s1_c32_112 1.08×, dw3_s2_c96_112 1.13×, dw3_d2_c64_56 1.22×,
-/// relu6_dw3_c64_56 1.14×, dw3_s1_c384_14 and dw3_s1_c960_7 1.00×; 12 rows were no faster than
-/// 8 once each size had its own loop nest (0.96–1.00×); 5 × 5 with 7 or 8 rows: 0.87×, and with 4
+/// rows: dw3_s1_c144_56 1.12×, dw3_s1_c32_112 1.07×, dw3_s2_c96_112 1.13×, dw3_d2_c64_56 1.22×,
+/// relu6_dw3_c64_56 1.14×, dw3_s1_c384_14 and dw3_s1_c960_7 1.00×. Against 8 rows in the same
+/// build: 4, 5 or 6 rows 0.83–0.97×, 12 rows 0.96–1.00×. 5 × 5 with 7 or 8 rows: 0.87×, with 4
 /// rows 0.92–0.94× (a loop nest of its own: the one regression). The same build on that host with
 /// `CONVGEN_MAX_ISA=avx2` (8 lanes, block sizes as before): 1.04–1.11× (dw5_s1_c240_28 1.08×,
 /// dw3_s2_c96_112 1.11×), relu6_dw3_c64_56 0.97×.
