@@ -408,14 +408,14 @@ unsafe fn lanes_between(positions: std::arch::x86_64::__m256i, lo: isize, hi: is
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
     // SAFETY: the caller's contract.
-    unsafe {
-        let args = &*args;
-        match block_rows::<Avx512, K>(args.output_size[0]) {
-            8 => planes::<Avx512, K, S, D, 8>(args),
-            4 => planes::<Avx512, K, S, D, 4>(args),
-            _ => planes::<Avx512, K, S, D, 1>(args),
-        }
-    }
+    let args = unsafe { &*args };
+    let planes: unsafe fn(&PlaneArgs) = match block_rows::<Avx512, K>(args.output_size[0]) {
+        8 => avx512_planes::<K, S, D, 8>,
+        4 => avx512_planes::<K, S, D, 4>,
+        _ => avx512_planes::<K, S, D, 1>,
+    };
+    // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+    unsafe { out_of_line(planes)(args) }
 }
 
 /// # Safety
@@ -424,15 +424,51 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
 #[target_feature(enable = "avx2,fma")]
 unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
     // SAFETY: the caller's contract.
-    unsafe {
-        let args = &*args;
-        match block_rows::<Avx2, K>(args.output_size[0]) {
-            8 => planes::<Avx2, K, S, D, 8>(args),
-            7 => planes::<Avx2, K, S, D, 7>(args),
-            4 => planes::<Avx2, K, S, D, 4>(args),
-            _ => planes::<Avx2, K, S, D, 1>(args),
-        }
-    }
+    let args = unsafe { &*args };
+    let planes: unsafe fn(&PlaneArgs) = match block_rows::<Avx2, K>(args.output_size[0]) {
+        8 => avx2_planes::<K, S, D, 8>,
+        7 => avx2_planes::<K, S, D, 7>,
+        4 => avx2_planes::<K, S, D, 4>,
+        _ => avx2_planes::<K, S, D, 1>,
+    };
+    // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+    unsafe { out_of_line(planes)(args) }
+}
+
+/// `planes`, opaque to the optimiser, so that a call through it stays a call: each block size's
+/// loop nest is then a function of its own, whose registers serve only its blocks.
+/// `#[inline(never)]` does not do this for a `#[target_feature]` function called from another
+/// with the same features (rustc 1.95 inlined it all the same). Inlined into one entry point, a
+/// run-time choice among more sizes made every size slower (adding 12-row blocks: the 4-row
+/// layer ran 2× slower, the window's weights and row offsets on the stack); and with the present
+/// sizes, AVX2's loop nests inlined side by side ran 0.90–0.99× of separate functions on five
+/// of six depthwise layers, 1.10× on dw3_d2_c64_56 (an AVX-512 AMD EPYC with
+/// `CONVGEN_MAX_ISA=avx2`, 10 pairs of processes; AVX-512's: 0.98–1.01×).
+#[cfg(target_arch = "x86_64")]
+fn out_of_line(planes: unsafe fn(&PlaneArgs)) -> unsafe fn(&PlaneArgs) {
+    std::hint::black_box(planes)
+}
+
+/// [`planes`] in blocks of `R` rows on AVX-512.
+///
+/// # Safety
+/// As for [`avx512_kernel`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn avx512_planes<const K: usize, const S: usize, const D: usize, const R: usize>(args: &PlaneArgs) {
+    // SAFETY: the caller's contract.
+    unsafe { planes::<Avx512, K, S, D, R>(args) }
+}
+
+/// [`planes`] in blocks of `R` rows on AVX2.
+///
+/// # Safety
+/// As for [`avx2_kernel`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_planes<const K: usize, const S: usize, const D: usize, const R: usize>(args: &PlaneArgs) {
+    // SAFETY: the caller's contract.
+    unsafe { planes::<Avx2, K, S, D, R>(args) }
 }
 
 /// Output rows per block where a plane has that many and no taller block suits it.
@@ -450,13 +486,14 @@ const ROWS: isize = 4;
 /// channels at 56 × 56 1.36× (8 rows: 1.05× and 1.13×).
 ///
 /// On an AVX-512 AMD EPYC (`convgen bench` of the layer, this against 4-row blocks on 16 lanes
-/// with the size a run-time value, processes alternating, median of 8 pair ratios): 3 × 3 with 8
-/// rows: dw3_s1_c144_56 1.12×, dw3_s1_c32_112 1.07×, dw3_s2_c96_112 1.13×, dw3_d2_c64_56 1.22×,
-/// relu6_dw3_c64_56 1.14×, dw3_s1_c384_14 and dw3_s1_c960_7 1.00×. Against 8 rows in the same
-/// build: 4, 5 or 6 rows 0.83–0.97×, 12 rows 0.96–1.00×. 5 × 5 with 7 or 8 rows: 0.87×, with 4
-/// rows 0.92–0.94× (a loop nest of its own: the one regression). The same build on that host with
-/// `CONVGEN_MAX_ISA=avx2` (8 lanes, block sizes as before): 1.04–1.11× (dw5_s1_c240_28 1.08×,
-/// dw3_s2_c96_112 1.11×), relu6_dw3_c64_56 0.97×.
+/// in the one loop nest of before, processes alternating, median of 8 pair ratios): 3 × 3 with 8
+/// rows: dw3_s1_c144_56 1.14×, dw3_s1_c32_112 1.08×, dw3_s2_c96_112 1.14×, dw3_d2_c64_56 1.23×,
+/// relu6_dw3_c64_56 1.13×, dw3_s1_c384_14 and dw3_s1_c960_7 1.01–1.02×. Against 8 rows in the
+/// same build: 4, 5 or 6 rows 0.83–0.97×, 12 rows 0.96–1.00×. 5 × 5 with 7 or 8 rows: 0.87×, with
+/// 4 rows 0.93× (the one regression: the old loop nest, restored for 5 × 5 alone, measured 1.00×;
+/// hiding the size from its outer loops did not help). The same build on that host with
+/// `CONVGEN_MAX_ISA=avx2` (8 lanes, block sizes as before, 10 pairs): 1.03–1.09×
+/// (dw3_s1_c144_56 1.08×, dw3_s2_c96_112 1.09×, dw5_s1_c240_28 1.03×), dw3_d2_c64_56 1.00×.
 fn block_rows<X: Lanes, const K: usize>(oh: isize) -> isize {
     let tall = match (X::L, K <= REGISTER_WINDOW) {
         (_, true) => 8,
