@@ -141,8 +141,8 @@ unsafe extern "C" fn portable_kernel<const K: usize, const S: usize, const D: us
 }
 
 /// The vector operations the kernels are written in, for one register width. Every method is
-/// `#[inline(always)]` and called only from the `#[target_feature]` entry points
-/// ([`avx512_kernel`], [`avx2_kernel`]), into which the whole kernel is inlined.
+/// `#[inline(always)]` and called only from the `#[target_feature]` functions of each block size
+/// ([`avx512_planes`], [`avx2_planes`]), into which the whole kernel is inlined.
 #[cfg(target_arch = "x86_64")]
 trait Lanes {
     /// f32 lanes per vector.
@@ -896,8 +896,8 @@ unsafe fn block<
 /// A vector of inputs for tap column `kw`, from the row whose first column of the block is `at`
 /// elements from `input`: `L` consecutive ones (stride 1) or every second ([`strided`]), only the
 /// lanes of `masks[kw]` (`spans[kw]` at stride 2) with `MASK`. (A function, not a closure in
-/// `block`: a closure is not always inlined, and out of line it lacks the entry point's target
-/// features — stride-2 planes ran 10× slower so.)
+/// `block`: a closure is not always inlined, and out of line it lacks the enclosing function's
+/// target features — stride-2 planes ran 10× slower so.)
 ///
 /// # Safety
 /// As for [`block`]: the elements read are inside the plane.
