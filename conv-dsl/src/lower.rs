@@ -288,7 +288,7 @@ pub fn lower(
             let default_planar = planar::default_schedule(conv, bound, lanes);
             let schedule = match schedule_for(name) {
                 Some(schedule) => schedule,
-                None if planar && target.microkernels && planar::plane_pays(conv, bound) => Schedule::plane(),
+                None if planar && target.microkernels && planar::plane_pays(conv, bound, target) => Schedule::plane(),
                 None if planar && planar::worth(conv, bound, default_planar) => default_planar,
                 None => Schedule::auto(conv, bound, target, input_in_place),
             };

@@ -171,8 +171,9 @@ fn plane_schedules_are_refused_where_no_kernel_computes_the_layer() {
 
 /// On a target with microkernels, a one-layer depthwise model (or grouped, with groups of fewer
 /// than 8 output channels) takes the plane kernel by default only with rows of at least 32
-/// outputs (where it was measured faster); otherwise the planar code or the channels-last kernels
-/// as before. Without microkernels, never.
+/// outputs (where it was measured faster; 14 for a 3×3 depthwise window at stride 1 on a target
+/// with wide microkernels, or a 5×5 window); otherwise the planar code or the channels-last
+/// kernels as before. Without microkernels, never.
 #[test]
 fn the_plane_kernel_is_the_default_for_long_rows() {
     let cases = [
@@ -228,6 +229,25 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
     let schedules: Vec<_> = plan.steps.iter().flat_map(|step| &step.schedules).collect();
     assert_eq!(schedules.len(), 1);
     assert_eq!((schedules[0].kernel, schedules[0].lanes), (Kernel::Planar, 4), "{schedules:?}");
+    // With wide (AVX-512) microkernels, a depthwise 3×3 window at stride 1 takes the plane kernel
+    // from rows of 14 (one vector of 16 lanes); not at stride 2, not for groups, not below 14.
+    let wide = Target { wide_microkernels: true, ..with_kernels };
+    let cases = [
+        ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }", true),
+        ("input x: [1, 8, 14, 21]; depthwise d(x) { kernel: 3, pad: 2, dilation: 2 }", true),
+        ("input x: [1, 8, 14, 13]; depthwise d(x) { kernel: 3, pad: 1 }", false),
+        ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", false),
+        ("input x: [1, 8, 28, 28]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", false),
+        ("input x: [1, 8, 14, 14]; conv c(x) { out: 8, kernel: 3, pad: 1, groups: 2 }", false),
+    ];
+    for (text, expected) in cases {
+        let network = compile_source("model.conv", text).unwrap();
+        let binding = bind(&network, &network.example_input_shape(1, 9)).unwrap();
+        let plan = lower::lower(&network, &binding, wide, &|_| None).unwrap();
+        let step = plan.steps.iter().find(|step| !step.schedules.is_empty()).expect("a conv step");
+        assert_eq!(step.schedules[0].kernel == Kernel::Plane, expected, "{text}, wide");
+        runs_like_the_reference(text, &network, &network.example_input_shape(1, 9), &plan);
+    }
 }
 
 /// Where a model is one depthwise layer of a channels-first input, the automatic schedule

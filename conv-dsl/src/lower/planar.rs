@@ -205,7 +205,9 @@ fn small_groups(conv: &Conv) -> bool {
 /// AVX-512 vectors.
 const PLANE_MIN_ROW: u64 = 32;
 
-/// The shortest output rows for which the plane kernel is chosen for a large window at stride 1.
+/// The shortest output rows for which the plane kernel is chosen for a large window at stride 1,
+/// and, where the host runs its 16-lane version ([`Target::wide_microkernels`]), for a depthwise
+/// window of at most 9 taps at stride 1 (a row of 14 to 16 is one vector).
 const PLANE_MIN_SHORT_ROW: u64 = 14;
 
 /// The shortest output rows for which the plane kernel is chosen for a large window at stride 2.
@@ -217,6 +219,8 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 /// for ([`Schedule::validate`]), and rows long enough:
 /// - a window of at most 9 taps: rows of at least [`PLANE_MIN_ROW`] outputs (shorter rows take
 ///   the inline planar code, of 4 lanes where need be: [`default_schedule`]);
+///   — or, on a `target` with wide (AVX-512) microkernels, a depthwise one at stride 1 with rows
+///   of at least [`PLANE_MIN_SHORT_ROW`];
 /// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
 ///   [`PLANE_MIN_ROW_STRIDED`] at stride 2.
 ///
@@ -234,16 +238,26 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 /// [`default_schedule`]), and against the channels-last tile kernel 0.49× on dw3_s1_c960_7, 0.48×
 /// on a 5×5 layer at 7×7 and 0.81× on a stride-2 5×5 one at 28×28 (rows of 7 and 14 fill few lanes
 /// of 16 and are all border).
-pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv) -> bool {
+///
+/// Rows of 14 to 31 on AVX-512, with blocks of 7 rows where 7 divides the plane's rows better
+/// than 8 (`conv_jit::plane`'s `block_rows`), measured on an AVX-512 AMD EPYC (`convgen bench
+/// --schedule dw:kernel=plane --against ""`, 100 alternating pairs, median ratios) against the
+/// planar code: 1.14× on dw3_s1_c384_14, 1.32× on a dilated (2) one of 256 channels at 14×14,
+/// 1.36× on one of 128 channels at 28×28, 1.05× at 21×21; at stride 2 (256 channels, 14×14
+/// outputs) 0.88×, so it keeps the planar code. The AVX2 version (8 lanes, two vectors for a row
+/// of 14) ran 0.63× the planar code on dw3_s1_c384_14 and 0.80× at 28×28.
+pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
     let stride = conv.stride.iter().copied().max().unwrap_or(1);
     let width = bound.output.last().copied().unwrap_or(0);
     let small_window = conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS;
+    let depthwise = conv.in_channels == conv.groups;
     let rows = if small_window {
-        width >= PLANE_MIN_ROW
+        let short = target.wide_microkernels && depthwise && stride == 1;
+        width >= if short { PLANE_MIN_SHORT_ROW } else { PLANE_MIN_ROW }
     } else {
         width >= if stride == 1 { PLANE_MIN_SHORT_ROW } else { PLANE_MIN_ROW_STRIDED }
     };
-    let grouping = conv.in_channels == conv.groups || small_groups(conv);
+    let grouping = depthwise || small_groups(conv);
     rows && grouping && Schedule::plane().validate(conv).is_ok()
 }
 
