@@ -883,6 +883,11 @@ fn tile_of_shape(
 /// cache-resident, alternating with [`tile`]'s kernel in one process), 1.3–2.2× the steps of the
 /// kernel with strides read at run time. The same sums in the same order, bit for bit.
 ///
+/// A host with AVX-512 runs [`tile`]'s AVX-512 kernel instead (strides read at run time, several
+/// tiles of the strip at once): measured on an AVX-512 AMD EPYC (`cargo bench --bench suite`, the
+/// macro's rows, 3 rounds alternating with the AVX2 fixed kernel) 1.07× on g3_c256_g2_28 (4.69–4.75
+/// ms against 5.06–5.08) and 1.05× on std3_64to64_56 (2.15–2.16 against 2.25–2.29).
+///
 /// # Panics
 /// As [`tile`], and if `shape`'s strides and taps are not the constants (the macro passes both
 /// from the same statement).
@@ -912,7 +917,7 @@ pub fn tile_fixed<
         && shape.tap_weight_strides[1..] == [W_H, W_W];
     assert!(fixed, "a fixed tile strip whose shape is not its constants: {shape:?}");
     #[cfg(target_arch = "x86_64")]
-    if Isa::host() >= Isa::Avx2 {
+    if Isa::host() == Isa::Avx2 {
         let kernel: Kernel = avx2_fixed::<P, V, PIXEL, REDUCE_IN, REDUCE_W, TH, TW, IN_H, IN_W, W_H, W_W>;
         return run_checked(kernel, (false, P as u32, V as u32), input, weight, bias, acc, shape);
     }
@@ -1205,7 +1210,8 @@ mod tests {
     use super::*;
     use conv_dsl::random::SplitMix64;
 
-    /// The constant-stride kernel sums like the kernel with strides read at run time, bit for bit:
+    /// The constant-stride kernel (and the AVX2 one, whichever the host runs) sums like the kernel
+    /// with strides read at run time, bit for bit:
     /// a 3×3 window over channels-first input (a border strip of 2 × 3 taps too) and a pointwise
     /// strip over channels-last input, with and without bias, on strips of 1 to 4 tiles.
     #[test]
@@ -1250,6 +1256,15 @@ mod tests {
             assert_eq!(written, repeat * P * 16, "{P}x2, {TH}x{TW} taps, {repeat} tiles");
             let same = expected.iter().zip(&found).all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same, "{P}x2, {TH}x{TW} taps, {repeat} tiles");
+            // The AVX2 fixed kernel itself, which `tile_fixed` skips on an AVX-512 host.
+            #[cfg(target_arch = "x86_64")]
+            if Isa::host() >= Isa::Avx2 {
+                let mut avx2 = vec![f32::NAN; 600];
+                let kernel: Kernel = avx2_fixed::<P, 2, PIXEL, IN_K, W_K, TH, TW, 23, PIXEL, 48, 16>;
+                run_checked(kernel, (false, P as u32, 2), (&input, 7), (&weight, 1), bias, (&mut avx2, 2), &shape);
+                let same = expected.iter().zip(&avx2).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "AVX2: {P}x2, {TH}x{TW} taps, {repeat} tiles");
+            }
         }
         for repeat in 1..=4 {
             let (bias, act) = (repeat % 2 == 0, [TileActivation::None, TileActivation::Relu6][repeat % 2]);
