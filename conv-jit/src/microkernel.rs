@@ -574,6 +574,21 @@ unsafe fn avx2_sliding<const P: usize, const V: usize, const TW: usize, const T:
     }
 }
 
+/// Bytes between pixels' inputs at which [`avx512_kernel`] limits a strip's tiles at once to
+/// [`ALIASED_PIXELS`] pixels: their lines fall in the same few sets of the L1 cache. Measured on an
+/// AVX-512 AMD EPYC (`convgen bench --steps` of MobileNetV1 with its 7 × 7 pointwise layers forced
+/// to 6 × 2 tiles, the `conv!` macro's, of which the kernel had computed 3 at once): the layer of
+/// 1024 input channels (4 KiB apart) 2.14 ms with 18 pixels at once, 1.52 with 12, 1.15 with 9,
+/// 1.23 with 6; of 512 (2 KiB) 0.66, 0.61, 0.59, 0.60. Limiting strips whose pixels are 1 element
+/// apart (channels-first input) made them 0.78–0.99× as fast, so only such strides take it. The
+/// macro's MobileNetV1 (`cargo bench --bench suite`, 3 rounds) went from 13.1–13.3 ms to 12.3–12.6.
+/// (The JIT's own 3 × 4 tiles, 3 at once, read 9 pixels already.)
+const ALIASING_STRIDE: isize = 2048;
+
+/// The most pixels a strip with [`ALIASING_STRIDE`] computes at once.
+#[cfg(target_arch = "x86_64")]
+const ALIASED_PIXELS: usize = 9;
+
 /// The AVX-512 kernel: the AVX2 kernel's sums with one 512-bit register per pair of vectors (an
 /// odd last vector in a 256-bit one), computing up to three tiles of the strip at once so that a
 /// small tile still has enough independent accumulators in flight; AVX-512 has 32 registers.
@@ -605,6 +620,15 @@ unsafe extern "C" fn avx512_kernel<const P: usize, const V: usize, const DEPTHWI
         // (AVX-512 Zen 5, `convgen bench --steps`): 4 tiles of 3 × 4 ran MobileNetV1's 14×14
         // pointwise layers 2–5% slower than 3.
         let together = (24 / registers).clamp(1, if registers <= 2 { 4 } else { 3 });
+        // A dense strip of pixels whose inputs lie a multiple of 2 KiB apart (channels-last input
+        // of 512 or 1024 channels): the L1 cache holds their lines in one or two sets of 8 ways,
+        // so at most `ALIASED_PIXELS` pixels' inputs are read at once.
+        let aliased = strip.pixel_stride != 0 && (strip.pixel_stride * 4) % ALIASING_STRIDE == 0;
+        let together = if !DEPTHWISE && strip.repeat_weight_stride == 0 && aliased {
+            together.min((ALIASED_PIXELS / P).max(1))
+        } else {
+            together
+        };
         tiles_in_groups!(avx512_tiles::<P, V, DEPTHWISE>(strip, together));
     }
 }
@@ -1277,7 +1301,8 @@ mod tests {
     /// Every kernel version this host runs sums every tile shape bit for bit like the portable
     /// one: strips of 1 to 7 tiles (the AVX-512 kernel computes up to three at once, then the
     /// rest), with and without a bias, weights shared by the strip's tiles or not, pointwise and
-    /// windowed steps, over channels-last and (dense steps) channels-first input.
+    /// windowed steps, over channels-last (pixels apart by the width, or by 2 KiB) and (dense
+    /// steps) channels-first input.
     #[test]
     fn every_kernel_version_sums_like_the_portable_one() {
         let mut rng = SplitMix64::new(7);
@@ -1312,7 +1337,10 @@ mod tests {
                         let pixel_stride = 1 + case / 6;
                         (pixel_stride, [37 * 41, 37, 1], 37 * 41 * 3)
                     } else {
-                        let pixel_stride = width + below(3);
+                        // Some pointwise strips with pixels 2 KiB apart (the AVX-512 kernel
+                        // computes fewer of their tiles at once: `ALIASING_STRIDE`).
+                        let aliasing = !depthwise && case % 6 == 4;
+                        let pixel_stride = if aliasing { ALIASING_STRIDE / 4 } else { width + below(3) };
                         let strides = [pixel_stride * 97, pixel_stride * 13, pixel_stride];
                         (pixel_stride, strides, if depthwise { 0 } else { 1 })
                     };
