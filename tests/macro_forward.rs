@@ -123,6 +123,15 @@ convgen::conv! {
 }
 
 convgen::conv! {
+    /// A pointwise layer of a channels-first input on a plane of at least 28 × 28: the 1×1 plane
+    /// kernel (one call per image), its channel blocks and pixel tiles overlapping at the ends.
+    mod plane_pointwise {
+        input x: [1, 5, 29, 29];
+        pointwise p(x) { out: 11, act: relu6 }
+    }
+}
+
+convgen::conv! {
     /// Planar on rows of 14, where vectors of 8 do not fit twice: vectors of 4.
     mod planar_narrow {
         input x: [1, 3, 6, 14];
@@ -262,6 +271,7 @@ differential!(channels_last_in_place_matches_the_reference, channels_last_in_pla
 differential!(planar_stride2_depthwise_matches_the_reference, planar_stride2);
 differential!(plane_kernel_depthwise_matches_the_reference, plane);
 differential!(planar_narrow_depthwise_matches_the_reference, planar_narrow);
+differential!(plane_kernel_pointwise_matches_the_reference, plane_pointwise);
 differential!(conv_file_block_matches_the_reference, block);
 differential!(four_lane_groups_match_the_reference, four_lane_groups);
 differential!(fused_depthwise_pointwise_matches_the_reference, fused);
@@ -303,12 +313,14 @@ fn one_depthwise_layer_is_computed_in_the_users_layout() {
 }
 
 #[test]
-fn a_depthwise_layer_with_long_rows_takes_the_plane_kernel() {
-    let network = convgen::compile_source("plane", plane::MODEL_SOURCE).expect("the macro's model checks");
-    let plan = emit_rust::plan(&network).expect("lowers");
-    let kernels: Vec<_> =
-        plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
-    assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Plane], "one plane step");
+fn long_depthwise_rows_and_large_pointwise_planes_take_the_plane_kernel() {
+    for source in [plane::MODEL_SOURCE, plane_pointwise::MODEL_SOURCE] {
+        let network = convgen::compile_source("plane", source).expect("the macro's model checks");
+        let plan = emit_rust::plan(&network).expect("lowers");
+        let kernels: Vec<_> =
+            plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+        assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Plane], "{source}: one plane step");
+    }
 }
 
 #[test]

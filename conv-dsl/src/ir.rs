@@ -314,8 +314,8 @@ impl Tile {
 
 /// The square windows a plane kernel exists for ([`Plane`]), `(kernel, stride, dilation)` along
 /// both axes: 3×3 with stride 1 or 2 or dilation 2, 5×5 with stride 1 or 2 — the depthwise
-/// windows of MobileNet, EfficientNet and the suite.
-pub const PLANE_WINDOWS: [(u64, u64, u64); 5] = [(3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1)];
+/// windows of MobileNet, EfficientNet and the suite — and 1×1 (pointwise, stride 1).
+pub const PLANE_WINDOWS: [(u64, u64, u64); 6] = [(3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1), (1, 1, 1)];
 
 /// Whether a plane kernel exists for a square `kernel × kernel` window with `stride` and
 /// `dilation` along both axes: one of [`PLANE_WINDOWS`].

@@ -519,7 +519,7 @@ fn only_written(steps: &[Step], value: usize) -> bool {
 /// Why a [`Kernel::Planar`] or [`Kernel::Plane`] schedule was refused for a stage that is not
 /// where it can run.
 const PLANAR_ONLY: &str = "kernel=planar and kernel=plane compute in the user's channels-first layout: only a one-stage \
-    depthwise or grouped layer that reads the model's input and is its output, used by no other layer, can";
+    layer that reads the model's input and is its output, used by no other layer, can";
 
 /// The layer that may be computed in the user's layout ([`Kernel::Planar`]), reading the user's
 /// input and writing the user's output with no conversion: the output layer, when it is a

@@ -164,14 +164,15 @@ pub enum Kernel {
     /// neither needs a layout conversion; chosen by [`crate::lower::lower`] there, not by
     /// [`Schedule::auto`].
     Planar,
-    /// A depthwise or grouped 2D stage in the user's channels-first layout, as
+    /// A depthwise, grouped or pointwise 2D stage in the user's channels-first layout, as
     /// [`Kernel::Planar`], whose channel planes are computed by a plane microkernel
     /// ([`crate::ir::Stmt::Plane`]): one IR statement per image (or part), which a code generator
     /// emits as a call to a kernel compiled for AVX-512 or AVX2 + FMA. Square windows the kernels
     /// exist for ([`crate::ir::plane_kernel_exists`]), an activation they apply
     /// ([`TileActivation::of`]). Chosen by [`crate::lower::lower`] on a target with microkernels
-    /// where it was measured to pay (stride 1, rows of at least 32 outputs, depthwise or groups
-    /// of fewer than 8 outputs). Its lanes and tile are the kernel's own (`kernel=plane` alone).
+    /// where it was measured to pay (depthwise or groups of fewer than 8 outputs with rows long
+    /// enough, pointwise on large planes: `planar::plane_pays`). Its lanes and tile are the
+    /// kernel's own (`kernel=plane` alone).
     Plane,
 }
 
@@ -356,8 +357,8 @@ fn validate_plane(conv: &Conv) -> Result<(), String> {
     let (kernel, stride, dilation) = (&conv.kernel, &conv.stride, &conv.dilation);
     let square = kernel.len() == 2 && kernel[0] == kernel[1] && stride[0] == stride[1] && dilation[0] == dilation[1];
     if !square || !plane_kernel_exists(kernel[0], stride[0], dilation[0]) {
-        return Err("kernel=plane computes 2D windows of 3x3 (stride 1 or 2, or dilation 2) or 5x5 (stride 1 or 2), \
-                    the same along both axes"
+        return Err("kernel=plane computes 2D windows of 3x3 (stride 1 or 2, or dilation 2), 5x5 (stride 1 or 2) or \
+                    1x1 (stride 1), the same along both axes"
             .into());
     }
     if TileActivation::of(conv.act).is_none() {

@@ -250,6 +250,38 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
     }
 }
 
+/// On a target with microkernels, a pointwise output layer reading the model's channels-first
+/// input takes the 1×1 plane kernel (no conversion at either end) on planes of at least 28 × 28,
+/// unpadded and of one group; in parts of whole runs of 8 output channels for threads. Otherwise
+/// the channels-last tile kernel as before.
+#[test]
+fn a_pointwise_layer_on_a_large_plane_takes_the_plane_kernel() {
+    let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+    let cases = [
+        ("input x: [1, 5, 28, 28]; pointwise p(x) { out: 19, act: relu6 }", true),
+        ("input x: [2, 5, 8, 98]; pointwise p(x) { out: 3 }", true),
+        ("input x: [1, 5, 27, 28]; pointwise p(x) { out: 19 }", false),
+        ("input x: [1, 8, 28, 28]; pointwise p(x) { out: 8, groups: 2 }", false),
+        ("input x: [1, 5, 28, 28]; conv c(x) { out: 7, kernel: 1, pad: 1 }", false),
+        ("input x: [1, 5, 28, 28]; pointwise p(x) { out: 7 } add a(p, p)", false),
+    ];
+    for (text, expected) in cases {
+        let network = compile_source("model.conv", text).unwrap();
+        let shape = network.example_input_shape(1, 9);
+        let binding = bind(&network, &shape).unwrap();
+        for threads in [1, 3] {
+            let target = Target { threads, part_macs: 0, ..with_kernels };
+            let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
+            let kernels: Vec<_> =
+                plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+            let parts = if threads == 1 || shape[0] > 1 { shape[0].min(u64::from(threads)) } else { 3 };
+            let planes = vec![Kernel::Plane; parts as usize];
+            assert_eq!(kernels == planes, expected, "{text}, {threads} threads: {kernels:?}");
+            runs_like_the_reference(text, &network, &shape, &plan);
+        }
+    }
+}
+
 /// Where a model is one depthwise layer of a channels-first input, the automatic schedule
 /// computes it in the user's layout: one step, reading the input and writing the output.
 #[test]

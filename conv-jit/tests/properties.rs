@@ -286,17 +286,18 @@ fn case() -> impl Strategy<Value = Case> {
 /// schedules (rows × vectors up to 8, 1 or 4 lanes; a grouped tile takes up to 4 output channels).
 /// Depthwise 2D layers (any multiplier) and grouped ones (any group sizes) of a channels-first
 /// input with a window a plane kernel
-/// exists for (3×3 with stride 1 or 2 or dilation 2, 5×5 with stride 1 or 2), any padding, rows of
+/// exists for (3×3 with stride 1 or 2 or dilation 2, 5×5 with stride 1 or 2, 1×1 unpadded, also
+/// pointwise: one group of up to 20 inputs and outputs), any padding, rows of
 /// 1 to 41 outputs (shorter than a vector of 8, between 8 and 16, longer: tails of every kind),
 /// 1 to 7 rows (fewer than a block of 4 too), an activation the kernels apply.
 fn plane_case() -> impl Strategy<Value = Case> {
-    let window = proptest::sample::select(&[(3usize, 1usize, 1usize), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1)][..]);
-    (window, pad(2))
+    let windows = vec![(3usize, 1usize, 1usize), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1), (1, 1, 1)];
+    (proptest::sample::select(windows), pad(2))
         .prop_map(|((kernel, stride, dilation), pad)| Geometry {
             kernel: vec![kernel; 2],
             stride: vec![stride; 2],
             dilation: vec![dilation; 2],
-            pad,
+            pad: if kernel == 1 { Pad::Valid } else { pad },
         })
         .prop_flat_map(|geometry| {
             let least = |axis: usize| geometry.min_input(axis);
@@ -306,7 +307,16 @@ fn plane_case() -> impl Strategy<Value = Case> {
                 (1usize..=9, 1usize..=3).prop_map(|(channels, multiplier)| Kind::Depthwise { channels, multiplier });
             let grouped = (1usize..=3, 1usize..=5, 1usize..=6)
                 .prop_map(|(groups, in_per_group, out_per_group)| Kind::Conv { groups, in_per_group, out_per_group });
-            let kind = prop_oneof![depthwise, grouped];
+            let pointwise = (1usize..=20, 1usize..=20).prop_map(|(in_per_group, out_per_group)| Kind::Conv {
+                groups: 1,
+                in_per_group,
+                out_per_group,
+            });
+            let kind = if geometry.kernel[0] == 1 {
+                prop_oneof![pointwise, grouped].boxed()
+            } else {
+                prop_oneof![depthwise, grouped].boxed()
+            };
             let act = proptest::sample::select(&ACTIVATIONS[..3]);
             (Just(geometry), kind, vec![rows, row], 1usize..=2, any::<bool>(), act, any::<u64>())
         })

@@ -213,6 +213,19 @@ const PLANE_MIN_SHORT_ROW: u64 = 14;
 /// The shortest output rows for which the plane kernel is chosen for a large window at stride 2.
 const PLANE_MIN_ROW_STRIDED: u64 = 28;
 
+/// The smallest output plane (H·W) for which a pointwise layer takes the 1×1 plane kernel by
+/// default. Measured on an AVX-512 AMD EPYC (`convgen bench --schedule pw:kernel=plane --against
+/// ""`, 100 alternating pairs, median ratios) against the channels-last tile kernel and its
+/// conversion of the output: pw_32to16_112 1.19×, 32 → 64 at 112 × 112 1.31–1.35×,
+/// pw_64to64_56 1.15×, 64 → 128 at 56 × 56 1.17–1.19×, pw_144to24_56 1.17×, 128 → 128 at
+/// 28 × 28 1.03–1.04×; slower on smaller planes, whose tiles of 48 pixels overlap more and which
+/// the tile kernel's conversion costs less: 256 → 256 at 14 × 14 0.88×, pw_384to64_14 0.84×,
+/// pw_960to320_7 0.54×.
+const PLANE_MIN_POINTWISE: u64 = 28 * 28;
+
+/// Output planes per part of a split pointwise stage on the plane kernel (its AVX-512 tile's).
+const PART_CHANNELS: u64 = 8;
+
 /// Whether a stage that may be computed in the user's layout takes the plane kernel by default:
 /// a depthwise layer, or a grouped one with too few output channels per group for the
 /// channels-last kernels' vectors (as [`worth`] asks of the planar code), with a window it exists
@@ -222,7 +235,9 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 ///   — or, on a `target` with wide (AVX-512) microkernels, a depthwise one at stride 1 with rows
 ///   of at least [`PLANE_MIN_SHORT_ROW`];
 /// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
-///   [`PLANE_MIN_ROW_STRIDED`] at stride 2.
+///   [`PLANE_MIN_ROW_STRIDED`] at stride 2;
+/// - a pointwise layer (1×1, one group, no padding): planes of at least [`PLANE_MIN_POINTWISE`]
+///   outputs.
 ///
 /// Measured on an AMD EPYC Zen 4 against the previous default (`convgen bench --against
 /// "--schedule dw:…"`, 200–300 alternating pairs, median ratios). Faster: 1.77× the inline planar
@@ -247,6 +262,11 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 /// outputs) 0.88×, so it keeps the planar code. The AVX2 version (8 lanes, two vectors for a row
 /// of 14) ran 0.63× the planar code on dw3_s1_c384_14 and 0.80× at 28×28.
 pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
+    if conv.kernel.iter().all(|&taps| taps == 1) && conv.groups == 1 {
+        let plane: u64 = bound.output[2..].iter().product();
+        let unpadded = bound.input[2..] == bound.output[2..];
+        return unpadded && plane >= PLANE_MIN_POINTWISE && Schedule::plane().validate(conv).is_ok();
+    }
     let stride = conv.stride.iter().copied().max().unwrap_or(1);
     let width = bound.output.last().copied().unwrap_or(0);
     let small_window = conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS;
@@ -319,19 +339,28 @@ pub(super) fn planar(
         out_plane,
     };
 
-    // Parts: ranges of images, else of groups (each a run of whole output planes).
+    // Parts: ranges of images, else of groups (each a run of whole output planes); the plane
+    // kernel's one group (a pointwise layer) in runs of `PART_CHANNELS` output planes.
     let macs = batch * conv.out_channels * out_plane * taps * in_per_group;
     let worth = macs >= target.part_macs.saturating_mul(u64::from(target.threads.max(1)));
-    let (extent, stride) =
-        if batch > 1 { (batch, conv.out_channels * out_plane) } else { (groups, out_per_group * out_plane) };
-    let count = part_count(worth, u64::from(target.threads.max(1)), extent);
+    let one_group = plane_kernel && groups == 1 && batch == 1;
+    let (extent, unit, stride) = if batch > 1 {
+        (batch, 1, conv.out_channels * out_plane)
+    } else if one_group {
+        (conv.out_channels, PART_CHANNELS, out_plane)
+    } else {
+        (groups, 1, out_per_group * out_plane)
+    };
+    let count = part_count(worth, u64::from(target.threads.max(1)), extent.div_ceil(unit));
     let parts = (0..count)
         .map(|part| {
-            let range = part_range(extent, 1, count, part);
+            let range = part_range(extent, unit, count, part);
             let (images, channels) = if batch > 1 { (range.clone(), 0..groups) } else { (0..batch, range.clone()) };
             let mut builder = Builder::default();
             let body = if plane_kernel {
-                context.planes(&mut builder, images, channels)
+                let outputs =
+                    if one_group { channels } else { channels.start * out_per_group..channels.end * out_per_group };
+                context.planes(&mut builder, images, outputs)
             } else {
                 context.body(&mut builder, images, channels)
             };
@@ -397,20 +426,21 @@ impl Context<'_> {
     }
 
     /// The plane kernel's statements ([`Kernel::Plane`]): per image, one [`Stmt::Plane`] for the
-    /// output planes of groups `groups` (a depthwise layer's group is one input channel).
-    fn planes(&self, builder: &mut Builder, images: Range<u64>, groups: Range<u64>) -> Vec<Stmt> {
+    /// output planes `outputs`: whole groups (a depthwise layer's group is one input channel), or
+    /// any run of the one group of a layer that has one.
+    fn planes(&self, builder: &mut Builder, images: Range<u64>, outputs: Range<u64>) -> Vec<Stmt> {
         let conv = self.conv;
         let [_, axis_h, axis_w] = self.axes;
         let (group_inputs, group_outputs) = (self.in_per_group, self.out_per_group);
         let act = TileActivation::of(conv.act).expect("Schedule::validate accepts kernel=plane only for these");
         builder.repeat(images.end - images.start, |_, n| {
             let n = n.plus_constant(images.start as i64);
-            let first_in = groups.start * group_inputs;
+            let first_in = outputs.start / group_outputs * group_inputs;
             let input_index = n
                 .clone()
                 .times((conv.in_channels * self.in_plane) as i64)
                 .plus_constant((first_in * self.in_plane) as i64);
-            let first_out = groups.start * group_outputs;
+            let first_out = outputs.start;
             let output_index =
                 n.times((conv.out_channels * self.out_plane) as i64).plus_constant((first_out * self.out_plane) as i64);
             vec![Stmt::Plane(Box::new(Plane {
@@ -421,7 +451,7 @@ impl Context<'_> {
                 bias: conv.bias.then(|| (BIAS, Index::constant(first_out as i64))),
                 output: OUTPUT,
                 output_index,
-                planes: (groups.end - groups.start) * group_outputs,
+                planes: outputs.end - outputs.start,
                 group_inputs,
                 group_outputs,
                 input_size: [axis_h.input, axis_w.input],

@@ -31,6 +31,8 @@ use conv_dsl::ir::{PLANE_WINDOWS, Plane, TileActivation};
 
 use crate::microkernel::{ACT_RELU, ACT_RELU6, Isa, act_code, activate};
 
+mod pointwise;
+
 /// The arguments of a plane kernel, as generated code lays them out on its stack: pointers and
 /// counts are 8 bytes each, in this order (`codegen` stores field `i` at byte `8·i`).
 #[repr(C)]
@@ -97,6 +99,7 @@ fn kernel_for(isa: Isa, window: (u64, u64, u64)) -> Option<Kernel> {
         (3, 1, 2) => choose::<3, 1, 2>(isa),
         (5, 1, 1) => choose::<5, 1, 1>(isa),
         (5, 2, 1) => choose::<5, 2, 1>(isa),
+        (1, 1, 1) => pointwise::choose(isa),
         _ => return None,
     })
 }
@@ -1091,7 +1094,8 @@ mod tests {
     }
 
     /// Random planes with every window, padding up to 3, rows of 1 to 64 outputs and 1 to 40 rows,
-    /// depthwise with multipliers 1 to 3 or grouped (up to 4 inputs per group), with and without
+    /// depthwise with multipliers 1 to 3 or grouped (up to 4 inputs per group; a 1x1 window also
+    /// unpadded, one group of up to 40 inputs and 20 outputs), with and without
     /// bias, every activation: each version the host runs writes exactly the portable kernel's
     /// results (the definition, `f32::mul_add`), and nothing outside the output planes.
     #[test]
@@ -1099,9 +1103,12 @@ mod tests {
         let mut rng = SplitMix64::new(5);
         let mut below = |n: u64| (rng.next_u64() % n) as usize;
         let acts = [TileActivation::None, TileActivation::Relu, TileActivation::Relu6];
-        for case in 0..400 {
-            let (kernel, stride, dilation) = [(3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1)][case % 5];
-            let padding = [below(4), below(4)];
+        for case in 0..480 {
+            let (kernel, stride, dilation) =
+                PLANE_WINDOWS.map(|(k, s, d)| (k as usize, s as usize, d as usize))[case % 6];
+            // A 1x1 window mostly unpadded (its kernel's fast path), else padded (the fallback).
+            let pointwise = kernel == 1;
+            let padding = if pointwise && case % 4 != 0 { [0, 0] } else { [below(4), below(4)] };
             let reach = dilation * (kernel - 1) + 1;
             // Up to 40 rows: several blocks of 4, 7 or 8 rows, the last overlapping; up to 64
             // columns: runs of several vectors inside the plane (`sweep`), the last overlapping.
@@ -1109,10 +1116,16 @@ mod tests {
             // Inputs from the least that reaches every output's first tap to a few more.
             let input_size = [0, 1].map(|axis| {
                 let least = ((output_size[axis] - 1) * stride + reach).saturating_sub(2 * padding[axis]).max(1);
-                least + below(3)
+                if padding == [0, 0] && pointwise { least } else { least + below(3) }
             });
-            // Depthwise (one input per group) with a multiplier, or groups of up to 4 inputs.
-            let (group_inputs, group_outputs, groups) = (1 + below(4) * below(2), 1 + below(3), 1 + below(4));
+            // Depthwise (one input per group) with a multiplier, or groups of up to 4 inputs; a
+            // 1x1 window also one group of up to 40 inputs and 20 outputs (blocks of channels,
+            // the last overlapping).
+            let (group_inputs, group_outputs, groups) = if pointwise && case % 2 == 0 {
+                (1 + below(40), 1 + below(20), 1)
+            } else {
+                (1 + below(4) * below(2), 1 + below(3), 1 + below(4))
+            };
             let shape = PlaneShape {
                 planes: groups * group_outputs,
                 group_inputs,
@@ -1151,7 +1164,9 @@ mod tests {
     /// on such a tap adds no NaN. (Random data rarely reaches either.)
     #[test]
     fn taps_outside_the_plane_leave_the_sums_bit_for_bit() {
-        for (kernel, stride, dilation) in PLANE_WINDOWS.map(|(k, s, d)| (k as usize, s as usize, d as usize)) {
+        let windows = PLANE_WINDOWS.map(|(k, s, d)| (k as usize, s as usize, d as usize));
+        // (A 1x1 window without padding has no taps outside.)
+        for (kernel, stride, dilation) in windows.into_iter().filter(|&(kernel, ..)| kernel > 1) {
             for infinite in [false, true] {
                 let pad = dilation * (kernel - 1) / 2;
                 let size = 19;
