@@ -132,6 +132,16 @@ convgen::conv! {
 }
 
 convgen::conv! {
+    /// A depthwise layer read only by the pointwise output layer, both on the plane kernels: two
+    /// steps in the user's layout, a channels-first value between them.
+    mod plane_pair {
+        input x: [2, 3, 28, 33];
+        depthwise d(x) { kernel: 3, pad: 1, multiplier: 2, act: relu6 }
+        pointwise p(d) { out: 10, act: relu }
+    }
+}
+
+convgen::conv! {
     /// Planar on rows of 14, where vectors of 8 do not fit twice: vectors of 4.
     mod planar_narrow {
         input x: [1, 3, 6, 14];
@@ -148,12 +158,13 @@ convgen::conv! {
 }
 
 convgen::conv! {
-    /// A depthwise output large enough (60·56·40 elements) for the default to fuse it into the
-    /// pointwise layer, on blocks of rows; the pointwise layer's 24 outputs take the tile kernel.
+    /// A depthwise output large enough (60·56·44 elements) for the default to fuse it into the
+    /// pointwise layer, on blocks of rows; the pointwise layer's 20 outputs take the tile kernel.
+    /// (Channels-last: of a channels-first input the two layers would take the plane kernels.)
     mod fused {
-        input x: [1, 40, 60, 56];
+        input x: [1, 60, 56, 44] layout nhwc;
         depthwise d(x) { kernel: 3, pad: 1, act: relu6 }
-        pointwise p(d) { out: 24, act: relu }
+        pointwise p(d) { out: 20, act: relu }
     }
 }
 
@@ -272,6 +283,7 @@ differential!(planar_stride2_depthwise_matches_the_reference, planar_stride2);
 differential!(plane_kernel_depthwise_matches_the_reference, plane);
 differential!(planar_narrow_depthwise_matches_the_reference, planar_narrow);
 differential!(plane_kernel_pointwise_matches_the_reference, plane_pointwise);
+differential!(plane_pair_matches_the_reference, plane_pair);
 differential!(conv_file_block_matches_the_reference, block);
 differential!(four_lane_groups_match_the_reference, four_lane_groups);
 differential!(fused_depthwise_pointwise_matches_the_reference, fused);
@@ -321,6 +333,11 @@ fn long_depthwise_rows_and_large_pointwise_planes_take_the_plane_kernel() {
             plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
         assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Plane], "{source}: one plane step");
     }
+    let network = convgen::compile_source("pair", plane_pair::MODEL_SOURCE).expect("the macro's model checks");
+    let plan = emit_rust::plan(&network).expect("lowers");
+    let kernels: Vec<_> =
+        plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+    assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Plane; 2], "two plane steps, no conversion");
 }
 
 #[test]

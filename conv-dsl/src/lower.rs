@@ -35,11 +35,14 @@
 //! contiguous panel per block of output channels ([`Packing::Panels`]). [`Order::Channels`] puts
 //! the loops over channel blocks outside the pixel loops.
 //!
-//! One layer may skip the internal layout: a depthwise or small-group output layer that reads a
-//! channels-first model input and nothing else reads is computed in the user's layout by `planar`
-//! ([`Kernel::Planar`]), with no conversion step at either end — by the plane microkernel
-//! ([`Kernel::Plane`], one [`Stmt::Plane`] per image) where the target has microkernels and the
-//! layer's window is one the kernels exist for.
+//! One layer may skip the internal layout: an output layer that reads a channels-first model
+//! input and nothing else reads is computed in the user's layout by `planar`
+//! ([`Kernel::Planar`], depthwise or small groups), with no conversion step at either end — by
+//! the plane microkernel ([`Kernel::Plane`], one [`Stmt::Plane`] per image) where the target has
+//! microkernels and the layer's window is one the kernels exist for (a pointwise layer's 1×1 on
+//! large planes). So may two: a depthwise layer of the channels-first input read only by the
+//! pointwise output layer, where both take the plane kernels (`plane_pair`), with a
+//! channels-first value between them.
 //!
 //! A depthwise stage whose large output only a pointwise stage reads is computed inside it, on
 //! blocks of rows that stay in cache, by `fused` ([`Target::fusion`]): one step for both, the
@@ -278,7 +281,6 @@ pub fn lower(
     };
 
     let fusions = residual_fusions(network);
-    let user_layout = user_layout_layer(network, &fusions);
     // A stage's schedule: the caller's, else the plane kernel or the planar one where they apply
     // (and the planar one pays), else the heuristic's; checked against the stage.
     // `input_in_place`: the stage reads the model's channels-first input, which a dense tile-kernel
@@ -304,9 +306,23 @@ pub fn lower(
         let stages = layer.op.stages().into_iter().zip(&binding.layers[index].stages);
         stages.map(|((suffix, conv), bound)| (format!("{}{suffix}", layer.name), conv, bound)).collect()
     };
+    let uses = uses(network);
+    // The layers computed in the user's layout: the output layer where it may be, and the layer
+    // before it where both take the plane kernels (`plane_pair`).
+    let user_layout: Vec<usize> = match user_layout_layer(network, &fusions) {
+        Some(output) => vec![output],
+        None => plane_pair(network, &fusions, &uses)
+            .filter(|layers| {
+                layers.iter().all(|&index| {
+                    let [(name, conv, bound)] = &stages_of(index)[..] else { return false };
+                    let schedule = schedule_of(name, conv, bound, true, false);
+                    schedule.is_ok_and(|schedule| schedule.kernel == Kernel::Plane)
+                })
+            })
+            .map_or_else(Vec::new, Vec::from),
+    };
     // Per layer, the pointwise layer it is fused into, if any: a one-stage depthwise layer read only
     // by a pointwise one, which [`fused`] computes together on blocks of rows.
-    let uses = uses(network);
     let fused_into: Vec<Option<usize>> = (0..network.layers.len())
         .map(|first| {
             let reader = network.layers.iter().position(|layer| layer.op.sources().contains(&Source::Layer(first)))?;
@@ -322,7 +338,7 @@ pub fn lower(
             let first_piece = fused::Piece { name: first_name, conv, bound, schedule };
             let second_piece =
                 fused::Piece { name: second_name, conv: second_conv, bound: second_bound, schedule: second_schedule };
-            let alone = uses[first] == 1 && first != network.output && user_layout != Some(reader);
+            let alone = uses[first] == 1 && first != network.output && !user_layout.contains(&reader);
             (alone && fused::fusable(&first_piece, &second_piece, target)).then_some(reader)
         })
         .collect();
@@ -371,7 +387,7 @@ pub fn lower(
                     let (name, conv, bound) = &stages[position];
                     let (name, conv, bound) = (name.as_str(), *conv, *bound);
                     let schedule_error = |reason: String| Error::Schedule { layer: name.to_string(), reason };
-                    let planar = user_layout == Some(index);
+                    let planar = user_layout.contains(&index);
                     let channels_first_input = current == 0 && network.input.layout == Layout::ChannelsFirst;
                     let schedule =
                         schedule_of(name, conv, bound, planar, channels_first_input).map_err(schedule_error)?;
@@ -412,16 +428,18 @@ pub fn lower(
                         let (parts, packings) =
                             planar::planar(name, conv, bound, schedule, target).map_err(schedule_error)?;
                         let params = named(name, packings);
-                        push_stage(
-                            &mut plan,
-                            name,
-                            vec![schedule],
-                            parts,
-                            (Arg::Input, Arg::Output, None),
-                            params,
-                            &[],
-                        );
-                        in_user_layout = true;
+                        // The model's input and output as they are; between the two layers of a
+                        // plane pair, a value in the user's layout.
+                        let input = if current == 0 { Arg::Input } else { Arg::Value(current) };
+                        let output = if index == network.output {
+                            in_user_layout = true;
+                            Arg::Output
+                        } else {
+                            plan.values.push(bound.output.iter().product());
+                            current = plan.values.len() - 1;
+                            Arg::Value(current)
+                        };
+                        push_stage(&mut plan, name, vec![schedule], parts, (input, output, None), params, &[]);
                         position += 1;
                         continue;
                     }
@@ -519,7 +537,8 @@ fn only_written(steps: &[Step], value: usize) -> bool {
 /// Why a [`Kernel::Planar`] or [`Kernel::Plane`] schedule was refused for a stage that is not
 /// where it can run.
 const PLANAR_ONLY: &str = "kernel=planar and kernel=plane compute in the user's channels-first layout: only a one-stage \
-    layer that reads the model's input and is its output, used by no other layer, can";
+    layer that reads the model's input and is its output, used by no other layer, can (or a depthwise layer of the input \
+    and the pointwise output layer that alone reads it, both with kernel=plane)";
 
 /// The layer that may be computed in the user's layout ([`Kernel::Planar`]), reading the user's
 /// input and writing the user's output with no conversion: the output layer, when it is a
@@ -531,6 +550,27 @@ fn user_layout_layer(network: &Network, fusions: &[ResidualFusion]) -> Option<us
     let read_by_others = network.layers.iter().any(|layer| layer.op.sources().contains(&Source::Layer(output)));
     let fused = fusions.iter().any(|fusion| fusion.conv == output);
     (network.input.layout == Layout::ChannelsFirst && reads_input && !read_by_others && !fused).then_some(output)
+}
+
+/// Two layers that may be computed in the user's layout one after the other, `[first, output]`,
+/// if each takes the plane kernel ([`Kernel::Plane`], checked by the caller): the output layer, a
+/// one-stage pointwise convolution (1×1, one group) with no `add` fused into it, reading a one-stage
+/// convolution of a channels-first model input (a depthwise layer) that nothing else reads. The
+/// value between them is channels-first: neither end needs a conversion, and the depthwise layer
+/// is not fused into the pointwise one.
+fn plane_pair(network: &Network, fusions: &[ResidualFusion], uses: &[usize]) -> Option<[usize; 2]> {
+    let output = network.output;
+    let one_stage = |index: usize| match &network.layers[index].op {
+        Op::Conv { conv, source } => Some((conv, *source)),
+        _ => None,
+    };
+    let (conv, Source::Layer(first)) = one_stage(output)? else { return None };
+    let pointwise = conv.kernel.iter().all(|&taps| taps == 1) && conv.groups == 1;
+    let (_, first_source) = one_stage(first)?;
+    let fused = fusions.iter().any(|fusion| fusion.conv == output);
+    let channels_first = network.input.layout == Layout::ChannelsFirst;
+    (pointwise && !fused && channels_first && first_source == Source::Input && uses[first] == 1)
+        .then_some([first, output])
 }
 
 /// Pushes the steps of a stage or conversion: one function, or its parts (each writing a window of

@@ -149,7 +149,10 @@ fn planar_schedules_are_refused_where_they_cannot_run() {
 #[test]
 fn plane_schedules_are_refused_where_no_kernel_computes_the_layer() {
     let cases = [
-        ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 4 }", "only a one-stage"),
+        (
+            "input x: [1, 4, 9, 40]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 4 } pointwise q(p) { out: 4 }",
+            "only a one-stage",
+        ),
         ("input x: [1, 4, 40]; depthwise d(x) { kernel: 3, pad: 1 }", "2D windows"),
         ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: [3, 5], pad: 1 }", "2D windows"),
         ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: 7, pad: 3 }", "2D windows"),
@@ -277,6 +280,56 @@ fn a_pointwise_layer_on_a_large_plane_takes_the_plane_kernel() {
             let parts = if threads == 1 || shape[0] > 1 { shape[0].min(u64::from(threads)) } else { 3 };
             let planes = vec![Kernel::Plane; parts as usize];
             assert_eq!(kernels == planes, expected, "{text}, {threads} threads: {kernels:?}");
+            runs_like_the_reference(text, &network, &shape, &plan);
+        }
+    }
+}
+
+/// A depthwise layer of a channels-first input read only by the pointwise output layer, both on
+/// the plane kernels: two steps in the user's layout (a channels-first value between them), no
+/// conversion, no fusion; alone and in parts. Otherwise (another reader, an `add`, a plane too
+/// small for either kernel, a channels-last input) the internal layout as before.
+#[test]
+fn a_depthwise_then_pointwise_pair_runs_in_the_users_layout() {
+    let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+    let pair = "input x: [1, 5, 28, 32]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 } pointwise p(d) { out: 11 }";
+    let cases = [
+        (pair, true),
+        (
+            "input x: [2, 3, 28, 40]; depthwise d(x) { kernel: 3, stride: 2, pad: 1, multiplier: 2 } \
+          pointwise p(d) { out: 5, act: relu }",
+            false,
+        ),
+        (
+            "input x: [2, 3, 56, 64]; depthwise d(x) { kernel: 5, stride: 2, pad: 2, multiplier: 2 } \
+          pointwise p(d) { out: 5, act: relu }",
+            true,
+        ),
+        ("input x: [1, 5, 28, 32]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 11 } add a(p, p)", false),
+        ("input x: [1, 5, 28, 32]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 5 } add a(p, d)", false),
+        ("input x: [1, 5, 20, 32]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 11 }", false),
+        (
+            "input x: [1, 5, 28, 32]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 12, groups: 1 } \
+          pointwise q(p) { out: 4 }",
+            false,
+        ),
+        ("input x: [1, 28, 32, 8] layout nhwc; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 11 }", false),
+    ];
+    for (text, expected) in cases {
+        let network = compile_source("model.conv", text).unwrap();
+        let shape = network.example_input_shape(1, 9);
+        let binding = bind(&network, &shape).unwrap();
+        for threads in [1, 3] {
+            let target = Target { threads, part_macs: 0, ..with_kernels };
+            let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
+            let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
+            let kernels: Vec<_> =
+                plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+            let in_user_layout = names.iter().all(|name| ["d", "p"].contains(name))
+                && kernels.iter().all(|&kernel| kernel == Kernel::Plane)
+                && plan.steps.first().is_some_and(|step| step.args[0] == lower::Arg::Input)
+                && plan.steps.last().is_some_and(|step| step.args[1] == lower::Arg::Output);
+            assert_eq!(in_user_layout, expected, "{text}, {threads} threads: {names:?} {kernels:?}");
             runs_like_the_reference(text, &network, &shape, &plan);
         }
     }
