@@ -307,19 +307,18 @@ pub fn lower(
         stages.map(|((suffix, conv), bound)| (format!("{}{suffix}", layer.name), conv, bound)).collect()
     };
     let uses = uses(network);
-    // The layers computed in the user's layout: the output layer where it may be, and the layer
-    // before it where both take the plane kernels (`plane_pair`).
+    // The layers computed in the user's layout: the output layer where it may be, or a depthwise
+    // and a pointwise stage where both take the plane kernels (`plane_pair`).
     let user_layout: Vec<usize> = match user_layout_layer(network, &fusions) {
         Some(output) => vec![output],
         None => plane_pair(network, &fusions, &uses)
             .filter(|layers| {
-                layers.iter().all(|&index| {
-                    let [(name, conv, bound)] = &stages_of(index)[..] else { return false };
-                    let schedule = schedule_of(name, conv, bound, true, false);
+                layers.iter().flat_map(|&index| stages_of(index)).all(|(name, conv, bound)| {
+                    let schedule = schedule_of(&name, conv, bound, true, false);
                     schedule.is_ok_and(|schedule| schedule.kernel == Kernel::Plane)
                 })
             })
-            .map_or_else(Vec::new, Vec::from),
+            .unwrap_or_default(),
     };
     // Per layer, the pointwise layer it is fused into, if any: a one-stage depthwise layer read only
     // by a pointwise one, which [`fused`] computes together on blocks of rows.
@@ -406,7 +405,7 @@ pub fn lower(
                             bound: second_bound,
                             schedule: second_schedule,
                         };
-                        if fused::fusable(&first, &second, target) {
+                        if !planar && fused::fusable(&first, &second, target) {
                             let step_name = format!("{}+{}", first.name, second.name);
                             plan.values.push(internal_len(&second_bound.output));
                             let output = plan.values.len() - 1;
@@ -431,7 +430,7 @@ pub fn lower(
                         // The model's input and output as they are; between the two layers of a
                         // plane pair, a value in the user's layout.
                         let input = if current == 0 { Arg::Input } else { Arg::Value(current) };
-                        let output = if index == network.output {
+                        let output = if index == network.output && position + 1 == stages.len() {
                             in_user_layout = true;
                             Arg::Output
                         } else {
@@ -537,8 +536,8 @@ fn only_written(steps: &[Step], value: usize) -> bool {
 /// Why a [`Kernel::Planar`] or [`Kernel::Plane`] schedule was refused for a stage that is not
 /// where it can run.
 const PLANAR_ONLY: &str = "kernel=planar and kernel=plane compute in the user's channels-first layout: only a one-stage \
-    layer that reads the model's input and is its output, used by no other layer, can (or a depthwise layer of the input \
-    and the pointwise output layer that alone reads it, both with kernel=plane)";
+    layer that reads the model's input and is its output, used by no other layer, can (or, each stage with kernel=plane, \
+    such a separable layer, or a depthwise layer of the input and the pointwise output layer that alone reads it)";
 
 /// The layer that may be computed in the user's layout ([`Kernel::Planar`]), reading the user's
 /// input and writing the user's output with no conversion: the output layer, when it is a
@@ -552,25 +551,26 @@ fn user_layout_layer(network: &Network, fusions: &[ResidualFusion]) -> Option<us
     (network.input.layout == Layout::ChannelsFirst && reads_input && !read_by_others && !fused).then_some(output)
 }
 
-/// Two layers that may be computed in the user's layout one after the other, `[first, output]`,
-/// if each takes the plane kernel ([`Kernel::Plane`], checked by the caller): the output layer, a
-/// one-stage pointwise convolution (1×1, one group) with no `add` fused into it, reading a one-stage
-/// convolution of a channels-first model input (a depthwise layer) that nothing else reads. The
-/// value between them is channels-first: neither end needs a conversion, and the depthwise layer
-/// is not fused into the pointwise one.
-fn plane_pair(network: &Network, fusions: &[ResidualFusion], uses: &[usize]) -> Option<[usize; 2]> {
+/// The layers that may be computed in the user's layout, a depthwise stage then a pointwise one
+/// (1×1, one group), if every stage takes the plane kernel ([`Kernel::Plane`], checked by the
+/// caller): a `separable` output layer of the channels-first model input, or a one-stage
+/// convolution of that input (a depthwise layer) read only by the pointwise output layer, in that
+/// order. No `add` may be fused into the output. The value between the stages is channels-first:
+/// neither end needs a conversion, and the depthwise stage is not fused into the pointwise one.
+fn plane_pair(network: &Network, fusions: &[ResidualFusion], uses: &[usize]) -> Option<Vec<usize>> {
     let output = network.output;
-    let one_stage = |index: usize| match &network.layers[index].op {
-        Op::Conv { conv, source } => Some((conv, *source)),
-        _ => None,
-    };
-    let (conv, Source::Layer(first)) = one_stage(output)? else { return None };
-    let pointwise = conv.kernel.iter().all(|&taps| taps == 1) && conv.groups == 1;
-    let (_, first_source) = one_stage(first)?;
     let fused = fusions.iter().any(|fusion| fusion.conv == output);
-    let channels_first = network.input.layout == Layout::ChannelsFirst;
-    (pointwise && !fused && channels_first && first_source == Source::Input && uses[first] == 1)
-        .then_some([first, output])
+    if network.input.layout != Layout::ChannelsFirst || fused {
+        return None;
+    }
+    let is_pointwise = |conv: &Conv| conv.kernel.iter().all(|&taps| taps == 1) && conv.groups == 1;
+    match &network.layers[output].op {
+        Op::Separable { source: Source::Input, pointwise, .. } if is_pointwise(pointwise) => Some(vec![output]),
+        Op::Conv { conv, source: Source::Layer(first) } if is_pointwise(conv) && uses[*first] == 1 => {
+            matches!(network.layers[*first].op, Op::Conv { source: Source::Input, .. }).then(|| vec![*first, output])
+        }
+        _ => None,
+    }
 }
 
 /// Pushes the steps of a stage or conversion: one function, or its parts (each writing a window of

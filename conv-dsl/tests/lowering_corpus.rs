@@ -285,16 +285,19 @@ fn a_pointwise_layer_on_a_large_plane_takes_the_plane_kernel() {
     }
 }
 
-/// A depthwise layer of a channels-first input read only by the pointwise output layer, both on
-/// the plane kernels: two steps in the user's layout (a channels-first value between them), no
-/// conversion, no fusion; alone and in parts. Otherwise (another reader, an `add`, a plane too
-/// small for either kernel, a channels-last input) the internal layout as before.
+/// A depthwise layer of a channels-first input read only by the pointwise output layer, or a
+/// separable output layer of that input, both stages on the plane kernels: two steps in the
+/// user's layout (a channels-first value between them), no conversion, no fusion; alone and in
+/// parts. Otherwise (another reader, an `add`, a plane too small for either kernel, an activation
+/// the kernels lack, a channels-last input) the internal layout as before.
 #[test]
 fn a_depthwise_then_pointwise_pair_runs_in_the_users_layout() {
     let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
     let pair = "input x: [1, 5, 28, 32]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 } pointwise p(d) { out: 11 }";
     let cases = [
         (pair, true),
+        ("input x: [1, 5, 28, 32]; separable s(x) { kernel: 3, pad: 1, out: 11, dw_act: relu }", true),
+        ("input x: [1, 5, 28, 32]; separable s(x) { kernel: 3, pad: 1, out: 11, dw_act: silu }", false),
         (
             "input x: [2, 3, 28, 40]; depthwise d(x) { kernel: 3, stride: 2, pad: 1, multiplier: 2 } \
           pointwise p(d) { out: 5, act: relu }",
@@ -325,7 +328,7 @@ fn a_depthwise_then_pointwise_pair_runs_in_the_users_layout() {
             let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
             let kernels: Vec<_> =
                 plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
-            let in_user_layout = names.iter().all(|name| ["d", "p"].contains(name))
+            let in_user_layout = names.iter().all(|name| ["d", "p", "s.dw", "s.pw"].contains(name))
                 && kernels.iter().all(|&kernel| kernel == Kernel::Plane)
                 && plan.steps.first().is_some_and(|step| step.args[0] == lower::Arg::Input)
                 && plan.steps.last().is_some_and(|step| step.args[1] == lower::Arg::Output);

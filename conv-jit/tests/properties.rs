@@ -287,7 +287,8 @@ fn case() -> impl Strategy<Value = Case> {
 /// Depthwise 2D layers (any multiplier) and grouped ones (any group sizes) of a channels-first
 /// input with a window a plane kernel
 /// exists for (3×3 with stride 1 or 2 or dilation 2, 5×5 with stride 1 or 2, 1×1 unpadded, also
-/// pointwise: one group of up to 20 inputs and outputs), any padding, rows of
+/// pointwise: one group of up to 20 inputs and outputs; separable layers, whose 1×1 stage follows
+/// in the user's layout), any padding, rows of
 /// 1 to 41 outputs (shorter than a vector of 8, between 8 and 16, longer: tails of every kind),
 /// 1 to 7 rows (fewer than a block of 4 too), an activation the kernels apply.
 fn plane_case() -> impl Strategy<Value = Case> {
@@ -312,10 +313,13 @@ fn plane_case() -> impl Strategy<Value = Case> {
                 in_per_group,
                 out_per_group,
             });
+            // A separable layer: both stages on the plane kernels, a channels-first value between.
+            let separable = (1usize..=6, 1usize..=2, 1usize..=12, proptest::sample::select(&ACTIVATIONS[..3]))
+                .prop_map(|(channels, multiplier, out, dw_act)| Kind::Separable { channels, multiplier, out, dw_act });
             let kind = if geometry.kernel[0] == 1 {
                 prop_oneof![pointwise, grouped].boxed()
             } else {
-                prop_oneof![depthwise, grouped].boxed()
+                prop_oneof![depthwise, grouped, separable].boxed()
             };
             let act = proptest::sample::select(&ACTIVATIONS[..3]);
             (Just(geometry), kind, vec![rows, row], 1usize..=2, any::<bool>(), act, any::<u64>())
