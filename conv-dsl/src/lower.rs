@@ -554,8 +554,8 @@ fn user_layout_layer(network: &Network, fusions: &[ResidualFusion]) -> Option<us
 /// The layers that may be computed in the user's layout, a depthwise stage then a pointwise one
 /// (1×1, one group), if every stage takes the plane kernel ([`Kernel::Plane`], checked by the
 /// caller): a `separable` output layer of the channels-first model input, or a one-stage
-/// convolution of that input (a depthwise layer) read only by the pointwise output layer, in that
-/// order. No `add` may be fused into the output. The value between the stages is channels-first:
+/// convolution of that input (a depthwise layer, say) read only by the pointwise output layer, in
+/// that order. No `add` may be fused into the output. The value between the stages is channels-first:
 /// neither end needs a conversion, and the depthwise stage is not fused into the pointwise one.
 fn plane_pair(network: &Network, fusions: &[ResidualFusion], uses: &[usize]) -> Option<Vec<usize>> {
     let output = network.output;
@@ -563,10 +563,9 @@ fn plane_pair(network: &Network, fusions: &[ResidualFusion], uses: &[usize]) -> 
     if network.input.layout != Layout::ChannelsFirst || fused {
         return None;
     }
-    let is_pointwise = |conv: &Conv| conv.kernel.iter().all(|&taps| taps == 1) && conv.groups == 1;
     match &network.layers[output].op {
-        Op::Separable { source: Source::Input, pointwise, .. } if is_pointwise(pointwise) => Some(vec![output]),
-        Op::Conv { conv, source: Source::Layer(first) } if is_pointwise(conv) && uses[*first] == 1 => {
+        Op::Separable { source: Source::Input, pointwise, .. } if pointwise.is_dense_pointwise() => Some(vec![output]),
+        Op::Conv { conv, source: Source::Layer(first) } if conv.is_dense_pointwise() && uses[*first] == 1 => {
             matches!(network.layers[*first].op, Op::Conv { source: Source::Input, .. }).then(|| vec![*first, output])
         }
         _ => None,

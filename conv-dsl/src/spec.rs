@@ -261,6 +261,12 @@ impl Conv {
         self.in_channels == self.groups && self.out_channels == self.groups
     }
 
+    /// Whether every output channel reads every input channel at one position: a 1×1 window (any
+    /// stride) of one group.
+    pub fn is_dense_pointwise(&self) -> bool {
+        self.groups == 1 && self.kernel.iter().all(|&taps| taps == 1)
+    }
+
     /// `dilation·(kernel − 1) + 1` on `axis`: the extent one output element reads.
     pub fn effective_kernel(&self, axis: usize) -> u64 {
         self.dilation[axis] * (self.kernel[axis] - 1) + 1

@@ -262,7 +262,7 @@ const PART_CHANNELS: u64 = 8;
 /// outputs) 0.88×, so it keeps the planar code. The AVX2 version (8 lanes, two vectors for a row
 /// of 14) ran 0.63× the planar code on dw3_s1_c384_14 and 0.80× at 28×28.
 pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
-    if conv.kernel.iter().all(|&taps| taps == 1) && conv.groups == 1 {
+    if conv.is_dense_pointwise() {
         let plane: u64 = bound.output[2..].iter().product();
         let unpadded = bound.input[2..] == bound.output[2..];
         return unpadded && plane >= PLANE_MIN_POINTWISE && Schedule::plane().validate(conv).is_ok();
