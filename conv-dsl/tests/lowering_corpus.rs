@@ -253,13 +253,25 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
     }
 }
 
-/// On a target with microkernels, a pointwise output layer reading the model's channels-first
+/// On a target with wide microkernels, a pointwise output layer reading the model's channels-first
 /// input takes the 1×1 plane kernel (no conversion at either end) on planes of at least 28 × 28,
 /// unpadded and of one group; in parts of whole runs of 8 output channels for threads. Otherwise
-/// the channels-last tile kernel as before.
+/// the channels-last tile kernel as before. With narrow (AVX2) ones, only from 24 output channels.
 #[test]
 fn a_pointwise_layer_on_a_large_plane_takes_the_plane_kernel() {
-    let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+    let narrow = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+    for (text, expected) in [
+        ("input x: [1, 5, 28, 28]; pointwise p(x) { out: 24 }", true),
+        ("input x: [1, 5, 28, 28]; pointwise p(x) { out: 23 }", false),
+    ] {
+        let network = compile_source("model.conv", text).unwrap();
+        let binding = bind(&network, &network.example_input_shape(1, 9)).unwrap();
+        let plan = lower::lower(&network, &binding, narrow, &|_| None).unwrap();
+        let kernels: Vec<_> =
+            plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+        assert_eq!(kernels == [Kernel::Plane], expected, "{text}: {kernels:?}");
+    }
+    let with_kernels = Target { wide_microkernels: true, ..narrow };
     let cases = [
         ("input x: [1, 5, 28, 28]; pointwise p(x) { out: 19, act: relu6 }", true),
         ("input x: [2, 5, 8, 98]; pointwise p(x) { out: 3 }", true),
@@ -292,7 +304,7 @@ fn a_pointwise_layer_on_a_large_plane_takes_the_plane_kernel() {
 /// the kernels lack, a channels-last input) the internal layout as before.
 #[test]
 fn a_depthwise_then_pointwise_pair_runs_in_the_users_layout() {
-    let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+    let with_kernels = Target { microkernels: true, wide_microkernels: true, ..Target::CRANELIFT_X86_64 };
     let pair = "input x: [1, 5, 28, 32]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 } pointwise p(d) { out: 11 }";
     let cases = [
         (pair, true),

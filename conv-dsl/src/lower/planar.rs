@@ -223,6 +223,13 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 /// pw_960to320_7 0.54×.
 const PLANE_MIN_POINTWISE: u64 = 28 * 28;
 
+/// The fewest output channels for which a pointwise layer takes the 1×1 plane kernel by default on
+/// a target without wide (AVX-512) microkernels, whose AVX2 kernel computes blocks of 6 channels:
+/// with `CONVGEN_MAX_ISA=avx2` (same host and method as [`PLANE_MIN_POINTWISE`]) pw_32to16_112 ran
+/// 0.87× the tile kernel (its 16 outputs in blocks of 6 compute 18; tiles of 4 or 8 channels were
+/// no faster), pw_144to24_56 1.01×, pw_64to64_56 1.10×, 64 → 128 at 56 × 56 1.12×.
+const PLANE_MIN_POINTWISE_OUTPUTS_AVX2: u64 = 24;
+
 /// Output planes per part of a split pointwise stage on the plane kernel (its AVX-512 tile's).
 const PART_CHANNELS: u64 = 8;
 
@@ -237,7 +244,8 @@ const PART_CHANNELS: u64 = 8;
 /// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
 ///   [`PLANE_MIN_ROW_STRIDED`] at stride 2;
 /// - a pointwise layer (1×1, one group, no padding): planes of at least [`PLANE_MIN_POINTWISE`]
-///   outputs.
+///   outputs, and at least [`PLANE_MIN_POINTWISE_OUTPUTS_AVX2`] output channels unless the target
+///   has wide microkernels.
 ///
 /// Measured on an AMD EPYC Zen 4 against the previous default (`convgen bench --against
 /// "--schedule dw:…"`, 200–300 alternating pairs, median ratios). Faster: 1.77× the inline planar
@@ -265,7 +273,8 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
     if conv.is_dense_pointwise() {
         let plane: u64 = bound.output[2..].iter().product();
         let unpadded = bound.input[2..] == bound.output[2..];
-        return unpadded && plane >= PLANE_MIN_POINTWISE && Schedule::plane().validate(conv).is_ok();
+        let channels = target.wide_microkernels || conv.out_channels >= PLANE_MIN_POINTWISE_OUTPUTS_AVX2;
+        return unpadded && channels && plane >= PLANE_MIN_POINTWISE && Schedule::plane().validate(conv).is_ok();
     }
     let stride = conv.stride.iter().copied().max().unwrap_or(1);
     let width = bound.output.last().copied().unwrap_or(0);
