@@ -194,8 +194,7 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         let binding = bind(&network, &network.example_input_shape(1, 9)).unwrap();
         for (target, expected) in [(with_kernels, plane), (Target::CRANELIFT_X86_64, false)] {
             let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
-            let kernels: Vec<_> =
-                plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+            let kernels = stage_kernels(&plan);
             assert_eq!(kernels == [Kernel::Plane], expected, "{text}: {kernels:?}");
             runs_like_the_reference(text, &network, &network.example_input_shape(1, 9), &plan);
         }
@@ -267,8 +266,7 @@ fn a_pointwise_layer_on_a_large_plane_takes_the_plane_kernel() {
         let network = compile_source("model.conv", text).unwrap();
         let binding = bind(&network, &network.example_input_shape(1, 9)).unwrap();
         let plan = lower::lower(&network, &binding, narrow, &|_| None).unwrap();
-        let kernels: Vec<_> =
-            plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+        let kernels = stage_kernels(&plan);
         assert_eq!(kernels == [Kernel::Plane], expected, "{text}: {kernels:?}");
     }
     let with_kernels = Target { wide_microkernels: true, ..narrow };
@@ -287,8 +285,7 @@ fn a_pointwise_layer_on_a_large_plane_takes_the_plane_kernel() {
         for threads in [1, 3] {
             let target = Target { threads, part_macs: 0, ..with_kernels };
             let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
-            let kernels: Vec<_> =
-                plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+            let kernels = stage_kernels(&plan);
             let parts = if threads == 1 || shape[0] > 1 { shape[0].min(u64::from(threads)) } else { 3 };
             let planes = vec![Kernel::Plane; parts as usize];
             assert_eq!(kernels == planes, expected, "{text}, {threads} threads: {kernels:?}");
@@ -338,8 +335,7 @@ fn a_depthwise_then_pointwise_pair_runs_in_the_users_layout() {
             let target = Target { threads, part_macs: 0, ..with_kernels };
             let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
             let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
-            let kernels: Vec<_> =
-                plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+            let kernels = stage_kernels(&plan);
             let in_user_layout = names.iter().all(|name| ["d", "p", "s.dw", "s.pw"].contains(name))
                 && kernels.iter().all(|&kernel| kernel == Kernel::Plane)
                 && plan.steps.first().is_some_and(|step| step.args[0] == lower::Arg::Input)
@@ -372,11 +368,15 @@ fn large_windows_are_planar_only_on_large_tensors() {
         let network = compile_source("model.conv", &text).unwrap();
         let binding = bind(&network, &[1, 240, side, side]).unwrap();
         let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| None).unwrap();
-        let kernels: Vec<_> =
-            plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+        let kernels = stage_kernels(&plan);
         assert_eq!(kernels == [Kernel::Planar], planar, "{text}: {kernels:?}");
         assert_eq!(plan.steps.len(), if planar { 1 } else { 3 }, "{text}: two conversions or none");
     }
+}
+
+/// The kernels of a plan's convolution stages, step by step.
+fn stage_kernels(plan: &lower::Plan) -> Vec<Kernel> {
+    plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect()
 }
 
 /// Runs `plan` (of `network`, the model `text`, at `shape`) in the IR interpreter on a random
