@@ -190,13 +190,12 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
     ];
     let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
     for (text, plane) in cases {
-        let network = compile_source("model.conv", text).unwrap();
-        let binding = bind(&network, &network.example_input_shape(1, 9)).unwrap();
+        let (network, shape, binding) = bound(text);
         for (target, expected) in [(with_kernels, plane), (Target::CRANELIFT_X86_64, false)] {
             let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
             let kernels = stage_kernels(&plan);
             assert_eq!(kernels == [Kernel::Plane], expected, "{text}: {kernels:?}");
-            runs_like_the_reference(text, &network, &network.example_input_shape(1, 9), &plan);
+            runs_like_the_reference(text, &network, &shape, &plan);
         }
     }
     // Rows of 14: the planar code with vectors of 4 (the JIT's, and the macro's where its 8 do not
@@ -215,8 +214,7 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         ("input x: [1, 8, 62, 62]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", false, false),
     ];
     for (text, jit, rust) in cases {
-        let network = compile_source("model.conv", text).unwrap();
-        let binding = bind(&network, &network.example_input_shape(1, 9)).unwrap();
+        let (network, _, binding) = bound(text);
         for (target, expected) in [(with_kernels, jit), (macro_target, rust)] {
             let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
             let step = plan.steps.iter().find(|step| !step.schedules.is_empty()).expect("a conv step");
@@ -225,8 +223,7 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
     }
     // The macro's planar code on rows of 14 takes vectors of 4 (its 8 do not fit twice).
     let text = "input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }";
-    let network = compile_source("model.conv", text).unwrap();
-    let binding = bind(&network, &network.example_input_shape(1, 9)).unwrap();
+    let (network, _, binding) = bound(text);
     let plan = lower::lower(&network, &binding, macro_target, &|_| None).unwrap();
     let schedules: Vec<_> = plan.steps.iter().flat_map(|step| &step.schedules).collect();
     assert_eq!(schedules.len(), 1);
@@ -243,12 +240,11 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         ("input x: [1, 8, 14, 14]; conv c(x) { out: 8, kernel: 3, pad: 1, groups: 2 }", false),
     ];
     for (text, expected) in cases {
-        let network = compile_source("model.conv", text).unwrap();
-        let binding = bind(&network, &network.example_input_shape(1, 9)).unwrap();
+        let (network, shape, binding) = bound(text);
         let plan = lower::lower(&network, &binding, wide, &|_| None).unwrap();
         let step = plan.steps.iter().find(|step| !step.schedules.is_empty()).expect("a conv step");
         assert_eq!(step.schedules[0].kernel == Kernel::Plane, expected, "{text}, wide");
-        runs_like_the_reference(text, &network, &network.example_input_shape(1, 9), &plan);
+        runs_like_the_reference(text, &network, &shape, &plan);
     }
 }
 
@@ -263,8 +259,7 @@ fn a_pointwise_layer_on_a_large_plane_takes_the_plane_kernel() {
         ("input x: [1, 5, 28, 28]; pointwise p(x) { out: 24 }", true),
         ("input x: [1, 5, 28, 28]; pointwise p(x) { out: 23 }", false),
     ] {
-        let network = compile_source("model.conv", text).unwrap();
-        let binding = bind(&network, &network.example_input_shape(1, 9)).unwrap();
+        let (network, _, binding) = bound(text);
         let plan = lower::lower(&network, &binding, narrow, &|_| None).unwrap();
         let kernels = stage_kernels(&plan);
         assert_eq!(kernels == [Kernel::Plane], expected, "{text}: {kernels:?}");
@@ -279,9 +274,7 @@ fn a_pointwise_layer_on_a_large_plane_takes_the_plane_kernel() {
         ("input x: [1, 5, 28, 28]; pointwise p(x) { out: 7 } add a(p, p)", false),
     ];
     for (text, expected) in cases {
-        let network = compile_source("model.conv", text).unwrap();
-        let shape = network.example_input_shape(1, 9);
-        let binding = bind(&network, &shape).unwrap();
+        let (network, shape, binding) = bound(text);
         for threads in [1, 3] {
             let target = Target { threads, part_macs: 0, ..with_kernels };
             let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
@@ -328,9 +321,7 @@ fn a_depthwise_then_pointwise_pair_runs_in_the_users_layout() {
         ("input x: [1, 28, 32, 8] layout nhwc; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 11 }", false),
     ];
     for (text, expected) in cases {
-        let network = compile_source("model.conv", text).unwrap();
-        let shape = network.example_input_shape(1, 9);
-        let binding = bind(&network, &shape).unwrap();
+        let (network, shape, binding) = bound(text);
         for threads in [1, 3] {
             let target = Target { threads, part_macs: 0, ..with_kernels };
             let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
@@ -372,6 +363,14 @@ fn large_windows_are_planar_only_on_large_tensors() {
         assert_eq!(kernels == [Kernel::Planar], planar, "{text}: {kernels:?}");
         assert_eq!(plan.steps.len(), if planar { 1 } else { 3 }, "{text}: two conversions or none");
     }
+}
+
+/// The model `text`, its example input shape (batch 1, symbolic dims 9) and its binding to it.
+fn bound(text: &str) -> (conv_dsl::Network, Vec<u64>, conv_dsl::Binding) {
+    let network = compile_source("model.conv", text).unwrap();
+    let shape = network.example_input_shape(1, 9);
+    let binding = bind(&network, &shape).unwrap();
+    (network, shape, binding)
 }
 
 /// The kernels of a plan's convolution stages, step by step.
