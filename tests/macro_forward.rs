@@ -308,13 +308,17 @@ fn groups_of_four_outputs_take_four_lane_vectors() {
     }
 }
 
+/// The kernels of a plan's convolution stages, step by step.
+fn stage_kernels(plan: &convgen::conv_dsl::lower::Plan) -> Vec<convgen::conv_dsl::schedule::Kernel> {
+    plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect()
+}
+
 #[test]
 fn one_depthwise_layer_is_computed_in_the_users_layout() {
     for source in [planar::MODEL_SOURCE, planar_stride2::MODEL_SOURCE] {
         let network = convgen::compile_source("planar", source).expect("the macro's model checks");
         let plan = emit_rust::plan(&network).expect("lowers");
-        let kernels: Vec<_> =
-            plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+        let kernels = stage_kernels(&plan);
         assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Planar], "{source}: one planar step");
     }
     let network = convgen::compile_source("narrow", planar_narrow::MODEL_SOURCE).expect("the macro's model checks");
@@ -329,14 +333,12 @@ fn long_depthwise_rows_and_large_pointwise_planes_take_the_plane_kernel() {
     for source in [plane::MODEL_SOURCE, plane_pointwise::MODEL_SOURCE] {
         let network = convgen::compile_source("plane", source).expect("the macro's model checks");
         let plan = emit_rust::plan(&network).expect("lowers");
-        let kernels: Vec<_> =
-            plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+        let kernels = stage_kernels(&plan);
         assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Plane], "{source}: one plane step");
     }
     let network = convgen::compile_source("pair", plane_pair::MODEL_SOURCE).expect("the macro's model checks");
     let plan = emit_rust::plan(&network).expect("lowers");
-    let kernels: Vec<_> =
-        plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.kernel)).collect();
+    let kernels = stage_kernels(&plan);
     assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Plane; 2], "two plane steps, no conversion");
 }
 
