@@ -91,13 +91,7 @@ unsafe fn planes<X: Lanes, const R: usize, const V: usize>(args: *const PlaneArg
         // SAFETY: every tile below lies inside the group's planes (pixels `0..plane`, channels
         // `0..channels`), which the caller's contract puts inside the buffers.
         unsafe {
-            if plane >= tile && channels >= R as isize && std::env::var_os("PWX").is_some() {
-                for channel in pixel_starts(channels, R as isize) {
-                    for pixel in pixel_starts(plane, tile) {
-                        at.tile::<X, R, V, false>(channel, pixel, X::mask(0, X::L));
-                    }
-                }
-            } else if plane >= tile {
+            if plane >= tile {
                 for pixel in pixel_starts(plane, tile) {
                     at.channels::<X, R, V, false>(pixel, X::mask(0, X::L));
                 }
