@@ -383,6 +383,9 @@ pub fn lower(
                 let mut in_user_layout = false;
                 let mut position = 0;
                 while position < stages.len() {
+                    // Right after a split step the other threads are awake: split from less work.
+                    let target =
+                        if plan.steps.last().is_some_and(|step| step.part.is_some()) { target.warm() } else { target };
                     let (name, conv, bound) = &stages[position];
                     let (name, conv, bound) = (name.as_str(), *conv, *bound);
                     let schedule_error = |reason: String| Error::Schedule { layer: name.to_string(), reason };

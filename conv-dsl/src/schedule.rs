@@ -77,6 +77,17 @@ impl Target {
     /// suite gain up to 1.3x and none of the smaller ones lose; at 2^18 a 0.7 M-MAC layer
     /// (dw3_s1_c384_14) ran 1.25x slower, waking the other thread costing more than it saved.
     pub const PART_MACS: u64 = 1 << 19;
+    /// This target for a stage that starts right after a split one: the other threads have just
+    /// finished their parts (awake, no wake-up to wait for) and each holds its rows of the data
+    /// in its cache, so splitting pays from a quarter of [`Target::part_macs`]. Measured in
+    /// MobileNetV1 on 2 threads (`convgen bench --steps --threads 2`): its 14×14×512 depthwise
+    /// layers (0.9 M MACs, unsplit by the default) ran 0.057 ms whole and 0.035 ms split, while
+    /// the same layer on its own (dw3_s1_c384_14, a cold start after the unsplit input conversion)
+    /// ran 0.83× as fast split as whole. The whole model on 2 threads: 1.045× faster (old and
+    /// new builds alternating, 16 pairs, median of the ratios), 1.82× its one-thread time.
+    pub fn warm(self) -> Target {
+        Target { part_macs: self.part_macs / 4, ..self }
+    }
     /// Cranelift 0.135 on x86-64: 128-bit vectors, 16 xmm registers of which 2 stay free for
     /// temporaries (its FMA lowering copies the accumulator). Measured on the development machine
     /// (`convgen bench`, medians, same session): a dense tile of 4 pixels × 2 channel vectors

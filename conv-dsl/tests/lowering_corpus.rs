@@ -1,7 +1,7 @@
 //! Every model of the good corpus, lowered with several schedules and run by the IR interpreter,
 //! matches the reference interpreter.
 
-use conv_dsl::schedule::{Kernel, Schedule, Target};
+use conv_dsl::schedule::{Fusion, Kernel, Schedule, Target};
 use conv_dsl::{Params, Tensor, bind, compile_source, interp, ir_interp, lower};
 
 /// |ir − reference| ≤ TOLERANCE · (1 + |reference|): f32 accumulation (with FMA) against the
@@ -450,7 +450,7 @@ fn channels_last_tensors_of_whole_vectors_are_used_in_place() {
 /// The Cranelift target fusing every depthwise → pointwise pair, however small, in blocks of at
 /// most `block_elements` depthwise outputs (so small test images still take several blocks).
 fn fusing(block_elements: u64) -> Target {
-    let fusion = conv_dsl::schedule::Fusion { min_elements: 0, block_elements };
+    let fusion = Fusion { min_elements: 0, block_elements };
     Target { fusion, ..Target::CRANELIFT_X86_64 }
 }
 
@@ -533,7 +533,7 @@ fn depthwise_layers_fuse_into_the_pointwise_layer_that_reads_them() {
         assert_eq!(computed, expected, "{text}: {names:?}");
         runs_like_the_reference(text, &network, &shape, &plan);
         // Bit for bit the plan with every layer on its own.
-        let apart = Target { fusion: conv_dsl::schedule::Fusion::OFF, ..target };
+        let apart = Target { fusion: Fusion::OFF, ..target };
         let unfused = lower::lower(&network, &binding, apart, &|_| forced).expect("lowers");
         let params = Params::random(&network, 2);
         let input = vec![0.25f32; shape.iter().product::<u64>() as usize];
@@ -578,4 +578,24 @@ fn a_chain_of_layers_takes_turns_in_two_buffers() {
     let (first, second) = (lower::Arg::Value(0), lower::Arg::Value(1));
     assert_eq!(buffers[1..5], [vec![first, second], vec![second, first], vec![first, second], vec![second, first]]);
     runs_like_the_reference(text, &network, &shape, &plan);
+}
+
+/// A stage right after a split one is split from a quarter of `part_macs` (`Target::warm`): the
+/// other threads are awake then. The same stage at the start of a plan is not.
+#[test]
+fn a_stage_after_a_split_one_splits_from_a_quarter_of_the_work() {
+    // On 8 × 8 positions `a` has 65536 MACs, `d` 36864; 2 threads need 2 · 20000 (cold) or
+    // 2 · 5000 (warm).
+    let target = Target { threads: 2, part_macs: 20_000, fusion: Fusion::OFF, ..Target::CRANELIFT_X86_64 };
+    let cases = [
+        ("input x: [1, 16, 8, 8]; pointwise a(x) { out: 64 } depthwise d(a) { kernel: 3, pad: 1 }", [2, 2]),
+        ("input x: [1, 64, 8, 8]; depthwise d(x) { kernel: 3, pad: 1 } pointwise a(d) { out: 16 }", [2, 1]),
+    ];
+    for (text, parts) in cases {
+        let (network, shape, binding) = bound(text);
+        let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
+        let count = |layer: &str| plan.steps.iter().filter(|step| step.layer == layer).count();
+        assert_eq!([count("a"), count("d")], parts, "{text}");
+        runs_like_the_reference(text, &network, &shape, &plan);
+    }
 }
