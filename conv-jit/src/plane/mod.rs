@@ -9,7 +9,8 @@
 //! blocks of 4 to 8 output rows ([`block_rows`]) × one vector (the rows share their input rows:
 //! a 3×3 window's 8 rows read 10 input rows, not 24), and handle the border columns and a short
 //! row with masked loads and masked multiply-adds, the top and bottom rows by skipping the taps
-//! outside the plane.
+//! outside the plane. On AVX-512 a plane of rows of at most 8 at stride 1 (its output the input's
+//! size) is one run of vectors across its rows instead ([`flat`]).
 //!
 //! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
 //! const generics, so the window is unrolled and its weights are registers), registered with the
@@ -31,6 +32,8 @@ use conv_dsl::ir::{PLANE_WINDOWS, Plane, TileActivation};
 
 use crate::microkernel::{ACT_RELU, ACT_RELU6, Isa, act_code, activate};
 
+#[cfg(target_arch = "x86_64")]
+mod flat;
 mod pointwise;
 
 /// The arguments of a plane kernel, as generated code lays them out on its stack: pointers and
@@ -412,6 +415,16 @@ unsafe fn lanes_between(positions: std::arch::x86_64::__m256i, lo: isize, hi: is
 unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
     // SAFETY: the caller's contract.
     let args = unsafe { &*args };
+    if flat::applies(args, S) {
+        let planes: unsafe fn(&PlaneArgs) = match (flat::chunked(args), args.planes >= flat::PLANES as isize) {
+            (true, true) => avx512_flat::<K, D, { flat::CHUNK }, { flat::PLANES }>,
+            (true, false) => avx512_flat::<K, D, { flat::CHUNK }, 1>,
+            (false, true) => avx512_flat::<K, D, 1, { flat::PLANES }>,
+            (false, false) => avx512_flat::<K, D, 1, 1>,
+        };
+        // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+        return unsafe { out_of_line(planes)(args) };
+    }
     let planes: unsafe fn(&PlaneArgs) = match block_rows::<Avx512, K>(args.output_size[0]) {
         8 => avx512_planes::<K, S, D, 8>,
         7 => avx512_planes::<K, S, D, 7>,
@@ -473,6 +486,19 @@ unsafe fn avx512_planes<const K: usize, const S: usize, const D: usize, const R:
 unsafe fn avx2_planes<const K: usize, const S: usize, const D: usize, const R: usize>(args: &PlaneArgs) {
     // SAFETY: the caller's contract.
     unsafe { planes::<Avx2, K, S, D, R>(args) }
+}
+
+/// [`flat::planes`] in runs of `C` vectors of `P` planes at a time on AVX-512 (the only version:
+/// AVX2's 8 lanes fill rows of 7 nearly, and its masked loads and multiply-adds cost a blend each —
+/// flat 7 × 7 planes on AVX2 ran 0.70× its row kernel).
+///
+/// # Safety
+/// As for [`avx512_kernel`], with [`flat::applies`] true.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn avx512_flat<const K: usize, const D: usize, const C: usize, const P: usize>(args: &PlaneArgs) {
+    // SAFETY: the caller's contract.
+    unsafe { flat::planes::<K, D, C, P>(args) }
 }
 
 /// Output rows per block where a plane has that many and no taller block suits it.
@@ -1138,24 +1164,69 @@ mod tests {
                 padding,
                 act: acts[below(3)],
             };
-            let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| below(2001) as f32 / 1000.0 - 1.0).collect() };
-            let input = random(groups * group_inputs * input_size[0] * input_size[1] + 3);
-            let weight = random(shape.planes * group_inputs * kernel * kernel);
-            let bias = random(shape.planes);
-            let out_len = shape.planes * output_size[0] * output_size[1];
-            let with_bias = case % 3 != 0;
-            let run = |isa: Isa| {
-                // Guard elements on both sides of the output show any write outside it.
-                let mut output = vec![f32::NAN; out_len + 40];
-                let bias = with_bias.then_some((&bias[..], 0));
-                run_checked(isa, (&input, 3), (&weight, 0), bias, (&mut output, 20), &shape);
-                output.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            versions_agree(&shape, case % 3 != 0, 3, &mut below);
+        }
+    }
+
+    /// Runs `shape` on random planes (the input from index `at`), with a random bias or none, with
+    /// every version the host runs: each writes exactly the portable kernel's results (the
+    /// definition, `f32::mul_add`), and nothing outside the output planes.
+    fn versions_agree(shape: &PlaneShape, with_bias: bool, at: usize, below: &mut impl FnMut(u64) -> usize) {
+        let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| below(2001) as f32 / 1000.0 - 1.0).collect() };
+        let ([h, w], [oh, ow]) = (shape.input_size, shape.output_size);
+        let inputs = shape.planes / shape.group_outputs * shape.group_inputs;
+        let input = random(at + inputs * h * w);
+        let weight = random(shape.planes * shape.group_inputs * shape.kernel * shape.kernel);
+        let bias = random(shape.planes);
+        let out_len = shape.planes * oh * ow;
+        let run = |isa: Isa| {
+            // Guard elements on both sides of the output show any write outside it.
+            let mut output = vec![f32::NAN; out_len + 40];
+            let bias = with_bias.then_some((&bias[..], 0));
+            run_checked(isa, (&input, at), (&weight, 0), bias, (&mut output, 20), shape);
+            output.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        };
+        let expected = run(Isa::Portable);
+        assert!(expected[..20].iter().chain(&expected[20 + out_len..]).all(|&x| f32::from_bits(x).is_nan()));
+        for isa in Isa::on_host() {
+            assert_eq!(run(isa), expected, "{isa:?} on {shape:?}");
+        }
+    }
+
+    /// Planes whose output is the input's size, with rows of at most 8 (AVX-512's flat planes,
+    /// `flat`, and the row kernels elsewhere): every stride-1 window, padding that keeps the size
+    /// (split unevenly too), 1 to 50 rows (runs of 4 vectors, the last overlapping; past 32
+    /// vectors the row kernel), 1 to 9 planes (4 at a time, the last 4 overlapping; fewer one at a
+    /// time), depthwise or grouped: each version writes the portable kernel's results bit for bit,
+    /// and nothing outside the output planes.
+    #[test]
+    fn flat_planes_compute_the_definition_bit_for_bit() {
+        let mut rng = SplitMix64::new(11);
+        let mut below = |n: u64| (rng.next_u64() % n) as usize;
+        let acts = [TileActivation::None, TileActivation::Relu, TileActivation::Relu6];
+        let windows = PLANE_WINDOWS.map(|(k, s, d)| (k as usize, s as usize, d as usize));
+        let stride_one: Vec<_> = windows.into_iter().filter(|&(kernel, stride, _)| stride == 1 && kernel > 1).collect();
+        for case in 0..240 {
+            let (kernel, stride, dilation) = stride_one[case % stride_one.len()];
+            let reach = dilation * (kernel - 1);
+            let top = below(reach as u64 + 1);
+            let left = below(reach as u64 + 1);
+            let size = [1 + below(50), 1 + below(8)];
+            let (group_inputs, group_outputs, groups) =
+                if case % 3 == 0 { (1 + below(3), 1 + below(2), 1 + below(3)) } else { (1, 1, 1 + below(9)) };
+            let shape = PlaneShape {
+                planes: groups * group_outputs,
+                group_inputs,
+                group_outputs,
+                input_size: size,
+                output_size: size,
+                kernel,
+                stride,
+                dilation,
+                padding: [top, left],
+                act: acts[below(3)],
             };
-            let expected = run(Isa::Portable);
-            assert!(expected[..20].iter().chain(&expected[20 + out_len..]).all(|&x| f32::from_bits(x).is_nan()));
-            for isa in Isa::on_host() {
-                assert_eq!(run(isa), expected, "{isa:?} on {shape:?}");
-            }
+            versions_agree(&shape, case % 2 == 0, 0, &mut below);
         }
     }
 
@@ -1167,9 +1238,9 @@ mod tests {
         let windows = PLANE_WINDOWS.map(|(k, s, d)| (k as usize, s as usize, d as usize));
         // (A 1x1 window without padding has no taps outside.)
         for (kernel, stride, dilation) in windows.into_iter().filter(|&(kernel, ..)| kernel > 1) {
-            for infinite in [false, true] {
+            // Rows of 19 (the row kernels), of 7 (AVX-512's flat planes at stride 1).
+            for (infinite, size) in [false, true].into_iter().flat_map(|infinite| [(infinite, 19), (infinite, 7)]) {
                 let pad = dilation * (kernel - 1) / 2;
-                let size = 19;
                 let out = (size + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
                 let shape = PlaneShape {
                     planes: 2,

@@ -1,0 +1,138 @@
+//! Small planes as flat runs of vectors, on AVX-512: a stride-1 window over a plane whose rows
+//! are at most half a vector (8), with an output plane the size of the input (padding that keeps
+//! the size).
+//!
+//! The row kernels ([`super::planes`]) put one row in a vector: a row of 7 fills 7 lanes of 16,
+//! all of them border. Here the plane is one run of `H·W` elements and each vector takes the next
+//! 16 of them, across rows: with the output the input's size, output position `o` reads input
+//! position `o + (kh·D − top)·W + (kw·D − left)` at tap `(kh, kw)`, the same shift for every lane.
+//! Which lanes read inside the plane (their row and their column inside it, and their output
+//! position inside the plane) is a mask per vector and tap, computed once per call; a tap adds
+//! a masked load and a masked multiply-add (one instruction, the load folded in), its mask shared
+//! by [`PLANES`] planes. The sums are those of the row kernels bit for bit: every input plane of
+//! the group in order, then the taps in order, those outside skipped (a masked-off lane keeps its
+//! sum).
+//!
+//! dw3_s1_c960_7 runs at ~2.4 cycles per 16-lane multiply-add (AMD EPYC Zen 4), each with a
+//! load of its own (rows of 16 share theirs among 8 output rows); 2 or 4 planes at a time made no
+//! difference beyond 4%, 8-lane vectors none at all.
+
+use super::{Avx512, Lanes, PlaneArgs, div_ceil};
+
+/// The most vectors a flat plane may take: the masks of its vectors and taps are a table on the
+/// stack.
+const MAX_VECTORS: usize = 32;
+
+/// The most taps a window has (5 × 5: [`super::MAX_WINDOW`]).
+const MAX_TAPS: usize = super::MAX_WINDOW * super::MAX_WINDOW;
+
+/// Vectors computed together ([`planes`]'s `C`) where the plane has that many: their sums are
+/// independent multiply-add chains in flight at once.
+pub(super) const CHUNK: usize = 4;
+
+/// Planes computed together ([`planes`]'s `P`) where there are that many: more independent sums,
+/// and each mask taken by every plane.
+pub(super) const PLANES: usize = 4;
+
+/// Whether `args` is a flat plane at stride `stride`: stride 1, the output plane the input's
+/// size, rows of at most half a vector, at most [`MAX_VECTORS`] vectors.
+pub(super) fn applies(args: &PlaneArgs, stride: usize) -> bool {
+    let ([h, w], [oh, ow]) = (args.input_size, args.output_size);
+    stride == 1 && [oh, ow] == [h, w] && h > 0 && w > 0 && 2 * w <= Avx512::L && vectors(h * w) <= MAX_VECTORS as isize
+}
+
+/// Whether a flat plane ([`applies`]) has at least [`CHUNK`] vectors.
+pub(super) fn chunked(args: &PlaneArgs) -> bool {
+    vectors(args.input_size[0] * args.input_size[1]) >= CHUNK as isize
+}
+
+/// Vectors in a run of `n` elements.
+fn vectors(n: isize) -> isize {
+    div_ceil(n, Avx512::L)
+}
+
+/// Every plane of `args` ([`applies`]), `P` planes × `C` vectors at a time (the last ones
+/// overlapping those before where `P` does not divide the planes or `C` the vectors; `P` and `C`
+/// at most as many as there are).
+///
+/// # Safety
+/// As for [`super::portable_kernel`], with [`applies`] true, and the host runs AVX-512 F.
+#[inline(always)]
+pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, const P: usize>(args: &PlaneArgs) {
+    type X = Avx512;
+    const { assert!(K <= super::MAX_WINDOW) };
+    let ([h, w], [top, left]) = (args.input_size, args.padding);
+    let (k, d, l, c, q) = (K as isize, D as isize, X::L, C as isize, P as isize);
+    let n = h * w;
+    let count = vectors(n);
+    debug_assert!(applies(args, 1) && count >= c && args.planes >= q);
+    // masks[v·K·K + kh·K + kw]: the lanes of vector `v` that are output positions and whose input
+    // at tap (kh, kw) lies inside the plane, as bits.
+    let mut masks = [0u16; MAX_VECTORS * MAX_TAPS];
+    for v in 0..count {
+        let base = v * l;
+        // Per tap column, the lanes whose input column lies inside the row.
+        let mut columns = [0u16; super::MAX_WINDOW];
+        let mut column = base % w;
+        for lane in 0..l {
+            for (kw, bits) in columns.iter_mut().enumerate().take(K) {
+                *bits |= u16::from((0..w).contains(&(column + kw as isize * d - left))) << lane;
+            }
+            column = if column + 1 == w { 0 } else { column + 1 };
+        }
+        for kh in 0..k {
+            // The output positions whose input row at tap row `kh` lies inside the plane (and
+            // that are in the plane): a range of them.
+            let lo = ((top - kh * d) * w).max(0);
+            let hi = ((top - kh * d + h) * w).min(n);
+            let rows = super::bits(lo - base, hi - base, l) as u16;
+            for (kw, &columns) in columns.iter().enumerate().take(K) {
+                masks[(v * k + kh) as usize * K + kw] = rows & columns;
+            }
+        }
+    }
+    // SAFETY: the caller's contract; the pointers formed with `wrapping_offset` are dereferenced
+    // only through the lanes of their masks, which lie inside the plane (input) or are output
+    // positions (output).
+    unsafe {
+        let mut next_plane = 0;
+        while next_plane < args.planes {
+            let first_plane = next_plane.min(args.planes - q);
+            let planes: [isize; P] = std::array::from_fn(|j| first_plane + j as isize);
+            let inputs = planes.map(|p| args.input.offset(p / args.group_outputs * args.group_inputs * n));
+            let weights = planes.map(|p| args.weight.offset(p * args.group_inputs * k * k));
+            let biases = planes.map(|p| X::splat(if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) }));
+            let mut next = 0;
+            while next < count {
+                let first = next.min(count - c);
+                let mut sums = biases.map(|bias| [bias; C]);
+                for g in 0..args.group_inputs {
+                    for kh in 0..K {
+                        for kw in 0..K {
+                            let taps = weights.map(|weight| X::splat(*weight.offset(g * k * k).add(kh * K + kw)));
+                            let shift = g * n + (kh as isize * d - top) * w + kw as isize * d - left;
+                            for (i, v) in (first..first + c).enumerate() {
+                                let mask = *masks.get_unchecked((v * k * k) as usize + kh * K + kw);
+                                for ((sums, input), &tap) in sums.iter_mut().zip(&inputs).zip(&taps) {
+                                    let x = X::load_masked(input.wrapping_offset(v * l + shift), mask);
+                                    sums[i] = X::fma_masked(sums[i], x, tap, mask);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (j, sums) in sums.iter().enumerate() {
+                    let output = args.output.offset(planes[j] * n);
+                    for (i, sum) in sums.iter().enumerate() {
+                        let v = first + i as isize;
+                        let to = output.offset(v * l);
+                        let y = X::activate(*sum, args.act);
+                        if (v + 1) * l <= n { X::store(to, y) } else { X::store_masked(to, y, X::mask(0, n - v * l)) }
+                    }
+                }
+                next += c;
+            }
+            next_plane += q;
+        }
+    }
+}
