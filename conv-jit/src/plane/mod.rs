@@ -1195,7 +1195,7 @@ mod tests {
 
     /// Planes whose output is the input's size, with rows of at most 8 (AVX-512's flat planes,
     /// `flat`, and the row kernels elsewhere): every stride-1 window, padding that keeps the size
-    /// (split unevenly too), 1 to 50 rows (runs of 4 vectors, the last overlapping; past 32
+    /// (split unevenly too), 1 to 70 rows (runs of 4 vectors, the last overlapping; past 32
     /// vectors the row kernel), 1 to 9 planes (4 at a time, the last 4 overlapping; fewer one at a
     /// time), depthwise or grouped: each version writes the portable kernel's results bit for bit,
     /// and nothing outside the output planes.
@@ -1211,7 +1211,7 @@ mod tests {
             let reach = dilation * (kernel - 1);
             let top = below(reach as u64 + 1);
             let left = below(reach as u64 + 1);
-            let size = [1 + below(50), 1 + below(8)];
+            let size = [1 + below(70), 1 + below(8)];
             let (group_inputs, group_outputs, groups) =
                 if case % 3 == 0 { (1 + below(3), 1 + below(2), 1 + below(3)) } else { (1, 1, 1 + below(9)) };
             let shape = PlaneShape {
