@@ -317,6 +317,16 @@ impl Tile {
 /// windows of MobileNet, EfficientNet and the suite — and 1×1 (pointwise, stride 1).
 pub const PLANE_WINDOWS: [(u64, u64, u64); 6] = [(3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1), (5, 2, 1), (1, 1, 1)];
 
+/// The longest rows of the planes AVX-512's plane kernel computes as flat runs of vectors across
+/// their rows (`conv_jit`'s `plane/flat.rs`: stride 1, the output plane the input's size), half
+/// its 16 lanes. The lowering's default for small planes (`lower`'s `planar::plane_pays`) and the
+/// kernel's own choice both read it.
+pub const PLANE_FLAT_MAX_ROW: u64 = 8;
+
+/// The most positions (H·W) of such a flat plane: 32 vectors of 16 (the kernel keeps a mask per
+/// vector and tap in a table on its stack).
+pub const PLANE_FLAT_MAX_POSITIONS: u64 = 512;
+
 /// Whether a plane kernel exists for a square `kernel × kernel` window with `stride` and
 /// `dilation` along both axes: one of [`PLANE_WINDOWS`].
 pub fn plane_kernel_exists(kernel: u64, stride: u64, dilation: u64) -> bool {

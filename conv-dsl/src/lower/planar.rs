@@ -37,7 +37,10 @@ use std::ops::Range;
 
 use super::{Axis, Builder, Packing, Position, Segment, Split, StageParam, activate, as_part, part_count, part_range};
 use crate::bind::BoundConv;
-use crate::ir::{Acc, Buffer, BufferId, Index, Plane, Stmt, TILE_LANES, TileActivation, Value};
+use crate::ir::{
+    Acc, Buffer, BufferId, Index, PLANE_FLAT_MAX_POSITIONS, PLANE_FLAT_MAX_ROW, Plane, Stmt, TILE_LANES,
+    TileActivation, Value,
+};
 use crate::schedule::{Kernel, PLANAR_MAX_ACCUMULATORS, Schedule, Target};
 use crate::spec::Conv;
 
@@ -210,19 +213,21 @@ const PLANE_MIN_ROW: u64 = 32;
 /// window of at most 9 taps at stride 1 (a row of 14 to 16 is one vector).
 const PLANE_MIN_SHORT_ROW: u64 = 14;
 
-/// The longest rows, and [`PLANE_MAX_FLAT`] the largest plane, of a depthwise window of at most 9
-/// taps at stride 1 whose output plane is its input's size, for which the plane kernel is chosen
-/// where the host runs its 16-lane version: `conv_jit`'s flat planes, whose vectors run across
-/// rows (a row of 8 would fill half a vector). Measured on an AVX-512 AMD EPYC (`convgen bench
-/// --schedule dw:kernel=plane --against ""`, 200 alternating pairs, median ratios) against the
-/// default of before (the channels-last tile kernel and two conversions, or for the dilated
-/// window the planar code): dw3_s1_c960_7 1.40–1.51×, 576 channels at 8 × 8 1.76×, 1024 at
-/// 4 × 4 2.2×, dilation 2 on 512 at 7 × 7 3.0×. A 5 × 5 window at 7 × 7 ran 1.00× (not chosen);
-/// rows of 14 keep the row kernel (flat: 0.84× on dw3_s1_c384_14).
-const PLANE_MAX_FLAT_ROW: u64 = 8;
-
-/// The largest plane (H·W) [`PLANE_MAX_FLAT_ROW`] applies to: 32 vectors of 16.
-const PLANE_MAX_FLAT: u64 = 512;
+/// Flat planes (rows of at most [`PLANE_FLAT_MAX_ROW`], at most [`PLANE_FLAT_MAX_POSITIONS`]
+/// positions) of a depthwise window of at most 9 taps at stride 1 whose output plane is its
+/// input's size take the plane kernel where the host runs its 16-lane version: `conv_jit`'s flat
+/// planes, whose vectors run across rows (a row of 8 would fill half a vector). Measured on an
+/// AVX-512 AMD EPYC (`convgen bench --schedule dw:kernel=plane --against ""`, 200 alternating
+/// pairs, median ratios) against the default of before (the channels-last tile kernel and two
+/// conversions, or for the dilated window the planar code): dw3_s1_c960_7 1.40–1.51×, 576
+/// channels at 8 × 8 1.76×, 1024 at 4 × 4 2.2×, dilation 2 on 512 at 7 × 7 3.0×. A 5 × 5 window
+/// at 7 × 7 ran 1.00× (not chosen); rows of 14 keep the row kernel (flat: 0.84× on
+/// dw3_s1_c384_14).
+fn flat_plane(bound: &BoundConv) -> bool {
+    let positions: u64 = bound.output[2..].iter().product();
+    let width = bound.output.last().copied().unwrap_or(0);
+    bound.input[2..] == bound.output[2..] && width <= PLANE_FLAT_MAX_ROW && positions <= PLANE_FLAT_MAX_POSITIONS
+}
 
 /// The shortest output rows for which the plane kernel is chosen for a large window at stride 2.
 const PLANE_MIN_ROW_STRIDED: u64 = 28;
@@ -254,8 +259,7 @@ const PART_CHANNELS: u64 = 8;
 /// - a window of at most 9 taps: rows of at least [`PLANE_MIN_ROW`] outputs (shorter rows take
 ///   the inline planar code, of 4 lanes where need be: [`default_schedule`]);
 ///   — or, on a `target` with wide (AVX-512) microkernels, a depthwise one at stride 1 with rows
-///   of at least [`PLANE_MIN_SHORT_ROW`], or of at most [`PLANE_MAX_FLAT_ROW`] on a plane of at most
-///   [`PLANE_MAX_FLAT`] the size of its input;
+///   of at least [`PLANE_MIN_SHORT_ROW`], or on a flat plane ([`flat_plane`]);
 /// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
 ///   [`PLANE_MIN_ROW_STRIDED`] at stride 2;
 /// - a pointwise layer (1×1, one group, no padding): planes of at least [`PLANE_MIN_POINTWISE`]
@@ -297,11 +301,7 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
     let depthwise = conv.in_channels == conv.groups;
     let rows = if small_window {
         let short = target.wide_microkernels && depthwise && stride == 1;
-        let flat = short
-            && bound.input[2..] == bound.output[2..]
-            && width <= PLANE_MAX_FLAT_ROW
-            && bound.output[2..].iter().product::<u64>() <= PLANE_MAX_FLAT;
-        flat || width >= if short { PLANE_MIN_SHORT_ROW } else { PLANE_MIN_ROW }
+        (short && flat_plane(bound)) || width >= if short { PLANE_MIN_SHORT_ROW } else { PLANE_MIN_ROW }
     } else {
         width >= if stride == 1 { PLANE_MIN_SHORT_ROW } else { PLANE_MIN_ROW_STRIDED }
     };

@@ -17,11 +17,14 @@
 //! load of its own (rows of 16 share theirs among 8 output rows); 2 or 4 planes at a time made no
 //! difference beyond 4%, 8-lane vectors none at all.
 
+use conv_dsl::ir::{PLANE_FLAT_MAX_POSITIONS, PLANE_FLAT_MAX_ROW};
+
 use super::{Avx512, Lanes, PlaneArgs, div_ceil};
 
-/// The most vectors a flat plane may take: the masks of its vectors and taps are a table on the
-/// stack.
-const MAX_VECTORS: usize = 32;
+/// The most vectors a flat plane may take ([`PLANE_FLAT_MAX_POSITIONS`]): the masks of its
+/// vectors and taps are a table on the stack.
+const MAX_VECTORS: usize = PLANE_FLAT_MAX_POSITIONS as usize / Avx512::L as usize;
+const _: () = assert!(2 * PLANE_FLAT_MAX_ROW <= Avx512::L as u64, "a flat plane's row is at most half a vector");
 
 /// The most taps a window has (5 × 5: [`super::MAX_WINDOW`]).
 const MAX_TAPS: usize = super::MAX_WINDOW * super::MAX_WINDOW;
@@ -35,10 +38,12 @@ pub(super) const CHUNK: usize = 4;
 pub(super) const PLANES: usize = 4;
 
 /// Whether `args` is a flat plane at stride `stride`: stride 1, the output plane the input's
-/// size, rows of at most half a vector, at most [`MAX_VECTORS`] vectors.
+/// size, rows of at most [`PLANE_FLAT_MAX_ROW`], at most [`PLANE_FLAT_MAX_POSITIONS`] positions
+/// (the lowering chooses the plane kernel for such planes by the same bounds).
 pub(super) fn applies(args: &PlaneArgs, stride: usize) -> bool {
     let ([h, w], [oh, ow]) = (args.input_size, args.output_size);
-    stride == 1 && [oh, ow] == [h, w] && h > 0 && w > 0 && 2 * w <= Avx512::L && vectors(h * w) <= MAX_VECTORS as isize
+    let (max_row, max_positions) = (PLANE_FLAT_MAX_ROW as isize, PLANE_FLAT_MAX_POSITIONS as isize);
+    stride == 1 && [oh, ow] == [h, w] && h > 0 && w > 0 && w <= max_row && h * w <= max_positions
 }
 
 /// Whether a flat plane ([`applies`]) has at least [`CHUNK`] vectors.
