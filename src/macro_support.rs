@@ -453,6 +453,16 @@ pub fn add<const L: usize>(a: [f32; L], b: [f32; L]) -> [f32; L] {
     sum
 }
 
+/// `a − b` lane-wise.
+#[inline(always)]
+pub fn sub<const L: usize>(a: [f32; L], b: [f32; L]) -> [f32; L] {
+    let mut difference = a;
+    for lane in 0..L {
+        difference[lane] = a[lane] - b[lane];
+    }
+    difference
+}
+
 /// `max(x, 0)`; NaN gives 0 (as `f64::max` in the interpreter).
 #[inline(always)]
 pub fn relu<const L: usize>(x: [f32; L]) -> [f32; L] {

@@ -141,7 +141,7 @@ enum Command {
 /// How the JIT compiles a model: `--schedule`, `--threads`, `--no-fusion`.
 #[derive(clap::Args, Clone, Debug)]
 struct Compiling {
-    /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC[,kernel=tile|planar]
+    /// An explicit schedule for a convolution stage, `LAYER:lanes=L,tile=WxC[,kernel=tile|planar|winograd]
     /// [,order=channels]` or `LAYER:kernel=plane` (repeatable).
     #[arg(long = "schedule", value_name = "LAYER:lanes=L,tile=WxC")]
     schedules: Vec<ScheduleArg>,

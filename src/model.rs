@@ -96,7 +96,9 @@ impl CompiledModel {
     }
 
     /// Uses `schedule` for the stage named `layer` (`dw1`, or `s.pw` for a separable half) instead
-    /// of [`Schedule::auto`]. A schedule never changes results.
+    /// of [`Schedule::auto`]. A schedule never changes results, but for rounding with
+    /// `kernel=winograd` (the default for dense 3×3 stride-1 layers of at least 16 inputs per group
+    /// where the CPU has AVX2 and FMA; a `kernel=tile` schedule computes such a layer directly).
     pub fn with_schedule(mut self, layer: &str, schedule: Schedule) -> Result<Self, Error> {
         let known = self.network.layers.iter().any(|candidate| {
             candidate.op.stages().iter().any(|(suffix, _)| format!("{}{suffix}", candidate.name) == layer)

@@ -191,6 +191,19 @@ convgen::conv! {
     }
 }
 
+convgen::conv! {
+    /// Dense 3×3 stride-1 layers of at least 16 inputs per group take Winograd's F(2×2, 3×3):
+    /// grouped, odd sizes (half tiles), a residual `add` fused into the output transform's store,
+    /// asymmetric padding.
+    mod winograd {
+        input x: [1, 32, 9, 11];
+        conv w(x) { out: 32, kernel: 3, pad: 1, groups: 2, act: relu }
+        conv v(w) { out: 32, kernel: 3, pad: 1, bias: false }
+        add r(v, x) { act: relu6 }
+        conv u(r) { out: 16, kernel: 3, pad: [[0, 2], [1, 0]] }
+    }
+}
+
 convgen::conv_file!(
     /// The depthwise-separable block at [1, 32, 56, 56], from its file.
     mod block = "examples/models/block.conv"
@@ -288,6 +301,7 @@ differential!(conv_file_block_matches_the_reference, block);
 differential!(four_lane_groups_match_the_reference, four_lane_groups);
 differential!(fused_depthwise_pointwise_matches_the_reference, fused);
 differential!(windowed_reads_match_the_reference, windowed);
+differential!(winograd_matches_the_reference, winograd);
 
 #[test]
 fn a_large_depthwise_output_is_fused_into_its_pointwise_reader() {
@@ -326,6 +340,15 @@ fn one_depthwise_layer_is_computed_in_the_users_layout() {
     let lanes: Vec<u32> =
         plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.lanes)).collect();
     assert_eq!(lanes, [4], "rows of 14: vectors of 4");
+}
+
+#[test]
+fn dense_3x3_layers_of_16_inputs_take_winograd() {
+    let network = convgen::compile_source("winograd", winograd::MODEL_SOURCE).expect("the macro's model checks");
+    let plan = emit_rust::plan(&network).expect("lowers");
+    assert_eq!(stage_kernels(&plan), [convgen::conv_dsl::schedule::Kernel::Winograd; 3]);
+    let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
+    assert_eq!(names, ["x.to_internal", "w", "v", "u", "u.to_user"], "the add is in v's store");
 }
 
 #[test]

@@ -500,6 +500,16 @@ fn packing_tokens(packing: &Packing) -> TokenStream {
                 taps: #taps,
             })
         }
+        Packing::Winograd { groups, in_per_group, out_per_group, panel } => {
+            let [groups, in_per_group, out_per_group, panel] =
+                [groups, in_per_group, out_per_group, panel].map(unsuffixed);
+            quote!(::convgen::macro_support::Packing::Winograd {
+                groups: #groups,
+                in_per_group: #in_per_group,
+                out_per_group: #out_per_group,
+                panel: #panel,
+            })
+        }
         Packing::Dense { groups, in_per_group, out_per_group, out_per_group_padded, taps } => {
             let values = [groups, in_per_group, out_per_group, out_per_group_padded, taps].map(unsuffixed);
             let [groups, in_per_group, out_per_group, out_per_group_padded, taps] = values;
@@ -692,7 +702,7 @@ fn forward_and_kernels(plan: &Plan) -> (TokenStream, TokenStream) {
         mod kernels {
             #[allow(unused_imports)]
             use ::convgen::macro_support::{
-                PlaneShape, TileActivation, TileShape, add, fma, hardswish, leaky_relu, load, load_even, plane, relu, relu6, sigmoid, silu, splat,
+                PlaneShape, TileActivation, TileShape, add, fma, hardswish, leaky_relu, load, load_even, plane, relu, relu6, sigmoid, silu, splat, sub,
                 store, tile, tile_fixed, transpose, window,
             };
 
@@ -1142,6 +1152,10 @@ impl Emitter<'_> {
                 let (a, b) = (self.value(a), self.value(b));
                 quote!(add(#a, #b))
             }
+            Value::Sub(a, b) => {
+                let (a, b) = (self.value(a), self.value(b));
+                quote!(sub(#a, #b))
+            }
             Value::Activate(act, inner) => {
                 let x = self.value(inner);
                 match act {
@@ -1165,7 +1179,7 @@ impl Emitter<'_> {
 fn values(value: &Value, visit: &mut impl FnMut(&Value)) {
     visit(value);
     match value {
-        Value::Add(a, b) => {
+        Value::Add(a, b) | Value::Sub(a, b) => {
             values(a, visit);
             values(b, visit);
         }
@@ -1178,7 +1192,7 @@ fn values(value: &Value, visit: &mut impl FnMut(&Value)) {
 fn indices(value: &Value, visit: &mut impl FnMut(&Index)) {
     match value {
         Value::Load { index, .. } | Value::LoadEven { index, .. } | Value::Splat { index, .. } => visit(index),
-        Value::Add(a, b) => {
+        Value::Add(a, b) | Value::Sub(a, b) => {
             indices(a, visit);
             indices(b, visit);
         }

@@ -10,8 +10,9 @@
 //!   unrolled here, so code generators never decide what to unroll;
 //! - every index is affine in the enclosing loop variables ([`Index`]), so address arithmetic is
 //!   strength-reducible and the interior of a convolution has no bounds checks;
-//! - values are vectors of [`Function::lanes`] f32 lanes (1 = scalar code); accumulators ([`Acc`])
-//!   are registers, never memory (scalar replacement);
+//! - values are vectors of [`Function::lanes`] f32 lanes (1 = scalar code): loads, splats, sums,
+//!   differences, activations; accumulators ([`Acc`]) are registers, never memory (scalar
+//!   replacement), and also hold the intermediate values of Winograd's transforms;
 //! - the epilogue (bias is the accumulator's initial value; activation, residual add) is fused into
 //!   the [`Stmt::Store`];
 //! - three statements are not per-lane operations: [`Stmt::Tile`], a register tile (or a strip of
@@ -443,6 +444,8 @@ pub enum Value {
     Zero,
     /// Lane-wise sum.
     Add(Box<Value>, Box<Value>),
+    /// Lane-wise difference, the first minus the second (Winograd's transforms).
+    Sub(Box<Value>, Box<Value>),
     /// Lane-wise activation. `silu` and `sigmoid` need `exp`, which code generators call as a
     /// named intrinsic where the target has no instruction for it.
     Activate(Activation, Box<Value>),
@@ -546,7 +549,7 @@ impl Function {
                         index.offset -= start;
                     }
                 }
-                Value::Add(a, b) => {
+                Value::Add(a, b) | Value::Sub(a, b) => {
                     rebase_value(a, buffer, start);
                     rebase_value(b, buffer, start);
                 }
@@ -630,10 +633,10 @@ impl Value {
             Value::LoadEven { buffer, index } => write!(f, "even {}[{index}]", name(buffer)),
             Value::Splat { buffer, index } => write!(f, "splat {}[{index}]", name(buffer)),
             Value::Zero => write!(f, "0"),
-            Value::Add(a, b) => {
+            Value::Add(a, b) | Value::Sub(a, b) => {
                 write!(f, "(")?;
                 a.write(f, buffers)?;
-                write!(f, " + ")?;
+                write!(f, "{}", if matches!(self, Value::Add(..)) { " + " } else { " - " })?;
                 b.write(f, buffers)?;
                 write!(f, ")")
             }

@@ -315,6 +315,12 @@ impl State<'_> {
                     *sum = a + b;
                 }
             }
+            Value::Sub(a, b) => {
+                let (a, b) = (self.value(a, buffers)?, self.value(b, buffers)?);
+                for ((difference, a), b) in vector.iter_mut().zip(a).zip(b) {
+                    *difference = a - b;
+                }
+            }
             Value::Activate(act, inner) => {
                 vector = self.value(inner, buffers)?;
                 for x in &mut vector[..self.lanes] {

@@ -60,6 +60,7 @@ mod buffers;
 mod fused;
 mod planar;
 mod stage;
+pub mod winograd;
 
 use stage::{Axis, Position, Segment, Split, StageParam, convolution};
 
@@ -126,6 +127,19 @@ pub enum Packing {
         panel: u64,
         /// Kernel taps.
         taps: u64,
+    },
+    /// A 3×3 window `[out, in/groups, 3, 3]` → its Winograd transform `G g Gᵀ` (`winograd`), laid
+    /// out `[point][group][panel][icg][ocg within the panel]`: per transformed point of the 16, the
+    /// tile kernel's panels ([`Packing::Panels`] with one tap).
+    Winograd {
+        /// Groups.
+        groups: u64,
+        /// Input channels per group.
+        in_per_group: u64,
+        /// Output channels per group.
+        out_per_group: u64,
+        /// Output channels per panel.
+        panel: u64,
     },
     /// `[out, in/groups, *k]` → `[group][icg][tap][ocg padded]`.
     Dense {
@@ -227,6 +241,24 @@ impl Packing {
                     }
                 }
             }
+            Packing::Winograd { groups, in_per_group, out_per_group, panel } => {
+                let point_len = groups * in_per_group * out_per_group;
+                for g in 0..groups {
+                    for ocg in 0..out_per_group {
+                        let (first, within) = (ocg / panel * panel, ocg % panel);
+                        let width = panel.min(out_per_group - first);
+                        for icg in 0..in_per_group {
+                            let from = (((g * out_per_group + ocg) * in_per_group + icg) * 9) as usize;
+                            let transformed = winograd::transform_weights(&data[from..from + 9]);
+                            let panel_start = (g * out_per_group + first) * in_per_group;
+                            for (point, &value) in transformed.iter().enumerate() {
+                                let to = point as u64 * point_len + panel_start + icg * width + within;
+                                packed[to as usize] = value;
+                            }
+                        }
+                    }
+                }
+            }
             Packing::Dense { groups, in_per_group, out_per_group, out_per_group_padded, taps } => {
                 for g in 0..groups {
                     for ocg in 0..out_per_group {
@@ -295,7 +327,8 @@ pub fn lower(
                 None => Schedule::auto(conv, bound, target, input_in_place),
             };
             schedule.validate(conv)?;
-            if schedule.kernel != Kernel::Tile && !lanes.is_multiple_of(schedule.lanes) {
+            let own_lanes = !matches!(schedule.kernel, Kernel::Tile | Kernel::Winograd);
+            if own_lanes && !lanes.is_multiple_of(schedule.lanes) {
                 return Err(format!("lanes must divide the target's {lanes}"));
             }
             Ok(schedule)
@@ -453,12 +486,16 @@ pub fn lower(
                     let input_in_place =
                         channels_first_input && schedule.kernel == Kernel::Tile && !conv.is_depthwise();
                     let act = residual.map(|fusion| fusion.act);
-                    let (parts, packings, scratch) =
-                        convolution(name, conv, bound, schedule, target, act, input_in_place);
+                    let (parts, packings, scratch) = if schedule.kernel == Kernel::Winograd {
+                        winograd::winograd(name, conv, bound, schedule, target, act)
+                    } else {
+                        let (parts, packings, scratch) =
+                            convolution(name, conv, bound, schedule, target, act, input_in_place);
+                        (parts, packings, scratch.into_iter().collect())
+                    };
                     let source = if input_in_place { Arg::Input } else { Arg::Value(current) };
                     let other = residual.map(|fusion| Arg::Value(value_of(fusion.other, &layer_values)));
                     let buffers = (source, Arg::Value(output), other);
-                    let scratch: Vec<u64> = scratch.into_iter().collect();
                     push_stage(&mut plan, name, vec![schedule], parts, buffers, named(name, packings), &scratch);
                     current = output;
                     position += 1;

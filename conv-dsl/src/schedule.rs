@@ -1,9 +1,12 @@
 //! How a convolution's loops are vectorised and tiled — never what they compute.
 //!
 //! Halide's separation: the [`crate::spec`] says *what* a layer computes; a [`Schedule`] says *how*
-//! (vector width, register tile). Every schedule gives the same results: the accumulation order of
-//! each output element is the same (input channels, then kernel taps, in order) whatever the tile,
-//! which the differential tests check against the reference interpreter.
+//! (vector width, register tile). Every schedule but one gives the same results, bit for bit: the
+//! accumulation order of each output element is the same (input channels, then kernel taps, in
+//! order) whatever the tile, which the differential tests check against the reference interpreter.
+//! The exception is [`Kernel::Winograd`], an algorithm with fewer multiplies whose transforms
+//! reassociate the sums: its results are the convolution's up to rounding (the tests hold it to the
+//! same tolerance against the reference, and bit for bit to the IR interpreter on its own plan).
 
 use std::fmt;
 
@@ -185,6 +188,12 @@ pub enum Kernel {
     /// enough, pointwise on large planes: `planar::plane_pays`). Its lanes and tile are the
     /// kernel's own (`kernel=plane` alone).
     Plane,
+    /// A dense 3×3, stride-1 2D stage by Winograd's F(2×2, 3×3) ([`crate::lower::winograd`]):
+    /// transforms in the loop IR, the 16 matrix products by the tile microkernel on tiles of
+    /// `tile_width` 2×2 output tiles × `tile_channels` vectors of [`crate::ir::TILE_LANES`] output
+    /// channels. 2.25× fewer multiply-adds; the one kernel whose results differ from the direct
+    /// sums, by rounding (the transforms reassociate them).
+    Winograd,
 }
 
 impl Schedule {
@@ -236,6 +245,16 @@ impl Schedule {
         let stores = TileActivation::of(conv.act).is_some() && target.lanes < TILE_LANES;
         let min_taps = if stores { TILE_DEPTHWISE_STORING_MIN_TAPS } else { TILE_DEPTHWISE_MIN_TAPS };
         let tile_depthwise = depthwise && taps >= min_taps;
+        if target.microkernels && winograd_pays(conv) {
+            let vectors = channel_vectors(conv, TILE_LANES) as u32;
+            let (pixels, vectors) = if target.wide_microkernels {
+                let vectors = vectors.min(TILE_WIDE_VECTORS);
+                (tile_wide_pixels(vectors), vectors)
+            } else {
+                (TILE_AUTO.0, vectors.min(TILE_AUTO.1))
+            };
+            return Schedule::winograd(pixels, vectors);
+        }
         if target.microkernels && tile_kernel_fits(conv) && (!depthwise || tile_depthwise) {
             // Tiles of at most the layer's vectors (a wide dense tile's pixels depend on them).
             let vectors = channel_vectors(conv, TILE_LANES) as u32;
@@ -286,6 +305,12 @@ impl Schedule {
         Schedule { lanes, tile_width: rows, tile_channels: vectors, kernel: Kernel::Planar, order: Order::Pixels }
     }
 
+    /// A [`Kernel::Winograd`] schedule whose matrix products run on tiles of `tile_width` tiles ×
+    /// `tile_channels` vectors of 8 output channels.
+    pub const fn winograd(tile_width: u32, tile_channels: u32) -> Schedule {
+        Schedule { lanes: TILE_LANES, tile_width, tile_channels, kernel: Kernel::Winograd, order: Order::Pixels }
+    }
+
     /// The [`Kernel::Plane`] schedule (lanes and tile are the kernel's: 1 and 1×1 here).
     pub const fn plane() -> Schedule {
         Schedule { lanes: 1, tile_width: 1, tile_channels: 1, kernel: Kernel::Plane, order: Order::Pixels }
@@ -298,6 +323,17 @@ impl Schedule {
             return validate_plane(conv);
         }
         if self.kernel == Kernel::Tile {
+            return self.validate_tile(conv);
+        }
+        if self.kernel == Kernel::Winograd {
+            if !crate::lower::winograd::fits(conv) {
+                return Err("kernel=winograd computes dense (not depthwise) 2D 3x3 windows with stride 1 and no \
+                            dilation"
+                    .into());
+            }
+            if self.order != Order::Pixels {
+                return Err("kernel=winograd runs its points, channel blocks and tiles in its own order".into());
+            }
             return self.validate_tile(conv);
         }
         if self.kernel == Kernel::Planar {
@@ -450,6 +486,26 @@ fn narrow_sliding_pixels(pixels: u32, vectors: u32, window: u64) -> u32 {
     (1..pixels).rev().find(|&fewer| slides(fewer)).unwrap_or(pixels)
 }
 
+/// The fewest input channels per group for which a dense 3×3 stride-1 layer takes Winograd's
+/// F(2×2, 3×3) ([`Kernel::Winograd`]): the input transform's cost is per input channel and tile,
+/// the saving per input and output channel. Measured on an AVX-512 AMD EPYC (`convgen bench
+/// M --schedule c:lanes=8,tile=…,kernel=winograd --against ""`, medians of 30 alternating pairs;
+/// AVX2 kernels with `CONVGEN_MAX_ISA=avx2` in brackets; relu, pad 1, channels-first input):
+/// 16→8 at 56×56 1.08× (1.29×) the tile kernel, 16→16 at 112×112 1.25× (1.20×), 32→32 at 56×56
+/// 1.56× (1.55×), 64→64 at 56×56 1.81× (1.76×), 128→128 at 28×28 1.99× (1.90×), 256→256 at
+/// 14×14 2.24× (2.02×), 512→512 at 7×7 1.90× (1.26×), 32→32 at 7×7 1.39× (1.26×); with 8 inputs
+/// about even (8→8 at 112×112 1.02× (1.01×), 8→16 at 56×56 1.04× (0.98×)), with 3 slower
+/// (0.66× (0.57×)).
+const WINOGRAD_MIN_INPUTS: u64 = 16;
+
+/// Whether [`Kernel::Winograd`] computes `conv` by default: a window it exists for, whole
+/// vectors of output channels per group, and at least [`WINOGRAD_MIN_INPUTS`] input channels per
+/// group.
+fn winograd_pays(conv: &Conv) -> bool {
+    let in_per_group = conv.in_channels / conv.groups;
+    crate::lower::winograd::fits(conv) && tile_kernel_fits(conv) && in_per_group >= WINOGRAD_MIN_INPUTS
+}
+
 /// Whether the tile kernels can compute `conv`: whole vectors of output channels per group
 /// (dense), or of channels (depthwise with multiplier 1).
 fn tile_kernel_fits(conv: &Conv) -> bool {
@@ -473,6 +529,7 @@ impl fmt::Display for Schedule {
             Kernel::Inline => {}
             Kernel::Tile => write!(f, ",kernel=tile")?,
             Kernel::Planar => write!(f, ",kernel=planar")?,
+            Kernel::Winograd => write!(f, ",kernel=winograd")?,
             Kernel::Plane => unreachable!("written above"),
         }
         match self.order {
@@ -515,8 +572,11 @@ impl std::str::FromStr for Schedule {
                         "tile" => Kernel::Tile,
                         "planar" => Kernel::Planar,
                         "plane" => Kernel::Plane,
+                        "winograd" => Kernel::Winograd,
                         other => {
-                            return Err(format!("`kernel` is `inline`, `tile`, `planar` or `plane`, not `{other}`"));
+                            return Err(format!(
+                                "`kernel` is `inline`, `tile`, `planar`, `plane` or `winograd`, not `{other}`"
+                            ));
                         }
                     }
                 }
@@ -586,6 +646,7 @@ mod tests {
             channels_outer,
             Schedule::planar(4, 4, 1),
             Schedule::plane(),
+            Schedule::winograd(6, 2),
         ];
         for schedule in schedules {
             assert_eq!(schedule.to_string().parse::<Schedule>(), Ok(schedule));
@@ -601,7 +662,7 @@ mod tests {
             ("lanes=four,tile=4x3", "lanes must be a whole number"),
             ("lanes=4,tile=43", "`tile` is `WxC`"),
             ("lanes=4,tile=4x3,unroll=2", "unknown schedule key `unroll`"),
-            ("lanes=8,tile=4x3,kernel=avx2", "`kernel` is `inline`, `tile`, `planar` or `plane`"),
+            ("lanes=8,tile=4x3,kernel=avx2", "`kernel` is `inline`, `tile`, `planar`, `plane` or `winograd`"),
             ("kernel=plane,lanes=8", "`kernel=plane` stands alone"),
             ("", "has no `=`"),
         ] {

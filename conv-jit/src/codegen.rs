@@ -283,7 +283,7 @@ impl Checker<'_> {
             ir::Value::LoadEven { buffer, index } => self.access(*buffer, index, 2 * self.function.lanes - 1),
             ir::Value::Splat { buffer, index } => self.access(*buffer, index, 1),
             ir::Value::Zero => Ok(()),
-            ir::Value::Add(a, b) => {
+            ir::Value::Add(a, b) | ir::Value::Sub(a, b) => {
                 self.value(a)?;
                 self.value(b)
             }
@@ -703,6 +703,10 @@ impl Emitter<'_, '_> {
             ir::Value::Add(a, b) => {
                 let (a, b) = (self.value(a), self.value(b));
                 self.builder.ins().fadd(a, b)
+            }
+            ir::Value::Sub(a, b) => {
+                let (a, b) = (self.value(a), self.value(b));
+                self.builder.ins().fsub(a, b)
             }
             ir::Value::Activate(act, inner) => {
                 let x = self.value(inner);

@@ -55,3 +55,18 @@ fn plane_kernel_call_clif() {
     let clif = conv_jit::clif(&step.function).expect("compiles");
     insta::assert_snapshot!(format!("// {text}\n// step {} ({plane})\n{}\n{clif}", step.layer, step.function));
 }
+
+/// A dense 3×3 layer by Winograd's F(2×2, 3×3) (`kernel=winograd`): per block of tile rows, the
+/// input transform (subtractions and additions of loaded vectors, stored to `wv`), the 16 matrix
+/// products as tile-kernel calls, the output transform with the bias and activation.
+#[test]
+fn winograd_clif() {
+    let text = "input x: [1, 16, 5, 7]; conv c(x) { out: 8, kernel: 3, pad: 1, act: relu }";
+    let network = compile_source("model.conv", text).expect("the model checks");
+    let binding = bind(&network, &[1, 16, 5, 7]).expect("binds");
+    let winograd = conv_dsl::schedule::Schedule::winograd(2, 1);
+    let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| Some(winograd)).expect("lowers");
+    let step = plan.steps.iter().find(|step| step.layer == "c").expect("a step for c");
+    let clif = conv_jit::clif(&step.function).expect("compiles");
+    insta::assert_snapshot!(format!("// {text}\n// step {} ({winograd})\n{}\n{clif}", step.layer, step.function));
+}

@@ -510,6 +510,111 @@ fn pair_case() -> impl Strategy<Value = PairCase> {
         )
 }
 
+/// A dense 3×3, stride-1 2D layer for [`Kernel::Winograd`]: 1–3 groups of 1–12 inputs (vector
+/// tails) and 8, 16 or 24 outputs (strips of 1–3 vectors), any padding up to 4 on a side (tiles
+/// wholly in the padding), sizes from the smallest non-empty to 9 more (odd ones: half tiles),
+/// batch 1–2, either layout, any activation; with an `add` fused into its store (a 1×1 of the
+/// input as the other operand, `same` padding).
+#[derive(Clone, Debug)]
+struct WinogradCase {
+    groups: usize,
+    in_per_group: usize,
+    out_per_group: usize,
+    pad: Pad,
+    spatial: Vec<usize>,
+    batch: usize,
+    channels_last: bool,
+    bias: bool,
+    act: &'static str,
+    residual: Option<&'static str>,
+    schedule: Schedule,
+    seed: u64,
+}
+
+impl WinogradCase {
+    fn source(&self) -> String {
+        let channels = self.groups * self.in_per_group;
+        let out = self.groups * self.out_per_group;
+        let [h, w] = [self.spatial[0], self.spatial[1]];
+        let input = if self.channels_last {
+            format!("input x: [{}, {h}, {w}, {channels}] layout nhwc;", self.batch)
+        } else {
+            format!("input x: [{}, {channels}, {h}, {w}];", self.batch)
+        };
+        let geometry = Geometry { kernel: vec![3; 2], stride: vec![1; 2], dilation: vec![1; 2], pad: self.pad.clone() };
+        let (groups, bias, act, keys) = (self.groups, self.bias, self.act, geometry.keys());
+        let layer = format!("conv l(x) {{ out: {out}, {keys}, groups: {groups}, bias: {bias}, act: {act} }}");
+        match self.residual {
+            Some(add_act) => {
+                format!("{input}\npointwise p(x) {{ out: {out} }}\n{layer}\nadd r(l, p) {{ act: {add_act} }}\n")
+            }
+            None => format!("{input}\n{layer}\n"),
+        }
+    }
+
+    fn shape(&self) -> Vec<u64> {
+        let channels = (self.groups * self.in_per_group) as u64;
+        let [h, w] = [self.spatial[0] as u64, self.spatial[1] as u64];
+        if self.channels_last {
+            vec![self.batch as u64, h, w, channels]
+        } else {
+            vec![self.batch as u64, channels, h, w]
+        }
+    }
+}
+
+fn winograd_case() -> impl Strategy<Value = WinogradCase> {
+    let residual = proptest::option::of(activation());
+    (pad(2), residual)
+        .prop_map(|(pad, residual)| if residual.is_some() { (Pad::Same, residual) } else { (pad, residual) })
+        .prop_flat_map(|(pad, residual)| {
+            let geometry = Geometry { kernel: vec![3; 2], stride: vec![1; 2], dilation: vec![1; 2], pad: pad.clone() };
+            let spatial: Vec<_> = (0..2).map(|axis| geometry.min_input(axis)..=geometry.min_input(axis) + 9).collect();
+            let tile = (1u32..=6, 1u32..=2).prop_map(|(pixels, vectors)| Schedule::winograd(pixels, vectors));
+            (
+                (1usize..=3, 1usize..=12, prop_oneof![Just(8usize), Just(16), Just(24)]),
+                Just(pad),
+                spatial,
+                1usize..=2,
+                any::<bool>(),
+                any::<bool>(),
+                activation(),
+                Just(residual),
+                tile,
+                any::<u64>(),
+            )
+        })
+        .prop_map(
+            |(
+                (groups, in_per_group, out_per_group),
+                pad,
+                spatial,
+                batch,
+                channels_last,
+                bias,
+                act,
+                residual,
+                schedule,
+                seed,
+            )| {
+                WinogradCase {
+                    groups,
+                    in_per_group,
+                    out_per_group,
+                    pad,
+                    spatial,
+                    batch,
+                    channels_last,
+                    bias,
+                    act,
+                    residual,
+                    schedule,
+                    seed,
+                }
+            },
+        )
+}
+
 fn config() -> ProptestConfig {
     // No regression files: a failure prints the minimal case, and its DSL text, instead.
     ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(CASES) }
@@ -583,6 +688,27 @@ proptest! {
             Choice::new("auto, microkernels", with_kernels, None),
             Choice::new("forced plane", Target::CRANELIFT_X86_64, Some(Schedule::plane())),
             Choice::new("forced plane, 3 parts", common::split(3), Some(Schedule::plane())),
+        ];
+        common::check_network("case", &network, &case.shape(), case.seed, &choices)
+            .map_err(|message| TestCaseError::fail(format!("{message}\n{source}")))?;
+    }
+
+    /// Winograd's F(2×2, 3×3) on dense 3×3 layers with tails of every kind: a forced
+    /// `kernel=winograd` must lower (so the comparison tests it), and run bit for bit like the IR
+    /// interpreter on its plan and within tolerance of the reference — alone, in parts (images, or
+    /// tile rows), with the wide kernels' tiles, and as the heuristic chooses.
+    #[test]
+    fn winograd_layers_run_like_the_interpreters(case in winograd_case()) {
+        let source = case.source();
+        let network = conv_dsl::compile_source("case.conv", &source)
+            .map_err(|error| TestCaseError::fail(format!("generated invalid DSL:\n{source}\n{error}")))?;
+        let schedule = case.schedule;
+        let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+        let choices = [
+            Choice::new("auto, microkernels", with_kernels, None),
+            Choice::for_stage(&format!("forced {schedule}"), with_kernels, "l", schedule),
+            Choice::for_stage(&format!("forced {schedule}, 3 parts"), common::split(3), "l", schedule),
+            Choice::for_stage("forced wide 3x4", common::wide_tiles(common::split(2)), "l", Schedule::winograd(3, 4)),
         ];
         common::check_network("case", &network, &case.shape(), case.seed, &choices)
             .map_err(|message| TestCaseError::fail(format!("{message}\n{source}")))?;
