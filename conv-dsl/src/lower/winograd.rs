@@ -185,6 +185,14 @@ struct TilePosition {
     border: Option<u64>,
 }
 
+/// Where one tile is: its image, tile row and column, and its index among the block's tiles.
+struct TileAt<'a> {
+    n: &'a Index,
+    row: &'a TilePosition,
+    column: &'a TilePosition,
+    tile: Index,
+}
+
 impl Winograd<'_> {
     /// The blocks of the tile rows `range` of image `n`: each border row alone, the interior in
     /// blocks of `block_rows`.
@@ -242,14 +250,14 @@ impl Winograd<'_> {
         for (within, row) in rows.iter().enumerate() {
             let first_tile = (within as u64 * self.columns.output) as i64;
             body.extend(self.each_tile(builder, |builder, column, tile| {
-                self.input_tile(builder, n, row, column, &tile.plus_constant(first_tile))
+                self.input_tile(builder, &TileAt { n, row, column, tile: tile.plus_constant(first_tile) })
             }));
         }
         body.extend(self.products(builder, rows.len() as u64 * self.columns.output));
         for (within, row) in rows.iter().enumerate() {
             let first_tile = (within as u64 * self.columns.output) as i64;
             body.extend(self.each_tile(builder, |builder, column, tile| {
-                self.output_tile(builder, n, row, column, &tile.plus_constant(first_tile))
+                self.output_tile(builder, &TileAt { n, row, column, tile: tile.plus_constant(first_tile) })
             }));
         }
         body
@@ -279,14 +287,8 @@ impl Winograd<'_> {
     }
 
     /// The input transform of one tile (every vector of channels): `V = Bᵀ d B` into `wv`.
-    fn input_tile(
-        &self,
-        builder: &mut Builder,
-        n: &Index,
-        row: &TilePosition,
-        column: &TilePosition,
-        tile: &Index,
-    ) -> Vec<Stmt> {
+    fn input_tile(&self, builder: &mut Builder, at: &TileAt) -> Vec<Stmt> {
+        let &TileAt { n, row, column, ref tile } = at;
         let (input, _, _, _, _, v, _) = self.buffers;
         let lanes = self.plan_lanes;
         builder.accumulators = builder.accumulators.max(20);
@@ -415,14 +417,8 @@ impl Winograd<'_> {
 
     /// The output transform of one tile (every vector of channels): `Y = Aᵀ M A`, plus the bias,
     /// activated (and a fused `add`), stored where the output has the position.
-    fn output_tile(
-        &self,
-        builder: &mut Builder,
-        n: &Index,
-        row: &TilePosition,
-        column: &TilePosition,
-        tile: &Index,
-    ) -> Vec<Stmt> {
+    fn output_tile(&self, builder: &mut Builder, at: &TileAt) -> Vec<Stmt> {
+        let &TileAt { n, row, column, ref tile } = at;
         let (_, output, _, bias, residual, _, m) = self.buffers;
         let lanes = self.plan_lanes;
         builder.accumulators = builder.accumulators.max(12);
