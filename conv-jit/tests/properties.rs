@@ -615,6 +615,32 @@ fn winograd_case() -> impl Strategy<Value = WinogradCase> {
         )
 }
 
+/// Winograd stages with enough channels that a block holds only some of the tile rows (the
+/// random cases' few channels fit every row in one block): 64 → 64 at 17×17, blocks of 3 tile rows
+/// (two, then the rest of one, between the border rows); 128 → 128 at 9×33, blocks of one row;
+/// each alone, in 2 parts, and grouped.
+#[test]
+fn winograd_blocks_of_tile_rows_run_like_the_interpreters() {
+    let sources = [
+        "input x: [1, 64, 17, 17];\nconv l(x) { out: 64, kernel: 3, pad: 1, act: relu }\n",
+        "input x: [1, 128, 9, 33];\nconv l(x) { out: 128, kernel: 3, pad: 1 }\n",
+        "input x: [1, 11, 19, 128] layout nhwc;\nconv l(x) { out: 64, kernel: 3, pad: [[2, 0], [1, 1]], groups: 2 }\n",
+    ];
+    for (seed, source) in sources.iter().enumerate() {
+        let network = conv_dsl::compile_source("case.conv", source).expect("the model checks");
+        let shape = network.example_input_shape(1, 1);
+        let schedule = Schedule::winograd(6, 2);
+        let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+        let choices = [
+            Choice::for_stage("winograd", with_kernels, "l", schedule),
+            Choice::for_stage("winograd, 2 parts", common::split(2), "l", schedule),
+        ];
+        if let Err(message) = common::check_network("blocks", &network, &shape, seed as u64, &choices) {
+            panic!("{message}\n{source}");
+        }
+    }
+}
+
 fn config() -> ProptestConfig {
     // No regression files: a failure prints the minimal case, and its DSL text, instead.
     ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(CASES) }

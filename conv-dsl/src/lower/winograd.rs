@@ -26,7 +26,8 @@
 //!
 //! The stage runs on blocks of tile rows: the input transform of the block's tiles into `wv`
 //! (`[ξ][tile][channel]`), the 16 matrix products into `wm` (`[ξ][tile][channel]`), then the
-//! output transform. A border tile row (one reading padding) is a block of its own, with its
+//! output transform ([`block_rows`] rows per block). A border tile row (one reading padding) is a
+//! block of its own, unless one block takes all of the rows, with its
 //! rows and columns outside the input as zeros and its outputs outside the output not stored
 //! (a tile row or column half outside the output always reads past the input too, so it is
 //! always a border one, whose positions are constants).
@@ -41,9 +42,27 @@ use crate::spec::{Activation, Conv};
 /// Transformed points per tile: 4 × 4.
 pub const POINTS: u64 = 16;
 
-/// The fewest tiles of a block of tile rows: a block's matrix products read every transformed
-/// weight once, so short rows are taken several at a time.
-const BLOCK_TILES: u64 = 28;
+/// Bytes of transformed inputs and sums (`wv` and `wm`) a block of tile rows holds, at least one
+/// row: they stay in L2 between the transforms and the products. Measured on an AVX-512 AMD EPYC
+/// (1 MiB of L2; `convgen bench`, medians of 60 runs, two runs of each size alternating): 64→64
+/// at 56×56 (8 KiB per tile) 1.16 ms in blocks of 28 tiles (one row), 1.20–1.31 in blocks of 56;
+/// g3_c256_g2_28 (32 KiB per tile) 2.18–2.23 ms in blocks of 14 (one row), 2.71 in blocks of 28;
+/// 128→128 at 28×28 1.05 ms in blocks of 14, 1.17 of 28; 32→32 at 56×56 0.33 ms in blocks of 56
+/// (two rows), 0.34 of 28, 0.39–0.40 of 112.
+const BLOCK_BYTES: u64 = 256 << 10;
+
+/// Tile rows per block: as many as [`BLOCK_BYTES`] hold (at least one) — or all of an image's
+/// where its transformed weights outweigh its transformed inputs and sums: each block reads all
+/// of them. (256→256 at 14×14, 4 MiB of weights: 0.99 ms in one block of 49 tiles, 1.09–1.13 in
+/// blocks of 7 or 14; 512→512 at 7×7, 16 MiB: 1.47 ms in one block, 1.74–2.57 in blocks of 4 or
+/// 8.)
+fn block_rows(rows: u64, columns: u64, weight_len: u64, (in_padded, out_padded): (u64, u64)) -> u64 {
+    let tile_bytes = POINTS * (in_padded + out_padded) * 4;
+    if weight_len * 4 >= rows * columns * tile_bytes {
+        return rows;
+    }
+    (BLOCK_BYTES / (tile_bytes * columns)).clamp(1, rows)
+}
 
 /// Whether F(2×2, 3×3) computes `conv`: a dense (not depthwise) 2D convolution with a 3×3 window,
 /// stride 1 and no dilation.
@@ -69,11 +88,11 @@ pub(super) fn winograd(
     let (in_padded, out_padded) = (padded(conv.in_channels, plan_lanes), padded(conv.out_channels, plan_lanes));
     let groups = conv.groups;
     let (in_per_group, out_per_group) = (conv.in_channels / groups, conv.out_channels / groups);
-    let block_rows = BLOCK_TILES.div_ceil(columns.output).clamp(1, rows.output);
+    let weight_len = POINTS * groups * in_per_group * out_per_group;
+    let block_rows = block_rows(rows.output, columns.output, weight_len, (in_padded, out_padded));
     let block_tiles = block_rows * columns.output;
     let (v_plane, m_plane) = (block_tiles * in_padded, block_tiles * out_padded);
 
-    let weight_len = POINTS * groups * in_per_group * out_per_group;
     let panel = u64::from(schedule.tile_channels * TILE_LANES);
     let mut params: Vec<StageParam> =
         vec![("weight", Packing::Winograd { groups, in_per_group, out_per_group, panel }, weight_len)];
