@@ -327,6 +327,11 @@ pub fn lower(
                 None => Schedule::auto(conv, bound, target, input_in_place),
             };
             schedule.validate(conv)?;
+            if schedule.kernel == Kernel::Winograd && !winograd::scratch_fits(conv, bound, lanes) {
+                return Err("kernel=winograd would need a scratch buffer of more than 2^31 elements for rows this \
+                            long: use kernel=tile"
+                    .into());
+            }
             let own_lanes = !matches!(schedule.kernel, Kernel::Tile | Kernel::Winograd);
             if own_lanes && !lanes.is_multiple_of(schedule.lanes) {
                 return Err(format!("lanes must divide the target's {lanes}"));

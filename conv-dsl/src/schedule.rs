@@ -245,7 +245,8 @@ impl Schedule {
         let stores = TileActivation::of(conv.act).is_some() && target.lanes < TILE_LANES;
         let min_taps = if stores { TILE_DEPTHWISE_STORING_MIN_TAPS } else { TILE_DEPTHWISE_MIN_TAPS };
         let tile_depthwise = depthwise && taps >= min_taps;
-        if target.microkernels && winograd_pays(conv) {
+        if target.microkernels && winograd_pays(conv) && crate::lower::winograd::scratch_fits(conv, bound, target.lanes)
+        {
             let vectors = channel_vectors(conv, TILE_LANES) as u32;
             let (pixels, vectors) = if target.wide_microkernels {
                 let vectors = vectors.min(TILE_WIDE_VECTORS);

@@ -608,3 +608,41 @@ fn a_stage_after_a_split_one_splits_from_a_quarter_of_the_work() {
         runs_like_the_reference(text, &network, &shape, &plan);
     }
 }
+
+/// Winograd's F(2×2, 3×3) is the default for dense 3×3 stride-1 layers of at least 16 inputs per
+/// group and whole vectors of 8 outputs per group, on targets with microkernels, unless a block
+/// (at least a row of tiles) would need a scratch buffer beyond the limit of every tensor (2^31
+/// elements); a forced `kernel=winograd` is refused there, and where no Winograd kernel computes
+/// the layer.
+#[test]
+fn dense_3x3_layers_take_winograd_where_it_pays() {
+    let cases = [
+        ("input x: [1, 16, 9, 12]; conv c(x) { out: 8, kernel: 3, pad: 1 }", true),
+        ("input x: [1, 32, 9, 12]; conv c(x) { out: 16, kernel: 3, pad: 1, groups: 2 }", true),
+        ("input x: [1, 8, 9, 12]; conv c(x) { out: 16, kernel: 3, pad: 1 }", false),
+        ("input x: [1, 16, 9, 12]; conv c(x) { out: 12, kernel: 3, pad: 1 }", false),
+        ("input x: [1, 16, 9, 12]; conv c(x) { out: 8, kernel: 3, stride: 2, pad: 1 }", false),
+        ("input x: [1, 16, 9, 12]; conv c(x) { out: 8, kernel: 3, dilation: 2, pad: 2 }", false),
+        ("input x: [1, 16, 9, 12]; conv c(x) { out: 8, kernel: 5, pad: 2 }", false),
+        ("input x: [1, 2048, 1, 200000]; conv c(x) { out: 2048, kernel: 3, pad: 1 }", false),
+    ];
+    let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+    let macro_target = Target { microkernels: true, ..Target::AVX2 };
+    for (text, winograd) in cases {
+        let (network, shape, binding) = bound(text);
+        for (target, expected) in
+            [(with_kernels, winograd), (macro_target, winograd), (Target::CRANELIFT_X86_64, false)]
+        {
+            let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
+            let kernels = stage_kernels(&plan);
+            assert_eq!(kernels == [Kernel::Winograd], expected, "{text}: {kernels:?}");
+            if shape.iter().product::<u64>() < 10_000 {
+                runs_like_the_reference(text, &network, &shape, &plan);
+            }
+        }
+        let forced = lower::lower(&network, &binding, with_kernels, &|_| Some(Schedule::winograd(6, 1)));
+        let fits = !text.contains("stride") && !text.contains("dilation") && !text.contains("kernel: 5");
+        let fits = fits && !text.contains("out: 12") && !text.contains("200000");
+        assert_eq!(forced.is_ok(), fits, "{text}: {forced:?}");
+    }
+}

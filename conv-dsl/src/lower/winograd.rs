@@ -37,7 +37,7 @@ use super::{Builder, Packing, activate, as_part, padded, part_count, part_range}
 use crate::bind::BoundConv;
 use crate::ir::{Acc, Buffer, BufferId, Index, Stmt, TILE_LANES, Tile, TileActivation, Value};
 use crate::schedule::{Schedule, Target};
-use crate::spec::{Activation, Conv};
+use crate::spec::{Activation, Conv, MAX_ELEMENTS};
 
 /// Transformed points per tile: 4 × 4.
 pub const POINTS: u64 = 16;
@@ -70,6 +70,37 @@ pub fn fits(conv: &Conv) -> bool {
     conv.kernel == [3, 3] && conv.stride == [1, 1] && conv.dilation == [1, 1] && !conv.is_depthwise()
 }
 
+/// The blocks of a Winograd stage of `conv` at `bound` on a plan of `plan_lanes`: its tile rows
+/// and columns, tile rows per block, and the lengths of its weights and of its two scratch
+/// buffers (`wv`, `wm`).
+struct Blocks {
+    rows: Axis,
+    columns: Axis,
+    block_rows: u64,
+    weight_len: u64,
+    scratch: (u64, u64),
+}
+
+fn blocks(conv: &Conv, bound: &BoundConv, plan_lanes: u32) -> Blocks {
+    let axes = stage_axes(conv, bound);
+    let (rows, columns) = (tile_axis(&axes[1]), tile_axis(&axes[2]));
+    let (in_padded, out_padded) = (padded(conv.in_channels, plan_lanes), padded(conv.out_channels, plan_lanes));
+    let weight_len = POINTS * conv.in_channels * (conv.out_channels / conv.groups);
+    let block_rows = block_rows(rows.output, columns.output, weight_len, (in_padded, out_padded));
+    let block_tiles = block_rows * columns.output;
+    let scratch = (POINTS * block_tiles * in_padded, POINTS * block_tiles * out_padded);
+    Blocks { rows, columns, block_rows, weight_len, scratch }
+}
+
+/// Whether each scratch buffer of a Winograd stage of `conv` at `bound` is within the limit of
+/// every tensor ([`MAX_ELEMENTS`]): a block is at least one row of tiles, 8 elements per input
+/// position of the row and channel (all rows where the weights are larger), which very long rows
+/// of many channels exceed.
+pub fn scratch_fits(conv: &Conv, bound: &BoundConv, plan_lanes: u32) -> bool {
+    let Blocks { scratch: (v, m), .. } = blocks(conv, bound, plan_lanes);
+    v.max(m) <= MAX_ELEMENTS
+}
+
 /// The functions of a Winograd stage (one, or one per [`super::Part`] with the start of its
 /// window of the output), its packed parameters, and the lengths of its two scratch buffers
 /// (`wv`, `wm`; its last arguments).
@@ -83,15 +114,12 @@ pub(super) fn winograd(
 ) -> (Vec<Split>, Vec<StageParam>, Vec<u64>) {
     let plan_lanes = target.lanes;
     let axes = stage_axes(conv, bound);
-    let (rows, columns) = (tile_axis(&axes[1]), tile_axis(&axes[2]));
+    let Blocks { rows, columns, block_rows, weight_len, scratch: (v_len, m_len) } = blocks(conv, bound, plan_lanes);
     let batch = bound.input[0];
     let (in_padded, out_padded) = (padded(conv.in_channels, plan_lanes), padded(conv.out_channels, plan_lanes));
     let groups = conv.groups;
     let (in_per_group, out_per_group) = (conv.in_channels / groups, conv.out_channels / groups);
-    let weight_len = POINTS * groups * in_per_group * out_per_group;
-    let block_rows = block_rows(rows.output, columns.output, weight_len, (in_padded, out_padded));
-    let block_tiles = block_rows * columns.output;
-    let (v_plane, m_plane) = (block_tiles * in_padded, block_tiles * out_padded);
+    let (v_plane, m_plane) = (v_len / POINTS, m_len / POINTS);
 
     let panel = u64::from(schedule.tile_channels * TILE_LANES);
     let mut params: Vec<StageParam> =
@@ -114,8 +142,8 @@ pub(super) fn winograd(
     let bias = conv.bias.then(|| push(&mut buffers, Buffer { name: "b".into(), len: out_padded, writes: false }));
     let residual =
         residual.map(|act| (push(&mut buffers, Buffer { name: "res".into(), len: out_len, writes: false }), act));
-    let v = push(&mut buffers, Buffer { name: "wv".into(), len: POINTS * v_plane, writes: true });
-    let m = push(&mut buffers, Buffer { name: "wm".into(), len: POINTS * m_plane, writes: true });
+    let v = push(&mut buffers, Buffer { name: "wv".into(), len: v_len, writes: true });
+    let m = push(&mut buffers, Buffer { name: "wm".into(), len: m_len, writes: true });
     let stage = Winograd {
         conv,
         schedule,
@@ -155,7 +183,7 @@ pub(super) fn winograd(
             as_part(name, function, (part, count), &window)
         })
         .collect();
-    (parts, params, vec![POINTS * v_plane, POINTS * m_plane])
+    (parts, params, vec![v_len, m_len])
 }
 
 /// The tiles along one axis: 4 input positions each, 2 apart — an [`Axis`] of 4 taps and stride 2,
