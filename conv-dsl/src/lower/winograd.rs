@@ -70,9 +70,8 @@ pub fn fits(conv: &Conv) -> bool {
     conv.kernel == [3, 3] && conv.stride == [1, 1] && conv.dilation == [1, 1] && !conv.is_depthwise()
 }
 
-/// The blocks of a Winograd stage of `conv` at `bound` on a plan of `plan_lanes`: its tile rows
-/// and columns, tile rows per block, and the lengths of its weights and of its two scratch
-/// buffers (`wv`, `wm`).
+/// How a Winograd stage is cut into blocks: its tile rows and columns, tile rows per block, and
+/// the lengths of its transformed weights and of its two scratch buffers (`wv`, `wm`).
 struct Blocks {
     rows: Axis,
     columns: Axis,
@@ -81,6 +80,7 @@ struct Blocks {
     scratch: (u64, u64),
 }
 
+/// The [`Blocks`] of a Winograd stage of `conv` at `bound` on a plan of `plan_lanes`.
 fn blocks(conv: &Conv, bound: &BoundConv, plan_lanes: u32) -> Blocks {
     let axes = stage_axes(conv, bound);
     let (rows, columns) = (tile_axis(&axes[1]), tile_axis(&axes[2]));
