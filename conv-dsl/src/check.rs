@@ -1,4 +1,4 @@
-//! [`ast::Program`] → [`spec::Network`]: names, keys, values and shapes, every problem collected.
+//! [`crate::ast::Program`] → [`crate::spec::Network`]: names, keys, values and shapes, every problem collected.
 //!
 //! The checker never stops at the first problem. A layer whose own keys are wrong, or that reads a
 //! layer that is already wrong, gets an unknown shape: later layers that use it are still checked

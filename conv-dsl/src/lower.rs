@@ -32,7 +32,7 @@
 //! stores `act(sum)` in the output itself where the activation is one it applies (none, relu,
 //! relu6) and no `add` is fused; otherwise it leaves the sums in a scratch buffer (`sums`), from
 //! which the IR stores them with the same fused epilogue. Its weights are packed as one
-//! contiguous panel per block of output channels ([`Packing::Panels`]). [`Order::Channels`] puts
+//! contiguous panel per block of output channels ([`Packing::Panels`]). [`crate::schedule::Order::Channels`] puts
 //! the loops over channel blocks outside the pixel loops.
 //!
 //! One layer may skip the internal layout: an output layer that reads a channels-first model

@@ -209,6 +209,11 @@ impl Schedule {
     }
 
     /// The heuristic schedule for `conv` at the shapes `bound` on `target`:
+    /// - where the target has tile microkernels and the layer is a dense 3×3 window with stride 1
+    ///   and no dilation, with whole vectors of 8 output channels and at least
+    ///   `WINOGRAD_MIN_INPUTS` (16) input channels per group (and scratch buffers within the tensor
+    ///   limit): Winograd's F(2×2, 3×3) ([`Kernel::Winograd`]), its matrix products on the tile
+    ///   kernel's default pointwise tiles (below);
     /// - where the target has tile microkernels and the layer is dense with whole vectors of 8
     ///   output channels per group: the tile kernel, on tiles of up to 6 pixels × 2 vectors
     ///   (3 × 4 for wide kernels; 5 × 2 for a window of several taps on a target of 8-lane

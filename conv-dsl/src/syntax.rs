@@ -1,4 +1,4 @@
-//! Text or tokens → [`ast::Program`], with syn.
+//! Text or tokens → [`crate::ast::Program`], with syn.
 //!
 //! The DSL is made of Rust tokens, so the same parser reads a `.conv` file at run time (through
 //! `proc_macro2`'s own lexer, whose `span-locations` give line and column) and the body of a `conv!`

@@ -1,6 +1,6 @@
 //! A dense 3×3, stride-1 2D convolution by Winograd's minimal filtering F(2×2, 3×3) (Lavin and
 //! Gray, "Fast Algorithms for Convolutional Neural Networks", 2016): 16 multiplies per 2×2 output
-//! tile and input channel instead of 36, 2.25× fewer multiply-adds ([`Kernel::Winograd`]).
+//! tile and input channel instead of 36, 2.25× fewer multiply-adds ([`crate::schedule::Kernel::Winograd`]).
 //!
 //! Each 2×2 output tile (t) reads a 4×4 input tile d at rows `2·th − pad_top ..` and columns
 //! `2·tw − pad_left ..` (zero outside the input). With
@@ -26,7 +26,7 @@
 //!
 //! The stage runs on blocks of tile rows: the input transform of the block's tiles into `wv`
 //! (`[ξ][tile][channel]`), the 16 matrix products into `wm` (`[ξ][tile][channel]`), then the
-//! output transform ([`block_rows`] rows per block). A border tile row (one reading padding) is a
+//! output transform (`block_rows` rows per block). A border tile row (one reading padding) is a
 //! block of its own, unless one block takes all of the rows, with its
 //! rows and columns outside the input as zeros and its outputs outside the output not stored
 //! (a tile row or column half outside the output always reads past the input too, so it is
