@@ -32,7 +32,7 @@
 //! (a tile row or column half outside the output always reads past the input too, so it is
 //! always a border one, whose positions are constants).
 
-use super::stage::{Axis, Segment, Split, StageParam, internal_strides, stage_axes};
+use super::stage::{Axis, Position, Segment, Split, StageParam, internal_strides, positions, stage_axes};
 use super::{Builder, Packing, activate, as_part, padded, part_count, part_range};
 use crate::bind::BoundConv;
 use crate::ir::{Acc, Buffer, BufferId, Index, Stmt, TILE_LANES, Tile, TileActivation, Value};
@@ -225,18 +225,11 @@ struct Winograd<'a> {
     buffers: (BufferId, BufferId, BufferId, Option<BufferId>, Option<(BufferId, Activation)>, BufferId, BufferId),
 }
 
-/// A tile row or column: its index and, on a border, its constant value.
-#[derive(Clone)]
-struct TilePosition {
-    index: Index,
-    border: Option<u64>,
-}
-
 /// Where one tile is: its image, tile row and column, and its index among the block's tiles.
 struct TileAt<'a> {
     n: &'a Index,
-    row: &'a TilePosition,
-    column: &'a TilePosition,
+    row: &'a Position,
+    column: &'a Position,
     tile: Index,
 }
 
@@ -248,7 +241,7 @@ impl Winograd<'_> {
         if range.end - range.start <= self.block_rows {
             // One block: every transformed weight read once (a layer of many channels on small
             // images streams megabytes of them).
-            let row = |row: u64| TilePosition {
+            let row = |row: u64| Position {
                 index: Index::constant(row as i64),
                 border: (!self
                     .rows
@@ -257,22 +250,20 @@ impl Winograd<'_> {
                     .any(|segment| matches!(segment, Segment::Interior { .. })))
                 .then_some(row),
             };
-            let rows: Vec<TilePosition> = range.clone().map(row).collect();
+            let rows: Vec<Position> = range.clone().map(row).collect();
             return self.block(builder, n, &rows);
         }
         for segment in self.rows.segments_within(range) {
             match segment {
                 Segment::Border(row) => {
-                    let row = TilePosition { index: Index::constant(row as i64), border: Some(row) };
+                    let row = Position { index: Index::constant(row as i64), border: Some(row) };
                     body.extend(self.block(builder, n, &[row]));
                 }
                 Segment::Interior { start, count } => {
                     let (full, rest) = (count / self.block_rows, count % self.block_rows);
-                    let rows_from = |first: Index, count: u64| -> Vec<TilePosition> {
-                        let row = |within: u64| TilePosition {
-                            index: first.clone().plus_constant(within as i64),
-                            border: None,
-                        };
+                    let rows_from = |first: Index, count: u64| -> Vec<Position> {
+                        let row =
+                            |within: u64| Position { index: first.clone().plus_constant(within as i64), border: None };
                         (0..count).map(row).collect()
                     };
                     if full > 0 {
@@ -292,7 +283,7 @@ impl Winograd<'_> {
     }
 
     /// One block of tile rows: input transform, the matrix products, output transform.
-    fn block(&self, builder: &mut Builder, n: &Index, rows: &[TilePosition]) -> Vec<Stmt> {
+    fn block(&self, builder: &mut Builder, n: &Index, rows: &[Position]) -> Vec<Stmt> {
         let mut body = Vec::new();
         for (within, row) in rows.iter().enumerate() {
             let first_tile = (within as u64 * self.columns.output) as i64;
@@ -314,21 +305,14 @@ impl Winograd<'_> {
     fn each_tile(
         &self,
         builder: &mut Builder,
-        mut inner: impl FnMut(&mut Builder, &TilePosition, Index) -> Vec<Stmt>,
+        mut inner: impl FnMut(&mut Builder, &Position, Index) -> Vec<Stmt>,
     ) -> Vec<Stmt> {
         let mut body = Vec::new();
         for segment in self.columns.segments() {
-            match segment {
-                Segment::Border(column) => {
-                    let position = TilePosition { index: Index::constant(column as i64), border: Some(column) };
-                    body.extend(inner(builder, &position, Index::constant(column as i64)));
-                }
-                Segment::Interior { start, count } => body.extend(builder.repeat(count, |builder, column| {
-                    let column = column.plus_constant(start as i64);
-                    let position = TilePosition { index: column.clone(), border: None };
-                    inner(builder, &position, column)
-                })),
-            }
+            body.extend(positions(builder, segment, &mut |builder, column| {
+                let tile = column.index.clone();
+                inner(builder, &column, tile)
+            }));
         }
         body
     }
@@ -343,8 +327,8 @@ impl Winograd<'_> {
         let u = |i: u64, k: u64| Acc((4 + i * 4 + k) as u32);
         // Whether input row (column) `tap` of the tile is inside the input: always in the
         // interior.
-        let inside = |axis: &Axis, position: &TilePosition, tap: u64| axis.takes(position.border, tap);
-        let coordinate = |axis: &Axis, position: &TilePosition, tap: u64| {
+        let inside = |axis: &Axis, position: &Position, tap: u64| axis.takes(position.border, tap);
+        let coordinate = |axis: &Axis, position: &Position, tap: u64| {
             position.index.clone().times(2).plus_constant(tap as i64 - axis.pad_before as i64)
         };
         builder.repeat(self.in_padded / lanes, |_, vector| {
@@ -472,7 +456,7 @@ impl Winograd<'_> {
         let point = |k: u64| Acc(k as u32);
         let s = |i: u64, c: u64| Acc((4 + i * 2 + c) as u32);
         // Whether output row (column) 2·position + offset exists: always in the interior.
-        let exists = |position: &TilePosition, offset: u64, size: u64| {
+        let exists = |position: &Position, offset: u64, size: u64| {
             position.border.is_none_or(|position| 2 * position + offset < size)
         };
         builder.repeat(self.out_padded / lanes, |_, vector| {
