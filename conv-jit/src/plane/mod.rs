@@ -506,9 +506,9 @@ const ROWS: isize = 4;
 
 /// Output rows per block in a plane of `oh` rows (the entry points compile a loop nest for each
 /// size, the size a constant in it): more sums in flight than [`ROWS`] hide more of the FMA
-/// latency. For a window whose weights stay in registers ([`REGISTER_WINDOW`]) 8, or 7 where that
-/// computes fewer rows (7 divides 7, 14, 21 and 28; 8 rows there overlap); for a larger one 7 on 8
-/// lanes (its rows' weights splatted from memory beside the sums), 4 on 16.
+/// latency. For a 3 × 3 window 8, or 7 where that computes fewer rows (7 divides 7, 14, 21 and
+/// 28; 8 rows there overlap); for a 5 × 5 window 7, on 8 lanes its rows' weights splatted from
+/// memory beside the sums, on 16 all in registers ([`in_registers`]).
 ///
 /// 7 rows against 8 on an AVX-512 AMD EPYC (3 × 3 planes, `--schedule dw:kernel=plane`, each
 /// against the default schedule, 100 alternating pairs, median ratios): 1.14× against 0.99× on
@@ -531,12 +531,14 @@ const ROWS: isize = 4;
 /// hiding the size from its outer loops did not help). The same build on that host with
 /// `CONVGEN_MAX_ISA=avx2` (8 lanes, block sizes as before, 10 pairs): 1.03–1.09×
 /// (dw3_s1_c144_56 1.08×, dw3_s2_c96_112 1.09×, dw5_s1_c240_28 1.03×), dw3_d2_c64_56 1.00×.
+///
+/// 5 × 5 on 16 lanes, the window in registers in blocks of 7 rows against tap rows splatted from
+/// memory in blocks of 4 (the AVX-512 AMD EPYC, `convgen bench` of the layer, two builds
+/// alternating, median of 8–16 pair ratios): dw5_s1_c240_28 1.10×, 480 channels at 14 × 14
+/// 1.19×, 64 at 56 × 56 1.05×, 32 at 112 × 112 0.98×, stride 2 144 at 56 × 56 1.22×; 8-row blocks
+/// where they overlap less (56, 112 rows) 1.03× and 0.90× of 7.
 fn block_rows<X: Lanes, const K: usize>(oh: isize) -> isize {
-    let sizes: &[isize] = match (X::L, K <= REGISTER_WINDOW) {
-        (_, true) => &[8, 7],
-        (8, false) => &[7],
-        _ => &[ROWS],
-    };
+    let sizes: &[isize] = if K <= 3 { &[8, 7] } else { &[7] };
     // The size that computes the fewest rows (blocks overlap where it does not divide OH).
     let computed = |rows: isize| div_ceil(oh, rows) * rows;
     let fitting = sizes.iter().copied().filter(|&rows| rows <= oh);
@@ -595,7 +597,7 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize, const
         for p in 0..args.planes {
             let input = args.input.offset(p / args.group_outputs * args.group_inputs * h * w);
             let weight = args.weight.offset(p * args.group_inputs * k * k);
-            let taps = if K <= REGISTER_WINDOW { window::<X, K>(weight) } else { [[X::splat(0.0); K]; K] };
+            let taps = if in_registers(X::L, K) { window::<X, K>(weight) } else { [[X::splat(0.0); K]; K] };
             let bias = X::splat(if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) });
             let output = args.output.offset(p * oh * ow);
             let mut next = 0;
@@ -624,7 +626,7 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize, const
                         act: args.act,
                     };
                     let inside = (rows_inside, columns_inside(column));
-                    if K <= REGISTER_WINDOW && rows >= ROWS && inside.1 {
+                    if in_registers(X::L, K) && rows >= ROWS && inside.1 {
                         // The run of vectors inside from here, each `L` on from the one before.
                         let mut end = v + 1;
                         while end < vectors && end * l <= ow - lanes && columns_inside(end * l) {
@@ -674,11 +676,12 @@ unsafe fn rows_block<X: Lanes, const K: usize, const S: usize, const D: usize, c
 /// `count` blocks of `R` rows side by side from `at`, each a vector (`L` outputs, `L·S` input
 /// columns) on from the one before, every column of which is inside the plane (`rows_inside`:
 /// every row too): one loop, whose weights and row offsets stay in registers from one block to
-/// the next. For windows in registers ([`REGISTER_WINDOW`]). Measured on an AVX2 Zen 3, together
+/// the next. For windows in registers ([`in_registers`]). Measured on an AVX2 Zen 3, together
 /// with [`block`]'s order by input rows, against a call per block in the order by tap rows (one
 /// process, alternating, median of 100–200 pair ratios; single planes): 3 × 3 over 112 × 112
-/// 1.14–1.22×, 56 × 56 1.02–1.06×, stride 2 1.02–1.04×, dilation 2 1.05×; 5 × 5 0.96–0.99×, so
-/// those keep a call per block.
+/// 1.14–1.22×, 56 × 56 1.02–1.06×, stride 2 1.02–1.04×, dilation 2 1.05×; 5 × 5 (on 8 lanes,
+/// not in registers) 0.96–0.99×, so those keep a call per block. 5 × 5 on 16 lanes, in
+/// registers, against a call per block (AVX-512 AMD EPYC, 8 pairs): 1.02–1.05×.
 ///
 /// # Safety
 /// As for [`block`] without `MASK_COLUMNS`, for each of the blocks.
@@ -710,9 +713,13 @@ unsafe fn sweep<X: Lanes, const K: usize, const S: usize, const D: usize, const 
     }
 }
 
-/// The largest window whose taps [`planes`] keeps in registers (25 taps would leave too few for
-/// the sums and loads: the compiler spilled them).
-const REGISTER_WINDOW: usize = 3;
+/// Whether [`planes`] keeps a `kernel × kernel` window's taps in registers on vectors of `lanes`:
+/// a 3 × 3 window always; a 5 × 5 one on 16 lanes, whose 32 registers hold its 25 taps beside a
+/// block's 7 sums and a load (a few taps spilled and reloaded, aligned, from the stack), not on
+/// 8 lanes, whose 16 registers do not (the compiler spilled most of them).
+const fn in_registers(lanes: isize, kernel: usize) -> bool {
+    kernel <= 3 || (lanes == 16 && kernel <= 5)
+}
 
 /// `$body` for `$kh` = 0, 1, … K - 1 as constants (K ≤ [`MAX_WINDOW`], which `block` asserts), so
 /// that the compiler sees one straight block: it did not unroll a loop over a 5 × 5 window's
@@ -829,7 +836,7 @@ unsafe fn block<
     bias: X::V,
 ) {
     const { assert!(K <= MAX_WINDOW, "unroll_rows! covers MAX_WINDOW rows") };
-    const { assert!(K > REGISTER_WINDOW || (R - 1) * S + (K - 1) * D < MAX_INPUT_ROWS, "unroll_inputs! covers them") };
+    const { assert!(!in_registers(X::L, K) || (R - 1) * S + (K - 1) * D < MAX_INPUT_ROWS, "unroll_inputs! covers them") };
     let (s, d) = (S as isize, D as isize);
     let [h, w] = at.size;
     // SAFETY: the pointers formed with `wrapping_offset` are only dereferenced through the lanes
@@ -857,7 +864,7 @@ unsafe fn block<
         for k in 0..at.group_inputs {
             let weight = at.weight.offset(k * (K * K) as isize);
             let input = at.input.offset(k * h * w);
-            if K <= REGISTER_WINDOW {
+            if in_registers(X::L, K) {
                 // The whole window in registers: input row after input row, unrolled, each
                 // loaded once and taken by every output row whose window covers it (an output
                 // row's taps still come in the window's order: its input rows are in order).
@@ -1126,7 +1133,7 @@ mod tests {
             assert_eq!((block_rows::<Avx512, 3>(oh), block_rows::<Avx2, 3>(oh)), (rows, rows), "{oh} rows");
         }
         assert_eq!([28, 14, 6, 3].map(block_rows::<Avx2, 5>), [7, 7, 4, 1]);
-        assert_eq!([28, 14, 6, 3].map(block_rows::<Avx512, 5>), [4, 4, 4, 1]);
+        assert_eq!([28, 14, 6, 3].map(block_rows::<Avx512, 5>), [7, 7, 4, 1]);
     }
 
     /// Random planes with every window, padding up to 3, rows of 1 to 64 outputs and 1 to 40 rows,
