@@ -287,28 +287,38 @@ impl Winograd<'_> {
         let mut body = Vec::new();
         for (within, row) in rows.iter().enumerate() {
             let first_tile = (within as u64 * self.columns.output) as i64;
-            body.extend(self.each_tile(builder, |builder, column, tile| {
+            body.extend(self.each_tile(builder, self.columns.segments(), |builder, column, tile| {
                 self.input_tile(builder, &TileAt { n, row, column, tile: tile.plus_constant(first_tile) })
             }));
         }
         body.extend(self.products(builder, rows.len() as u64 * self.columns.output));
         for (within, row) in rows.iter().enumerate() {
             let first_tile = (within as u64 * self.columns.output) as i64;
-            body.extend(self.each_tile(builder, |builder, column, tile| {
+            body.extend(self.each_tile(builder, self.output_columns(), |builder, column, tile| {
                 self.output_tile(builder, &TileAt { n, row, column, tile: tile.plus_constant(first_tile) })
             }));
         }
         body
     }
 
-    /// `inner` for every tile column of a row (its index within the row as the last argument).
+    /// The tile columns as the output transform sees them: it reads no padding, so one run of the
+    /// columns whose two outputs exist, and a half column (a border position) where OW is odd.
+    fn output_columns(&self) -> Vec<Segment> {
+        let (full, half) = (self.output[1] / 2, self.output[1] % 2 == 1);
+        let run = (full > 0).then_some(Segment::Interior { start: 0, count: full });
+        run.into_iter().chain(half.then_some(Segment::Border(full))).collect()
+    }
+
+    /// `inner` for every tile column of a row, by `segments` (its index within the row as the last
+    /// argument).
     fn each_tile(
         &self,
         builder: &mut Builder,
+        segments: Vec<Segment>,
         mut inner: impl FnMut(&mut Builder, &Position, Index) -> Vec<Stmt>,
     ) -> Vec<Stmt> {
         let mut body = Vec::new();
-        for segment in self.columns.segments() {
+        for segment in segments {
             body.extend(positions(builder, segment, &mut |builder, column| {
                 let tile = column.index.clone();
                 inner(builder, &column, tile)
