@@ -225,6 +225,32 @@ struct Winograd<'a> {
     buffers: (BufferId, BufferId, BufferId, Option<BufferId>, Option<(BufferId, Activation)>, BufferId, BufferId),
 }
 
+/// Tile rows of a block: a border row (its value a constant), or a run of interior rows from
+/// `first` (one loop over them).
+enum RowRun {
+    Border(u64),
+    Interior { first: Index, count: u64 },
+}
+
+impl RowRun {
+    /// Tile rows in the run.
+    fn count(&self) -> u64 {
+        match self {
+            RowRun::Border(_) => 1,
+            RowRun::Interior { count, .. } => *count,
+        }
+    }
+}
+
+impl From<Segment> for RowRun {
+    fn from(segment: Segment) -> Self {
+        match segment {
+            Segment::Border(row) => RowRun::Border(row),
+            Segment::Interior { start, count } => RowRun::Interior { first: Index::constant(start as i64), count },
+        }
+    }
+}
+
 /// Where one tile is: its image, tile row and column, and its index among the block's tiles.
 struct TileAt<'a> {
     n: &'a Index,
@@ -241,40 +267,23 @@ impl Winograd<'_> {
         if range.end - range.start <= self.block_rows {
             // One block: every transformed weight read once (a layer of many channels on small
             // images streams megabytes of them).
-            let row = |row: u64| Position {
-                index: Index::constant(row as i64),
-                border: (!self
-                    .rows
-                    .segments_within(&(row..row + 1))
-                    .iter()
-                    .any(|segment| matches!(segment, Segment::Interior { .. })))
-                .then_some(row),
-            };
-            let rows: Vec<Position> = range.clone().map(row).collect();
-            return self.block(builder, n, &rows);
+            let runs: Vec<RowRun> = self.rows.segments_within(range).into_iter().map(RowRun::from).collect();
+            return self.block(builder, n, &runs);
         }
         for segment in self.rows.segments_within(range) {
             match segment {
-                Segment::Border(row) => {
-                    let row = Position { index: Index::constant(row as i64), border: Some(row) };
-                    body.extend(self.block(builder, n, &[row]));
-                }
+                Segment::Border(_) => body.extend(self.block(builder, n, &[RowRun::from(segment)])),
                 Segment::Interior { start, count } => {
                     let (full, rest) = (count / self.block_rows, count % self.block_rows);
-                    let rows_from = |first: Index, count: u64| -> Vec<Position> {
-                        let row =
-                            |within: u64| Position { index: first.clone().plus_constant(within as i64), border: None };
-                        (0..count).map(row).collect()
-                    };
                     if full > 0 {
                         body.extend(builder.repeat(full, |builder, block| {
                             let first = block.times(self.block_rows as i64).plus_constant(start as i64);
-                            self.block(builder, n, &rows_from(first, self.block_rows))
+                            self.block(builder, n, &[RowRun::Interior { first, count: self.block_rows }])
                         }));
                     }
                     if rest > 0 {
                         let first = Index::constant((start + full * self.block_rows) as i64);
-                        body.extend(self.block(builder, n, &rows_from(first, rest)));
+                        body.extend(self.block(builder, n, &[RowRun::Interior { first, count: rest }]));
                     }
                 }
             }
@@ -282,21 +291,48 @@ impl Winograd<'_> {
         body
     }
 
-    /// One block of tile rows: input transform, the matrix products, output transform.
-    fn block(&self, builder: &mut Builder, n: &Index, rows: &[Position]) -> Vec<Stmt> {
+    /// One block of tile rows, `runs` of them in order: input transform, the matrix products,
+    /// output transform.
+    fn block(&self, builder: &mut Builder, n: &Index, runs: &[RowRun]) -> Vec<Stmt> {
         let mut body = Vec::new();
-        for (within, row) in rows.iter().enumerate() {
-            let first_tile = (within as u64 * self.columns.output) as i64;
-            body.extend(self.each_tile(builder, self.columns.segments(), |builder, column, tile| {
-                self.input_tile(builder, &TileAt { n, row, column, tile: tile.plus_constant(first_tile) })
-            }));
-        }
-        body.extend(self.products(builder, rows.len() as u64 * self.columns.output));
-        for (within, row) in rows.iter().enumerate() {
-            let first_tile = (within as u64 * self.columns.output) as i64;
-            body.extend(self.each_tile(builder, self.output_columns(), |builder, column, tile| {
-                self.output_tile(builder, &TileAt { n, row, column, tile: tile.plus_constant(first_tile) })
-            }));
+        body.extend(self.each_row(builder, runs, |builder, row, first_tile| {
+            self.each_tile(builder, self.columns.segments(), |builder, column, tile| {
+                self.input_tile(builder, &TileAt { n, row, column, tile: tile.plus(&first_tile) })
+            })
+        }));
+        let rows: u64 = runs.iter().map(RowRun::count).sum();
+        body.extend(self.products(builder, rows * self.columns.output));
+        body.extend(self.each_row(builder, runs, |builder, row, first_tile| {
+            self.each_tile(builder, self.output_columns(), |builder, column, tile| {
+                self.output_tile(builder, &TileAt { n, row, column, tile: tile.plus(&first_tile) })
+            })
+        }));
+        body
+    }
+
+    /// `inner` for every tile row of `runs` (an interior run one loop), with the block's index of
+    /// the row's first tile as the last argument.
+    fn each_row(
+        &self,
+        builder: &mut Builder,
+        runs: &[RowRun],
+        mut inner: impl FnMut(&mut Builder, &Position, Index) -> Vec<Stmt>,
+    ) -> Vec<Stmt> {
+        let columns = self.columns.output as i64;
+        let mut body = Vec::new();
+        let mut within = 0;
+        for run in runs {
+            match run {
+                RowRun::Border(row) => {
+                    let row = Position { index: Index::constant(*row as i64), border: Some(*row) };
+                    body.extend(inner(builder, &row, Index::constant(within * columns)));
+                }
+                RowRun::Interior { first, count } => body.extend(builder.repeat(*count, |builder, r| {
+                    let row = Position { index: first.clone().plus(&r), border: None };
+                    inner(builder, &row, r.times(columns).plus_constant(within * columns))
+                })),
+            }
+            within += run.count() as i64;
         }
         body
     }
