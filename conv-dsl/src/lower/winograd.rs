@@ -70,11 +70,14 @@ pub fn fits(conv: &Conv) -> bool {
     conv.kernel == [3, 3] && conv.stride == [1, 1] && conv.dilation == [1, 1] && !conv.is_depthwise()
 }
 
-/// How a Winograd stage is cut into blocks: its tile rows and columns, tile rows per block, and
-/// the lengths of its transformed weights and of its two scratch buffers (`wv`, `wm`).
+/// How a Winograd stage is cut into blocks: the stage's axes, its tile rows and columns, its
+/// input and output channels padded to the plan's lanes, tile rows per block, and the lengths of
+/// its transformed weights and of its two scratch buffers (`wv`, `wm`).
 struct Blocks {
+    axes: [Axis; 3],
     rows: Axis,
     columns: Axis,
+    padded: (u64, u64),
     block_rows: u64,
     weight_len: u64,
     scratch: (u64, u64),
@@ -89,7 +92,7 @@ fn blocks(conv: &Conv, bound: &BoundConv, plan_lanes: u32) -> Blocks {
     let block_rows = block_rows(rows.output, columns.output, weight_len, (in_padded, out_padded));
     let block_tiles = block_rows * columns.output;
     let scratch = (POINTS * block_tiles * in_padded, POINTS * block_tiles * out_padded);
-    Blocks { rows, columns, block_rows, weight_len, scratch }
+    Blocks { axes, rows, columns, padded: (in_padded, out_padded), block_rows, weight_len, scratch }
 }
 
 /// Whether each scratch buffer of a Winograd stage of `conv` at `bound` is within the limit of
@@ -113,10 +116,16 @@ pub(super) fn winograd(
     residual: Option<Activation>,
 ) -> (Vec<Split>, Vec<StageParam>, Vec<u64>) {
     let plan_lanes = target.lanes;
-    let axes = stage_axes(conv, bound);
-    let Blocks { rows, columns, block_rows, weight_len, scratch: (v_len, m_len) } = blocks(conv, bound, plan_lanes);
+    let Blocks {
+        axes,
+        rows,
+        columns,
+        padded: (in_padded, out_padded),
+        block_rows,
+        weight_len,
+        scratch: (v_len, m_len),
+    } = blocks(conv, bound, plan_lanes);
     let batch = bound.input[0];
-    let (in_padded, out_padded) = (padded(conv.in_channels, plan_lanes), padded(conv.out_channels, plan_lanes));
     let groups = conv.groups;
     let (in_per_group, out_per_group) = (conv.in_channels / groups, conv.out_channels / groups);
     let (v_plane, m_plane) = (v_len / POINTS, m_len / POINTS);
