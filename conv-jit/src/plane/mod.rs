@@ -425,7 +425,7 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(planes)(args) };
     }
-    let planes: unsafe fn(&PlaneArgs) = match block_rows::<Avx512, K>(args.output_size[0]) {
+    let planes: unsafe fn(&PlaneArgs) = match block_rows::<K>(args.output_size[0]) {
         8 => avx512_planes::<K, S, D, 8>,
         7 => avx512_planes::<K, S, D, 7>,
         4 => avx512_planes::<K, S, D, 4>,
@@ -442,7 +442,7 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
 unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
     // SAFETY: the caller's contract.
     let args = unsafe { &*args };
-    let planes: unsafe fn(&PlaneArgs) = match block_rows::<Avx2, K>(args.output_size[0]) {
+    let planes: unsafe fn(&PlaneArgs) = match block_rows::<K>(args.output_size[0]) {
         8 => avx2_planes::<K, S, D, 8>,
         7 => avx2_planes::<K, S, D, 7>,
         4 => avx2_planes::<K, S, D, 4>,
@@ -537,7 +537,8 @@ const ROWS: isize = 4;
 /// alternating, median of 8–16 pair ratios): dw5_s1_c240_28 1.10×, 480 channels at 14 × 14
 /// 1.19×, 64 at 56 × 56 1.05×, 32 at 112 × 112 0.98×, stride 2 144 at 56 × 56 1.22×; 8-row blocks
 /// where they overlap less (56, 112 rows) 1.03× and 0.90× of 7.
-fn block_rows<X: Lanes, const K: usize>(oh: isize) -> isize {
+#[cfg(target_arch = "x86_64")]
+fn block_rows<const K: usize>(oh: isize) -> isize {
     let sizes: &[isize] = if K <= 3 { &[8, 7] } else { &[7] };
     // The size that computes the fewest rows (blocks overlap where it does not divide OH).
     let computed = |rows: isize| div_ceil(oh, rows) * rows;
@@ -1130,10 +1131,9 @@ mod tests {
     fn block_rows_overlap_least() {
         let three = [(56, 8), (112, 8), (16, 8), (15, 8), (14, 7), (28, 7), (21, 7), (9, 7), (7, 7), (6, 4), (3, 1)];
         for (oh, rows) in three {
-            assert_eq!((block_rows::<Avx512, 3>(oh), block_rows::<Avx2, 3>(oh)), (rows, rows), "{oh} rows");
+            assert_eq!(block_rows::<3>(oh), rows, "{oh} rows");
         }
-        assert_eq!([28, 14, 6, 3].map(block_rows::<Avx2, 5>), [7, 7, 4, 1]);
-        assert_eq!([28, 14, 6, 3].map(block_rows::<Avx512, 5>), [7, 7, 4, 1]);
+        assert_eq!([28, 14, 6, 3].map(block_rows::<5>), [7, 7, 4, 1]);
     }
 
     /// Random planes with every window, padding up to 3, rows of 1 to 64 outputs and 1 to 40 rows,
