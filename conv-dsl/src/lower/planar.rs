@@ -214,15 +214,15 @@ const PLANE_MIN_ROW: u64 = 32;
 const PLANE_MIN_SHORT_ROW: u64 = 14;
 
 /// Flat planes (rows of at most [`PLANE_FLAT_MAX_ROW`], at most [`PLANE_FLAT_MAX_POSITIONS`]
-/// positions) of a depthwise window of at most 9 taps at stride 1 whose output plane is its
-/// input's size take the plane kernel where the host runs its 16-lane version: `conv_jit`'s flat
+/// positions) of a depthwise window at stride 1 whose output plane is its input's size take the
+/// plane kernel where the host runs its 16-lane version: `conv_jit`'s flat
 /// planes, whose vectors run across rows (a row of 8 would fill half a vector). Measured on an
 /// AVX-512 AMD EPYC (`convgen bench --schedule dw:kernel=plane --against ""`, 200 alternating
 /// pairs, median ratios) against the default of before (the channels-last tile kernel and two
 /// conversions, or for the dilated window the planar code): dw3_s1_c960_7 1.40–1.51×, 576
-/// channels at 8 × 8 1.76×, 1024 at 4 × 4 2.2×, dilation 2 on 512 at 7 × 7 3.0×. A 5 × 5 window
-/// at 7 × 7 ran 1.00× (not chosen); rows of 14 keep the row kernel (flat: 0.84× on
-/// dw3_s1_c384_14).
+/// channels at 8 × 8 1.76×, 1024 at 4 × 4 2.2×, dilation 2 on 512 at 7 × 7 3.0×; a 5 × 5 window
+/// at 7 × 7 1.05–1.19× ([`plane_pays`]; 1.00× once, before its row kernel changed); rows of 14
+/// keep the row kernel (flat: 0.84× on dw3_s1_c384_14).
 fn flat_plane(bound: &BoundConv) -> bool {
     let positions: u64 = bound.output[2..].iter().product();
     let width = bound.output.last().copied().unwrap_or(0);
@@ -261,7 +261,8 @@ const PART_CHANNELS: u64 = 8;
 ///   — or, on a `target` with wide (AVX-512) microkernels, a depthwise one at stride 1 with rows
 ///   of at least [`PLANE_MIN_SHORT_ROW`], or on a flat plane ([`flat_plane`]);
 /// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
-///   [`PLANE_MIN_ROW_STRIDED`] at stride 2;
+///   [`PLANE_MIN_ROW_STRIDED`] at stride 2 — or, on a `target` with wide microkernels, a
+///   depthwise one on a flat plane, or at stride 2 with rows of at least [`PLANE_MIN_SHORT_ROW`];
 /// - a pointwise layer (1×1, one group, no padding): planes of at least [`PLANE_MIN_POINTWISE`]
 ///   outputs, and at least [`PLANE_MIN_POINTWISE_OUTPUTS_AVX2`] output channels unless the target
 ///   has wide microkernels.
@@ -288,6 +289,13 @@ const PART_CHANNELS: u64 = 8;
 /// 1.36× on one of 128 channels at 28×28, 1.05× at 21×21; at stride 2 (256 channels, 14×14
 /// outputs) 0.88×, so it keeps the planar code. The AVX2 version (8 lanes, two vectors for a row
 /// of 14) ran 0.63× the planar code on dw3_s1_c384_14 and 0.80× at 28×28.
+///
+/// 5×5 depthwise windows on AVX-512 since their taps stay in registers (`conv_jit::plane`'s
+/// `in_registers`; same host and method, 100 pairs) against the channels-last tile kernel and its
+/// two conversions: flat planes of 1152 channels at 7×7 1.14–1.19×, of 672 1.00–1.12× (two
+/// builds), of 240 1.05×; at stride 2
+/// with rows of 14, 480 channels at 28×28 1.10×, 240 at 28×28 1.07×; with rows of 7 (stride 2 at
+/// 14×14, 240 and 672 channels) 0.48–0.52×, so those keep the tile kernel.
 pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
     if conv.is_dense_pointwise() {
         let plane: u64 = bound.output[2..].iter().product();
@@ -299,12 +307,17 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
     let width = bound.output.last().copied().unwrap_or(0);
     let small_window = conv.kernel.iter().product::<u64>() <= WEIGHT_REGISTERS;
     let depthwise = conv.in_channels == conv.groups;
-    let rows = if small_window {
-        let short = target.wide_microkernels && depthwise && stride == 1;
-        (short && flat_plane(bound)) || width >= if short { PLANE_MIN_SHORT_ROW } else { PLANE_MIN_ROW }
-    } else {
-        width >= if stride == 1 { PLANE_MIN_SHORT_ROW } else { PLANE_MIN_ROW_STRIDED }
+    // Where the host runs the 16-lane kernels: flat planes of a depthwise window at stride 1.
+    let wide = target.wide_microkernels && depthwise;
+    let flat = wide && stride == 1 && flat_plane(bound);
+    let min_row = match (small_window, stride == 1) {
+        (true, true) if wide => PLANE_MIN_SHORT_ROW,
+        (true, _) => PLANE_MIN_ROW,
+        (false, true) => PLANE_MIN_SHORT_ROW,
+        (false, false) if wide => PLANE_MIN_SHORT_ROW,
+        (false, false) => PLANE_MIN_ROW_STRIDED,
     };
+    let rows = flat || width >= min_row;
     let grouping = depthwise || small_groups(conv);
     rows && grouping && Schedule::plane().validate(conv).is_ok()
 }
