@@ -29,6 +29,7 @@ pub mod macro_support;
 pub mod model;
 
 pub use conv_dsl;
+pub use conv_dsl::emit_rust::PlanFor;
 pub use conv_dsl::{
     Activation, Binding, Conv, ConvKind, CostReport, Dim, Layer, Layout, Network, Op, Padding, Params, Source, Tensor,
     bind, compile_source, cost_report, interp,

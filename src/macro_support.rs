@@ -11,13 +11,15 @@
 //! - Filling a generated `Params` from a flat slice, a [`crate::Params`] or a `.safetensors` file
 //!   (names and shapes checked), PyTorch-like random parameters equal to [`crate::Params::random`],
 //!   and packing them for the kernels ([`Packing`]).
-//! - Run-time CPU feature detection for the AVX2 + FMA dispatch.
+//! - Run-time CPU feature detection for the AVX2 + FMA dispatch, and the choice between a model's
+//!   two plans ([`host_plan`]).
 
 use std::path::Path;
 
 use conv_dsl::dim::fmt_shape;
 use conv_dsl::random::SplitMix64;
 
+pub use conv_dsl::emit_rust::PlanFor;
 pub use conv_dsl::lower::Packing;
 
 use crate::{Error, Params, Tensor};
@@ -51,6 +53,35 @@ impl TensorSpec {
 #[inline]
 pub fn avx2_fma_detected() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// Proof that this CPU has AVX2 and FMA: made only by [`Avx2Fma::detect`]. A generated module's
+/// AVX-512 plan, whose kernels exist only in their AVX2 + FMA version, keeps one with its packed
+/// parameters and runs them on its strength.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2Fma(());
+
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+impl Avx2Fma {
+    /// The proof, where the CPU has both.
+    pub fn detect() -> Option<Avx2Fma> {
+        avx2_fma_detected().then_some(Avx2Fma(()))
+    }
+}
+
+/// Proof of AVX2 and FMA where `plan` is the AVX-512 one and the CPU has both: where a generated
+/// module packs its AVX-512 plan (else its AVX2 one).
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+pub fn avx512_plan_cpu(plan: PlanFor) -> Option<Avx2Fma> {
+    if plan == PlanFor::Avx512 { Avx2Fma::detect() } else { None }
+}
+
+/// The plan a generated module packs for on this host ([`PlanFor`]): the AVX-512 one where the
+/// tile and plane kernels run on AVX-512 (as for the JIT, at most the version
+/// [`conv_jit::MAX_ISA_VARIABLE`] allows), else the AVX2 one.
+pub fn host_plan() -> PlanFor {
+    if conv_jit::host_target().wide_microkernels { PlanFor::Avx512 } else { PlanFor::Avx2 }
 }
 
 /// `N` zeros on the heap (a large array is never built on the stack).

@@ -12,6 +12,7 @@
 //!   (both fuse every multiply-add).
 
 use convgen::conv_dsl::{emit_rust, ir_interp};
+use convgen::macro_support::PlanFor;
 use convgen::{Params, Tensor, interp};
 
 /// |y − ref| ≤ TOLERANCE · (1 + |ref|).
@@ -204,6 +205,16 @@ convgen::conv! {
     }
 }
 
+convgen::conv! {
+    /// A depthwise 3×3 layer on small planes (48 channels at 7×7): two plans, the AVX2 one
+    /// converting to channels last and back around 8-lane code, the AVX-512 one calling the plane
+    /// kernel's flat planes in the user's layout.
+    mod flat {
+        input x: [1, 48, 7, 7];
+        depthwise d(x) { kernel: 3, pad: 1, act: relu }
+    }
+}
+
 convgen::conv_file!(
     /// The depthwise-separable block at [1, 32, 56, 56], from its file.
     mod block = "examples/models/block.conv"
@@ -256,26 +267,33 @@ macro_rules! differential {
             let params = model::Params::random(3);
             assert_eq!(params.to_params(), Params::random(&network, 3), "{name}: random parameters");
             assert_eq!(model::PARAMETERS as u64, convgen::cost_report(&network).total_params());
-            let packed = params.pack();
-            let plan = emit_rust::plan(&network).expect("lowers");
-            let ir_params = ir_interp::pack_params(&plan, &params.to_params());
-            let mut workspace = model::Workspace::new();
-            let mut input = model::new_input();
-            let mut output = model::new_output();
-            let mut portable = model::new_output();
-            for seed in [1, 2] {
-                fill(&mut input[..], seed);
-                let tensor = Tensor::new(model::INPUT_SHAPE.to_vec(), input.to_vec()).expect("INPUT_SHAPE fits");
-                let reference = interp::run(&network, &tensor, &params.to_params()).expect("reference runs");
-                assert_eq!(reference.shape(), &model::OUTPUT_SHAPE[..], "{name}: OUTPUT_SHAPE");
-                model::forward(&input, &packed, &mut output, &mut workspace);
-                assert_close(&format!("{name} forward, input {seed}"), &output[..], reference.data());
-                model::forward_portable(&input, &packed, &mut portable, &mut workspace);
-                assert_close(&format!("{name} forward_portable, input {seed}"), &portable[..], reference.data());
-                if avx2_fma() {
-                    let ir = ir_interp::run_plan(&plan, &input[..], &ir_params).expect("the IR interpreter runs");
-                    let bits = |values: &[f32]| values.iter().map(|value| value.to_bits()).collect::<Vec<u32>>();
-                    assert_eq!(bits(&output[..]), bits(&ir), "{name}: AVX2 forward vs the IR interpreter");
+            for host in PlanFor::ALL {
+                let packed = model::Packed::with_plan(&params, host);
+                let plan = emit_rust::plan(&network, host).expect("lowers");
+                let ir_params = ir_interp::pack_params(&plan, &params.to_params());
+                let mut workspace = model::Workspace::for_packed(&packed);
+                let mut input = model::new_input();
+                let mut output = model::new_output();
+                let mut portable = model::new_output();
+                for seed in [1, 2] {
+                    fill(&mut input[..], seed);
+                    let tensor = Tensor::new(model::INPUT_SHAPE.to_vec(), input.to_vec()).expect("INPUT_SHAPE fits");
+                    let reference = interp::run(&network, &tensor, &params.to_params()).expect("reference runs");
+                    assert_eq!(reference.shape(), &model::OUTPUT_SHAPE[..], "{name}: OUTPUT_SHAPE");
+                    model::forward(&input, &packed, &mut output, &mut workspace);
+                    assert_close(&format!("{name} {host:?} plan forward, input {seed}"), &output[..], reference.data());
+                    model::forward_portable(&input, &packed, &mut portable, &mut workspace);
+                    let label = format!("{name} {host:?} plan forward_portable, input {seed}");
+                    assert_close(&label, &portable[..], reference.data());
+                    if avx2_fma() {
+                        let ir = ir_interp::run_plan(&plan, &input[..], &ir_params).expect("the IR interpreter runs");
+                        let bits = |values: &[f32]| values.iter().map(|value| value.to_bits()).collect::<Vec<u32>>();
+                        assert_eq!(
+                            bits(&output[..]),
+                            bits(&ir),
+                            "{name}: {host:?} plan's AVX2 forward vs the IR interpreter"
+                        );
+                    }
                 }
             }
         }
@@ -302,11 +320,12 @@ differential!(four_lane_groups_match_the_reference, four_lane_groups);
 differential!(fused_depthwise_pointwise_matches_the_reference, fused);
 differential!(windowed_reads_match_the_reference, windowed);
 differential!(winograd_matches_the_reference, winograd);
+differential!(flat_depthwise_planes_match_the_reference, flat);
 
 #[test]
 fn a_large_depthwise_output_is_fused_into_its_pointwise_reader() {
     let network = convgen::compile_source("fused", fused::MODEL_SOURCE).expect("the macro's model checks");
-    let plan = emit_rust::plan(&network).expect("lowers");
+    let plan = emit_rust::plan(&network, PlanFor::Avx2).expect("lowers");
     let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
     assert_eq!(names, ["x.to_internal", "d+p", "p.to_user"]);
 }
@@ -314,7 +333,7 @@ fn a_large_depthwise_output_is_fused_into_its_pointwise_reader() {
 #[test]
 fn groups_of_four_outputs_take_four_lane_vectors() {
     let network = convgen::compile_source("four", four_lane_groups::MODEL_SOURCE).expect("the macro's model checks");
-    let plan = emit_rust::plan(&network).expect("lowers");
+    let plan = emit_rust::plan(&network, PlanFor::Avx2).expect("lowers");
     assert_eq!(plan.lanes, 8);
     for step in plan.steps.iter().filter(|step| ["g", "h", "k"].contains(&step.layer.as_str())) {
         let lanes: Vec<u32> = step.schedules.iter().map(|schedule| schedule.lanes).collect();
@@ -331,12 +350,12 @@ fn stage_kernels(plan: &convgen::conv_dsl::lower::Plan) -> Vec<convgen::conv_dsl
 fn one_depthwise_layer_is_computed_in_the_users_layout() {
     for source in [planar::MODEL_SOURCE, planar_stride2::MODEL_SOURCE] {
         let network = convgen::compile_source("planar", source).expect("the macro's model checks");
-        let plan = emit_rust::plan(&network).expect("lowers");
+        let plan = emit_rust::plan(&network, PlanFor::Avx2).expect("lowers");
         let kernels = stage_kernels(&plan);
         assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Planar], "{source}: one planar step");
     }
     let network = convgen::compile_source("narrow", planar_narrow::MODEL_SOURCE).expect("the macro's model checks");
-    let plan = emit_rust::plan(&network).expect("lowers");
+    let plan = emit_rust::plan(&network, PlanFor::Avx2).expect("lowers");
     let lanes: Vec<u32> =
         plan.steps.iter().flat_map(|step| step.schedules.iter().map(|schedule| schedule.lanes)).collect();
     assert_eq!(lanes, [4], "rows of 14: vectors of 4");
@@ -345,7 +364,7 @@ fn one_depthwise_layer_is_computed_in_the_users_layout() {
 #[test]
 fn dense_3x3_layers_of_16_inputs_take_winograd() {
     let network = convgen::compile_source("winograd", winograd::MODEL_SOURCE).expect("the macro's model checks");
-    let plan = emit_rust::plan(&network).expect("lowers");
+    let plan = emit_rust::plan(&network, PlanFor::Avx2).expect("lowers");
     assert_eq!(stage_kernels(&plan), [convgen::conv_dsl::schedule::Kernel::Winograd; 3]);
     let names: Vec<&str> = plan.steps.iter().map(|step| step.layer.as_str()).collect();
     assert_eq!(names, ["x.to_internal", "w", "v", "u", "u.to_user"], "the add is in v's store");
@@ -355,14 +374,50 @@ fn dense_3x3_layers_of_16_inputs_take_winograd() {
 fn long_depthwise_rows_and_large_pointwise_planes_take_the_plane_kernel() {
     for source in [plane::MODEL_SOURCE, plane_pointwise::MODEL_SOURCE] {
         let network = convgen::compile_source("plane", source).expect("the macro's model checks");
-        let plan = emit_rust::plan(&network).expect("lowers");
+        let plan = emit_rust::plan(&network, PlanFor::Avx2).expect("lowers");
         let kernels = stage_kernels(&plan);
         assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Plane], "{source}: one plane step");
     }
     let network = convgen::compile_source("pair", plane_pair::MODEL_SOURCE).expect("the macro's model checks");
-    let plan = emit_rust::plan(&network).expect("lowers");
+    let plan = emit_rust::plan(&network, PlanFor::Avx2).expect("lowers");
     let kernels = stage_kernels(&plan);
     assert_eq!(kernels, [convgen::conv_dsl::schedule::Kernel::Plane; 2], "two plane steps, no conversion");
+}
+
+#[test]
+fn small_depthwise_planes_take_the_plane_kernel_in_the_avx512_plan() {
+    use convgen::conv_dsl::schedule::Kernel;
+    let network = convgen::compile_source("flat", flat::MODEL_SOURCE).expect("the macro's model checks");
+    let avx2 = emit_rust::plan(&network, PlanFor::Avx2).expect("lowers");
+    let avx512 = emit_rust::plan(&network, PlanFor::Avx512).expect("lowers");
+    let names =
+        |plan: &convgen::conv_dsl::lower::Plan| plan.steps.iter().map(|step| step.layer.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&avx2), ["x.to_internal", "d", "d.to_user"]);
+    assert_eq!(names(&avx512), ["d"]);
+    assert_eq!(stage_kernels(&avx512), [Kernel::Plane]);
+}
+
+#[test]
+fn the_default_pack_and_workspace_agree_and_a_workspace_of_the_other_plan_is_replaced() {
+    let network = convgen::compile_source("flat", flat::MODEL_SOURCE).expect("the macro's model checks");
+    let params = flat::Params::random(5);
+    let mut input = flat::new_input();
+    fill(&mut input[..], 9);
+    let tensor = Tensor::new(flat::INPUT_SHAPE.to_vec(), input.to_vec()).expect("INPUT_SHAPE fits");
+    let reference = interp::run(&network, &tensor, &params.to_params()).expect("reference runs");
+    let mut output = flat::new_output();
+    flat::forward(&input, &params.pack(), &mut output, &mut flat::Workspace::new());
+    assert_close("the host's plan", &output[..], reference.data());
+    for (host, other) in [(PlanFor::Avx2, PlanFor::Avx512), (PlanFor::Avx512, PlanFor::Avx2)] {
+        let packed = flat::Packed::with_plan(&params, host);
+        let mut workspace = flat::Workspace::for_packed(&flat::Packed::with_plan(&params, other));
+        output.fill(f32::NAN);
+        flat::forward(&input, &packed, &mut output, &mut workspace);
+        assert_close(&format!("{host:?} plan, {other:?} workspace"), &output[..], reference.data());
+        output.fill(f32::NAN);
+        flat::forward_portable(&input, &packed, &mut output, &mut workspace);
+        assert_close(&format!("{host:?} plan, portable, reused workspace"), &output[..], reference.data());
+    }
 }
 
 #[test]

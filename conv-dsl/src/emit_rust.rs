@@ -4,7 +4,9 @@
 //! function that unit and snapshot tests call; `conv-macros` only parses the invocation, calls
 //! [`crate::compile_tokens_concrete`] and [`module`], and turns diagnostics into compile errors.
 //!
-//! [`module`] lowers a concrete network once, for [`TARGET`] (8 lanes), and emits a module with:
+//! [`module`] lowers a concrete network for [`TARGET`] (8 lanes, AVX2 kernels) and for
+//! [`WIDE_TARGET`] (the same, where the tile and plane kernels run on AVX-512), and emits a module
+//! with:
 //!
 //! - shape constants (`INPUT_SHAPE`, `INPUT_LEN`, `OUTPUT_SHAPE`, `OUTPUT_LEN`, `PARAMETERS`,
 //!   `MACS`), the cost table `convgen check` prints (`COST_REPORT`), the model's text
@@ -13,7 +15,9 @@
 //!   `dw` / `pw` stages for a separable layer — in PyTorch's layouts, so `params.s.dw.weight` is
 //!   the tensor PyTorch calls `s.dw.weight`; filled from a flat slice, a `convgen::Params`, a
 //!   `.safetensors` file or PyTorch-like random values;
-//! - `Packed`: the parameters re-laid out for the kernels ([`crate::lower::Packing`]), built once;
+//! - `Packed`: the parameters re-laid out for the kernels ([`crate::lower::Packing`]), built once,
+//!   for the plan of the host (`Packed::new`) or a given one (`Packed::with_plan`): where the two
+//!   plans differ the module holds both ([`plans`]) and packs one;
 //! - `Workspace`: heap buffers for the intermediate values (shared by values whose lifetimes do
 //!   not overlap), reused across calls;
 //! - `forward(input, &packed, output, &mut workspace)` over fixed-size arrays, which allocates
@@ -23,7 +27,8 @@
 //! Each distinct IR function becomes one `#[inline(always)]` Rust function generic over whether
 //! multiply-adds are fused, and two thin `#[inline(never)]` wrappers: one compiled with
 //! `#[target_feature(enable = "avx2,fma")]` (fused, so its results equal the IR interpreter's bit
-//! for bit), one portable (`a * b + c`: `f32::mul_add` without FMA hardware is a library call).
+//! for bit), one portable (`a * b + c`: `f32::mul_add` without FMA hardware is a library call) —
+//! except the AVX-512 plan's own functions, which have the AVX2 + FMA wrapper only ([`plans`]).
 //! Identical functions (MobileNet's repeated blocks) are emitted once.
 //!
 //! Unroll policy: the emitter unrolls nothing and keeps every IR loop a Rust `for` loop. What is
@@ -43,7 +48,7 @@ use crate::diagnostic::Diagnostic;
 use crate::dim::fmt_shape;
 use crate::error::Error;
 use crate::ir::{BufferId, Function, Index, LoopVar, Stmt, TileActivation, Value};
-use crate::lower::{self, Arg, Packing, Plan};
+use crate::lower::{self, Packing, Plan};
 use crate::schedule::Target;
 use crate::spec::{Activation, Layout, Network, Op};
 
@@ -54,6 +59,15 @@ use crate::spec::{Activation, Layout, Network, Op};
 /// shared kernels (same checksum), `cargo run --release --example macro_mobilenet` on the
 /// development machine (AMD EPYC Zen 3); an inline Rust version of the tile took 32.7 ms.
 pub const TARGET: Target = Target { microkernels: true, ..Target::AVX2 };
+
+/// The target of the macro's second plan, for hosts whose tile and plane kernels run on AVX-512
+/// (the JIT's `wide_microkernels` there): the heuristic then takes the plane kernel for small
+/// depthwise planes and dense tiles of 4 vectors. Inline code stays 8-lane AVX2 code.
+pub const WIDE_TARGET: Target = Target { wide_microkernels: true, ..TARGET };
+
+mod plans;
+
+pub use plans::PlanFor;
 
 /// The head of the module to emit: `#[attributes] visibility mod name`, and extra items to put
 /// inside it (`conv_file!` adds an `include_str!` of the model so that Cargo rebuilds on change).
@@ -96,11 +110,11 @@ pub fn symbolic_dims(program: &Program) -> Vec<Diagnostic> {
     diagnostics
 }
 
-/// The plan the macro emits for `network` (whose input dims must all be concrete).
-pub fn plan(network: &Network) -> Result<Plan, Error> {
+/// The plan the macro emits for `network` (whose input dims must all be concrete) and `host`.
+pub fn plan(network: &Network, host: PlanFor) -> Result<Plan, Error> {
     let shape = concrete_input_shape(network)?;
     let binding = bind(network, &shape)?;
-    lower::lower(network, &binding, TARGET, &|_| None)
+    lower::lower(network, &binding, host.target(), &|_| None)
 }
 
 /// The module for `network`. `model_source` is the model's text, kept as `MODEL_SOURCE`.
@@ -108,6 +122,7 @@ pub fn module(header: &Header, network: &Network, model_source: &str) -> Result<
     let input_shape = concrete_input_shape(network)?;
     let binding = bind(network, &input_shape)?;
     let plan = lower::lower(network, &binding, TARGET, &|_| None)?;
+    let wide_plan = lower::lower(network, &binding, WIDE_TARGET, &|_| None)?;
     let layout = network.input.layout;
     let rank = input_shape.len();
     let output_shape = layout.order(&binding.layers[network.output].shape);
@@ -127,9 +142,7 @@ pub fn module(header: &Header, network: &Network, model_source: &str) -> Result<
     );
     let constants = constants(network, &plan, &input_shape, &output_shape, &report, model_source);
     let params = params(network, &tensors);
-    let packed = packed(&plan);
-    let workspace = workspace(&plan);
-    let (forward, kernels) = forward_and_kernels(&plan);
+    let plan_items = plans::items(&plan, &wide_plan);
 
     Ok(quote! {
         #attributes
@@ -139,10 +152,7 @@ pub fn module(header: &Header, network: &Network, model_source: &str) -> Result<
             #items
             #constants
             #params
-            #packed
-            #workspace
-            #forward
-            #kernels
+            #plan_items
         }
     })
 }
@@ -181,11 +191,13 @@ pub fn stub(header: &Header) -> TokenStream {
             pub struct Packed;
             impl Packed {
                 pub fn new(params: &Params) -> Packed { Packed }
+                pub fn with_plan<P>(params: &Params, plan: P) -> Packed { Packed }
             }
             #[derive(Default)]
             pub struct Workspace;
             impl Workspace {
                 pub fn new() -> Workspace { Workspace }
+                pub fn for_packed(packed: &Packed) -> Workspace { Workspace }
             }
             pub fn new_input() -> Box<[f32]> { Box::new([]) }
             pub fn new_output() -> Box<[f32]> { Box::new([]) }
@@ -534,185 +546,6 @@ fn tensor_path(tensor: &str) -> TokenStream {
     quote!(#layer #(.#rest)*)
 }
 
-fn packed(plan: &Plan) -> TokenStream {
-    let fields = plan.params.iter().enumerate().map(|(index, param)| {
-        let field = format_ident!("p{index}");
-        let len = unsuffixed(param.len);
-        let doc = format!(" `{}`, packed: {:?}.", param.source, param.packing);
-        quote!(#[doc = #doc] #field: Box<[f32; #len]>,)
-    });
-    let initialisers = plan.params.iter().enumerate().map(|(index, param)| {
-        let field = format_ident!("p{index}");
-        let packing = packing_tokens(&param.packing);
-        let path = tensor_path(&param.source);
-        quote!(#field: ::convgen::macro_support::pack(&#packing, &params.#path[..]),)
-    });
-    quote! {
-        #[doc = " The parameters re-laid out for the kernels (made by [`Params::pack`], once)."]
-        pub struct Packed { #(#fields)* }
-
-        impl Packed {
-            #[doc = " Packs `params`."]
-            pub fn new(params: &Params) -> Packed {
-                Packed { #(#initialisers)* }
-            }
-        }
-    }
-}
-
-fn workspace(plan: &Plan) -> TokenStream {
-    let fields = plan.values.iter().enumerate().map(|(index, &len)| {
-        let field = format_ident!("v{index}");
-        let len = unsuffixed(len);
-        quote!(#field: Box<[f32; #len]>,)
-    });
-    let initialisers = (0..plan.values.len()).map(|index| {
-        let field = format_ident!("v{index}");
-        quote!(#field: ::convgen::macro_support::zeroed(),)
-    });
-    let elements: u64 = plan.values.iter().sum();
-    let doc = format!(
-        " The intermediate values of [`forward`] ({elements} f32 in {} buffers, channels last and padded to {} lanes): allocate one with [`Workspace::new`] and reuse it.",
-        plan.values.len(),
-        plan.lanes
-    );
-    quote! {
-        #[doc = #doc]
-        pub struct Workspace { #(#fields)* }
-
-        impl Workspace {
-            #[doc = " Zeroed buffers."]
-            pub fn new() -> Workspace {
-                Workspace { #(#initialisers)* }
-            }
-        }
-
-        impl Default for Workspace {
-            fn default() -> Workspace {
-                Workspace::new()
-            }
-        }
-
-        #[doc = " A zeroed input on the heap."]
-        pub fn new_input() -> Box<[f32; INPUT_LEN]> {
-            ::convgen::macro_support::zeroed()
-        }
-
-        #[doc = " A zeroed output on the heap."]
-        pub fn new_output() -> Box<[f32; OUTPUT_LEN]> {
-            ::convgen::macro_support::zeroed()
-        }
-    }
-}
-
-/// `forward`, `forward_portable`, `forward_avx2` and `mod kernels`.
-fn forward_and_kernels(plan: &Plan) -> (TokenStream, TokenStream) {
-    // Distinct functions (ignoring names), each with the layers that call it.
-    let mut distinct: Vec<(Function, Vec<String>)> = Vec::new();
-    let mut kernel_of_step: Vec<usize> = Vec::new();
-    for step in &plan.steps {
-        let anonymous = Function { name: String::new(), ..step.function.clone() };
-        let position = match distinct.iter().position(|(function, _)| *function == anonymous) {
-            Some(position) => position,
-            None => {
-                distinct.push((anonymous, Vec::new()));
-                distinct.len() - 1
-            }
-        };
-        let label = match step.schedules_text() {
-            Some(schedules) => format!("`{}` ({schedules})", step.layer),
-            None => format!("`{}`", step.layer),
-        };
-        distinct[position].1.push(label);
-        kernel_of_step.push(position);
-    }
-
-    let calls = |suffix: &str| -> Vec<TokenStream> {
-        plan.steps
-            .iter()
-            .zip(&kernel_of_step)
-            .map(|(step, &kernel)| {
-                let (module, name) = (format_ident!("k{kernel}"), format_ident!("k{kernel}_{suffix}"));
-                let args = step.args.iter().zip(&step.function.buffers).enumerate().map(|(position, (arg, buffer))| {
-                    let whole = match (*arg, buffer.writes) {
-                        (Arg::Input, _) => quote!(input),
-                        (Arg::Output, _) => quote!(output),
-                        (Arg::Value(index), true) => {
-                            let field = format_ident!("v{index}");
-                            quote!(&mut *workspace.#field)
-                        }
-                        (Arg::Value(index), false) => {
-                            let field = format_ident!("v{index}");
-                            quote!(&*workspace.#field)
-                        }
-                        (Arg::Param(index), _) => {
-                            let field = format_ident!("p{index}");
-                            quote!(&*params.#field)
-                        }
-                    };
-                    match step.part {
-                        // A part of a stage writes a window of its output (the macro runs the parts
-                        // one after the other).
-                        Some(part) if part.window == position => {
-                            let (start, end) = (part.start as usize, (part.start + buffer.len) as usize);
-                            quote!((&mut (#whole)[#start..#end]).try_into().expect("a part's window has its length"))
-                        }
-                        _ => whole,
-                    }
-                });
-                quote!(kernels::#module::#name(#(#args),*);)
-            })
-            .collect()
-    };
-    let avx2_calls = calls("avx2");
-    let portable_calls = calls("portable");
-    let steps: Vec<String> = plan.steps.iter().map(|step| format!("`{}`", step.layer)).collect();
-    let forward_doc = format!(
-        " Runs the network: `input` and `output` in the input's layout, C order. Allocates nothing. Steps: {}.\n\n Runs the AVX2 + FMA version of the kernels when the CPU has both (detected at run time), else [`forward_portable`]. The AVX2 version's results equal the IR interpreter's bit for bit; the portable version rounds each multiply and add separately; both are within `1e-4·(1 + |y|)` of the reference interpreter on the tested models.",
-        steps.join(", ")
-    );
-    let forward = quote! {
-        #[doc = #forward_doc]
-        #[allow(unsafe_code)]
-        pub fn forward(input: &[f32; INPUT_LEN], params: &Packed, output: &mut [f32; OUTPUT_LEN], workspace: &mut Workspace) {
-            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-            if ::convgen::macro_support::avx2_fma_detected() {
-                // SAFETY: `forward_avx2` needs AVX2 and FMA, which the CPU was just detected to have.
-                unsafe { forward_avx2(input, params, output, workspace) };
-                return;
-            }
-            forward_portable(input, params, output, workspace);
-        }
-
-        #[doc = " [`forward`] with the portable kernels (the baseline features of the target), whatever the CPU."]
-        pub fn forward_portable(input: &[f32; INPUT_LEN], params: &Packed, output: &mut [f32; OUTPUT_LEN], workspace: &mut Workspace) {
-            #(#portable_calls)*
-        }
-
-        #[doc = " [`forward`] with the AVX2 + FMA kernels.\n\n # Safety\n\n The CPU must have AVX2 and FMA."]
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        #[target_feature(enable = "avx2,fma")]
-        fn forward_avx2(input: &[f32; INPUT_LEN], params: &Packed, output: &mut [f32; OUTPUT_LEN], workspace: &mut Workspace) {
-            #(#avx2_calls)*
-        }
-    };
-    let kernels = distinct.iter().enumerate().map(|(index, (function, layers))| kernel(index, function, layers));
-    let kernels = quote! {
-        #[doc = " The kernels: each distinct loop-IR function of the plan, generic over fused multiply-adds, with an AVX2 + FMA and a portable entry, in a module of its own (rustc compiles modules in parallel: MobileNetV1's kernels in one module kept one core busy for most of the build)."]
-        mod kernels {
-            #[allow(unused_imports)]
-            use ::convgen::macro_support::{
-                PlaneShape, TileActivation, TileShape, add, fma, hardswish, leaky_relu, load, load_even, plane, relu, relu6, sigmoid, silu, splat, sub,
-                store, tile, tile_fixed, transpose, window,
-            };
-
-            #(#kernels)*
-        }
-    };
-    (forward, kernels)
-}
-
-/// `act` as the expansion names it.
 fn activation_tokens(act: TileActivation) -> TokenStream {
     match act {
         TileActivation::None => quote!(TileActivation::None),
@@ -731,7 +564,9 @@ fn buffer_ident(name: &str) -> Ident {
     if clashes { format_ident!("{name}_") } else { format_ident!("{name}") }
 }
 
-fn kernel(index: usize, function: &Function, layers: &[String]) -> TokenStream {
+/// Kernel `index`: `function`'s generic body and its AVX2 + FMA entry, and a portable entry where
+/// `portable` (else the module exists only where the AVX2 entry does: x86 and x86-64).
+fn kernel(index: usize, function: &Function, layers: &[String], portable: bool) -> TokenStream {
     let body_name = format_ident!("k{index}");
     let avx2_name = format_ident!("k{index}_avx2");
     let portable_name = format_ident!("k{index}_portable");
@@ -758,8 +593,20 @@ fn kernel(index: usize, function: &Function, layers: &[String]) -> TokenStream {
     };
     let body = emitter.block(&function.body);
     let doc = format!(" {} (lanes {}).", layers.join(", "), function.lanes);
+    let (cfg, portable_entry) = if portable {
+        let entry = quote! {
+            #[inline(never)]
+            pub(in super::super) fn #portable_name(#(#params),*) {
+                #body_name::<false>(#(#names),*)
+            }
+        };
+        (quote!(), entry)
+    } else {
+        (quote!(#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]), quote!())
+    };
     quote! {
         #[doc = #doc]
+        #cfg
         pub(super) mod #body_name {
             use super::*;
 
@@ -777,10 +624,7 @@ fn kernel(index: usize, function: &Function, layers: &[String]) -> TokenStream {
                 #body_name::<true>(#(#names),*)
             }
 
-            #[inline(never)]
-            pub(in super::super) fn #portable_name(#(#params),*) {
-                #body_name::<false>(#(#names),*)
-            }
+            #portable_entry
         }
     }
 }

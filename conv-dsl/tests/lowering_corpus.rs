@@ -31,6 +31,7 @@ fn check_file(path: &std::path::Path) {
         ),
         // The macro's target: 8-lane values, stages of 8 or (groups of 4 outputs) 4 lanes.
         ("auto/macro", conv_dsl::emit_rust::TARGET, None),
+        ("auto/macro, AVX-512 plan", conv_dsl::emit_rust::WIDE_TARGET, None),
         // Every depthwise → pointwise pair fused, in blocks of a row or two; and in parts.
         ("auto, fused", fusing(64), None),
         ("auto, fused, 3 parts", Target { microkernels: true, threads: 3, part_macs: 0, ..fusing(64) }, None),
