@@ -24,8 +24,9 @@ use crate::ir::Function;
 use crate::lower::{Arg, Plan};
 
 /// Which of a model's plans: the one for AVX2 hosts (and the portable fallback), or the one for
-/// hosts whose tile kernels run on AVX-512. Either runs correctly on any host (the kernels it
-/// calls dispatch on the CPU at run time); each is fastest where it is meant to run.
+/// hosts whose tile kernels run on AVX-512. Either is correct on any CPU with AVX2 and FMA (the
+/// kernels it calls dispatch on the CPU at run time), each fastest where it is meant to run; the
+/// AVX-512 plan is packed only on those (its own kernels have no portable version).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PlanFor {
     /// Lowered for [`super::TARGET`].
@@ -45,33 +46,11 @@ impl PlanFor {
             PlanFor::Avx512 => super::WIDE_TARGET,
         }
     }
-
-    /// How the docs name it.
-    fn host(self) -> &'static str {
-        match self {
-            PlanFor::Avx2 => "AVX2",
-            PlanFor::Avx512 => "AVX-512",
-        }
-    }
-
-    fn module(self) -> Ident {
-        match self {
-            PlanFor::Avx2 => format_ident!("avx2_plan"),
-            PlanFor::Avx512 => format_ident!("avx512_plan"),
-        }
-    }
 }
 
 /// `Packed`, `Workspace`, `new_input`, `new_output`, `forward`, `forward_portable` and `kernels`
-/// for `plans`: the AVX2 plan and, where it differs, the AVX-512 one.
+/// for the AVX2 plan and, where it differs, the AVX-512 one.
 pub(super) fn items(avx2: &Plan, avx512: &Plan) -> TokenStream {
-    let plans: Vec<(PlanFor, &Plan)> = if avx2 == avx512 {
-        vec![(PlanFor::Avx2, avx2)]
-    } else {
-        vec![(PlanFor::Avx2, avx2), (PlanFor::Avx512, avx512)]
-    };
-    let (distinct, kernel_of_step) = distinct_kernels(plans.iter().map(|(_, plan)| *plan));
-    let kernels = kernels(&distinct);
     let buffers = quote! {
         #[doc = " A zeroed input on the heap."]
         pub fn new_input() -> Box<[f32; INPUT_LEN]> {
@@ -83,33 +62,20 @@ pub(super) fn items(avx2: &Plan, avx512: &Plan) -> TokenStream {
             ::convgen::macro_support::zeroed()
         }
     };
-    let [(_, plan)] = plans[..] else {
-        let modules = plans.iter().zip(&kernel_of_step).map(|(&(host, plan), kernel_of_step)| {
-            let module = host.module();
-            let doc = format!(" The plan for {} hosts.", host.host());
-            let (items, cfg) = match host {
-                PlanFor::Avx2 => (plan_items(plan, kernel_of_step, Visibility::PlanModule), quote!()),
-                PlanFor::Avx512 => (avx2_only_plan_items(plan, kernel_of_step), x86()),
-            };
-            quote! {
-                #[doc = #doc]
-                #cfg
-                mod #module {
-                    use super::*;
-                    #items
-                }
-            }
-        });
-        let dispatch = dispatch(&plans, avx2);
-        return quote! {
-            #dispatch
-            #buffers
-            #(#modules)*
-            #kernels
-        };
-    };
-    let items = plan_items(plan, &kernel_of_step[0], Visibility::Public);
+    let (items, kernels) = if avx2 == avx512 { one_plan(avx2) } else { two_plans(avx2, avx512) };
     quote! {
+        #items
+        #buffers
+        #kernels
+    }
+}
+
+/// The items of a model whose plans are equal, and its kernels: the plan's items are the public
+/// ones; `with_plan` and `for_packed` have nothing to choose.
+fn one_plan(plan: &Plan) -> (TokenStream, TokenStream) {
+    let (distinct, kernel_of_step) = distinct_kernels([plan]);
+    let items = plan_items(plan, &kernel_of_step[0], Visibility::Public);
+    let items = quote! {
         #items
 
         impl Packed {
@@ -133,10 +99,35 @@ pub(super) fn items(avx2: &Plan, avx512: &Plan) -> TokenStream {
                 Workspace::new()
             }
         }
+    };
+    (items, kernels(&distinct))
+}
 
-        #buffers
-        #kernels
-    }
+/// The items of a model with two plans, and their kernels: each plan in a module of its own, and
+/// the public wrappers that dispatch on the plan packed.
+fn two_plans(avx2: &Plan, avx512: &Plan) -> (TokenStream, TokenStream) {
+    let (distinct, kernel_of_step) = distinct_kernels([avx2, avx512]);
+    let avx2_items = plan_items(avx2, &kernel_of_step[0], Visibility::PlanModule);
+    let avx512_items = avx2_only_plan_items(avx512, &kernel_of_step[1]);
+    let x86 = x86();
+    let dispatch = dispatch(avx2, avx512);
+    let items = quote! {
+        #dispatch
+
+        #[doc = " The plan for AVX2 hosts."]
+        mod avx2_plan {
+            use super::*;
+            #avx2_items
+        }
+
+        #[doc = " The plan for AVX-512 hosts."]
+        #x86
+        mod avx512_plan {
+            use super::*;
+            #avx512_items
+        }
+    };
+    (items, kernels(&distinct))
 }
 
 /// A distinct function of the plans: the function (unnamed), the steps that call it, and whether
@@ -145,10 +136,10 @@ type Distinct = (Function, Vec<String>, bool);
 
 /// The distinct functions of every plan's steps (the AVX2 plan's first), and per plan the kernel
 /// of each step.
-fn distinct_kernels<'a>(plans: impl Iterator<Item = &'a Plan>) -> (Vec<Distinct>, Vec<Vec<usize>>) {
+fn distinct_kernels<const N: usize>(plans: [&Plan; N]) -> (Vec<Distinct>, Vec<Vec<usize>>) {
     let mut distinct: Vec<Distinct> = Vec::new();
     let mut kernel_of_step = Vec::new();
-    for (index, plan) in plans.enumerate() {
+    for (index, plan) in plans.into_iter().enumerate() {
         let mut kernels = Vec::new();
         for step in &plan.steps {
             let anonymous = Function { name: String::new(), ..step.function.clone() };
@@ -401,14 +392,14 @@ fn forward(plan: &Plan, kernel_of_step: &[usize], visibility: Visibility) -> Tok
 
 /// The public `Packed`, `Workspace`, `forward` and `forward_portable` of a model with two plans:
 /// each wraps or calls the plan `Packed::new` picked for the host.
-fn dispatch(plans: &[(PlanFor, &Plan)], avx2: &Plan) -> TokenStream {
+fn dispatch(avx2: &Plan, avx512: &Plan) -> TokenStream {
     let x86 = x86();
-    let forward_doc = forward_doc(avx2, plans.len());
-    let sizes: Vec<String> = plans
+    let forward_doc = forward_doc(avx2, 2);
+    let sizes: Vec<String> = [("AVX2", avx2), ("AVX-512", avx512)]
         .iter()
         .map(|(host, plan)| {
             let elements: u64 = plan.values.iter().sum();
-            format!("{elements} f32 in {} buffers for the {} plan", plan.values.len(), host.host())
+            format!("{elements} f32 in {} buffers for the {host} plan", plan.values.len())
         })
         .collect();
     let workspace_doc = format!(
