@@ -1,8 +1,8 @@
 //! MobileNetV1 (224×224, batch 1) through `conv_file!`: the model file is read and checked when
 //! this example compiles (the path is relative to the crate), and Cargo rebuilds it when the file
-//! changes. `cargo run --release --example macro_mobilenet` times `forward` (AVX2 + FMA where the CPU
-//! has them) and `forward_portable`; with `--reference` it also compares the output with the
-//! reference interpreter.
+//! changes. `cargo run --release --example macro_mobilenet` times `forward` (the plan for this host,
+//! AVX2 + FMA where the CPU has them) and `forward_portable` (the AVX2 plan's portable kernels); with
+//! `--reference` it also compares the output with the reference interpreter.
 
 use std::time::Instant;
 
@@ -14,8 +14,11 @@ type Forward =
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let params = mobilenet::Params::random(7); // or Params::from_safetensors("weights.safetensors")?
-    let packed = params.pack();
+    let packed = params.pack(); // for this host's plan (AVX-512's where the kernels run on it)
     let mut workspace = mobilenet::Workspace::new();
+    // The portable kernels are the AVX2 plan's (the AVX-512 plan runs only on CPUs with AVX2 + FMA).
+    let avx2_plan = mobilenet::Packed::with_plan(&params, convgen::PlanFor::Avx2);
+    let mut avx2_workspace = mobilenet::Workspace::for_packed(&avx2_plan);
     let mut input = mobilenet::new_input();
     for (index, value) in input.iter_mut().enumerate() {
         *value = ((index * 7919) % 1000) as f32 / 500.0 - 1.0;
@@ -23,13 +26,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut output = mobilenet::new_output();
 
     println!("mobilenet: {:?} → {:?}", mobilenet::INPUT_SHAPE, mobilenet::OUTPUT_SHAPE);
-    let runs: [(&str, Forward); 2] =
-        [("forward", mobilenet::forward), ("forward_portable", mobilenet::forward_portable)];
-    for (label, forward) in runs {
+    let runs: [(&str, Forward, &mobilenet::Packed, &mut mobilenet::Workspace); 2] = [
+        ("forward", mobilenet::forward, &packed, &mut workspace),
+        ("forward_portable", mobilenet::forward_portable, &avx2_plan, &mut avx2_workspace),
+    ];
+    for (label, forward, packed, workspace) in runs {
         let mut times = Vec::new();
         for _ in 0..10 {
             let start = Instant::now();
-            forward(&input, &packed, &mut output, &mut workspace);
+            forward(&input, packed, &mut output, workspace);
             times.push(start.elapsed());
         }
         times.sort();
