@@ -1,6 +1,6 @@
 //! The `conv!` module's `forward` allocates nothing: a global allocator that counts allocations
 //! made on this test's thread sees none during `forward` (parameters, workspace, input and output
-//! are all made before).
+//! are all made before), with either of the model's plans.
 
 // A counting global allocator is unsafe to implement; this test binary is its only user.
 #![allow(unsafe_code)]
@@ -57,8 +57,12 @@ fn allocations(run: impl FnOnce()) -> usize {
 
 #[test]
 fn forward_allocates_nothing() {
-    let packed = block::Params::random(3).pack();
-    let mut workspace = block::Workspace::new();
+    use convgen::PlanFor;
+    // Two plans, so that `forward` dispatches on the plan packed.
+    let network = convgen::compile_source("block", block::MODEL_SOURCE).expect("the macro's model checks");
+    let plan = |host| convgen::conv_dsl::emit_rust::plan(&network, host).expect("lowers");
+    assert_ne!(plan(PlanFor::Avx2), plan(PlanFor::Avx512), "the model has two plans");
+    let params = block::Params::random(3);
     let mut input = block::new_input();
     for (index, value) in input.iter_mut().enumerate() {
         *value = (index % 17) as f32 / 8.5 - 1.0;
@@ -68,10 +72,19 @@ fn forward_allocates_nothing() {
     assert_eq!(allocations(|| drop(std::hint::black_box(vec![1u8; 64]))), 1);
     let runs: [(&str, fn(&_, &_, &mut _, &mut _)); 2] =
         [("forward", block::forward), ("forward_portable", block::forward_portable)];
-    for (label, forward) in runs {
-        // The first call too: nothing is allocated lazily.
-        let count = allocations(|| forward(&input, &packed, &mut output, &mut workspace));
-        assert_eq!(count, 0, "{label} allocated {count} times");
-        assert!(output.iter().any(|&value| value != 0.0), "{label} computed something");
+    for host in PlanFor::ALL {
+        let packed = block::Packed::with_plan(&params, host);
+        let mut workspace = block::Workspace::for_packed(&packed);
+        for (label, forward) in runs {
+            output.fill(0.0);
+            // The first call too: nothing is allocated lazily.
+            let count = allocations(|| forward(&input, &packed, &mut output, &mut workspace));
+            assert_eq!(count, 0, "{host:?} plan: {label} allocated {count} times");
+            assert!(output.iter().any(|&value| value != 0.0), "{host:?} plan: {label} computed something");
+        }
     }
+    // The defaults agree: the host's plan, packed and allocated for.
+    let (packed, mut workspace) = (params.pack(), block::Workspace::new());
+    let count = allocations(|| block::forward(&input, &packed, &mut output, &mut workspace));
+    assert_eq!(count, 0, "pack() and Workspace::new(): forward allocated {count} times");
 }
