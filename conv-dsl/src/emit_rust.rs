@@ -564,6 +564,11 @@ fn buffer_ident(name: &str) -> Ident {
     if clashes { format_ident!("{name}_") } else { format_ident!("{name}") }
 }
 
+/// `#[cfg(…)]` for x86 and x86-64, where the AVX2 + FMA versions exist.
+fn x86() -> TokenStream {
+    quote!(#[cfg(any(target_arch = "x86", target_arch = "x86_64"))])
+}
+
 /// Kernel `index`: `function`'s generic body and its AVX2 + FMA entry, and a portable entry where
 /// `portable` (else the module exists only where the AVX2 entry does: x86 and x86-64).
 fn kernel(index: usize, function: &Function, layers: &[String], portable: bool) -> TokenStream {
@@ -602,8 +607,9 @@ fn kernel(index: usize, function: &Function, layers: &[String], portable: bool) 
         };
         (quote!(), entry)
     } else {
-        (quote!(#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]), quote!())
+        (x86(), quote!())
     };
+    let x86 = x86();
     quote! {
         #[doc = #doc]
         #cfg
@@ -617,7 +623,7 @@ fn kernel(index: usize, function: &Function, layers: &[String], portable: bool) 
                 #body
             }
 
-            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            #x86
             #[target_feature(enable = "avx2,fma")]
             #[inline(never)]
             pub(in super::super) fn #avx2_name(#(#params),*) {

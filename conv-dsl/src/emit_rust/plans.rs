@@ -12,14 +12,14 @@
 //! The AVX-512 plan's own kernels are emitted in their AVX2 + FMA version only: the portable
 //! versions were more than half of a model's build time (MobileNetV1's example: 7.2 s without any,
 //! 15–17 s with both plans' on an AVX-512 AMD EPYC), and that plan only runs on CPUs with AVX2 and
-//! FMA: its `Packed` holds the proof ([`Avx2Fma`](../../../convgen/macro_support/struct.Avx2Fma.html)),
+//! FMA: its `Packed` holds the proof (`convgen::macro_support::Avx2Fma`),
 //! made where `Packed::with_plan` detects them (elsewhere it packs the AVX2 plan), and
 //! `forward_portable` runs it as `forward` does.
 
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
-use super::{kernel, packing_tokens, tensor_path, unsuffixed};
+use super::{kernel, packing_tokens, tensor_path, unsuffixed, x86};
 use crate::ir::Function;
 use crate::lower::{Arg, Plan};
 
@@ -213,18 +213,13 @@ fn plan_items(plan: &Plan, kernel_of_step: &[usize], visibility: Visibility) -> 
     }
 }
 
-/// `#[cfg(…)]` for x86 and x86-64, where the AVX2 + FMA versions exist.
-fn x86() -> TokenStream {
-    quote!(#[cfg(any(target_arch = "x86", target_arch = "x86_64"))])
-}
-
 /// The AVX-512 plan's `Packed`, `Workspace` and `forward`, which runs the kernels' AVX2 + FMA
 /// versions on the proof that the CPU has both (the only versions of its own kernels).
 fn avx2_only_plan_items(plan: &Plan, kernel_of_step: &[usize]) -> TokenStream {
     let public = Visibility::PlanModule.tokens();
     let packed = packed(plan, &public);
     let workspace = workspace(plan, &public);
-    let avx2_calls = calls(plan, kernel_of_step, "avx2");
+    let forward_avx2 = forward_avx2(plan, kernel_of_step);
     quote! {
         #packed
         #workspace
@@ -237,7 +232,17 @@ fn avx2_only_plan_items(plan: &Plan, kernel_of_step: &[usize]) -> TokenStream {
             unsafe { forward_avx2(input, params, output, workspace) };
         }
 
+        #forward_avx2
+    }
+}
+
+/// `forward_avx2`: `plan`'s steps calling the kernels' AVX2 + FMA entries (x86 and x86-64 only).
+fn forward_avx2(plan: &Plan, kernel_of_step: &[usize]) -> TokenStream {
+    let x86 = x86();
+    let avx2_calls = calls(plan, kernel_of_step, "avx2");
+    quote! {
         #[doc = " [`forward`] with the AVX2 + FMA kernels.\n\n # Safety\n\n The CPU must have AVX2 and FMA."]
+        #x86
         #[target_feature(enable = "avx2,fma")]
         fn forward_avx2(input: &[f32; INPUT_LEN], params: &Packed, output: &mut [f32; OUTPUT_LEN], workspace: &mut Workspace) {
             #(#avx2_calls)*
@@ -356,7 +361,8 @@ fn forward_doc(plan: &Plan, plans: usize) -> String {
 }
 
 fn forward(plan: &Plan, kernel_of_step: &[usize], visibility: Visibility) -> TokenStream {
-    let avx2_calls = calls(plan, kernel_of_step, "avx2");
+    let x86 = x86();
+    let forward_avx2 = forward_avx2(plan, kernel_of_step);
     let portable_calls = calls(plan, kernel_of_step, "portable");
     let public = visibility.tokens();
     let doc = match visibility {
@@ -367,7 +373,7 @@ fn forward(plan: &Plan, kernel_of_step: &[usize], visibility: Visibility) -> Tok
         #[doc = #doc]
         #[allow(unsafe_code)]
         #public fn forward(input: &[f32; INPUT_LEN], params: &Packed, output: &mut [f32; OUTPUT_LEN], workspace: &mut Workspace) {
-            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            #x86
             if ::convgen::macro_support::avx2_fma_detected() {
                 // SAFETY: `forward_avx2` needs AVX2 and FMA, which the CPU was just detected to have.
                 unsafe { forward_avx2(input, params, output, workspace) };
@@ -381,12 +387,7 @@ fn forward(plan: &Plan, kernel_of_step: &[usize], visibility: Visibility) -> Tok
             #(#portable_calls)*
         }
 
-        #[doc = " [`forward`] with the AVX2 + FMA kernels.\n\n # Safety\n\n The CPU must have AVX2 and FMA."]
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        #[target_feature(enable = "avx2,fma")]
-        fn forward_avx2(input: &[f32; INPUT_LEN], params: &Packed, output: &mut [f32; OUTPUT_LEN], workspace: &mut Workspace) {
-            #(#avx2_calls)*
-        }
+        #forward_avx2
     }
 }
 
