@@ -427,9 +427,7 @@ fn inspect(
             }
             for step in steps {
                 let schedule = step.schedules_text().map_or(String::new(), |schedules| format!(" ({schedules})"));
-                let part = step.part.map_or(String::new(), |part| {
-                    format!(", part {} of {} from element {}", part.index + 1, part.count, part.start)
-                });
+                let part = step.part.map_or(String::new(), |part| format!(", {part}"));
                 out(&format!("// step {}{schedule}{part}\n", step.layer));
                 let text = match emit {
                     Emit::Clif => conv_jit::clif(&step.function).map_err(|error| Error::Jit(error.to_string()))?,

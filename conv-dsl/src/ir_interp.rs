@@ -64,6 +64,17 @@ pub fn run_plan(plan: &Plan, input: &[f32], packed: &[Vec<f32>]) -> Result<Vec<f
             let len = step.function.buffers.get(part.window).map_or(0, |buffer| buffer.len);
             let end = part.start + len;
             let found = buffers.get(part.window).map_or(0, |buffer| buffer.len() as u64);
+            if let Some(runs) = part.runs.filter(|runs| !runs.fit(len)) {
+                return Err(Error::PlanArgument {
+                    what: format!(
+                        "the runs of step `{}`'s window ({} of {} elements, {} apart; at least one, none longer \
+                         than that distance)",
+                        step.layer, runs.count, runs.len, runs.stride
+                    ),
+                    found: runs.span(),
+                    expected: len,
+                });
+            }
             let Some(buffer) = buffers.get_mut(part.window).filter(|_| end <= found) else {
                 return Err(Error::PlanArgument {
                     what: format!("the buffer of which step `{}` writes elements {}..{end}", step.layer, part.start),
@@ -77,7 +88,17 @@ pub fn run_plan(plan: &Plan, input: &[f32], packed: &[Vec<f32>]) -> Result<Vec<f
         }
         let result = run_function(&step.function, &mut buffers);
         if let (Some(part), Some((range, mut full))) = (step.part, whole) {
-            full[range].copy_from_slice(&buffers[part.window]);
+            // Only what the part may write is kept: a write elsewhere shows up as a wrong result.
+            let window = &buffers[part.window];
+            match part.runs {
+                None => full[range].copy_from_slice(window),
+                Some(runs) => {
+                    for run in 0..runs.count {
+                        let at = (run * runs.stride) as usize..(run * runs.stride + runs.len) as usize;
+                        full[range.start + at.start..range.start + at.end].copy_from_slice(&window[at]);
+                    }
+                }
+            }
             buffers[part.window] = full;
         }
         for (position, (arg, buffer)) in step.args.iter().zip(buffers).enumerate() {

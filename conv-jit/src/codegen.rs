@@ -27,6 +27,7 @@
 use std::collections::HashMap;
 
 use conv_dsl::ir::{self, BufferId, Index, Stmt, TRANSPOSE};
+use conv_dsl::lower::Runs;
 use conv_dsl::spec::Activation;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, F64, I8X16, I64};
@@ -129,13 +130,15 @@ impl Import {
 /// Checks that `function` can be compiled to memory-safe code: lanes 1 or 4, every buffer,
 /// accumulator and loop variable it names exists (loop variables only inside their loop), and every
 /// access of every iteration lies inside its buffer's declared length. Loops that run 0 times are
-/// never executed and not checked (the interpreter does not look into them either).
-pub(crate) fn check(function: &ir::Function) -> Result<Analysis, Error> {
+/// never executed and not checked (the interpreter does not look into them either). With `runs`
+/// (a part's window written in runs, [`Runs`]), every access of that buffer lies inside one run.
+pub(crate) fn check(function: &ir::Function, runs: Option<(BufferId, Runs)>) -> Result<Analysis, Error> {
     if function.lanes != 1 && function.lanes != 4 {
         return Err(Error::Lanes { function: function.name.clone(), lanes: function.lanes });
     }
     let mut checker = Checker {
         function,
+        runs,
         counts: vec![None; function.loop_vars as usize],
         analysis: Analysis {
             stored: vec![false; function.buffers.len()],
@@ -150,6 +153,8 @@ pub(crate) fn check(function: &ir::Function) -> Result<Analysis, Error> {
 
 struct Checker<'a> {
     function: &'a ir::Function,
+    /// The buffer that may be accessed only in runs, and its runs.
+    runs: Option<(BufferId, Runs)>,
     /// Per loop variable: its trip count while inside its loop.
     counts: Vec<Option<u64>>,
     analysis: Analysis,
@@ -337,6 +342,42 @@ impl Checker<'_> {
                 start: low,
                 end,
                 len: declared.len,
+            });
+        }
+        match self.runs {
+            Some((runs_buffer, runs)) if runs_buffer == buffer => self.in_runs(index, width, runs),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that `[index, index + width)` lies inside one of `runs` for every value of the loop
+    /// variables (`access` checked it lies inside the buffer). The index is `stride · run + within`:
+    /// terms whose coefficient is a multiple of the stride (and the offset's quotient) move between
+    /// runs, the others (and the offset's remainder) make up `within`, whose extremes must keep the
+    /// access inside a run, `0 ≤ within` and `within + width ≤ len`. Then `run` lies in
+    /// `0..count` too, since `len ≤ stride` and the whole access lies in the window.
+    fn in_runs(&self, index: &Index, width: u32, runs: Runs) -> Result<(), Error> {
+        let stride = i128::from(runs.stride.max(1));
+        let offset = i128::from(index.offset).rem_euclid(stride);
+        let (mut low, mut high) = (offset, offset);
+        for &(var, coefficient) in &index.terms {
+            let count = self.counts.get(var.0 as usize).copied().flatten().ok_or_else(|| self.loop_variable(var.0))?;
+            if i128::from(coefficient) % stride != 0 {
+                let last = i128::from(coefficient) * (i128::from(count) - 1);
+                low += last.min(0);
+                high += last.max(0);
+            }
+        }
+        let end = high + i128::from(width);
+        if low < 0 || end > i128::from(runs.len) {
+            let declared = &self.function.buffers[self.runs.map_or(0, |(buffer, _)| buffer.0 as usize)];
+            return Err(Error::OutsideRuns {
+                function: self.function.name.clone(),
+                buffer: declared.name.clone(),
+                start: low,
+                end,
+                len: runs.len,
+                stride: runs.stride,
             });
         }
         Ok(())

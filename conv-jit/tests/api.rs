@@ -3,7 +3,7 @@
 
 use conv_dsl::Activation;
 use conv_dsl::ir::{Acc, Buffer, BufferId, Function, Index, LoopVar, Stmt, Value};
-use conv_dsl::lower::{Arg, Plan, Step};
+use conv_dsl::lower::{Arg, Plan, Runs, Step};
 use conv_dsl::random::SplitMix64;
 use conv_dsl::schedule::Target;
 use conv_dsl::{Params, bind, compile_source, ir_interp, lower};
@@ -477,26 +477,34 @@ fn split_stages_tile_their_output_with_windows_and_run_like_the_whole() {
     for threads in [2, 3] {
         let (whole, plan, input, params) = split_plan(threads);
         // Every step of the whole plan became parts whose windows cover its output: `threads` of
-        // them, or as many as there are units to split (the 8 channels of the output, by quads).
+        // them (the output conversion, to channels-first, in runs: one per channel).
         let mut steps = plan.steps.iter().peekable();
         for single in &whole.steps {
             let first =
                 steps.peek().and_then(|step| step.part).unwrap_or_else(|| panic!("`{}` is split", single.layer));
-            let expected = if single.layer == "p.to_user" { 2 } else { threads };
-            assert_eq!(first.count, expected, "`{}`: parts", single.layer);
+            assert_eq!(first.count, threads, "`{}`: parts", single.layer);
             let mut end = 0;
             for index in 0..first.count {
                 let step = steps.next().expect("every part is there");
                 let part = step.part.expect("a part");
                 assert_eq!((part.index, part.count, &step.layer), (index, first.count, &single.layer));
                 assert_eq!(part.start, end, "`{}`: windows follow each other", step.layer);
-                end += step.function.buffers[part.window].len;
+                let len = step.function.buffers[part.window].len;
+                assert_eq!(part.runs.map_or(len, |runs| runs.span()), len, "`{}`: runs span the window", step.layer);
+                end += part.runs.map_or(len, |runs| runs.len);
             }
             // The output: 13 × 11 pixels of 16 channels (`c`, `d`, `r`) or 8 (`p`), at the start
-            // of a buffer that may be longer (shared with another value).
+            // of a buffer that may be longer (shared with another value); or, in runs, the 8
+            // channels' 13 × 11 positions.
             let channels = if single.layer.starts_with('p') { 8 } else { 16 };
-            assert_eq!(end, 13 * 11 * channels, "`{}`: the windows cover the output", single.layer);
-            assert!(end <= single.function.buffers[1].len, "`{}`: the windows fit the buffer", single.layer);
+            if single.layer == "p.to_user" {
+                let runs = first.runs.expect("the output conversion is in runs");
+                assert_eq!((runs.count, runs.stride, end), (8, 13 * 11, 13 * 11), "`p.to_user`: runs");
+            } else {
+                assert_eq!(first.runs, None, "`{}`: one window each", single.layer);
+                assert_eq!(end, 13 * 11 * channels, "`{}`: the windows cover the output", single.layer);
+                assert!(end <= single.function.buffers[1].len, "`{}`: the windows fit the buffer", single.layer);
+            }
         }
         assert!(steps.next().is_none());
         let compiled = compile(&plan).expect("compiles");
@@ -566,4 +574,35 @@ fn parts_that_could_race_are_rejected_before_any_code_exists() {
     let mut past = plan.clone();
     past.steps[conv + 1].part.as_mut().unwrap().start += 1;
     assert!(matches!(compile(&past), Err(Error::BufferLength { .. })), "a window past the end");
+
+    // The output conversion's windows in runs (one per channel, 143 positions apart; 72
+    // positions in part 0's, 71 in part 1's).
+    let to_user = plan.steps.iter().position(|step| step.layer == "p.to_user").expect("a step of `p.to_user`");
+    fn runs(plan: &mut Plan, step: usize) -> &mut Runs {
+        plan.steps[step].part.as_mut().unwrap().runs.as_mut().unwrap()
+    }
+    let expect_runs_error = |plan: &Plan, what: &str, why: &str| match compile(plan) {
+        Err(Error::Part { step, reason }) => assert!(step == "p.to_user" && reason.contains(why), "{what}: {reason}"),
+        other => panic!("{what}: {other:?}"),
+    };
+    // Runs of part 1 that start inside part 0's.
+    let mut overlapping = plan.clone();
+    overlapping.steps[to_user + 1].part.as_mut().unwrap().start -= 1;
+    runs(&mut overlapping, to_user + 1).len += 1;
+    overlapping.steps[to_user + 1].function.buffers[1].len += 1;
+    expect_runs_error(&overlapping, "overlapping runs", "inside the previous one");
+    // Runs that do not span the declared window.
+    let mut short = plan.clone();
+    runs(&mut short, to_user).count -= 1;
+    expect_runs_error(&short, "runs shorter than the window", "do not fit its window");
+    // Code that writes outside its runs (part 0 writes 72 positions per channel, not 32).
+    let mut outside = plan.clone();
+    runs(&mut outside, to_user).len = 32;
+    match compile(&outside) {
+        Err(Error::OutsideRuns { function, start, end, len, stride, .. }) => {
+            assert_eq!((function.as_str(), len, stride), ("to_user.part0", 32, 143));
+            assert!(start >= 0 && end > 32, "elements {start}..{end}");
+        }
+        other => panic!("code writing outside its runs: {other:?}"),
+    }
 }

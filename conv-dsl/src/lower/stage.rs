@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::{Builder, Packing, activate, as_part, padded, part_count, part_range};
+use super::{Builder, Packing, Runs, activate, as_part, padded, part_count, part_range};
 use crate::bind::BoundConv;
 use crate::ir::{Acc, Buffer, BufferId, Function, Index, Stmt, TILE_LANES, Tile, TileActivation, Value};
 use crate::schedule::{Kernel, Order, Schedule, Target, channel_vectors};
@@ -87,8 +87,9 @@ pub(super) struct Region {
     pub positions: [Range<u64>; 3],
 }
 
-/// A function and, for a [`Part`], where its window of the output starts.
-pub(super) type Split = (Function, Option<u64>);
+/// A function and, for a [`Part`], where its window of the output starts and the runs of it it
+/// writes, if not all of it.
+pub(super) type Split = (Function, Option<(u64, Option<Runs>)>);
 
 /// A packed parameter of a convolution stage: `(kind, packing, len)` with kind `weight` or `bias`.
 pub(super) type StageParam = (&'static str, Packing, u64);
