@@ -517,6 +517,36 @@ fn split_stages_tile_their_output_with_windows_and_run_like_the_whole() {
 }
 
 #[test]
+fn split_plans_run_at_once_from_several_threads_and_from_inside_rayon() {
+    // A run's helpers (which take its parts between split steps) wait for nothing but their own
+    // run's end: runs started from several threads at once, from inside rayon's pool (where a
+    // helper may run another run inside it), and on a pool of one thread all finish, and compute
+    // what the unsplit plan does.
+    for threads in [2, 3] {
+        let (whole, plan, input, params) = split_plan(threads);
+        let compiled = compile(&plan).expect("compiles");
+        let expected = ir_interp::run_plan(&whole, &input, &params).expect("runs");
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| {
+                    for _ in 0..20 {
+                        assert_eq!(compiled.run(&input, &params).expect("runs"), expected);
+                    }
+                });
+            }
+            scope.spawn(|| {
+                use rayon::prelude::*;
+                let outputs: Vec<Vec<f32>> =
+                    (0..24).into_par_iter().map(|_| compiled.run(&input, &params).expect("runs")).collect();
+                assert!(outputs.iter().all(|output| *output == expected));
+            });
+        });
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a pool");
+        assert_eq!(one.install(|| compiled.run(&input, &params)).expect("runs"), expected, "a pool of one thread");
+    }
+}
+
+#[test]
 fn a_timed_run_computes_the_same_and_times_each_step_once() {
     let (whole, plan, input, params) = split_plan(2);
     let compiled = compile(&plan).expect("compiles");
