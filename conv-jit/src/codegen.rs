@@ -231,7 +231,17 @@ impl Checker<'_> {
                 function: self.function.name.clone(),
                 reason: "it spans more than 2^32 elements".to_string(),
             })?;
-            self.access(buffer, &index.clone().plus_constant(low), width)?;
+            match self.runs {
+                // Sums stored into a window in runs: inside the window, and each pixel's
+                // vectors inside one run.
+                Some((runs_buffer, runs)) if runs_buffer == buffer && buffer == tile.acc => {
+                    self.in_bounds(buffer, &index.clone().plus_constant(low), width)?;
+                    let pixels = (u64::from(tile.pixels), tile.acc_pixel_stride);
+                    let vectors = tile.vectors * ir::TILE_LANES;
+                    self.in_runs(index, &[(tile.repeat, tile.acc_repeat_stride), pixels], vectors, runs)?;
+                }
+                _ => self.access(buffer, &index.clone().plus_constant(low), width)?,
+            }
         }
         self.analysis.stored[tile.acc.0 as usize] = true;
         if !self.analysis.tiles.contains(&shape) {
@@ -317,8 +327,19 @@ impl Checker<'_> {
         Error::LoopVariable { function: self.function.name.clone(), var }
     }
 
-    /// Checks `buffer[index .. index + width]` for every value of the enclosing loop variables.
+    /// Checks `buffer[index .. index + width]` for every value of the enclosing loop variables:
+    /// inside the buffer and, in a window in runs, inside one run.
     fn access(&self, buffer: BufferId, index: &Index, width: u32) -> Result<(), Error> {
+        self.in_bounds(buffer, index, width)?;
+        match self.runs {
+            Some((runs_buffer, runs)) if runs_buffer == buffer => self.in_runs(index, &[], width, runs),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks `buffer[index .. index + width]` inside the buffer for every value of the enclosing
+    /// loop variables.
+    fn in_bounds(&self, buffer: BufferId, index: &Index, width: u32) -> Result<(), Error> {
         let declared = self.function.buffers.get(buffer.0 as usize).ok_or_else(|| Error::UnknownBuffer {
             function: self.function.name.clone(),
             buffer: buffer.0,
@@ -344,10 +365,7 @@ impl Checker<'_> {
                 len: declared.len,
             });
         }
-        match self.runs {
-            Some((runs_buffer, runs)) if runs_buffer == buffer => self.in_runs(index, width, runs),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     /// Checks that `[index, index + width)` lies inside one of `runs` for every value of the loop
@@ -356,12 +374,20 @@ impl Checker<'_> {
     /// runs, the others (and the offset's remainder) make up `within`, whose extremes must keep the
     /// access inside a run, `0 ≤ within` and `within + width ≤ len`. Then `run` lies in
     /// `0..count` too, since `len ≤ stride` and the whole access lies in the window.
-    fn in_runs(&self, index: &Index, width: u32, runs: Runs) -> Result<(), Error> {
+    ///
+    /// `extra` are more terms, `(count, coefficient)`, of accesses a kernel makes from the index
+    /// (a tile's pixels and repeats), each access `width` elements.
+    fn in_runs(&self, index: &Index, extra: &[(u64, i64)], width: u32, runs: Runs) -> Result<(), Error> {
         let stride = i128::from(runs.stride.max(1));
         let offset = i128::from(index.offset).rem_euclid(stride);
         let (mut low, mut high) = (offset, offset);
+        let mut terms = Vec::with_capacity(index.terms.len() + extra.len());
         for &(var, coefficient) in &index.terms {
             let count = self.counts.get(var.0 as usize).copied().flatten().ok_or_else(|| self.loop_variable(var.0))?;
+            terms.push((count, coefficient));
+        }
+        terms.extend(extra.iter().filter(|&&(count, _)| count > 0));
+        for (count, coefficient) in terms {
             if i128::from(coefficient) % stride != 0 {
                 let last = i128::from(coefficient) * (i128::from(count) - 1);
                 low += last.min(0);

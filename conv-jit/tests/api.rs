@@ -547,6 +547,55 @@ fn split_plans_run_at_once_from_several_threads_and_from_inside_rayon() {
 }
 
 #[test]
+fn dense_layers_heavier_in_weights_than_input_split_by_output_channels_in_runs() {
+    // 15 positions: `c`'s packed weights (3×3×12×40; too few inputs for Winograd) and `p`'s
+    // (40×48) outweigh their inputs, so their parts cut output channels (whole blocks of the
+    // tile's channels), one run per position.
+    let network = compile_source(
+        "heavy.conv",
+        "input x: [1, 12, 3, 5];
+         conv c(x) { out: 40, kernel: 3, pad: 1, act: relu6 }
+         pointwise p(c) { out: 48, act: relu }",
+    )
+    .expect("the model is valid");
+    let binding = bind(&network, &[1, 12, 3, 5]).expect("binds");
+    for target in [Target { microkernels: true, ..Target::CRANELIFT_X86_64 }, common_wide()] {
+        let whole = lower::lower(&network, &binding, target, &|_| None).expect("lowers");
+        for threads in [2, 3] {
+            let plan = lower::lower(&network, &binding, Target { threads, part_macs: 0, ..target }, &|_| None)
+                .expect("lowers");
+            for layer in ["c", "p"] {
+                let parts: Vec<_> = plan.steps.iter().filter(|step| step.layer == layer).collect();
+                assert!(parts.len() > 1, "`{layer}` is split");
+                let lanes = u64::from(parts[0].schedules[0].lanes);
+                let mut end = 0;
+                for step in &parts {
+                    let part = step.part.expect("a part");
+                    let runs = part.runs.unwrap_or_else(|| panic!("`{layer}` is cut by channels, in runs"));
+                    assert_eq!((runs.count, part.start), (15, end), "`{layer}`: one run per position, in order");
+                    assert_eq!(part.start % lanes, 0, "`{layer}`: whole vectors");
+                    end += runs.len;
+                }
+                assert_eq!(end, parts[0].part.unwrap().runs.unwrap().stride, "`{layer}`: the runs cover the channels");
+            }
+            let params = ir_interp::pack_params(&plan, &Params::random(&network, 5));
+            let mut rng = SplitMix64::new(9);
+            let input: Vec<f32> = (0..plan.input_len).map(|_| rng.symmetric()).collect();
+            let expected = ir_interp::run_plan(&whole, &input, &params).expect("runs");
+            assert_eq!(ir_interp::run_plan(&plan, &input, &params).expect("runs"), expected, "{threads} parts");
+            let compiled = compile(&plan).expect("compiles");
+            assert_eq!(compiled.run(&input, &params).expect("runs"), expected, "{threads} parts, JIT");
+        }
+    }
+}
+
+/// The tile kernels of an AVX-512 host (the heuristic's wide tiles; the test runs them on this
+/// host's kernels).
+fn common_wide() -> Target {
+    Target { microkernels: true, wide_microkernels: true, ..Target::CRANELIFT_X86_64 }
+}
+
+#[test]
 fn a_timed_run_computes_the_same_and_times_each_step_once() {
     let (whole, plan, input, params) = split_plan(2);
     let compiled = compile(&plan).expect("compiles");

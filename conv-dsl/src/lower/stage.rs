@@ -355,26 +355,32 @@ impl<'a> Stage<'a> {
     fn body(&self, builder: &mut Builder, region: &Region, order: Order) -> Vec<Stmt> {
         match order {
             Order::Pixels => self.spatial(builder, region, None),
-            Order::Channels => {
-                let groups = if self.depthwise { 1 } else { self.conv.groups };
-                let tile_channels = self.tile_channels;
-                let (blocks, rest) = (self.vectors / tile_channels, self.vectors % tile_channels);
-                builder.repeat(groups, |builder, g| {
-                    let mut body = Vec::new();
-                    if blocks > 0 {
-                        body.extend(builder.repeat(blocks, |builder, b| {
-                            let block = (g.clone(), b.times(tile_channels as i64), tile_channels);
-                            self.spatial(builder, region, Some(&block))
-                        }));
-                    }
-                    if rest > 0 {
-                        let block = (g.clone(), Index::constant((blocks * tile_channels) as i64), rest);
-                        body.extend(self.spatial(builder, region, Some(&block)));
-                    }
-                    body
-                })
-            }
+            Order::Channels => self.channel_blocks(builder, region, 0..self.vectors),
         }
+    }
+
+    /// Each block of channel vectors `vectors` (of every group; it starts at a multiple of
+    /// `tile_channels`) over all pixels of `region`: blocks of `tile_channels` vectors, then the
+    /// rest.
+    fn channel_blocks(&self, builder: &mut Builder, region: &Region, vectors: Range<u64>) -> Vec<Stmt> {
+        let groups = if self.depthwise { 1 } else { self.conv.groups };
+        let tile_channels = self.tile_channels;
+        let count = vectors.end - vectors.start;
+        let (blocks, rest) = (count / tile_channels, count % tile_channels);
+        builder.repeat(groups, |builder, g| {
+            let mut body = Vec::new();
+            if blocks > 0 {
+                body.extend(builder.repeat(blocks, |builder, b| {
+                    let first = b.times(tile_channels as i64).plus_constant(vectors.start as i64);
+                    self.spatial(builder, region, Some(&(g.clone(), first, tile_channels)))
+                }));
+            }
+            if rest > 0 {
+                let first = Index::constant((vectors.start + blocks * tile_channels) as i64);
+                body.extend(self.spatial(builder, region, Some(&(g.clone(), first, rest))));
+            }
+            body
+        })
     }
 }
 
@@ -454,13 +460,43 @@ pub(super) fn convolution(
     let stage = Stage::new(conv, schedule, plan_lanes, axes, strides, buffers_of_stage, residual, sums);
 
     // A stage with enough work is split into parts along the outermost of n, d, h, w with more
-    // than one position: each part computes a contiguous window of the output.
+    // than one position: each part computes a contiguous window of the output. A dense one-image
+    // stage of the tile kernel whose packed weights outweigh its input is split along its output
+    // channels instead (blocks of the tile's channels, in runs: one per position), so that each
+    // core reads only its part of the weights (cut by positions, each read all of them).
     let extents = [batch, output3[0], output3[1], output3[2]];
     let macs = batch * output3.iter().product::<u64>() * conv.out_channels * in_per_group * stage.taps;
     let split = (0..4).find(|&dim| extents[dim] > 1).unwrap_or(3);
     let worth = macs >= target.part_macs.saturating_mul(u64::from(threads));
-    let count = part_count(worth, u64::from(threads), extents[split]);
     let function_lanes = function_lanes(schedule, plan_lanes);
+    let by_channels = batch == 1
+        && !depthwise
+        && conv.groups == 1
+        && schedule.kernel == Kernel::Tile
+        && packings[0].2 > in_len
+        && stage.vectors * u64::from(schedule.lanes) == out_padded;
+    let channel_count = part_count(worth, u64::from(threads), stage.vectors.div_ceil(stage.tile_channels));
+    if by_channels && channel_count > 1 {
+        let count = channel_count;
+        let whole = Region { batch: 0..1, positions: [0..output3[0], 0..output3[1], 0..output3[2]] };
+        let parts = (0..count)
+            .map(|part| {
+                let vectors = part_range(stage.vectors, stage.tile_channels, count, part);
+                let mut builder = Builder::default();
+                let body = stage.channel_blocks(&mut builder, &whole, vectors.clone());
+                let mut function = builder.function(function_lanes, buffers.clone(), body);
+                function.name = format!("{name}.part{part}");
+                let lanes = u64::from(schedule.lanes);
+                let (start, len) = (vectors.start * lanes, (vectors.end - vectors.start) * lanes);
+                let runs = Runs { count: output3.iter().product(), len, stride: out_padded };
+                function.rebase(BufferId(1), start, runs.span());
+                (function, Some((start, Some(runs))))
+            })
+            .collect();
+        let scratch_len = scratch.map(|buffer| buffers[buffer.0 as usize].len);
+        return (parts, packings, scratch_len);
+    }
+    let count = part_count(worth, u64::from(threads), extents[split]);
     let parts = (0..count)
         .map(|part| {
             let range = part_range(extents[split], 1, count, part);
