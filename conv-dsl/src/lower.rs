@@ -181,8 +181,9 @@ impl Step {
 }
 
 /// One of the consecutive steps a convolution stage (or layout conversion) is split into, which
-/// may run at the same time: each computes a window of the stage's output (a range of images, or
-/// of positions along the outermost spatial axis with more than one) and has its own scratch
+/// may run at the same time: each computes a window of the stage's output (a range of images, of
+/// positions along the outermost spatial axis with more than one, or, in [`Runs`], of a dense
+/// stage's output channels or a channels-first conversion's positions) and has its own scratch
 /// buffer; the other buffers they share are only read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Part {
