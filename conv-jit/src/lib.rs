@@ -949,10 +949,12 @@ fn windows<'a>(group: &[CompiledStep], whole: &'a mut [f32]) -> Result<Vec<Slot<
     if group[0].part.is_some_and(|part| part.runs.is_some()) {
         // Every window is inside `whole` (`compile` checked it against the plan's lengths; this
         // against the buffer's), and the parts' runs are disjoint (`check_parts`).
+        // The length is read first: after `base` is taken, `whole` is not touched again.
+        let whole_len = whole.len() as u64;
         let base = whole.as_mut_ptr();
         return parts
             .map(|(step, part, len)| match part.start.checked_add(len) {
-                Some(end) if end <= whole.len() as u64 => {
+                Some(end) if end <= whole_len => {
                     let address = base.wrapping_add(part.start as usize).expose_provenance();
                     Ok(Slot::Runs { address, len: len as usize })
                 }
@@ -960,7 +962,7 @@ fn windows<'a>(group: &[CompiledStep], whole: &'a mut [f32]) -> Result<Vec<Slot<
                     step: step.layer.clone(),
                     function: step.function.clone(),
                     buffer: step.buffers[part.window].name.clone(),
-                    found: whole.len() as u64,
+                    found: whole_len,
                     expected: part.start.saturating_add(len),
                 }),
             })
