@@ -197,7 +197,8 @@ pub struct Part {
     /// Where the window starts.
     pub start: u64,
     /// `None`: the part may write all of its window. `Some`: only these runs of it — the other
-    /// parts' windows interleave with them (a channels-first output split by positions).
+    /// parts' windows interleave with them (a channels-first output split by positions, a dense
+    /// stage split by output channels).
     pub runs: Option<Runs>,
 }
 
@@ -770,15 +771,22 @@ pub fn padded(value: u64, lanes: u32) -> u64 {
 }
 
 /// Names `function` (lanes, buffers and body built) for part `part.0` of `part.1` of stage
-/// `name` and, when there are several, rebases its output (buffer 1) to `window`.
-fn as_part(name: &str, mut function: Function, (part, count): (u64, u64), window: &Range<u64>) -> Split {
+/// `name` and, when there are several, rebases its output (buffer 1) to `window` — or, given
+/// `runs`, to the runs from `window.start`, each as long as `window`.
+fn as_part(
+    name: &str,
+    mut function: Function,
+    (part, count): (u64, u64),
+    window: &Range<u64>,
+    runs: Option<Runs>,
+) -> Split {
     if count == 1 {
         function.name = name.to_string();
         return (function, None);
     }
     function.name = format!("{name}.part{part}");
-    function.rebase(BufferId(1), window.start, window.end - window.start);
-    (function, Some((window.start, None)))
+    function.rebase(BufferId(1), window.start, runs.map_or(window.end - window.start, |runs| runs.span()));
+    (function, Some((window.start, runs)))
 }
 
 /// Allocates loop variables and accumulators while a function is built.
@@ -836,9 +844,9 @@ fn convert(logical: &[u64], layout: Layout, target: Target, to_internal: bool) -
     // Split into parts along images, else along positions (whole blocks; in runs, whole
     // transposes), as the stage next to it is split (by rows): each part then converts what its
     // core computed (or will compute). In a channels-first user tensor a part's positions are one
-    // run per channel, between the other parts' runs: measured on std3_64to64_56's output at 2 threads, 0.062 ms,
-    // against 0.12 cut by channels (contiguous windows, half of each read from the other core)
-    // and 0.056 on one thread.
+    // run per channel, between the other parts' runs: measured on std3_64to64_56's output at 2
+    // threads, 0.062 ms, against 0.12 cut by channels (contiguous windows, half of each read from
+    // the other core) and 0.056 on one thread.
     let threads = u64::from(target.threads.max(1));
     let elements = batch * channels * positions;
     // The split axis: its extent, the unit its ranges are multiples of, and the destination's
@@ -863,14 +871,9 @@ fn convert(logical: &[u64], layout: Layout, target: Target, to_internal: bool) -
                 0 => region.batch = range,
                 _ => region.positions = range,
             }
-            let mut function = convert_region(logical, layout, lanes, to_internal, &region);
-            if count == 1 {
-                return (function, None);
-            }
-            function.name = format!("{}.part{part}", function.name);
+            let function = convert_region(logical, layout, lanes, to_internal, &region);
             let runs = in_runs.then_some(Runs { count: channels, len: end - start, stride: positions });
-            function.rebase(BufferId(1), start, runs.map_or(end - start, |runs| runs.span()));
-            (function, Some((start, runs)))
+            as_part(&function.name.clone(), function, (part, count), &(start..end), runs)
         })
         .collect()
 }

@@ -238,7 +238,7 @@ impl Checker<'_> {
                     self.in_bounds(buffer, &index.clone().plus_constant(low), width)?;
                     let pixels = (u64::from(tile.pixels), tile.acc_pixel_stride);
                     let vectors = tile.vectors * ir::TILE_LANES;
-                    self.in_runs(index, &[(tile.repeat, tile.acc_repeat_stride), pixels], vectors, runs)?;
+                    self.in_runs(buffer, index, &[(tile.repeat, tile.acc_repeat_stride), pixels], vectors, runs)?;
                 }
                 _ => self.access(buffer, &index.clone().plus_constant(low), width)?,
             }
@@ -332,7 +332,7 @@ impl Checker<'_> {
     fn access(&self, buffer: BufferId, index: &Index, width: u32) -> Result<(), Error> {
         self.in_bounds(buffer, index, width)?;
         match self.runs {
-            Some((runs_buffer, runs)) if runs_buffer == buffer => self.in_runs(index, &[], width, runs),
+            Some((runs_buffer, runs)) if runs_buffer == buffer => self.in_runs(buffer, index, &[], width, runs),
             _ => Ok(()),
         }
     }
@@ -368,7 +368,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Checks that `[index, index + width)` lies inside one of `runs` for every value of the loop
+    /// Checks that `buffer[index .. index + width]` lies inside one of `runs` for every value of the loop
     /// variables (`access` checked it lies inside the buffer). The index is `stride · run + within`:
     /// terms whose coefficient is a multiple of the stride (and the offset's quotient) move between
     /// runs, the others (and the offset's remainder) make up `within`, whose extremes must keep the
@@ -377,7 +377,14 @@ impl Checker<'_> {
     ///
     /// `extra` are more terms, `(count, coefficient)`, of accesses a kernel makes from the index
     /// (a tile's pixels and repeats), each access `width` elements.
-    fn in_runs(&self, index: &Index, extra: &[(u64, i64)], width: u32, runs: Runs) -> Result<(), Error> {
+    fn in_runs(
+        &self,
+        buffer: BufferId,
+        index: &Index,
+        extra: &[(u64, i64)],
+        width: u32,
+        runs: Runs,
+    ) -> Result<(), Error> {
         let stride = i128::from(runs.stride.max(1));
         let offset = i128::from(index.offset).rem_euclid(stride);
         let (mut low, mut high) = (offset, offset);
@@ -396,7 +403,7 @@ impl Checker<'_> {
         }
         let end = high + i128::from(width);
         if low < 0 || end > i128::from(runs.len) {
-            let declared = &self.function.buffers[self.runs.map_or(0, |(buffer, _)| buffer.0 as usize)];
+            let declared = &self.function.buffers[buffer.0 as usize];
             return Err(Error::OutsideRuns {
                 function: self.function.name.clone(),
                 buffer: declared.name.clone(),

@@ -185,7 +185,7 @@ pub(super) fn fused(
             }
             let mut builder = Builder::default();
             let body = blocks(&mut builder, &depthwise, &pointwise, &region, rows);
-            as_part(name, builder.function(function_lanes, buffers.clone(), body), (part, count), &window)
+            as_part(name, builder.function(function_lanes, buffers.clone(), body), (part, count), &window, None)
         })
         .collect();
     (parts, params, scratch_lens)

@@ -406,7 +406,7 @@ pub(super) fn planar(
                 context.body(&mut builder, images, channels)
             };
             let window = range.start * stride..range.end * stride;
-            as_part(name, builder.function(schedule.lanes, buffers.clone(), body), (part, count), &window)
+            as_part(name, builder.function(schedule.lanes, buffers.clone(), body), (part, count), &window, None)
         })
         .collect();
     Ok((parts, params))

@@ -476,41 +476,37 @@ pub(super) fn convolution(
         && packings[0].2 > in_len
         && stage.vectors * u64::from(schedule.lanes) == out_padded;
     let channel_count = part_count(worth, u64::from(threads), stage.vectors.div_ceil(stage.tile_channels));
-    if by_channels && channel_count > 1 {
-        let count = channel_count;
+    let parts = if by_channels && channel_count > 1 {
         let whole = Region { batch: 0..1, positions: [0..output3[0], 0..output3[1], 0..output3[2]] };
-        let parts = (0..count)
+        let lanes = u64::from(schedule.lanes);
+        (0..channel_count)
             .map(|part| {
-                let vectors = part_range(stage.vectors, stage.tile_channels, count, part);
+                let vectors = part_range(stage.vectors, stage.tile_channels, channel_count, part);
                 let mut builder = Builder::default();
                 let body = stage.channel_blocks(&mut builder, &whole, vectors.clone());
-                let mut function = builder.function(function_lanes, buffers.clone(), body);
-                function.name = format!("{name}.part{part}");
-                let lanes = u64::from(schedule.lanes);
-                let (start, len) = (vectors.start * lanes, (vectors.end - vectors.start) * lanes);
-                let runs = Runs { count: output3.iter().product(), len, stride: out_padded };
-                function.rebase(BufferId(1), start, runs.span());
-                (function, Some((start, Some(runs))))
+                let function = builder.function(function_lanes, buffers.clone(), body);
+                let window = vectors.start * lanes..vectors.end * lanes;
+                let runs = Runs { count: output3.iter().product(), len: window.end - window.start, stride: out_padded };
+                as_part(name, function, (part, channel_count), &window, Some(runs))
             })
-            .collect();
-        let scratch_len = scratch.map(|buffer| buffers[buffer.0 as usize].len);
-        return (parts, packings, scratch_len);
-    }
-    let count = part_count(worth, u64::from(threads), extents[split]);
-    let parts = (0..count)
-        .map(|part| {
-            let range = part_range(extents[split], 1, count, part);
-            let window = range.start * out_strides[split]..range.end * out_strides[split];
-            let mut region = Region { batch: 0..batch, positions: [0..output3[0], 0..output3[1], 0..output3[2]] };
-            match split {
-                0 => region.batch = range,
-                dim => region.positions[dim - 1] = range,
-            }
-            let mut builder = Builder::default();
-            let body = stage.body(&mut builder, &region, schedule.order);
-            as_part(name, builder.function(function_lanes, buffers.clone(), body), (part, count), &window)
-        })
-        .collect();
+            .collect()
+    } else {
+        let count = part_count(worth, u64::from(threads), extents[split]);
+        (0..count)
+            .map(|part| {
+                let range = part_range(extents[split], 1, count, part);
+                let window = range.start * out_strides[split]..range.end * out_strides[split];
+                let mut region = Region { batch: 0..batch, positions: [0..output3[0], 0..output3[1], 0..output3[2]] };
+                match split {
+                    0 => region.batch = range,
+                    dim => region.positions[dim - 1] = range,
+                }
+                let mut builder = Builder::default();
+                let body = stage.body(&mut builder, &region, schedule.order);
+                as_part(name, builder.function(function_lanes, buffers.clone(), body), (part, count), &window, None)
+            })
+            .collect()
+    };
     let scratch_len = scratch.map(|buffer| buffers[buffer.0 as usize].len);
     (parts, packings, scratch_len)
 }

@@ -189,7 +189,7 @@ pub(super) fn winograd(
                 stage.tile_rows(builder, &n.plus_constant(images.start as i64), &tile_rows)
             });
             let function = builder.function(plan_lanes, buffers.clone(), body);
-            as_part(name, function, (part, count), &window)
+            as_part(name, function, (part, count), &window, None)
         })
         .collect();
     (parts, params, vec![v_len, m_len])
