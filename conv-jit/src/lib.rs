@@ -48,6 +48,7 @@ mod plane;
 pub use microkernel::{MAX_ISA_VARIABLE, TileShape, tile, tile_fixed};
 pub use plane::{PlaneShape, plane};
 
+use aligned_vec::{AVec, ConstAlign};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
@@ -319,7 +320,30 @@ impl Drop for CompiledPlan {
 }
 
 /// One run's buffers: the internal values (in `Plan::values` order).
-type RunBuffers = Vec<Vec<f32>>;
+type RunBuffers = Vec<Buffer>;
+
+/// A buffer a run owns (a value, or a copy of a buffer a step writes), starting at a cache line:
+/// the parts of a stage split by channels write interleaved runs of whole vectors of it, whose
+/// boundaries are then cache-line boundaries too. With `Vec`'s allocations (16 bytes into a page
+/// for large ones) the two cores wrote the same line at every boundary: measured on 2 threads,
+/// MobileNetV1's 14×14 depthwise layers split by channels took 0.075 ms with them against 0.042,
+/// and the whole model ran 1.03x faster with these (old and new builds alternating).
+type Buffer = AVec<f32, ConstAlign<64>>;
+
+/// A run buffer of `len` zeros.
+fn zeroed(len: usize) -> Buffer {
+    AVec::from_iter(64, std::iter::repeat_n(0.0, len))
+}
+
+/// A run buffer holding `data`.
+fn copied(data: &[f32]) -> Buffer {
+    AVec::from_slice(64, data)
+}
+
+/// Moves `buffer` out, leaving an empty one.
+fn take(buffer: &mut Buffer) -> Buffer {
+    std::mem::replace(buffer, AVec::new(64))
+}
 
 /// How many sets of run buffers a plan keeps for reuse.
 const WORKSPACE_POOL: usize = 8;
@@ -714,16 +738,16 @@ impl CompiledPlan {
             }
         }
         let pooled = self.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        let mut values = pooled.unwrap_or_else(|| self.values.iter().map(|&len| vec![0.0; len as usize]).collect());
+        let mut values = pooled.unwrap_or_else(|| self.values.iter().map(|&len| zeroed(len as usize)).collect());
         // The caller's output is written in place by the step that produces it.
         let mut output = Some(output);
         // Read-only buffers are passed as they are; written ones are owned copies.
-        let mut input_copy = self.input_written.then(|| input.to_vec());
-        let mut param_copies: Vec<Option<Vec<f32>>> = self
+        let mut input_copy = self.input_written.then(|| copied(input));
+        let mut param_copies: Vec<Option<Buffer>> = self
             .params_written
             .iter()
             .zip(packed_params)
-            .map(|(&written, param)| written.then(|| param.clone()))
+            .map(|(&written, param)| written.then(|| copied(param)))
             .collect();
         // With parts, the steps run on one of rayon's workers while the caller waits: each split
         // step's first part then runs on that worker and the others on the pool's other threads,
@@ -757,19 +781,19 @@ impl CompiledPlan {
                 let mut slots: Vec<Slot<'_>> = Vec::with_capacity(step.args.len());
                 for (position, arg) in step.args.iter().enumerate() {
                     if let Some(first) = step.args[..position].iter().position(|earlier| earlier == arg) {
-                        let copy = slots[first].as_slice().to_vec();
+                        let copy = copied(slots[first].as_slice());
                         slots.push(Slot::Owned(copy));
                         continue;
                     }
                     slots.push(match *arg {
                         Arg::Input => match &mut input_copy {
-                            Some(copy) => Slot::Owned(std::mem::take(copy)),
+                            Some(copy) => Slot::Owned(take(copy)),
                             None => Slot::Shared(input),
                         },
                         Arg::Output => Slot::Exclusive(output.take().expect("the output is back after every step")),
-                        Arg::Value(index) => Slot::Owned(std::mem::take(&mut values[index])),
+                        Arg::Value(index) => Slot::Owned(take(&mut values[index])),
                         Arg::Param(index) => match &mut param_copies[index] {
-                            Some(copy) => Slot::Owned(std::mem::take(copy)),
+                            Some(copy) => Slot::Owned(take(copy)),
                             None => Slot::Shared(&packed_params[index]),
                         },
                     });
@@ -847,9 +871,9 @@ fn help(owner: Option<usize>, done: &AtomicBool) {
 /// whose steps write them).
 struct Sources<'a> {
     input: &'a [f32],
-    input_copy: &'a Option<Vec<f32>>,
+    input_copy: &'a Option<Buffer>,
     params: &'a [Vec<f32>],
-    param_copies: &'a [Option<Vec<f32>>],
+    param_copies: &'a [Option<Buffer>],
 }
 
 /// Runs the parts of a split stage at the same time, on rayon's pool: each gets its own window
@@ -857,7 +881,7 @@ struct Sources<'a> {
 /// rest. `check_parts` proved that this is every buffer any part writes.
 fn run_parts(
     group: &[CompiledStep],
-    values: &mut [Vec<f32>],
+    values: &mut [Buffer],
     output: &mut Option<&mut [f32]>,
     sources: &Sources<'_>,
 ) -> Result<(), Error> {
@@ -869,18 +893,18 @@ fn run_parts(
     let mut value_owner = None;
     match window_arg {
         Arg::Output => output_slice = output.take(),
-        Arg::Value(index) => value_owner = Some(std::mem::take(&mut values[index])),
+        Arg::Value(index) => value_owner = Some(take(&mut values[index])),
         Arg::Input | Arg::Param(_) => unreachable!("`check_parts` allows only output and value windows"),
     }
     // Each part's own written buffers, moved out of the run.
-    let mut owned: Vec<Vec<(usize, Vec<f32>)>> = group
+    let mut owned: Vec<Vec<(usize, Buffer)>> = group
         .iter()
         .map(|step| {
             let part = step.part.expect("a group of parts");
             (step.args.iter().zip(&step.stored).enumerate())
                 .filter(|&(position, (_, &stored))| stored && position != part.window)
                 .map(|(position, (arg, _))| match *arg {
-                    Arg::Value(index) => (position, std::mem::take(&mut values[index])),
+                    Arg::Value(index) => (position, take(&mut values[index])),
                     _ => unreachable!("`check_parts` allows only values as a part's own buffers"),
                 })
                 .collect()
@@ -892,7 +916,7 @@ fn run_parts(
             (None, Some(buffer)) => buffer,
             (None, None) => unreachable!("the output is back after every step"),
         };
-        let shared: &[Vec<f32>] = values;
+        let shared: &[Buffer] = values;
         let windows = windows(group, whole)?;
         let mut jobs: Vec<(&CompiledStep, Vec<Slot<'_>>)> = Vec::with_capacity(group.len());
         for ((step, own), window) in group.iter().zip(&mut owned).zip(windows) {
@@ -904,7 +928,7 @@ fn run_parts(
                         return window.take().expect("one window per part");
                     }
                     if let Some(at) = own.iter().position(|(owned_position, _)| *owned_position == position) {
-                        return Slot::Owned(std::mem::take(&mut own[at].1));
+                        return Slot::Owned(take(&mut own[at].1));
                     }
                     Slot::Shared(match *arg {
                         Arg::Input => sources.input_copy.as_deref().unwrap_or(sources.input),
@@ -917,7 +941,7 @@ fn run_parts(
             jobs.push((step, slots));
         }
         let results: Vec<Result<(), Error>> = jobs.par_iter_mut().map(|(step, slots)| call(step, slots)).collect();
-        let mut returned: Vec<(usize, Vec<f32>)> = Vec::new();
+        let mut returned: Vec<(usize, Buffer)> = Vec::new();
         for (step, slots) in jobs {
             for (position, slot) in slots.into_iter().enumerate() {
                 if let (Arg::Value(index), Slot::Owned(buffer)) = (step.args[position], slot) {
@@ -987,7 +1011,7 @@ fn windows<'a>(group: &[CompiledStep], whole: &'a mut [f32]) -> Result<Vec<Slot<
 /// [`windows`]; the buffer stays exclusively borrowed while the part runs).
 enum Slot<'a> {
     Shared(&'a [f32]),
-    Owned(Vec<f32>),
+    Owned(Buffer),
     Exclusive(&'a mut [f32]),
     Runs { address: usize, len: usize },
 }
@@ -1024,7 +1048,7 @@ impl Slot<'_> {
     /// shared one, which `run` never passes to a writing step) an owned copy first.
     fn as_mut_ptr(&mut self) -> *mut f32 {
         if let Slot::Shared(slice) = self {
-            *self = Slot::Owned(slice.to_vec());
+            *self = Slot::Owned(copied(slice));
         }
         match self {
             Slot::Owned(buffer) => buffer.as_mut_ptr(),
@@ -1168,7 +1192,22 @@ mod tests {
     use conv_dsl::schedule::{Schedule, Target};
     use conv_dsl::{Params, bind, compile_source, ir_interp, lower};
 
-    use super::{Options, compile_with};
+    use super::{Options, compile_with, copied, take, zeroed};
+
+    #[test]
+    fn run_buffers_start_at_a_cache_line() {
+        // Large buffers (allocated by mmap, where `Vec`'s start 16 bytes into a page) and small
+        // ones, zeroed, copied and moved out.
+        for len in [1, 15, 1000, 1 << 18] {
+            let mut buffer = zeroed(len);
+            assert_eq!((buffer.len(), buffer.as_ptr() as usize % 64), (len, 0), "{len} zeros");
+            let data: Vec<f32> = (0..len).map(|index| index as f32).collect();
+            let copy = copied(&data);
+            assert_eq!((&copy[..], copy.as_ptr() as usize % 64), (&data[..], 0), "a copy of {len}");
+            let moved = take(&mut buffer);
+            assert_eq!((moved.len(), moved.as_ptr() as usize % 64, buffer.len()), (len, 0, 0));
+        }
+    }
 
     /// Every activation, vector and scalar code, depthwise, dense and `add` steps.
     const MODEL: &str = "
