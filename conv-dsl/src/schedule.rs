@@ -58,6 +58,9 @@ pub struct Fusion {
     /// Elements of the depthwise output one block of rows may hold (as many whole rows as fit,
     /// at least one).
     pub block_elements: u64,
+    /// The most pointwise weights per depthwise output of a block of rows: fused, the pointwise
+    /// stage reads all its weights once per block.
+    pub max_weights_per_output: u64,
 }
 
 impl Fusion {
@@ -69,9 +72,17 @@ impl Fusion {
     /// 112×112×64 one and sep_c64_56 mostly 1.03–1.08× (one run each 0.98 and 0.89); blocks of
     /// 4096 or 65536 elements did no better. Its 14×14×512 pair, forced to fuse, ran 1–3% slower
     /// (the pointwise weights are read once per block instead of once).
-    pub const DEFAULT: Fusion = Fusion { min_elements: 1 << 17, block_elements: 1 << 14 };
+    ///
+    /// At most 8 pointwise weights per depthwise output of a block. Measured on an Intel Xeon
+    /// (AVX-512, 2 MiB of L2; `convgen bench --runs 30..40 --against --no-fusion`, unfused ÷
+    /// fused, of small models ending in a 3×3 depthwise + pointwise pair, channels-last): weights
+    /// per output 55–73 (14×14, 768 → 768 and 1024 → 1024 channels) 0.63–0.68, 18 (14×14 1024 →
+    /// 256; 28×28 512 → 512) 0.81 and 0.955, 14 (28×28 384 → 384) 0.946; 4.6 (56×56 128 → 512)
+    /// 1.044, 3.4 (128 → 384) 1.10, 1.1–2.3 1.08–1.13 (56×56 128 → 128, 256; 112×112 64 → 256).
+    /// (28×28 256 → 256, 4.6, ran 0.96: its depthwise output, 800 KiB, stays in that L2 anyway.)
+    pub const DEFAULT: Fusion = Fusion { min_elements: 1 << 17, block_elements: 1 << 14, max_weights_per_output: 8 };
     /// Never fuse.
-    pub const OFF: Fusion = Fusion { min_elements: u64::MAX, block_elements: 1 << 14 };
+    pub const OFF: Fusion = Fusion { min_elements: u64::MAX, block_elements: 1 << 14, max_weights_per_output: 0 };
 }
 
 impl Target {

@@ -42,9 +42,10 @@ pub(super) struct Piece<'a> {
 /// nothing else does) run fused on blocks of rows on `target` with these schedules: neither in
 /// the user's layout nor with its channel blocks outermost ([`Order::Channels`], a request to
 /// stream each block's weights over the whole image), vectors of the same lanes, a depthwise
-/// window wider than one pixel, and a depthwise output too large to stay in cache
+/// window wider than one pixel, a depthwise output too large to stay in cache
 /// ([`crate::schedule::Fusion::min_elements`]) whose rows are small enough to
-/// ([`MAX_ROW_ELEMENTS`]).
+/// ([`MAX_ROW_ELEMENTS`]), and pointwise weights few enough to be read once per block of rows
+/// ([`crate::schedule::Fusion::max_weights_per_output`]).
 pub(super) fn fusable(first: &Piece, second: &Piece, target: Target) -> bool {
     let plan_lanes = target.lanes;
     // One input channel per group: depthwise, with any multiplier.
@@ -53,6 +54,9 @@ pub(super) fn fusable(first: &Piece, second: &Piece, target: Target) -> bool {
     let row = first.bound.output.last().copied().unwrap_or(1) * channels;
     let image = first.bound.output[2..].iter().product::<u64>() * channels;
     let ordinary = |part: &Piece| part.schedule.kernel != Kernel::Planar && part.schedule.order == Order::Pixels;
+    let height = stage_axes(first.conv, first.bound)[1].output;
+    let block = block_rows(target, row, height) * row;
+    let weights = second.conv.in_channels / second.conv.groups * second.conv.out_channels;
     depthwise
         && function_lanes(first.schedule, plan_lanes) == function_lanes(second.schedule, plan_lanes)
         && !is_pointwise(first.conv, first.bound)
@@ -61,6 +65,13 @@ pub(super) fn fusable(first: &Piece, second: &Piece, target: Target) -> bool {
         && ordinary(second)
         && row <= MAX_ROW_ELEMENTS
         && image >= target.fusion.min_elements
+        && weights <= target.fusion.max_weights_per_output.saturating_mul(block)
+}
+
+/// Rows of the depthwise output per block of a fused pair: as many whole rows of `row` elements
+/// as [`crate::schedule::Fusion::block_elements`] hold, at least one, at most `height`.
+fn block_rows(target: Target, row: u64, height: u64) -> u64 {
+    (target.fusion.block_elements / row.max(1)).clamp(1, height.max(1))
 }
 
 /// The functions of a fused pair — one, or one per part (a range of images, else of positions
@@ -86,7 +97,7 @@ pub(super) fn fused(
         padded(first.conv.out_channels, plan_lanes),
         padded(second.conv.out_channels, plan_lanes),
     );
-    let rows = (target.fusion.block_elements / (width * middle_padded)).clamp(1, output3[1]);
+    let rows = block_rows(target, width * middle_padded, output3[1]);
 
     let mut params = Vec::new();
     let mut buffers = vec![
