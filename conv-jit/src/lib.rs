@@ -322,27 +322,31 @@ impl Drop for CompiledPlan {
 /// One run's buffers: the internal values (in `Plan::values` order).
 type RunBuffers = Vec<Buffer>;
 
-/// A buffer a run owns (a value, or a copy of a buffer a step writes), starting at a cache line:
-/// the parts of a stage split by channels write interleaved runs of whole vectors of it, whose
-/// boundaries are then cache-line boundaries too. With `Vec`'s allocations (16 bytes into a page
-/// for large ones) the two cores wrote the same line at every boundary: measured on 2 threads,
-/// MobileNetV1's 14×14 depthwise layers split by channels took 0.075 ms with them against 0.042,
-/// and the whole model ran 1.03x faster with these (old and new builds alternating).
-type Buffer = AVec<f32, ConstAlign<64>>;
+/// A buffer a run owns (a value, or a copy of a buffer a step writes), starting at a cache line
+/// ([`LINE`] bytes): the parts of a stage split by channels write interleaved runs of whole
+/// vectors of it, whose boundaries are then cache-line boundaries too. With `Vec`'s allocations
+/// (16 bytes into a page for large ones) the two cores wrote the same line at every boundary:
+/// measured on 2 threads, MobileNetV1 ran 1.03x faster with these (its 7×7 and 14×14 pointwise
+/// layers are split by channels; old and new builds alternating), and its 14×14 depthwise layers,
+/// split by channels in an experiment, took 0.042 ms instead of 0.075.
+type Buffer = AVec<f32, ConstAlign<LINE>>;
+
+/// Bytes per cache line, where a run's buffers start ([`Buffer`]).
+const LINE: usize = 64;
 
 /// A run buffer of `len` zeros.
 fn zeroed(len: usize) -> Buffer {
-    AVec::from_iter(64, std::iter::repeat_n(0.0, len))
+    AVec::from_iter(LINE, std::iter::repeat_n(0.0, len))
 }
 
 /// A run buffer holding `data`.
 fn copied(data: &[f32]) -> Buffer {
-    AVec::from_slice(64, data)
+    AVec::from_slice(LINE, data)
 }
 
 /// Moves `buffer` out, leaving an empty one.
 fn take(buffer: &mut Buffer) -> Buffer {
-    std::mem::replace(buffer, AVec::new(64))
+    std::mem::replace(buffer, AVec::new(LINE))
 }
 
 /// How many sets of run buffers a plan keeps for reuse.
@@ -1192,7 +1196,7 @@ mod tests {
     use conv_dsl::schedule::{Schedule, Target};
     use conv_dsl::{Params, bind, compile_source, ir_interp, lower};
 
-    use super::{Options, compile_with, copied, take, zeroed};
+    use super::{LINE, Options, compile_with, copied, take, zeroed};
 
     #[test]
     fn run_buffers_start_at_a_cache_line() {
@@ -1200,12 +1204,12 @@ mod tests {
         // ones, zeroed, copied and moved out.
         for len in [1, 15, 1000, 1 << 18] {
             let mut buffer = zeroed(len);
-            assert_eq!((buffer.len(), buffer.as_ptr() as usize % 64), (len, 0), "{len} zeros");
+            assert_eq!((buffer.len(), buffer.as_ptr() as usize % LINE), (len, 0), "{len} zeros");
             let data: Vec<f32> = (0..len).map(|index| index as f32).collect();
             let copy = copied(&data);
-            assert_eq!((&copy[..], copy.as_ptr() as usize % 64), (&data[..], 0), "a copy of {len}");
+            assert_eq!((&copy[..], copy.as_ptr() as usize % LINE), (&data[..], 0), "a copy of {len}");
             let moved = take(&mut buffer);
-            assert_eq!((moved.len(), moved.as_ptr() as usize % 64, buffer.len()), (len, 0, 0));
+            assert_eq!((moved.len(), moved.as_ptr() as usize % LINE, buffer.len()), (len, 0, 0));
         }
     }
 
