@@ -74,7 +74,7 @@ pub struct PackedParams {
 type PackedParamKey = (String, u64, String);
 
 /// The packed buffers of a plan, in `Plan::params` order.
-type PackedBuffers = Vec<Vec<f32>>;
+type PackedBuffers = Vec<conv_jit::AlignedBuffer>;
 
 /// A tensor argument: shape and C-order data.
 pub type TensorRef<'a> = (&'a [usize], &'a [f32]);
@@ -326,7 +326,18 @@ impl PackedParams {
         if let Some(existing) = packed.get(key) {
             return existing.clone();
         }
-        let buffers = Arc::new(conv_dsl::ir_interp::pack_params(plan, &self.params));
+        // In buffers of the JIT's (large ones on huge pages), packed in place.
+        let buffers = plan
+            .params
+            .iter()
+            .map(|param| {
+                let tensor = self.params.get(&param.source).expect("`pack` checked the params against the model");
+                let mut buffer = conv_jit::AlignedBuffer::zeroed(param.len as usize);
+                param.packing.pack_into(tensor.data(), &mut buffer);
+                buffer
+            })
+            .collect();
+        let buffers: Arc<PackedBuffers> = Arc::new(buffers);
         packed.insert(key.to_vec(), buffers.clone());
         buffers
     }

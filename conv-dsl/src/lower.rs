@@ -256,6 +256,15 @@ impl Packing {
     /// Packs `data` (the PyTorch tensor) into a buffer of `len` elements.
     pub fn pack(&self, data: &[f32], len: u64) -> Vec<f32> {
         let mut packed = vec![0.0f32; len as usize];
+        self.pack_into(data, &mut packed);
+        packed
+    }
+
+    /// Packs `data` (the PyTorch tensor) into `packed`, a buffer of the packed length (the
+    /// [`PackedParam::len`] of the plan's parameter), zeros where the packing pads: for a caller
+    /// that chooses where the packed buffer lives.
+    pub fn pack_into(&self, data: &[f32], packed: &mut [f32]) {
+        packed.fill(0.0);
         match *self {
             Packing::Bias { channels } => packed[..channels as usize].copy_from_slice(&data[..channels as usize]),
             Packing::Depthwise { channels, padded, taps } => {
@@ -317,7 +326,6 @@ impl Packing {
                 }
             }
         }
-        packed
     }
 }
 

@@ -41,14 +41,15 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod buffer;
 mod codegen;
 mod microkernel;
 mod plane;
 
+pub use buffer::AlignedBuffer;
 pub use microkernel::{MAX_ISA_VARIABLE, TileShape, tile, tile_fixed};
 pub use plane::{PlaneShape, plane};
 
-use aligned_vec::{AVec, ConstAlign};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
@@ -320,34 +321,7 @@ impl Drop for CompiledPlan {
 }
 
 /// One run's buffers: the internal values (in `Plan::values` order).
-type RunBuffers = Vec<Buffer>;
-
-/// A buffer a run owns (a value, or a copy of a buffer a step writes), starting at a cache line
-/// ([`LINE`] bytes): the parts of a stage split by channels write interleaved runs of whole
-/// vectors of it, whose boundaries are then cache-line boundaries too. With `Vec`'s allocations
-/// (16 bytes into a page for large ones) the two cores wrote the same line at every boundary:
-/// measured on 2 threads, MobileNetV1 ran 1.03x faster with these (its 7×7 and 14×14 pointwise
-/// layers are split by channels; old and new builds alternating), and its 14×14 depthwise layers,
-/// split by channels in an experiment, took 0.042 ms instead of 0.075.
-type Buffer = AVec<f32, ConstAlign<LINE>>;
-
-/// Bytes per cache line, where a run's buffers start ([`Buffer`]).
-const LINE: usize = 64;
-
-/// A run buffer of `len` zeros.
-fn zeroed(len: usize) -> Buffer {
-    AVec::from_iter(LINE, std::iter::repeat_n(0.0, len))
-}
-
-/// A run buffer holding `data`.
-fn copied(data: &[f32]) -> Buffer {
-    AVec::from_slice(LINE, data)
-}
-
-/// Moves `buffer` out, leaving an empty one.
-fn take(buffer: &mut Buffer) -> Buffer {
-    std::mem::replace(buffer, AVec::new(LINE))
-}
+type RunBuffers = Vec<AlignedBuffer>;
 
 /// How many sets of run buffers a plan keeps for reuse.
 const WORKSPACE_POOL: usize = 8;
@@ -686,9 +660,11 @@ impl CompiledPlan {
     }
 
     /// Runs the plan, with the contract of [`conv_dsl::ir_interp::run_plan`]: `input` in the user's
-    /// layout, parameters packed by [`conv_dsl::ir_interp::pack_params`]; the steps run in order,
-    /// and the output comes back in the user's layout.
-    pub fn run(&self, input: &[f32], packed_params: &[Vec<f32>]) -> Result<Vec<f32>, Error> {
+    /// layout, parameters packed by [`conv_dsl::ir_interp::pack_params`] (or by
+    /// [`conv_dsl::lower::Packing::pack_into`] into [`AlignedBuffer`]s, whose large ones are on
+    /// huge pages: faster to stream); the steps run in order, and the output comes back in the
+    /// user's layout.
+    pub fn run<P: AsRef<[f32]> + Sync>(&self, input: &[f32], packed_params: &[P]) -> Result<Vec<f32>, Error> {
         let mut output = vec![0.0f32; self.output_len as usize];
         self.run_into(input, packed_params, &mut output)?;
         Ok(output)
@@ -702,16 +678,21 @@ impl CompiledPlan {
     /// (a fresh allocation costs page faults on every call for large layers). A buffer from the
     /// pool holds the previous run's values; every element a step reads was written earlier in
     /// the same run, except padded channels, which hold finite values that no real channel reads.
-    pub fn run_into(&self, input: &[f32], packed_params: &[Vec<f32>], output: &mut [f32]) -> Result<(), Error> {
+    pub fn run_into<P: AsRef<[f32]> + Sync>(
+        &self,
+        input: &[f32],
+        packed_params: &[P],
+        output: &mut [f32],
+    ) -> Result<(), Error> {
         self.execute(input, packed_params, output, None)
     }
 
     /// [`CompiledPlan::run_into`], timing every step: in order, the layer each step computes and
     /// how long it took (the parts of a split stage, which run at once, as one step).
-    pub fn run_into_timed(
+    pub fn run_into_timed<P: AsRef<[f32]> + Sync>(
         &self,
         input: &[f32],
-        packed_params: &[Vec<f32>],
+        packed_params: &[P],
         output: &mut [f32],
     ) -> Result<Vec<(String, std::time::Duration)>, Error> {
         let mut times = Vec::with_capacity(self.steps.len());
@@ -720,10 +701,10 @@ impl CompiledPlan {
     }
 
     /// Runs the steps, pushing each one's layer and time onto `times` if given.
-    fn execute(
+    fn execute<P: AsRef<[f32]> + Sync>(
         &self,
         input: &[f32],
-        packed_params: &[Vec<f32>],
+        packed_params: &[P],
         output: &mut [f32],
         mut times: Option<&mut Vec<(String, std::time::Duration)>>,
     ) -> Result<(), Error> {
@@ -737,21 +718,27 @@ impl CompiledPlan {
             return Err(Error::ParamCount { found: packed_params.len(), expected: self.params.len() });
         }
         for (index, (given, (name, len))) in packed_params.iter().zip(&self.params).enumerate() {
-            if given.len() as u64 != *len {
-                return Err(Error::ParamLength { index, name: name.clone(), found: given.len(), expected: *len });
+            if given.as_ref().len() as u64 != *len {
+                return Err(Error::ParamLength {
+                    index,
+                    name: name.clone(),
+                    found: given.as_ref().len(),
+                    expected: *len,
+                });
             }
         }
         let pooled = self.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        let mut values = pooled.unwrap_or_else(|| self.values.iter().map(|&len| zeroed(len as usize)).collect());
+        let mut values =
+            pooled.unwrap_or_else(|| self.values.iter().map(|&len| AlignedBuffer::zeroed(len as usize)).collect());
         // The caller's output is written in place by the step that produces it.
         let mut output = Some(output);
         // Read-only buffers are passed as they are; written ones are owned copies.
-        let mut input_copy = self.input_written.then(|| copied(input));
-        let mut param_copies: Vec<Option<Buffer>> = self
+        let mut input_copy = self.input_written.then(|| AlignedBuffer::copied(input));
+        let mut param_copies: Vec<Option<AlignedBuffer>> = self
             .params_written
             .iter()
             .zip(packed_params)
-            .map(|(&written, param)| written.then(|| copied(param)))
+            .map(|(&written, param)| written.then(|| AlignedBuffer::copied(param.as_ref())))
             .collect();
         // With parts, the steps run on one of rayon's workers while the caller waits: each split
         // step's first part then runs on that worker and the others on the pool's other threads,
@@ -785,20 +772,20 @@ impl CompiledPlan {
                 let mut slots: Vec<Slot<'_>> = Vec::with_capacity(step.args.len());
                 for (position, arg) in step.args.iter().enumerate() {
                     if let Some(first) = step.args[..position].iter().position(|earlier| earlier == arg) {
-                        let copy = copied(slots[first].as_slice());
+                        let copy = AlignedBuffer::copied(slots[first].as_slice());
                         slots.push(Slot::Owned(copy));
                         continue;
                     }
                     slots.push(match *arg {
                         Arg::Input => match &mut input_copy {
-                            Some(copy) => Slot::Owned(take(copy)),
+                            Some(copy) => Slot::Owned(copy.take()),
                             None => Slot::Shared(input),
                         },
                         Arg::Output => Slot::Exclusive(output.take().expect("the output is back after every step")),
-                        Arg::Value(index) => Slot::Owned(take(&mut values[index])),
+                        Arg::Value(index) => Slot::Owned(values[index].take()),
                         Arg::Param(index) => match &mut param_copies[index] {
-                            Some(copy) => Slot::Owned(take(copy)),
-                            None => Slot::Shared(&packed_params[index]),
+                            Some(copy) => Slot::Owned(copy.take()),
+                            None => Slot::Shared(packed_params[index].as_ref()),
                         },
                     });
                 }
@@ -873,21 +860,21 @@ fn help(owner: Option<usize>, done: &AtomicBool) {
 
 /// The read-only buffers of a run: the input and the parameters (or their copies, for a plan
 /// whose steps write them).
-struct Sources<'a> {
+struct Sources<'a, P> {
     input: &'a [f32],
-    input_copy: &'a Option<Buffer>,
-    params: &'a [Vec<f32>],
-    param_copies: &'a [Option<Buffer>],
+    input_copy: &'a Option<AlignedBuffer>,
+    params: &'a [P],
+    param_copies: &'a [Option<AlignedBuffer>],
 }
 
 /// Runs the parts of a split stage at the same time, on rayon's pool: each gets its own window
 /// of the output buffer (`split_at_mut`), its own written buffers, and shared borrows of the
 /// rest. `check_parts` proved that this is every buffer any part writes.
-fn run_parts(
+fn run_parts<P: AsRef<[f32]> + Sync>(
     group: &[CompiledStep],
-    values: &mut [Buffer],
+    values: &mut [AlignedBuffer],
     output: &mut Option<&mut [f32]>,
-    sources: &Sources<'_>,
+    sources: &Sources<'_, P>,
 ) -> Result<(), Error> {
     use rayon::prelude::*;
     let first = group[0].part.expect("a group of parts");
@@ -897,18 +884,18 @@ fn run_parts(
     let mut value_owner = None;
     match window_arg {
         Arg::Output => output_slice = output.take(),
-        Arg::Value(index) => value_owner = Some(take(&mut values[index])),
+        Arg::Value(index) => value_owner = Some(values[index].take()),
         Arg::Input | Arg::Param(_) => unreachable!("`check_parts` allows only output and value windows"),
     }
     // Each part's own written buffers, moved out of the run.
-    let mut owned: Vec<Vec<(usize, Buffer)>> = group
+    let mut owned: Vec<Vec<(usize, AlignedBuffer)>> = group
         .iter()
         .map(|step| {
             let part = step.part.expect("a group of parts");
             (step.args.iter().zip(&step.stored).enumerate())
                 .filter(|&(position, (_, &stored))| stored && position != part.window)
                 .map(|(position, (arg, _))| match *arg {
-                    Arg::Value(index) => (position, take(&mut values[index])),
+                    Arg::Value(index) => (position, values[index].take()),
                     _ => unreachable!("`check_parts` allows only values as a part's own buffers"),
                 })
                 .collect()
@@ -920,7 +907,7 @@ fn run_parts(
             (None, Some(buffer)) => buffer,
             (None, None) => unreachable!("the output is back after every step"),
         };
-        let shared: &[Buffer] = values;
+        let shared: &[AlignedBuffer] = values;
         let windows = windows(group, whole)?;
         let mut jobs: Vec<(&CompiledStep, Vec<Slot<'_>>)> = Vec::with_capacity(group.len());
         for ((step, own), window) in group.iter().zip(&mut owned).zip(windows) {
@@ -932,11 +919,13 @@ fn run_parts(
                         return window.take().expect("one window per part");
                     }
                     if let Some(at) = own.iter().position(|(owned_position, _)| *owned_position == position) {
-                        return Slot::Owned(take(&mut own[at].1));
+                        return Slot::Owned(own[at].1.take());
                     }
                     Slot::Shared(match *arg {
                         Arg::Input => sources.input_copy.as_deref().unwrap_or(sources.input),
-                        Arg::Param(index) => sources.param_copies[index].as_deref().unwrap_or(&sources.params[index]),
+                        Arg::Param(index) => {
+                            sources.param_copies[index].as_deref().unwrap_or(sources.params[index].as_ref())
+                        }
                         Arg::Value(index) => &shared[index],
                         Arg::Output => unreachable!("only a window reaches the output"),
                     })
@@ -945,7 +934,7 @@ fn run_parts(
             jobs.push((step, slots));
         }
         let results: Vec<Result<(), Error>> = jobs.par_iter_mut().map(|(step, slots)| call(step, slots)).collect();
-        let mut returned: Vec<(usize, Buffer)> = Vec::new();
+        let mut returned: Vec<(usize, AlignedBuffer)> = Vec::new();
         for (step, slots) in jobs {
             for (position, slot) in slots.into_iter().enumerate() {
                 if let (Arg::Value(index), Slot::Owned(buffer)) = (step.args[position], slot) {
@@ -1015,7 +1004,7 @@ fn windows<'a>(group: &[CompiledStep], whole: &'a mut [f32]) -> Result<Vec<Slot<
 /// [`windows`]; the buffer stays exclusively borrowed while the part runs).
 enum Slot<'a> {
     Shared(&'a [f32]),
-    Owned(Buffer),
+    Owned(AlignedBuffer),
     Exclusive(&'a mut [f32]),
     Runs { address: usize, len: usize },
 }
@@ -1052,7 +1041,7 @@ impl Slot<'_> {
     /// shared one, which `run` never passes to a writing step) an owned copy first.
     fn as_mut_ptr(&mut self) -> *mut f32 {
         if let Slot::Shared(slice) = self {
-            *self = Slot::Owned(copied(slice));
+            *self = Slot::Owned(AlignedBuffer::copied(slice));
         }
         match self {
             Slot::Owned(buffer) => buffer.as_mut_ptr(),
@@ -1196,22 +1185,7 @@ mod tests {
     use conv_dsl::schedule::{Schedule, Target};
     use conv_dsl::{Params, bind, compile_source, ir_interp, lower};
 
-    use super::{LINE, Options, compile_with, copied, take, zeroed};
-
-    #[test]
-    fn run_buffers_start_at_a_cache_line() {
-        // Large buffers (allocated by mmap, where `Vec`'s start 16 bytes into a page) and small
-        // ones, zeroed, copied and moved out.
-        for len in [1, 15, 1000, 1 << 18] {
-            let mut buffer = zeroed(len);
-            assert_eq!((buffer.len(), buffer.as_ptr() as usize % LINE), (len, 0), "{len} zeros");
-            let data: Vec<f32> = (0..len).map(|index| index as f32).collect();
-            let copy = copied(&data);
-            assert_eq!((&copy[..], copy.as_ptr() as usize % LINE), (&data[..], 0), "a copy of {len}");
-            let moved = take(&mut buffer);
-            assert_eq!((moved.len(), moved.as_ptr() as usize % LINE, buffer.len()), (len, 0, 0));
-        }
-    }
+    use super::{Options, compile_with};
 
     /// Every activation, vector and scalar code, depthwise, dense and `add` steps.
     const MODEL: &str = "

@@ -9,6 +9,9 @@ use conv_dsl::schedule::Target;
 use conv_dsl::{Params, bind, compile_source, ir_interp, lower};
 use conv_jit::{Error, compile};
 
+/// The packed parameters of a plan that has none.
+const NO_PARAMS: &[Vec<f32>] = &[];
+
 const ACTIVATIONS: [Activation; 9] = [
     Activation::None,
     Activation::Relu,
@@ -121,7 +124,7 @@ fn activations_match_the_interpreter_bit_for_bit_on_special_values() {
         for lanes in [1, 4] {
             let plan = plan_of(elementwise(lanes, len, act));
             let expected = ir_interp::run_plan(&plan, &input, &[]).expect("the IR is in bounds");
-            let output = compile(&plan).expect("compiles").run(&input, &[]).expect("runs");
+            let output = compile(&plan).expect("compiles").run(&input, NO_PARAMS).expect("runs");
             for ((x, got), want) in input.iter().zip(&output).zip(&expected) {
                 assert!(same(*got, *want), "{act} with {lanes} lanes of {x:e}: jit {got:e}, ir_interp {want:e}");
             }
@@ -198,7 +201,7 @@ fn wrong_input_and_parameter_lengths_are_errors() {
     assert!(matches!(compiled.run(&[], &params), Err(Error::InputLength { .. })));
 
     assert!(matches!(compiled.run(&input, &params[1..]), Err(Error::ParamCount { found: 3, expected: 4 })));
-    assert!(matches!(compiled.run(&input, &[]), Err(Error::ParamCount { .. })));
+    assert!(matches!(compiled.run(&input, NO_PARAMS), Err(Error::ParamCount { .. })));
     for index in 0..params.len() {
         let mut wrong = params.clone();
         wrong[index].pop();
@@ -295,7 +298,7 @@ fn a_loop_that_runs_zero_times_is_never_entered() {
     });
     let plan = plan_of(function);
     let input = [1.0, -2.0, 3.0, -4.0];
-    assert_eq!(compile(&plan).unwrap().run(&input, &[]).unwrap(), input);
+    assert_eq!(compile(&plan).unwrap().run(&input, NO_PARAMS).unwrap(), input);
 }
 
 #[test]
@@ -327,7 +330,7 @@ fn a_step_that_writes_its_input_sees_its_own_writes_and_leaves_the_callers_input
         Step { layer: "double".into(), schedules: Vec::new(), function: double, args: vec![Arg::Input], part: None },
     );
     let input: Vec<f32> = (0..8).map(|i| i as f32).collect();
-    let output = compile(&plan).unwrap().run(&input, &[]).unwrap();
+    let output = compile(&plan).unwrap().run(&input, NO_PARAMS).unwrap();
     assert_eq!(output, ir_interp::run_plan(&plan, &input, &[]).unwrap());
     assert_eq!(output, input.iter().map(|x| 2.0 * x).collect::<Vec<_>>());
     assert_eq!(input[3], 3.0);
@@ -442,7 +445,7 @@ fn layout_conversions_move_every_element_to_its_place() {
                 let input: Vec<f32> = (0..plan.input_len).map(|_| rng.symmetric()).collect();
                 let expected: Vec<f32> = input.iter().map(|x| x + x).collect();
                 let interpreted = ir_interp::run_plan(&plan, &input, &[]).expect("the IR is in bounds");
-                let jit = compile(&plan).expect("compiles").run(&input, &[]).expect("runs");
+                let jit = compile(&plan).expect("compiles").run(&input, NO_PARAMS).expect("runs");
                 assert_eq!(interpreted, expected, "ir_interp: {source}");
                 assert_eq!(jit, expected, "jit: {source}");
             }
