@@ -89,9 +89,37 @@ pub fn zeroed<const N: usize>() -> Box<[f32; N]> {
     boxed(vec![0.0; N])
 }
 
-/// Packs the PyTorch tensor `data` with `packing` into a buffer of `N` elements.
-pub fn pack<const N: usize>(packing: &Packing, data: &[f32]) -> Box<[f32; N]> {
-    boxed(packing.pack(data, N as u64))
+/// `N` f32s of a generated model's packed parameters or intermediate values, seen as an array: a
+/// [`conv_jit::AlignedBuffer`], so that a large one lives on huge pages, as the JIT's do (its
+/// kernels stream them; measured in the JIT, MobileNetV1 ran 1.15–1.19x faster).
+pub struct Buffer<const N: usize>(conv_jit::AlignedBuffer);
+
+impl<const N: usize> Buffer<N> {
+    /// `N` zeros.
+    pub fn zeroed() -> Buffer<N> {
+        Buffer(conv_jit::AlignedBuffer::zeroed(N))
+    }
+
+    /// The PyTorch tensor `data` packed with `packing` into `N` elements.
+    pub fn packed(packing: &Packing, data: &[f32]) -> Buffer<N> {
+        let mut buffer = Buffer::zeroed();
+        packing.pack_into(data, &mut buffer.0);
+        buffer
+    }
+}
+
+impl<const N: usize> std::ops::Deref for Buffer<N> {
+    type Target = [f32; N];
+
+    fn deref(&self) -> &[f32; N] {
+        (&*self.0).try_into().expect("the buffer was made with exactly N elements")
+    }
+}
+
+impl<const N: usize> std::ops::DerefMut for Buffer<N> {
+    fn deref_mut(&mut self) -> &mut [f32; N] {
+        (&mut *self.0).try_into().expect("the buffer was made with exactly N elements")
+    }
 }
 
 fn boxed<const N: usize>(values: Vec<f32>) -> Box<[f32; N]> {

@@ -19,7 +19,8 @@
 //!   for the plan of the host (`Packed::new`) or a given one (`Packed::with_plan`): where the two
 //!   plans differ the module holds both ([`plans`]) and packs one;
 //! - `Workspace`: heap buffers for the intermediate values (shared by values whose lifetimes do
-//!   not overlap), reused across calls;
+//!   not overlap), reused across calls. Its buffers and `Packed`'s are
+//!   `convgen::macro_support::Buffer`s, arrays whose large ones live on huge pages (as the JIT's);
 //! - `forward(input, &packed, output, &mut workspace)` over fixed-size arrays, which allocates
 //!   nothing; it runs the AVX2 + FMA version of every kernel when the CPU has both (detected at
 //!   run time; the one `unsafe` of the expansion is that call) and `forward_portable` otherwise.

@@ -255,13 +255,13 @@ fn packed(plan: &Plan, public: &TokenStream) -> TokenStream {
         let field = format_ident!("p{index}");
         let len = unsuffixed(param.len);
         let doc = format!(" `{}`, packed: {:?}.", param.source, param.packing);
-        quote!(#[doc = #doc] #field: Box<[f32; #len]>,)
+        quote!(#[doc = #doc] #field: ::convgen::macro_support::Buffer<#len>,)
     });
     let initialisers = plan.params.iter().enumerate().map(|(index, param)| {
         let field = format_ident!("p{index}");
         let packing = packing_tokens(&param.packing);
         let path = tensor_path(&param.source);
-        quote!(#field: ::convgen::macro_support::pack(&#packing, &params.#path[..]),)
+        quote!(#field: ::convgen::macro_support::Buffer::packed(&#packing, &params.#path[..]),)
     });
     quote! {
         #[doc = " The parameters re-laid out for the kernels (made by [`Params::pack`], once)."]
@@ -280,11 +280,11 @@ fn workspace(plan: &Plan, public: &TokenStream) -> TokenStream {
     let fields = plan.values.iter().enumerate().map(|(index, &len)| {
         let field = format_ident!("v{index}");
         let len = unsuffixed(len);
-        quote!(#field: Box<[f32; #len]>,)
+        quote!(#field: ::convgen::macro_support::Buffer<#len>,)
     });
     let initialisers = (0..plan.values.len()).map(|index| {
         let field = format_ident!("v{index}");
-        quote!(#field: ::convgen::macro_support::zeroed(),)
+        quote!(#field: ::convgen::macro_support::Buffer::zeroed(),)
     });
     let elements: u64 = plan.values.iter().sum();
     let doc = format!(
