@@ -641,6 +641,41 @@ fn winograd_blocks_of_tile_rows_run_like_the_interpreters() {
     }
 }
 
+/// Dense tile-kernel stages with at least 2 MiB of weights, whose row tails run with each chunk of
+/// channel blocks (`Stage::strip_and_tail`; the random cases' weights are far smaller): a
+/// pointwise 3200 → 168 at 7 × 7 (49 pixels: a tail of one; 21 vectors of 8 outputs: chunks of 4
+/// blocks, a spare one and a last vector) and a 3 × 3 stride-2 256 → 256
+/// at 9 × 16 (rows of 7 interior outputs) with an epilogue (leaky_relu: the sums go through the
+/// scratch buffer), with narrow and wide tiles, and in 2 parts.
+#[test]
+fn tails_of_large_weights_run_like_the_interpreters() {
+    let sources = [
+        "input x: [1, 7, 7, 3200] layout nhwc;\npointwise l(x) { out: 168, act: relu }\n",
+        "input x: [1, 256, 9, 16];\nconv l(x) { out: 256, kernel: 3, stride: 2, pad: 1, act: leaky_relu(0.1) }\n",
+    ];
+    for (seed, source) in sources.iter().enumerate() {
+        let network = conv_dsl::compile_source("case.conv", source).expect("the model checks");
+        let shape = network.example_input_shape(1, 1);
+        let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+        let choices = [
+            Choice::new("tile kernels", with_kernels, None),
+            Choice::new("wide tile kernels", common::wide_tiles(Target::CRANELIFT_X86_64), None),
+            Choice::new("tile kernels, 2 parts", Target { microkernels: true, ..common::split(2) }, None),
+        ];
+        // (Split in 2, such weights are cut by output channels: each part's blocks run their
+        // tails one by one, as before.)
+        for choice in &choices[..2] {
+            let binding = conv_dsl::bind(&network, &shape).expect("the shape fits");
+            let plan = conv_dsl::lower::lower(&network, &binding, choice.target, &|_| None).expect("lowers");
+            let text = plan.steps.iter().map(|step| step.function.to_string()).collect::<String>();
+            assert!(text.contains("repeat 4 ("), "{}: no tail over a chunk of 4 blocks\n{text}", choice.label);
+        }
+        if let Err(message) = common::check_network("tails", &network, &shape, seed as u64, &choices) {
+            panic!("{message}\n{source}");
+        }
+    }
+}
+
 fn config() -> ProptestConfig {
     // No regression files: a failure prints the minimal case, and its DSL text, instead.
     ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(CASES) }
