@@ -86,7 +86,7 @@ pub fn host_plan() -> PlanFor {
 
 /// `N` zeros on the heap (a large array is never built on the stack).
 pub fn zeroed<const N: usize>() -> Box<[f32; N]> {
-    boxed(vec![0.0; N])
+    vec![0.0; N].into_boxed_slice().try_into().expect("the vector was built with exactly N elements")
 }
 
 /// `N` f32s of a generated model's packed parameters or intermediate values, seen as an array: a
@@ -120,10 +120,6 @@ impl<const N: usize> std::ops::DerefMut for Buffer<N> {
     fn deref_mut(&mut self) -> &mut [f32; N] {
         (&mut *self.0).try_into().expect("the buffer was made with exactly N elements")
     }
-}
-
-fn boxed<const N: usize>(values: Vec<f32>) -> Box<[f32; N]> {
-    values.into_boxed_slice().try_into().expect("the vector was built with exactly N elements")
 }
 
 /// Copies `values` — every tensor of `specs` in order, each in C order, concatenated — into

@@ -327,17 +327,8 @@ impl PackedParams {
             return existing.clone();
         }
         // In buffers of the JIT's (large ones on huge pages), packed in place.
-        let buffers = plan
-            .params
-            .iter()
-            .map(|param| {
-                let tensor = self.params.get(&param.source).expect("`pack` checked the params against the model");
-                let mut buffer = conv_jit::AlignedBuffer::zeroed(param.len as usize);
-                param.packing.pack_into(tensor.data(), &mut buffer);
-                buffer
-            })
-            .collect();
-        let buffers: Arc<PackedBuffers> = Arc::new(buffers);
+        let buffers =
+            Arc::new(conv_dsl::ir_interp::pack_params_with(plan, &self.params, conv_jit::AlignedBuffer::zeroed));
         packed.insert(key.to_vec(), buffers.clone());
         buffers
     }

@@ -10,14 +10,27 @@ use crate::error::Error;
 use crate::ir::{Function, Plane, Stmt, TILE_LANES, TRANSPOSE, Tile, Value};
 use crate::lower::{Arg, Plan};
 use crate::params::Params;
+use std::ops::DerefMut;
 
 /// Packs a network's parameters for a plan (the params must already be validated).
 pub fn pack_params(plan: &Plan, params: &Params) -> Vec<Vec<f32>> {
+    pack_params_with(plan, params, |len| vec![0.0; len])
+}
+
+/// [`pack_params`] into buffers of the caller's choice: `zeroed(len)` makes each one, of `len`
+/// elements (e.g. `conv_jit::AlignedBuffer::zeroed`, whose large buffers are on huge pages).
+pub fn pack_params_with<B: DerefMut<Target = [f32]>>(
+    plan: &Plan,
+    params: &Params,
+    zeroed: impl Fn(usize) -> B,
+) -> Vec<B> {
     plan.params
         .iter()
         .map(|param| {
             let tensor = params.get(&param.source).expect("params were validated against the network");
-            param.packing.pack(tensor.data(), param.len)
+            let mut buffer = zeroed(param.len as usize);
+            param.packing.pack_into(tensor.data(), &mut buffer);
+            buffer
         })
         .collect()
 }

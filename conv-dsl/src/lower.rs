@@ -253,16 +253,9 @@ pub enum Arg {
 }
 
 impl Packing {
-    /// Packs `data` (the PyTorch tensor) into a buffer of `len` elements.
-    pub fn pack(&self, data: &[f32], len: u64) -> Vec<f32> {
-        let mut packed = vec![0.0f32; len as usize];
-        self.pack_into(data, &mut packed);
-        packed
-    }
-
     /// Packs `data` (the PyTorch tensor) into `packed`, a buffer of the packed length (the
-    /// [`PackedParam::len`] of the plan's parameter), zeros where the packing pads: for a caller
-    /// that chooses where the packed buffer lives.
+    /// [`PackedParam::len`] of the plan's parameter), zeros where the packing pads; the caller
+    /// chooses where the buffer lives ([`crate::ir_interp::pack_params_with`]).
     pub fn pack_into(&self, data: &[f32], packed: &mut [f32]) {
         packed.fill(0.0);
         match *self {

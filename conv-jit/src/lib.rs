@@ -660,10 +660,10 @@ impl CompiledPlan {
     }
 
     /// Runs the plan, with the contract of [`conv_dsl::ir_interp::run_plan`]: `input` in the user's
-    /// layout, parameters packed by [`conv_dsl::ir_interp::pack_params`] (or by
-    /// [`conv_dsl::lower::Packing::pack_into`] into [`AlignedBuffer`]s, whose large ones are on
-    /// huge pages: faster to stream); the steps run in order, and the output comes back in the
-    /// user's layout.
+    /// layout, parameters packed by [`conv_dsl::ir_interp::pack_params`] (or, faster to stream,
+    /// into [`AlignedBuffer`]s, whose large ones are on huge pages:
+    /// `pack_params_with(plan, params, AlignedBuffer::zeroed)`); the steps run in order, and the
+    /// output comes back in the user's layout.
     pub fn run<P: AsRef<[f32]> + Sync>(&self, input: &[f32], packed_params: &[P]) -> Result<Vec<f32>, Error> {
         let mut output = vec![0.0f32; self.output_len as usize];
         self.run_into(input, packed_params, &mut output)?;
