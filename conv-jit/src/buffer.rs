@@ -40,9 +40,14 @@ pub struct AlignedBuffer {
 enum Storage {
     /// A small buffer, on the heap.
     Heap(AVec<f32, ConstAlign<LINE>>),
-    /// A large one: `len` f32s from byte `offset` of `map` (a multiple of [`HUGE_PAGE`] from the
-    /// mapping's start address).
+    /// A large one: `len` f32s from byte `offset` of `map`, the mapping's first address that is a
+    /// multiple of [`HUGE_PAGE`].
     Pages { map: MmapMut, offset: usize, len: usize },
+}
+
+/// The bytes of a [`Storage::Pages`] buffer of `len` f32s from byte `offset` of its mapping.
+fn page_bytes(offset: usize, len: usize) -> std::ops::Range<usize> {
+    offset..offset + len * size_of::<f32>()
 }
 
 impl AlignedBuffer {
@@ -105,7 +110,7 @@ impl Deref for AlignedBuffer {
         match &self.storage {
             Storage::Heap(vec) => vec,
             // A page-aligned range of whole f32s: the cast cannot fail.
-            Storage::Pages { map, offset, len } => bytemuck::cast_slice(&map[*offset..*offset + len * 4]),
+            Storage::Pages { map, offset, len } => bytemuck::cast_slice(&map[page_bytes(*offset, *len)]),
         }
     }
 }
@@ -114,7 +119,7 @@ impl DerefMut for AlignedBuffer {
     fn deref_mut(&mut self) -> &mut [f32] {
         match &mut self.storage {
             Storage::Heap(vec) => vec,
-            Storage::Pages { map, offset, len } => bytemuck::cast_slice_mut(&mut map[*offset..*offset + *len * 4]),
+            Storage::Pages { map, offset, len } => bytemuck::cast_slice_mut(&mut map[page_bytes(*offset, *len)]),
         }
     }
 }
