@@ -81,6 +81,12 @@ impl Fusion {
     /// 1.044, 3.4 (128 → 384) 1.10, 1.1–2.3 1.08–1.13 (56×56 128 → 128, 256; 112×112 64 → 256).
     /// (28×28 256 → 256, 4.6, ran 0.96: its depthwise output, 800 KiB, stays in that L2 anyway.)
     pub const DEFAULT: Fusion = Fusion { min_elements: 1 << 17, block_elements: 1 << 14, max_weights_per_output: 8 };
+    /// Fuse every pair that can be fused, however small its depthwise output and however many
+    /// its pointwise weights, in blocks of at most `block_elements` depthwise outputs (tests use it
+    /// so that small images still fuse, in several blocks).
+    pub const fn every_pair(block_elements: u64) -> Fusion {
+        Fusion { min_elements: 0, block_elements, max_weights_per_output: u64::MAX }
+    }
     /// Never fuse.
     pub const OFF: Fusion = Fusion { min_elements: u64::MAX, block_elements: 1 << 14, max_weights_per_output: 0 };
 }

@@ -466,8 +466,7 @@ fn channels_last_tensors_of_whole_vectors_are_used_in_place() {
 /// The Cranelift target fusing every depthwise → pointwise pair, however small, in blocks of at
 /// most `block_elements` depthwise outputs (so small test images still take several blocks).
 fn fusing(block_elements: u64) -> Target {
-    let fusion = Fusion { min_elements: 0, block_elements, max_weights_per_output: u64::MAX };
-    Target { fusion, ..Target::CRANELIFT_X86_64 }
+    Target { fusion: Fusion::every_pair(block_elements), ..Target::CRANELIFT_X86_64 }
 }
 
 /// A depthwise layer read only by a pointwise one is computed inside it on blocks of rows (one

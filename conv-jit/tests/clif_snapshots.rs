@@ -33,7 +33,7 @@ fn fused_depthwise_pointwise_clif() {
     let text = "input x: [1, 4, 5, 3]; depthwise d(x) { kernel: 3, pad: 1, act: relu } pointwise p(d) { out: 4 }";
     let network = compile_source("model.conv", text).expect("the model checks");
     let binding = bind(&network, &[1, 4, 5, 3]).expect("binds");
-    let fusion = conv_dsl::schedule::Fusion { min_elements: 0, block_elements: 24, max_weights_per_output: u64::MAX };
+    let fusion = conv_dsl::schedule::Fusion::every_pair(24);
     let plan =
         lower::lower(&network, &binding, Target { fusion, ..Target::CRANELIFT_X86_64 }, &|_| None).expect("lowers");
     let step = plan.steps.iter().find(|step| step.layer == "d+p").expect("fused");

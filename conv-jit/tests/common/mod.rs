@@ -68,10 +68,7 @@ pub fn wide_tiles(target: Target) -> Target {
 /// `target` fusing every depthwise → pointwise pair, however small, in blocks of at most
 /// `block_elements` depthwise outputs (so that small images still take several blocks).
 pub fn fusing(target: Target, block_elements: u64) -> Target {
-    Target {
-        fusion: conv_dsl::schedule::Fusion { min_elements: 0, block_elements, max_weights_per_output: u64::MAX },
-        ..target
-    }
+    Target { fusion: conv_dsl::schedule::Fusion::every_pair(block_elements), ..target }
 }
 
 /// The Cranelift target with every stage split into `threads` parts, however small.
