@@ -732,42 +732,78 @@ unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, co
     unsafe {
         let args = &strip.tile(first);
         let (mut wide, mut narrow) = avx512_start!(P, V, T, strip, args);
-        for_each_step!(args, |input, weight| {
-            let mut weights = [_mm512_setzero_ps(); V];
-            let mut weight_narrow = _mm256_setzero_ps();
-            for t in 0..T {
-                let input = input.offset(t as isize * strip.repeat_input_stride);
-                if t == 0 || !SHARED {
-                    let weight = weight.offset(t as isize * strip.repeat_weight_stride);
-                    for (j, weights) in weights.iter_mut().enumerate().take(pairs) {
-                        *weights = _mm512_loadu_ps(weight.add(j * 2 * LANES));
-                    }
-                    if odd {
-                        weight_narrow = _mm256_loadu_ps(weight.add((V - 1) * LANES));
-                    }
-                }
-                for p in 0..P {
-                    let input = input.offset(p as isize * args.pixel_stride);
-                    if DEPTHWISE {
-                        for j in 0..pairs {
-                            let x = _mm512_loadu_ps(input.add(j * 2 * LANES));
-                            wide[t][p][j] = _mm512_fmadd_ps(x, weights[j], wide[t][p][j]);
+        // One step: every tile's sums over one (k, tap), its input at `input`, weights at `weight`.
+        macro_rules! step {
+            ($input:expr, $weight:expr, $pixel_stride:expr) => {{
+                let (input, weight, pixel_stride): (*const f32, *const f32, isize) = ($input, $weight, $pixel_stride);
+                let mut weights = [_mm512_setzero_ps(); V];
+                let mut weight_narrow = _mm256_setzero_ps();
+                for t in 0..T {
+                    let input = input.offset(t as isize * strip.repeat_input_stride);
+                    if t == 0 || !SHARED {
+                        let weight = weight.offset(t as isize * strip.repeat_weight_stride);
+                        for (j, weights) in weights.iter_mut().enumerate().take(pairs) {
+                            *weights = _mm512_loadu_ps(weight.add(j * 2 * LANES));
                         }
                         if odd {
-                            let x = _mm256_loadu_ps(input.add((V - 1) * LANES));
-                            narrow[t][p] = _mm256_fmadd_ps(x, weight_narrow, narrow[t][p]);
+                            weight_narrow = _mm256_loadu_ps(weight.add((V - 1) * LANES));
                         }
-                    } else {
-                        for j in 0..pairs {
-                            wide[t][p][j] = _mm512_fmadd_ps(_mm512_set1_ps(*input), weights[j], wide[t][p][j]);
-                        }
-                        if odd {
-                            narrow[t][p] = _mm256_fmadd_ps(_mm256_set1_ps(*input), weight_narrow, narrow[t][p]);
+                    }
+                    for p in 0..P {
+                        let input = input.offset(p as isize * pixel_stride);
+                        if DEPTHWISE {
+                            for j in 0..pairs {
+                                let x = _mm512_loadu_ps(input.add(j * 2 * LANES));
+                                wide[t][p][j] = _mm512_fmadd_ps(x, weights[j], wide[t][p][j]);
+                            }
+                            if odd {
+                                let x = _mm256_loadu_ps(input.add((V - 1) * LANES));
+                                narrow[t][p] = _mm256_fmadd_ps(x, weight_narrow, narrow[t][p]);
+                            }
+                        } else {
+                            for j in 0..pairs {
+                                wide[t][p][j] = _mm512_fmadd_ps(_mm512_set1_ps(*input), weights[j], wide[t][p][j]);
+                            }
+                            if odd {
+                                narrow[t][p] = _mm256_fmadd_ps(_mm256_set1_ps(*input), weight_narrow, narrow[t][p]);
+                            }
                         }
                     }
                 }
-            }
-        });
+            }};
+        }
+        // A pointwise strip: `POINTWISE_UNROLL` input channels at a time, at constant offsets from
+        // one input and one weight pointer where the input channels (channels-last) or the pixels
+        // (channels-first, read in place) are adjacent (as in `avx2_pointwise`). Measured on an
+        // AVX-512 Xeon (66 tiles of 3 × 4 over 512 channels-last input channels, cache-resident,
+        // 3 at once): 181 GFLOP/s against 169 one channel at a time (this core's FMA peak: 214).
+        macro_rules! unrolled {
+            ($channel_stride:expr, $pixel_stride:expr) => {{
+                let (channel_stride, step) = ($channel_stride, V * LANES);
+                let (mut input, mut weight) = (args.input, args.weight);
+                for _ in 0..args.reduce / POINTWISE_UNROLL {
+                    for unrolled in 0..POINTWISE_UNROLL {
+                        step!(
+                            input.offset(unrolled * channel_stride),
+                            weight.add(unrolled as usize * step),
+                            $pixel_stride
+                        );
+                    }
+                    input = input.offset(POINTWISE_UNROLL * channel_stride);
+                    weight = weight.add(POINTWISE_UNROLL as usize * step);
+                }
+                for _ in 0..args.reduce % POINTWISE_UNROLL {
+                    step!(input, weight, $pixel_stride);
+                    input = input.offset(channel_stride);
+                    weight = weight.add(step);
+                }
+            }};
+        }
+        match pointwise_inputs(args, V) {
+            Some(Adjacent::Channels) if !DEPTHWISE => unrolled!(1, args.pixel_stride),
+            Some(Adjacent::Pixels) if !DEPTHWISE => unrolled!(args.reduce_input_stride, 1),
+            _ => for_each_step!(args, |input, weight| { step!(input, weight, args.pixel_stride) }),
+        }
         avx512_finish!(P, V, T, strip, args, wide, narrow);
     }
 }
