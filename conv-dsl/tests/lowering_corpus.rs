@@ -303,6 +303,21 @@ fn a_pointwise_layer_on_a_large_plane_takes_the_plane_kernel() {
     }
 }
 
+/// A pointwise layer on the plane kernel, split by runs of 8 output planes, is split only into
+/// parts of about even size (each part reads the whole input): 3 runs on 2 threads stay whole, 4
+/// on 3 threads make 2 parts.
+#[test]
+fn a_plane_pointwise_layer_splits_only_into_even_parts() {
+    let target = Target { microkernels: true, wide_microkernels: true, part_macs: 0, ..Target::CRANELIFT_X86_64 };
+    for (outputs, threads, parts) in [(24, 2, 1), (16, 2, 2), (32, 3, 2), (24, 3, 3), (64, 2, 2)] {
+        let text = format!("input x: [1, 5, 28, 28]; pointwise p(x) {{ out: {outputs} }}");
+        let (network, shape, binding) = bound(&text);
+        let plan = lower::lower(&network, &binding, Target { threads, ..target }, &|_| None).unwrap();
+        assert_eq!(stage_kernels(&plan), vec![Kernel::Plane; parts], "{text}, {threads} threads");
+        runs_like_the_reference(&text, &network, &shape, &plan);
+    }
+}
+
 /// A depthwise layer of a channels-first input read only by the pointwise output layer, or a
 /// separable output layer of that input, both stages on the plane kernels: two steps in the
 /// user's layout (a channels-first value between them), no conversion, no fusion; alone and in

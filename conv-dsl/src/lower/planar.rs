@@ -252,6 +252,23 @@ const PLANE_MIN_POINTWISE_OUTPUTS_AVX2: u64 = 24;
 /// Output planes per part of a split pointwise stage on the plane kernel (its AVX-512 tile's).
 const PART_CHANNELS: u64 = 8;
 
+/// The parts a pointwise stage on the plane kernel is split into, at most `count`: each part
+/// reads the whole input, so a part with far more than its share of the `units` of
+/// [`PART_CHANNELS`] output planes makes the split slower than none. As many parts as keep the
+/// largest within 1.25 of an even share, else 1. Measured on an Intel Xeon (AVX-512, 2 MiB of L2,
+/// `convgen bench --threads 2 --against "--threads 1"`): pw_144to24_56, 3 units split 1 + 2, ran
+/// 0.79–0.89× as fast on two threads as on one (3 runs over two days); pw_32to16_112 (1 + 1) and
+/// pw_64to64_56 (4 + 4) 1.67× and 1.77× (`bench/compare.py --threads 2`).
+fn even_parts(count: u64, units: u64) -> u64 {
+    (2..=count)
+        .rev()
+        .find(|&parts| {
+            let largest = (0..parts).map(|part| part_range(units, 1, parts, part).count() as u64).max();
+            largest.is_some_and(|largest| largest * parts * 4 <= units * 5)
+        })
+        .unwrap_or(1)
+}
+
 /// Whether a stage that may be computed in the user's layout takes the plane kernel by default:
 /// a depthwise layer, or a grouped one with too few output channels per group for the
 /// channels-last kernels' vectors (as [`worth`] asks of the planar code), with a window it exists
@@ -393,6 +410,7 @@ pub(super) fn planar(
         (groups, 1, out_per_group * out_plane)
     };
     let count = part_count(worth, u64::from(target.threads.max(1)), extent.div_ceil(unit));
+    let count = if one_group { even_parts(count, extent.div_ceil(unit)) } else { count };
     let parts = (0..count)
         .map(|part| {
             let range = part_range(extent, unit, count, part);
