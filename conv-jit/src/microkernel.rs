@@ -779,23 +779,25 @@ unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, co
         // 3 at once): 181 GFLOP/s against 169 one channel at a time (this core's FMA peak: 214).
         macro_rules! unrolled {
             ($channel_stride:expr, $pixel_stride:expr) => {{
-                let (channel_stride, step) = ($channel_stride, V * LANES);
+                let (channel_stride, channel_weights) = ($channel_stride, V * LANES);
                 let (mut input, mut weight) = (args.input, args.weight);
+                // Input channel k's pointers are those `for_each_step` forms (`pointwise_inputs`
+                // checked the strides); past the last channel they only move (wrapping), unread.
                 for _ in 0..args.reduce / POINTWISE_UNROLL {
                     for unrolled in 0..POINTWISE_UNROLL {
                         step!(
                             input.offset(unrolled * channel_stride),
-                            weight.add(unrolled as usize * step),
+                            weight.add(unrolled as usize * channel_weights),
                             $pixel_stride
                         );
                     }
-                    input = input.offset(POINTWISE_UNROLL * channel_stride);
-                    weight = weight.add(POINTWISE_UNROLL as usize * step);
+                    input = input.wrapping_offset(POINTWISE_UNROLL * channel_stride);
+                    weight = weight.wrapping_add(POINTWISE_UNROLL as usize * channel_weights);
                 }
                 for _ in 0..args.reduce % POINTWISE_UNROLL {
                     step!(input, weight, $pixel_stride);
-                    input = input.offset(channel_stride);
-                    weight = weight.add(step);
+                    input = input.wrapping_offset(channel_stride);
+                    weight = weight.wrapping_add(channel_weights);
                 }
             }};
         }

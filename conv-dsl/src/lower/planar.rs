@@ -263,7 +263,8 @@ fn even_parts(count: u64, units: u64) -> u64 {
     (2..=count)
         .rev()
         .find(|&parts| {
-            let largest = (0..parts).map(|part| part_range(units, 1, parts, part).count() as u64).max();
+            let largest =
+                (0..parts).map(|part| part_range(units, 1, parts, part)).map(|range| range.end - range.start).max();
             largest.is_some_and(|largest| largest * parts * 4 <= units * 5)
         })
         .unwrap_or(1)
