@@ -880,22 +880,22 @@ unsafe fn block<
                 unroll_inputs!(i in (R - 1) * S + (K - 1) * D + 1 => {
                     let row = at.top + i as isize;
                     if !CHECK_ROWS || (0..h).contains(&row) {
-                        let mut xs = [X::splat(0.0); K];
-                        for (kw, x) in xs.iter_mut().enumerate() {
-                            *x = inputs::<X, K, S, D, MASK_COLUMNS>(input, row * w + at.left, kw, &masks, &spans);
-                        }
-                        for (kh, taps) in taps.iter().enumerate() {
-                            // The output row that reads input row `i` at tap row `kh`, if any.
-                            let Some(from_top) = i.checked_sub(kh * D) else { continue };
-                            if from_top % S != 0 || from_top / S >= R {
-                                continue;
-                            }
-                            let sum = &mut sums[from_top / S];
-                            for (kw, &weight) in taps.iter().enumerate() {
+                        // Tap column after tap column: one input vector live at a time, added to
+                        // every output row that reads it (each row takes one tap row of this
+                        // input row, so its taps still come in the window's order).
+                        for kw in 0..K {
+                            let x = inputs::<X, K, S, D, MASK_COLUMNS>(input, row * w + at.left, kw, &masks, &spans);
+                            for (kh, taps) in taps.iter().enumerate() {
+                                // The output row that reads input row `i` at tap row `kh`, if any.
+                                let Some(from_top) = i.checked_sub(kh * D) else { continue };
+                                if from_top % S != 0 || from_top / S >= R {
+                                    continue;
+                                }
+                                let sum = &mut sums[from_top / S];
                                 *sum = if MASK_COLUMNS && !X::MASK_WEIGHTS {
-                                    X::fma_masked(*sum, xs[kw], weight, masks[kw])
+                                    X::fma_masked(*sum, x, taps[kw], masks[kw])
                                 } else {
-                                    X::fma(*sum, xs[kw], weight)
+                                    X::fma(*sum, x, taps[kw])
                                 };
                             }
                         }
