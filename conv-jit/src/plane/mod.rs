@@ -192,6 +192,16 @@ trait Lanes {
     /// than its multiply-adds ([`Lanes::fma_masked`], once per tap and row): where a masked
     /// multiply-add costs a blend besides the FMA.
     const MASK_WEIGHTS: bool;
+    /// Whether each block splats its window's weights from memory (once per block and input
+    /// plane) rather than taking the first input plane's from registers its caller filled once
+    /// per plane ([`sweep`] keeping them there from one block to the next). On AVX-512 splatting
+    /// them again was faster: the window was otherwise a value live across the block's loop (a
+    /// choice between the caller's registers and the next input plane's), which the register
+    /// allocator shuffled and spilled in every block; alternating builds, 8 pairs: dw5_s1_c240_28
+    /// 1.035×, dw3_s1_c144_56 1.05×, dw3_s1_c384_14 1.07×, relu6_dw3_c64_56 and g3_c128_g32_56
+    /// 1.03×, dw3_s1_c32_112 1.00×. On AVX2 (the same host, `CONVGEN_MAX_ISA=avx2`)
+    /// dw3_s1_c32_112 ran 0.94× and g3_c128_g32_56 0.97× so, and it keeps them.
+    const WINDOW_PER_BLOCK: bool;
     /// `w` in the lanes of `mask`, −0 in the others. Where `x` is +0 outside `mask` (a masked
     /// load's lanes), `fma(acc, x, masked_weight(w, mask))` is `fma_masked(acc, x, w, mask)` bit for
     /// bit: the product there is −0, and `acc + (−0)` is `acc` for every `acc` (−0, NaN and
@@ -274,6 +284,7 @@ impl Lanes for Avx512 {
     }
     // A masked FMA is one instruction.
     const MASK_WEIGHTS: bool = false;
+    const WINDOW_PER_BLOCK: bool = true;
     #[inline(always)]
     unsafe fn masked_weight(w: Self::V, mask: u16) -> Self::V {
         unsafe { std::arch::x86_64::_mm512_mask_blend_ps(mask, std::arch::x86_64::_mm512_set1_ps(-0.0), w) }
@@ -368,6 +379,7 @@ impl Lanes for Avx2 {
     }
     // A masked FMA is an FMA and a blend.
     const MASK_WEIGHTS: bool = true;
+    const WINDOW_PER_BLOCK: bool = false;
     #[inline(always)]
     unsafe fn masked_weight(w: Self::V, mask: Self::M) -> Self::V {
         use std::arch::x86_64::{_mm256_blendv_ps, _mm256_castsi256_ps, _mm256_set1_ps};
@@ -598,7 +610,11 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize, const
         for p in 0..args.planes {
             let input = args.input.offset(p / args.group_outputs * args.group_inputs * h * w);
             let weight = args.weight.offset(p * args.group_inputs * k * k);
-            let taps = if in_registers(X::L, K) { window::<X, K>(weight) } else { [[X::splat(0.0); K]; K] };
+            let taps = if in_registers(X::L, K) && !X::WINDOW_PER_BLOCK {
+                window::<X, K>(weight)
+            } else {
+                [[X::splat(0.0); K]; K]
+            };
             let bias = X::splat(if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) });
             let output = args.output.offset(p * oh * ow);
             let mut next = 0;
@@ -676,7 +692,7 @@ unsafe fn rows_block<X: Lanes, const K: usize, const S: usize, const D: usize, c
 
 /// `count` blocks of `R` rows side by side from `at`, each a vector (`L` outputs, `L·S` input
 /// columns) on from the one before, every column of which is inside the plane (`rows_inside`:
-/// every row too): one loop, whose weights and row offsets stay in registers from one block to
+/// every row too): one loop, whose weights (but [`Lanes::WINDOW_PER_BLOCK`]) and row offsets stay in registers from one block to
 /// the next. For windows in registers ([`in_registers`]). Measured on an AVX2 Zen 3, together
 /// with [`block`]'s order by input rows, against a call per block in the order by tap rows (one
 /// process, alternating, median of 100–200 pair ratios; single planes): 3 × 3 over 112 × 112
@@ -810,7 +826,8 @@ unsafe fn window<X: Lanes, const K: usize>(weight: *const f32) -> [[X::V; K]; K]
 
 /// `R` output rows × one vector: the sums start at the bias, take every input plane of the group
 /// and every tap in order (rows, then columns of the window; the `R` rows share each input row's
-/// loads), are activated and stored. `taps` is the first input plane's window, in registers.
+/// loads), are activated and stored. `taps` is the first input plane's window, in registers (unless
+/// [`Lanes::WINDOW_PER_BLOCK`], where the block splats it itself).
 /// A window in registers goes input row by input row (each loaded once, its taps added to every
 /// output row that reads it: a stride-2 window's shuffled inputs are not kept for a later tap
 /// row); a larger one tap row by tap row (each row's weights splatted once). Either way each sum
@@ -869,7 +886,7 @@ unsafe fn block<
                 // The whole window in registers: input row after input row, unrolled, each
                 // loaded once and taken by every output row whose window covers it (an output
                 // row's taps still come in the window's order: its input rows are in order).
-                let mut taps = if k == 0 { *taps } else { window::<X, K>(weight) };
+                let mut taps = if k == 0 && !X::WINDOW_PER_BLOCK { *taps } else { window::<X, K>(weight) };
                 if MASK_COLUMNS && X::MASK_WEIGHTS {
                     for row in taps.iter_mut() {
                         for (tap, &mask) in row.iter_mut().zip(&masks) {
