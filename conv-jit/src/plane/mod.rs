@@ -161,6 +161,8 @@ trait Lanes {
     unsafe fn splat(x: f32) -> Self::V;
     /// Lanes `lo..hi` (clamped to `0..L`).
     unsafe fn mask(lo: isize, hi: isize) -> Self::M;
+    /// The lanes `i < L` whose bit `i` is set.
+    unsafe fn mask_of_bits(bits: u64) -> Self::M;
     /// The lanes of a stride-2 sum ([`Lanes::evens`]) that hold output positions `lo..hi`
     /// (clamped to `0..L`).
     unsafe fn strided_mask(lo: isize, hi: isize) -> Self::M;
@@ -238,6 +240,10 @@ impl Lanes for Avx512 {
     #[inline(always)]
     unsafe fn mask(lo: isize, hi: isize) -> u16 {
         bits(lo, hi, 16) as u16
+    }
+    #[inline(always)]
+    unsafe fn mask_of_bits(bits: u64) -> u16 {
+        bits as u16
     }
     #[inline(always)]
     unsafe fn strided_mask(lo: isize, hi: isize) -> u16 {
@@ -334,6 +340,14 @@ impl Lanes for Avx2 {
     #[inline(always)]
     unsafe fn mask(lo: isize, hi: isize) -> Self::M {
         unsafe { lanes_between(std::arch::x86_64::_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), lo, hi) }
+    }
+    #[inline(always)]
+    unsafe fn mask_of_bits(bits: u64) -> Self::M {
+        use std::arch::x86_64::{_mm256_and_si256, _mm256_cmpeq_epi32, _mm256_set1_epi32, _mm256_setr_epi32};
+        unsafe {
+            let lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+            _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits as i32), lane_bits), lane_bits)
+        }
     }
     #[inline(always)]
     unsafe fn strided_mask(lo: isize, hi: isize) -> Self::M {
@@ -864,18 +878,23 @@ unsafe fn block<
         // lanes (in the stride-2 order at stride 2) and (stride 2) of the pair of loads' elements.
         // (Loops, not `array::from_fn`, which is not always inlined.)
         let (mut masks, mut spans) = ([X::mask(0, 0); K], [X::span_mask(0, 0); K]);
-        if MASK_COLUMNS {
+        if MASK_COLUMNS && S == 1 {
+            // Bit `j`: input column `left + j` is inside the row (j < L + (K − 1)·D ≤ 24); a tap
+            // column's lanes are those bits from its offset, up to the block's lanes (one shift
+            // and mask per tap: made per tap from `lo..hi`, the masks took ~9% of
+            // dw5_s1_c240_28's time, every block of which is on a border column).
+            let inside = bits(-at.left, w - at.left, 63);
+            for (kw, mask) in masks.iter_mut().enumerate() {
+                *mask = X::mask_of_bits((inside >> (kw as isize * d)) & bits(0, at.lanes, 63));
+            }
+        } else if MASK_COLUMNS {
             for kw in 0..K {
                 let start = at.left + kw as isize * d;
                 let (lo, hi) = (div_ceil(-start, s), div_ceil(w - start, s).min(at.lanes));
-                if S == 1 {
-                    masks[kw] = X::mask(lo, hi);
-                } else {
-                    // An odd tap offset reads the odd elements of the pair one element back.
-                    let odd = (kw as isize * d) % 2;
-                    masks[kw] = X::strided_mask(lo, hi);
-                    spans[kw] = X::span_mask(2 * lo + odd, 2 * hi - 1 + odd);
-                }
+                // An odd tap offset reads the odd elements of the pair one element back.
+                let odd = (kw as isize * d) % 2;
+                masks[kw] = X::strided_mask(lo, hi);
+                spans[kw] = X::span_mask(2 * lo + odd, 2 * hi - 1 + odd);
             }
         }
         let mut sums = [bias; R];
