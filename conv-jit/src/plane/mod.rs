@@ -1246,6 +1246,33 @@ mod tests {
         }
     }
 
+    /// The 1×1 kernel's tiles start where its input vectors are aligned (`pointwise`'s
+    /// `aligned_start`, on planes of a multiple of 16 elements), with one more tile at pixel 0:
+    /// from an input at every offset within a vector (16 elements), each version still writes
+    /// the portable kernel's results bit for bit, and nothing outside the output planes.
+    #[test]
+    fn a_pointwise_plane_at_any_offset_computes_the_definition_bit_for_bit() {
+        let mut rng = SplitMix64::new(17);
+        let mut below = |n: u64| (rng.next_u64() % n) as usize;
+        for at in 0..17 {
+            for size in [[8, 10], [7, 16], [4, 28], [12, 12]] {
+                let shape = PlaneShape {
+                    planes: 11,
+                    group_inputs: 1 + below(9),
+                    group_outputs: 11,
+                    input_size: size,
+                    output_size: size,
+                    kernel: 1,
+                    stride: 1,
+                    dilation: 1,
+                    padding: [0, 0],
+                    act: TileActivation::Relu6,
+                };
+                versions_agree(&shape, at % 2 == 0, at, &mut below);
+            }
+        }
+    }
+
     /// Planes whose output is the input's size, with rows of at most 8 (AVX-512's flat planes,
     /// `flat`, and the row kernels elsewhere): every stride-1 window, padding that keeps the size
     /// (split unevenly too), 1 to 70 rows (runs of 4 vectors, the last overlapping; past 32
