@@ -8,11 +8,11 @@
 //!
 //! Tiles: the pixels of a group run in tiles of `V` vectors (from the first pixel whose input
 //! vectors are aligned, with one more tile at pixel 0: [`aligned_start`]), the last one
-//! overlapping the one before where the plane is not a multiple (a plane shorter than a tile in single vectors, the
-//! last of them masked where the plane is shorter than a vector); within a pixel tile, the group's
-//! output channels in blocks of `R`, the last overlapping likewise (one channel at a time in a group
-//! of fewer than `R`). An overlapped sum is computed again in the same order, so it is stored
-//! twice with the same value. Every sum is the bias (or 0), then one fused multiply-add per input
+//! overlapping the one before where the plane is not a multiple (a plane shorter than a tile in
+//! single vectors, the last of them masked where the plane is shorter than a vector); within a
+//! pixel tile, the group's output channels in blocks of `R`, the last overlapping likewise (one
+//! channel at a time in a group of fewer than `R`). An overlapped sum is computed again in the
+//! same order, so it is stored twice with the same value. Every sum is the bias (or 0), then one fused multiply-add per input
 //! channel in order: the definition ([`super::portable_kernel`]) bit for bit.
 //!
 //! A statement the fast path does not cover (padding, or an output plane of another size) runs
@@ -240,8 +240,8 @@ impl Group {
         }
     }
 
-    /// One input channel's terms: its `V` vectors from `input`, each channel's weight `weight`
-    /// (and `inputs` apart from one output channel to the next).
+    /// One input channel's terms: its `V` vectors from `input`, and its weight for each of the
+    /// tile's `R` output channels from `weight`, `inputs` apart.
     ///
     /// # Safety
     /// As for [`Group::tile`].
