@@ -42,6 +42,10 @@ pub struct Target {
     /// thread and waiting for it costs microseconds ([`Target::PART_MACS`] by default; tests
     /// lower it to split small layers).
     pub part_macs: u64,
+    /// Bytes of one core's own (L2) cache: a dense stage split into parts by positions has every
+    /// part read all of its weights, which is cheap only while they stay in each core's cache
+    /// ([`Target::L2_BYTES`] by default; the JIT's host target reads the host's).
+    pub l2_bytes: u64,
     /// When a depthwise stage is computed inside the pointwise stage that reads it, on blocks of
     /// rows that stay in cache ([`Fusion::DEFAULT`] for every target; [`Fusion::OFF`] to measure
     /// or inspect each layer on its own; tests fuse small layers in small blocks).
@@ -97,6 +101,8 @@ impl Target {
     /// suite gain up to 1.3x and none of the smaller ones lose; at 2^18 a 0.7 M-MAC layer
     /// (dw3_s1_c384_14) ran 1.25x slower, waking the other thread costing more than it saved.
     pub const PART_MACS: u64 = 1 << 19;
+    /// The default [`Target::l2_bytes`]: 512 KiB, an AMD Zen 3 core's L2 cache.
+    pub const L2_BYTES: u64 = 512 << 10;
     /// This target for a stage that starts right after a split one: the other threads have just
     /// finished their parts (awake, no wake-up to wait for) and each holds its rows of the data
     /// in its cache, so splitting pays from a quarter of [`Target::part_macs`]. Measured in
@@ -121,6 +127,7 @@ impl Target {
         wide_microkernels: false,
         threads: 1,
         part_macs: Target::PART_MACS,
+        l2_bytes: Target::L2_BYTES,
         fusion: Fusion::DEFAULT,
     };
     /// x86-64 with AVX2 and FMA, for the `conv!` macro's Rust: 256-bit vectors (8 f32 lanes) and
@@ -134,6 +141,7 @@ impl Target {
         wide_microkernels: false,
         threads: 1,
         part_macs: Target::PART_MACS,
+        l2_bytes: Target::L2_BYTES,
         fusion: Fusion::DEFAULT,
     };
     /// Scalar code (lanes 1), for tests and targets without vectors.
@@ -145,6 +153,7 @@ impl Target {
         wide_microkernels: false,
         threads: 1,
         part_macs: Target::PART_MACS,
+        l2_bytes: Target::L2_BYTES,
         fusion: Fusion::DEFAULT,
     };
 }

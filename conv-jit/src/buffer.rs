@@ -25,7 +25,7 @@ const HUGE_MIN: usize = HUGE_PAGE / 2;
 /// vectors of a value, whose boundaries are then line boundaries too. With `Vec`'s allocations
 /// (16 bytes into a page for large ones) two cores wrote the same line at every boundary:
 /// measured on 2 threads, MobileNetV1 ran 1.03x faster with aligned buffers (its 7×7 and 14×14
-/// pointwise layers are split by channels; old and new builds alternating).
+/// pointwise layers were split by channels then; old and new builds alternating).
 ///
 /// Why huge pages: a kernel streams its weights and values through many 4 KiB pages, and in a
 /// virtual machine each TLB miss walks two page tables. Measured on an Intel Xeon under KVM

@@ -367,14 +367,22 @@ impl Default for Options {
 
 /// The target to lower plans for on this host: [`Target::CRANELIFT_X86_64`] (4 lanes), with the
 /// tile microkernels where the host has AVX2 and FMA, wide ones where it also has AVX-512 (at
-/// most the version [`MAX_ISA_VARIABLE`] allows).
+/// most the version [`MAX_ISA_VARIABLE`] allows), and the host's L2 cache size.
 pub fn host_target() -> Target {
     let isa = microkernel::Isa::host();
     Target {
         microkernels: isa != microkernel::Isa::Portable,
         wide_microkernels: isa == microkernel::Isa::Avx512,
+        l2_bytes: host_l2_bytes(),
         ..Target::CRANELIFT_X86_64
     }
+}
+
+/// The host's L2 cache per core ([`Target::l2_bytes`]), as CPUID tells it (the `cache-size`
+/// crate: Intel's and AMD's leaves), read once; [`Target::L2_BYTES`] where it does not say.
+fn host_l2_bytes() -> u64 {
+    static BYTES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| cache_size::l2_cache_size().map_or(Target::L2_BYTES, |bytes| bytes as u64))
 }
 
 /// Compiles every step of `plan` for the host (Cranelift, `opt_level=speed`, or `none` for

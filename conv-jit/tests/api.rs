@@ -552,8 +552,8 @@ fn split_plans_run_at_once_from_several_threads_and_from_inside_rayon() {
 #[test]
 fn dense_layers_heavier_in_weights_than_input_split_by_output_channels_in_runs() {
     // 15 positions: `c`'s packed weights (3×3×12×40; too few inputs for Winograd) and `p`'s
-    // (40×48) outweigh their inputs, so their parts cut output channels (whole blocks of the
-    // tile's channels), one run per position.
+    // (40×48) outweigh their inputs and fill the target's L2 (here of 1 KiB), so their parts cut
+    // output channels (whole blocks of the tile's channels), one run per position.
     let network = compile_source(
         "heavy.conv",
         "input x: [1, 12, 3, 5];
@@ -563,6 +563,7 @@ fn dense_layers_heavier_in_weights_than_input_split_by_output_channels_in_runs()
     .expect("the model is valid");
     let binding = bind(&network, &[1, 12, 3, 5]).expect("binds");
     for target in [Target { microkernels: true, ..Target::CRANELIFT_X86_64 }, common_wide()] {
+        let target = Target { l2_bytes: 1 << 10, ..target };
         let whole = lower::lower(&network, &binding, target, &|_| None).expect("lowers");
         for threads in [2, 3] {
             let plan = lower::lower(&network, &binding, Target { threads, part_macs: 0, ..target }, &|_| None)
@@ -590,6 +591,31 @@ fn dense_layers_heavier_in_weights_than_input_split_by_output_channels_in_runs()
             assert_eq!(compiled.run(&input, &params).expect("runs"), expected, "{threads} parts, JIT");
         }
     }
+}
+
+#[test]
+fn dense_layers_heavier_in_weights_than_input_split_by_positions_only_where_the_weights_fit_and_rows_divide() {
+    // `p`'s packed weights (16 × 48, 3 KiB) outweigh its input (3 × 5 positions of 16 channels).
+    let network = compile_source(
+        "heavy.conv",
+        "input x: [1, 12, 3, 5];
+         conv c(x) { out: 16, kernel: 3, pad: 1 }
+         pointwise p(c) { out: 48, act: relu }",
+    )
+    .expect("the model is valid");
+    let binding = bind(&network, &[1, 12, 3, 5]).expect("binds");
+    let target = Target { microkernels: true, part_macs: 0, ..Target::CRANELIFT_X86_64 };
+    let by_channels = |threads: u32, l2_bytes: u64| {
+        let plan = lower::lower(&network, &binding, Target { threads, l2_bytes, ..target }, &|_| None).expect("lowers");
+        let parts: Vec<_> = plan.steps.iter().filter(|step| step.layer == "p").filter_map(|step| step.part).collect();
+        assert_eq!(parts.len(), threads as usize, "`p` is split in {threads}");
+        parts.iter().all(|part| part.runs.is_some())
+    };
+    // 3 rows in 3 parts, the weights in each core's cache: by rows.
+    assert!(!by_channels(3, 64 << 10), "3 rows, 3 parts, weights that fit: by positions");
+    // 3 rows in 2 parts would be uneven; weights that fill the cache would be read by each part.
+    assert!(by_channels(2, 64 << 10), "3 rows, 2 parts: by channels");
+    assert!(by_channels(3, 2 << 10), "weights that fill the cache: by channels");
 }
 
 /// The tile kernels of an AVX-512 host (the heuristic's wide tiles; the test runs them on this
