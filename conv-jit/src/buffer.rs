@@ -33,9 +33,19 @@ const HUGE_MIN: usize = HUGE_PAGE / 2;
 /// with its packed weights and values on huge pages; its 7×7 pointwise layers, which read 2 and
 /// 4 MiB of weights, 0.50–0.55 → 0.40–0.45 and 1.02–1.10 → 0.83–0.92 ms. Where the mapping fails
 /// or the system has no huge pages the buffer is still whole and aligned, only slower.
+///
+/// A run's value may instead start where the caller's output does within a line
+/// ([`AlignedBuffer::zeroed_movable`], [`AlignedBuffer::start_within_line`]): see
+/// `CompiledPlan`'s `follow_output`.
 pub struct AlignedBuffer {
     storage: Storage,
+    /// The buffer's first element in its storage: 0, or for a movable one, below [`LINE_F32S`].
+    start: usize,
+    len: usize,
 }
+
+/// f32s per cache line.
+pub(crate) const LINE_F32S: usize = LINE / size_of::<f32>();
 
 enum Storage {
     /// A small buffer, on the heap.
@@ -43,6 +53,28 @@ enum Storage {
     /// A large one: `len` f32s from byte `offset` of `map`, the mapping's first address that is a
     /// multiple of [`HUGE_PAGE`].
     Pages { map: MmapMut, offset: usize, len: usize },
+}
+
+impl Storage {
+    /// `len` zeros.
+    fn zeroed(len: usize) -> Storage {
+        huge_pages(len).unwrap_or_else(|| Storage::Heap(AVec::from_iter(LINE, std::iter::repeat_n(0.0, len))))
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        match self {
+            Storage::Heap(vec) => vec,
+            // A page-aligned range of whole f32s: the cast cannot fail.
+            Storage::Pages { map, offset, len } => bytemuck::cast_slice(&map[page_bytes(*offset, *len)]),
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [f32] {
+        match self {
+            Storage::Heap(vec) => vec,
+            Storage::Pages { map, offset, len } => bytemuck::cast_slice_mut(&mut map[page_bytes(*offset, *len)]),
+        }
+    }
 }
 
 /// The bytes of a [`Storage::Pages`] buffer of `len` f32s from byte `offset` of its mapping.
@@ -53,26 +85,44 @@ fn page_bytes(offset: usize, len: usize) -> std::ops::Range<usize> {
 impl AlignedBuffer {
     /// A buffer of `len` zeros. A large one costs no writes: its pages are zero when first touched.
     pub fn zeroed(len: usize) -> AlignedBuffer {
-        let storage = match huge_pages(len) {
-            Some(pages) => pages,
-            None => Storage::Heap(AVec::from_iter(LINE, std::iter::repeat_n(0.0, len))),
-        };
-        AlignedBuffer { storage }
+        AlignedBuffer { storage: Storage::zeroed(len), start: 0, len }
+    }
+
+    /// A buffer of `len` zeros whose start can move within its first cache line
+    /// ([`AlignedBuffer::start_within_line`]); it starts at the line.
+    pub(crate) fn zeroed_movable(len: usize) -> AlignedBuffer {
+        AlignedBuffer { storage: Storage::zeroed(len + LINE_F32S - 1), start: 0, len }
+    }
+
+    /// Moves the start of a buffer made by [`AlignedBuffer::zeroed_movable`] to element `start`
+    /// (below [`LINE_F32S`]) of its first line. A buffer that moves is zeroed, as a new one
+    /// would be (its elements would otherwise be other elements' old values). Returns whether
+    /// the buffer could move there (never, for another buffer).
+    pub(crate) fn start_within_line(&mut self, start: usize) -> bool {
+        if start >= LINE_F32S || self.storage.as_slice().len() < self.len + LINE_F32S - 1 {
+            return false;
+        }
+        if start != self.start {
+            self.storage.as_mut_slice().fill(0.0);
+            self.start = start;
+        }
+        true
     }
 
     /// A buffer holding a copy of `data`.
     pub fn copied(data: &[f32]) -> AlignedBuffer {
-        if let Some(pages) = huge_pages(data.len()) {
-            let mut buffer = AlignedBuffer { storage: pages };
+        let len = data.len();
+        if let Some(pages) = huge_pages(len) {
+            let mut buffer = AlignedBuffer { storage: pages, start: 0, len };
             buffer.copy_from_slice(data);
             return buffer;
         }
-        AlignedBuffer { storage: Storage::Heap(AVec::from_slice(LINE, data)) }
+        AlignedBuffer { storage: Storage::Heap(AVec::from_slice(LINE, data)), start: 0, len }
     }
 
     /// An empty buffer (no allocation).
     pub fn empty() -> AlignedBuffer {
-        AlignedBuffer { storage: Storage::Heap(AVec::new(LINE)) }
+        AlignedBuffer { storage: Storage::Heap(AVec::new(LINE)), start: 0, len: 0 }
     }
 
     /// Moves the buffer out, leaving an empty one.
@@ -107,20 +157,13 @@ impl Deref for AlignedBuffer {
     type Target = [f32];
 
     fn deref(&self) -> &[f32] {
-        match &self.storage {
-            Storage::Heap(vec) => vec,
-            // A page-aligned range of whole f32s: the cast cannot fail.
-            Storage::Pages { map, offset, len } => bytemuck::cast_slice(&map[page_bytes(*offset, *len)]),
-        }
+        &self.storage.as_slice()[self.start..self.start + self.len]
     }
 }
 
 impl DerefMut for AlignedBuffer {
     fn deref_mut(&mut self) -> &mut [f32] {
-        match &mut self.storage {
-            Storage::Heap(vec) => vec,
-            Storage::Pages { map, offset, len } => bytemuck::cast_slice_mut(&mut map[page_bytes(*offset, *len)]),
-        }
+        &mut self.storage.as_mut_slice()[self.start..self.start + self.len]
     }
 }
 
@@ -144,7 +187,7 @@ impl fmt::Debug for AlignedBuffer {
 
 #[cfg(test)]
 mod tests {
-    use super::{AlignedBuffer, HUGE_MIN, HUGE_PAGE, LINE};
+    use super::{AlignedBuffer, HUGE_MIN, HUGE_PAGE, LINE, LINE_F32S};
 
     /// Lengths below, at and above the huge-page threshold, and a mapping of several pages.
     const LENGTHS: [usize; 6] = [0, 3, 1000, HUGE_MIN / 4 - 1, HUGE_MIN / 4, HUGE_PAGE / 4 * 3 + 5];
@@ -166,6 +209,27 @@ mod tests {
             let moved = zeros.take();
             assert_eq!((&moved[..], zeros.len()), (&data[..], 0), "{len} elements");
             assert_eq!(&moved.clone()[..], &data[..], "{len} elements");
+        }
+    }
+
+    #[test]
+    fn a_movable_buffer_starts_anywhere_in_its_first_line_and_is_zeroed_when_it_moves() {
+        for len in LENGTHS {
+            let mut buffer = AlignedBuffer::zeroed_movable(len);
+            let base = buffer.as_ptr() as usize;
+            assert_eq!(base % LINE, 0, "{len} elements");
+            // (start, whether the data stays: the same start again)
+            for (start, stays) in [(3, false), (3, true), (0, false), (LINE_F32S - 1, false)] {
+                buffer.fill(7.0);
+                assert!(buffer.start_within_line(start), "{len} elements from {start}");
+                assert_eq!((buffer.len(), buffer.as_ptr() as usize), (len, base + start * 4), "{len} from {start}");
+                let expected = if stays { 7.0 } else { 0.0 };
+                assert!(buffer.iter().all(|&x| x == expected), "{len} elements from {start}");
+            }
+            assert!(!buffer.start_within_line(LINE_F32S), "{len} elements: past the line");
+            // A buffer that is not movable stays at its line.
+            let mut fixed = AlignedBuffer::zeroed(len);
+            assert!(!fixed.start_within_line(1) && (fixed.as_ptr() as usize).is_multiple_of(LINE), "{len} elements");
         }
     }
 }

@@ -43,6 +43,7 @@
 
 mod buffer;
 mod codegen;
+mod follow;
 mod microkernel;
 mod plane;
 
@@ -287,6 +288,9 @@ pub struct CompiledPlan {
     input_written: bool,
     params_written: Vec<bool>,
     steps: Vec<CompiledStep>,
+    /// Per value: whether a run starts it where the caller's output starts within a cache line
+    /// ([`follow::follow_output`]).
+    follow_output: Vec<bool>,
     /// Value buffers of finished runs, reused by the next runs (at most
     /// [`WORKSPACE_POOL`] sets: one per concurrently running thread, typically).
     workspaces: Mutex<Vec<RunBuffers>>,
@@ -558,6 +562,7 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
         input_written,
         params_written,
         steps,
+        follow_output: follow::follow_output(plan),
         compile_times,
         workspaces: Mutex::new(Vec::new()),
         module: Mutex::new(Some(module)),
@@ -736,8 +741,18 @@ impl CompiledPlan {
             }
         }
         let pooled = self.workspaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        let mut values =
-            pooled.unwrap_or_else(|| self.values.iter().map(|&len| AlignedBuffer::zeroed(len as usize)).collect());
+        let mut values = pooled.unwrap_or_else(|| {
+            (self.values.iter().zip(&self.follow_output))
+                .map(|(&len, &follows)| match follows {
+                    true => AlignedBuffer::zeroed_movable(len as usize),
+                    false => AlignedBuffer::zeroed(len as usize),
+                })
+                .collect()
+        });
+        let output_in_line = output.as_ptr() as usize % buffer::LINE / size_of::<f32>();
+        for (value, _) in values.iter_mut().zip(&self.follow_output).filter(|(_, follows)| **follows) {
+            value.start_within_line(output_in_line);
+        }
         // The caller's output is written in place by the step that produces it.
         let mut output = Some(output);
         // Read-only buffers are passed as they are; written ones are owned copies.

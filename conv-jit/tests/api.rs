@@ -714,3 +714,38 @@ fn parts_that_could_race_are_rejected_before_any_code_exists() {
         other => panic!("code writing outside its runs: {other:?}"),
     }
 }
+
+#[test]
+fn a_plane_kernel_writing_an_output_at_any_offset_within_a_line_runs_like_the_interpreter() {
+    // The value between the two plane kernels follows the output's offset within its line from
+    // run to run (moved, and zeroed, whenever the offset changes), on one thread and split.
+    let network = compile_source(
+        "sep.conv",
+        "input x: [1, 16, 32, 32];
+         depthwise d(x) { kernel: 3, pad: 1, act: relu6 }
+         pointwise p(d) { out: 24, act: relu6 }",
+    )
+    .expect("the model is valid");
+    let binding = bind(&network, &[1, 16, 32, 32]).expect("binds");
+    let target = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+    for threads in [1, 2] {
+        let plan =
+            lower::lower(&network, &binding, Target { threads, part_macs: 0, ..target }, &|_| None).expect("lowers");
+        let params = ir_interp::pack_params(&plan, &Params::random(&network, 3));
+        let mut rng = SplitMix64::new(12);
+        let input: Vec<f32> = (0..plan.input_len).map(|_| rng.symmetric()).collect();
+        let expected = ir_interp::run_plan(&plan, &input, &params).expect("runs");
+        let compiled = compile(&plan).expect("compiles");
+        let len = expected.len();
+        let mut memory = vec![f32::NAN; len + 32];
+        let line = (16 - memory.as_ptr() as usize % 64 / 4) % 16;
+        for offset in [0, 5, 5, 1, 15, 0, 8, 3] {
+            let output = &mut memory[line + offset..line + offset + len];
+            compiled.run_into(&input, &params, output).expect("runs");
+            assert!(
+                output.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{threads} threads, {offset}"
+            );
+        }
+    }
+}
