@@ -100,6 +100,19 @@ impl<const N: usize> Buffer<N> {
         Buffer(conv_jit::AlignedBuffer::zeroed(N))
     }
 
+    /// `N` zeros, in a buffer whose start [`Buffer::follow`] can move within its first cache line.
+    pub fn zeroed_movable() -> Buffer<N> {
+        Buffer(conv_jit::AlignedBuffer::zeroed_movable(N))
+    }
+
+    /// Moves the start of a movable buffer to where `other` starts within its cache line (zeroing
+    /// it if it moves; see `conv_dsl::follow`): `forward` does so for the input of a 1×1 plane
+    /// kernel that writes the caller's output.
+    pub fn follow(&mut self, other: &[f32]) {
+        let line = conv_dsl::follow::LINE_F32S as usize;
+        self.0.start_within_line(other.as_ptr() as usize / size_of::<f32>() % line);
+    }
+
     /// The PyTorch tensor `data` packed with `packing` into `N` elements.
     pub fn packed(packing: &Packing, data: &[f32]) -> Buffer<N> {
         let mut buffer = Buffer::zeroed();

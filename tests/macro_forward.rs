@@ -133,6 +133,16 @@ convgen::conv! {
 }
 
 convgen::conv! {
+    /// The same pair on planes of whole cache lines (32 × 32): the value between the two plane
+    /// kernels starts where the caller's output does within a line (`conv_dsl::follow`).
+    mod plane_pair_lines {
+        input x: [1, 16, 32, 32];
+        depthwise d(x) { kernel: 3, pad: 1, act: relu6 }
+        pointwise p(d) { out: 24, act: relu6 }
+    }
+}
+
+convgen::conv! {
     /// A depthwise layer read only by the pointwise output layer, both on the plane kernels: two
     /// steps in the user's layout, a channels-first value between them.
     mod plane_pair {
@@ -321,6 +331,39 @@ differential!(fused_depthwise_pointwise_matches_the_reference, fused);
 differential!(windowed_reads_match_the_reference, windowed);
 differential!(winograd_matches_the_reference, winograd);
 differential!(flat_depthwise_planes_match_the_reference, flat);
+
+#[test]
+fn a_plane_pair_writes_an_output_at_any_offset_within_a_line_like_the_interpreter() {
+    use plane_pair_lines as model;
+    let network = convgen::compile_source("pair", model::MODEL_SOURCE).expect("the macro's model checks");
+    let params = model::Params::random(3);
+    let mut input = model::new_input();
+    fill(&mut input[..], 4);
+    let tensor = Tensor::new(model::INPUT_SHAPE.to_vec(), input.to_vec()).expect("INPUT_SHAPE fits");
+    let reference = interp::run(&network, &tensor, &params.to_params()).expect("reference runs");
+    for host in PlanFor::ALL {
+        let plan = emit_rust::plan(&network, host).expect("lowers");
+        assert!(convgen::conv_dsl::follow::follow_output(&plan).contains(&true), "{host:?}: a value follows");
+        let ir = ir_interp::run_plan(&plan, &input[..], &ir_interp::pack_params(&plan, &params.to_params()))
+            .expect("the IR interpreter runs");
+        let packed = model::Packed::with_plan(&params, host);
+        let mut workspace = model::Workspace::for_packed(&packed);
+        let mut memory = vec![f32::NAN; model::OUTPUT_LEN + 32];
+        let line = (16 - memory.as_ptr() as usize % 64 / 4) % 16;
+        for offset in [0, 5, 5, 1, 15, 0, 8] {
+            let output: &mut [f32; model::OUTPUT_LEN] =
+                (&mut memory[line + offset..][..model::OUTPUT_LEN]).try_into().expect("the output's length");
+            model::forward(&input, &packed, output, &mut workspace);
+            let label = format!("{host:?} plan, output {offset} past a line");
+            assert_close(&label, &output[..], reference.data());
+            if avx2_fma() {
+                assert!(output.iter().zip(&ir).all(|(a, b)| a.to_bits() == b.to_bits()), "{label}: bit for bit");
+            }
+            model::forward_portable(&input, &packed, output, &mut workspace);
+            assert_close(&format!("{label}, portable"), &output[..], reference.data());
+        }
+    }
+}
 
 #[test]
 fn a_large_depthwise_output_is_fused_into_its_pointwise_reader() {

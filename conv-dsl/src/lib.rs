@@ -37,6 +37,7 @@ pub mod diagnostic;
 pub mod dim;
 pub mod emit_rust;
 pub mod error;
+pub mod follow;
 pub mod interp;
 pub mod ir;
 pub mod ir_interp;

@@ -36,7 +36,7 @@ const HUGE_MIN: usize = HUGE_PAGE / 2;
 ///
 /// A run's value may instead start where the caller's output does within a line
 /// ([`AlignedBuffer::zeroed_movable`], [`AlignedBuffer::start_within_line`]): see
-/// `CompiledPlan`'s `follow_output`.
+/// [`conv_dsl::follow`].
 pub struct AlignedBuffer {
     storage: Storage,
     /// The buffer's first element in its storage: 0, or for a movable one, below [`LINE_F32S`].
@@ -44,8 +44,9 @@ pub struct AlignedBuffer {
     len: usize,
 }
 
-/// f32s per cache line.
+/// f32s per cache line: the line `conv_dsl::follow` assumes.
 pub(crate) const LINE_F32S: usize = LINE / size_of::<f32>();
+const _: () = assert!(LINE_F32S as u64 == conv_dsl::follow::LINE_F32S);
 
 enum Storage {
     /// A small buffer, on the heap.
@@ -90,7 +91,7 @@ impl AlignedBuffer {
 
     /// A buffer of `len` zeros whose start can move within its first cache line
     /// ([`AlignedBuffer::start_within_line`]); it starts at the line.
-    pub(crate) fn zeroed_movable(len: usize) -> AlignedBuffer {
+    pub fn zeroed_movable(len: usize) -> AlignedBuffer {
         AlignedBuffer { storage: Storage::zeroed(len + LINE_F32S - 1), start: 0, len }
     }
 
@@ -98,7 +99,7 @@ impl AlignedBuffer {
     /// (below [`LINE_F32S`]) of its first line. A buffer that moves is zeroed, as a new one
     /// would be (its elements would otherwise be other elements' old values). Returns whether
     /// the buffer could move there (never, for another buffer).
-    pub(crate) fn start_within_line(&mut self, start: usize) -> bool {
+    pub fn start_within_line(&mut self, start: usize) -> bool {
         if start >= LINE_F32S || self.storage.as_slice().len() < self.len + LINE_F32S - 1 {
             return false;
         }

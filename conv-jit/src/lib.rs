@@ -43,7 +43,6 @@
 
 mod buffer;
 mod codegen;
-mod follow;
 mod microkernel;
 mod plane;
 
@@ -289,7 +288,7 @@ pub struct CompiledPlan {
     params_written: Vec<bool>,
     steps: Vec<CompiledStep>,
     /// Per value: whether a run starts it where the caller's output starts within a cache line
-    /// ([`follow::follow_output`]).
+    /// ([`conv_dsl::follow::follow_output`]).
     follow_output: Vec<bool>,
     /// Value buffers of finished runs, reused by the next runs (at most
     /// [`WORKSPACE_POOL`] sets: one per concurrently running thread, typically).
@@ -562,7 +561,7 @@ pub(crate) fn compile_with(plan: &Plan, options: Options) -> Result<CompiledPlan
         input_written,
         params_written,
         steps,
-        follow_output: follow::follow_output(plan),
+        follow_output: conv_dsl::follow::follow_output(plan),
         compile_times,
         workspaces: Mutex::new(Vec::new()),
         module: Mutex::new(Some(module)),

@@ -718,19 +718,23 @@ fn parts_that_could_race_are_rejected_before_any_code_exists() {
 #[test]
 fn a_plane_kernel_writing_an_output_at_any_offset_within_a_line_runs_like_the_interpreter() {
     // The value between the two plane kernels follows the output's offset within its line from
-    // run to run (moved, and zeroed, whenever the offset changes), on one thread and split.
+    // run to run (moved, and zeroed, whenever the offset changes); split, the parts run at any
+    // offset too.
     let network = compile_source(
-        "sep.conv",
-        "input x: [1, 16, 32, 32];
-         depthwise d(x) { kernel: 3, pad: 1, act: relu6 }
-         pointwise p(d) { out: 24, act: relu6 }",
+        "pair.conv",
+        "input x: [1, 8, 20, 48];
+         depthwise d(x) { kernel: 5, pad: 2, act: relu }
+         pointwise p(d) { out: 32, act: relu6 }",
     )
     .expect("the model is valid");
-    let binding = bind(&network, &[1, 16, 32, 32]).expect("binds");
+    let binding = bind(&network, &[1, 8, 20, 48]).expect("binds");
     let target = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
     for threads in [1, 2] {
         let plan =
             lower::lower(&network, &binding, Target { threads, part_macs: 0, ..target }, &|_| None).expect("lowers");
+        // Split, the pointwise stage's parts write windows of the output: then nothing follows.
+        let follows = conv_dsl::follow::follow_output(&plan).contains(&true);
+        assert_eq!(follows, threads == 1, "{threads} threads: whether a value follows the output");
         let params = ir_interp::pack_params(&plan, &Params::random(&network, 3));
         let mut rng = SplitMix64::new(12);
         let input: Vec<f32> = (0..plan.input_len).map(|_| rng.symmetric()).collect();

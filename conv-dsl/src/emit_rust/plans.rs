@@ -282,9 +282,12 @@ fn workspace(plan: &Plan, public: &TokenStream) -> TokenStream {
         let len = unsuffixed(len);
         quote!(#field: ::convgen::macro_support::Buffer<#len>,)
     });
-    let initialisers = (0..plan.values.len()).map(|index| {
+    let initialisers = crate::follow::follow_output(plan).into_iter().enumerate().map(|(index, follows)| {
         let field = format_ident!("v{index}");
-        quote!(#field: ::convgen::macro_support::Buffer::zeroed(),)
+        match follows {
+            true => quote!(#field: ::convgen::macro_support::Buffer::zeroed_movable(),),
+            false => quote!(#field: ::convgen::macro_support::Buffer::zeroed(),),
+        }
     });
     let elements: u64 = plan.values.iter().sum();
     let doc = format!(
@@ -305,8 +308,20 @@ fn workspace(plan: &Plan, public: &TokenStream) -> TokenStream {
     }
 }
 
-/// The calls of `plan`'s steps to their kernels, each kernel's entry named `k{i}_{suffix}`.
+/// The calls of `plan`'s steps to their kernels, each kernel's entry named `k{i}_{suffix}`, after
+/// moving each value that follows the output to the output's place within a line
+/// ([`crate::follow`]).
 fn calls(plan: &Plan, kernel_of_step: &[usize], suffix: &str) -> Vec<TokenStream> {
+    let follows = crate::follow::follow_output(plan).into_iter().enumerate().filter(|&(_, follows)| follows);
+    let moves = follows.map(|(index, _)| {
+        let field = format_ident!("v{index}");
+        quote!(workspace.#field.follow(&output[..]);)
+    });
+    moves.chain(calls_of_steps(plan, kernel_of_step, suffix)).collect()
+}
+
+/// The calls of `plan`'s steps to their kernels ([`calls`]).
+fn calls_of_steps(plan: &Plan, kernel_of_step: &[usize], suffix: &str) -> Vec<TokenStream> {
     plan.steps
         .iter()
         .zip(kernel_of_step)

@@ -1,25 +1,29 @@
 //! Which of a plan's values a run starts where the caller's output starts within a cache line.
 //!
-//! A 1×1 plane kernel ([`ir::Plane`]) reads its input and writes its output at the same element
-//! offsets, and starts its vector tiles where the input's vectors start at a line (`plane`'s
+//! Both backends' buffers for values start at a cache line of [`LINE_F32S`] f32s. A 1×1 plane
+//! kernel ([`ir::Plane`]) reads its input and writes its output at the same element offsets, and
+//! starts its vector tiles where the input's vectors start at a line (`conv_jit`'s `plane`,
 //! `aligned_start`). When the output is the caller's buffer, which need not start at a line (a
 //! large `Vec<f32>` starts 16 bytes into a page), its stores then straddle two lines each, unless
 //! the input starts at the same place within a line. Measured on the Intel Xeon (AVX-512):
 //! sep_c64_56 ran 1.087x faster with its output at a line than 16 bytes past one (`convgen bench`,
-//! 8 alternating pairs). So the run moves such an input value's start (a movable
-//! [`AlignedBuffer`](crate::AlignedBuffer)) to the output's offset within its line.
+//! 8 alternating pairs). So a run (the JIT's, and a `conv!` module's `forward`) moves such an
+//! input value's start to the output's offset within its line (`conv_jit::AlignedBuffer`'s
+//! movable buffers).
 
-use conv_dsl::ir::{self, BufferId, Stmt};
-use conv_dsl::lower::{Arg, Plan};
+use crate::ir::{self, BufferId, Stmt};
+use crate::lower::{Arg, Plan};
 
-use crate::buffer::LINE_F32S;
+/// f32s per cache line (64 bytes), where the backends' value buffers start.
+pub const LINE_F32S: u64 = 16;
 
 /// Per value of `plan`: whether a run starts it where the output starts within a line. A value
 /// qualifies if an unsplit step's 1×1 plane kernel reads it and writes the output at offsets that
-/// agree within a line (every plane a whole number of lines, so each of its planes does), and no
-/// step writes it in runs (the parts of a stage split by channels, whose run boundaries must stay
-/// at line boundaries, `buffer`'s cache-line note).
-pub(crate) fn follow_output(plan: &Plan) -> Vec<bool> {
+/// agree within a line (every plane a whole number of lines, so each of its planes does), only
+/// plane kernels use it (which take any alignment; the tile kernels' channels-last vectors would
+/// straddle lines), and no step writes it in runs (the parts of a stage split by channels, whose
+/// run boundaries must stay at line boundaries: `conv_jit`'s `AlignedBuffer`).
+pub fn follow_output(plan: &Plan) -> Vec<bool> {
     let mut follows = vec![false; plan.values.len()];
     let line = LINE_F32S as i64;
     for step in plan.steps.iter().filter(|step| step.part.is_none()) {
@@ -31,19 +35,31 @@ pub(crate) fn follow_output(plan: &Plan) -> Vec<bool> {
             let same_offsets = plane.input_index.terms.is_empty()
                 && plane.output_index.terms.is_empty()
                 && (plane.input_index.offset - plane.output_index.offset).rem_euclid(line) == 0;
-            if pointwise_plane(plane) && (h * w).is_multiple_of(LINE_F32S as u64) && same_offsets {
+            if pointwise_plane(plane) && (h * w).is_multiple_of(LINE_F32S) && same_offsets {
                 follows[value] = true;
             }
         });
     }
     for step in &plan.steps {
-        if let Some(part) = step.part.filter(|part| part.runs.is_some())
-            && let Some(Arg::Value(value)) = step.args.get(part.window)
-        {
-            follows[*value] = false;
+        // A buffer other kernels use too (values share buffers) stays at its line, as does one
+        // written in runs.
+        let in_runs = step.part.filter(|part| part.runs.is_some()).map(|part| part.window);
+        for (position, arg) in step.args.iter().enumerate() {
+            if let Arg::Value(value) = *arg
+                && (!only_planes(&step.function) || in_runs == Some(position))
+            {
+                follows[value] = false;
+            }
         }
     }
     follows
+}
+
+/// Whether every statement of `function` is a plane kernel's (or a loop around them).
+fn only_planes(function: &ir::Function) -> bool {
+    let mut only = true;
+    function.visit(&mut |stmt, _| only &= matches!(stmt, Stmt::Plane(_) | Stmt::Loop { .. }));
+    only
 }
 
 /// Whether `plane` reads each output position's own input position: a 1×1 window, stride 1, no
@@ -54,9 +70,9 @@ fn pointwise_plane(plane: &ir::Plane) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use conv_dsl::lower::{Arg, lower};
-    use conv_dsl::schedule::Target;
-    use conv_dsl::{bind, compile_source};
+    use crate::lower::{Arg, lower};
+    use crate::schedule::Target;
+    use crate::{bind, compile_source};
 
     use super::follow_output;
 
