@@ -109,8 +109,7 @@ impl<const N: usize> Buffer<N> {
     /// it if it moves; see `conv_dsl::follow`): `forward` does so for the input of a 1×1 plane
     /// kernel that writes the caller's output.
     pub fn follow(&mut self, other: &[f32]) {
-        let line = conv_dsl::follow::LINE_F32S as usize;
-        self.0.start_within_line(other.as_ptr() as usize / size_of::<f32>() % line);
+        self.0.follow(other);
     }
 
     /// The PyTorch tensor `data` packed with `packing` into `N` elements.

@@ -110,6 +110,12 @@ impl AlignedBuffer {
         true
     }
 
+    /// Moves the start of a buffer made by [`AlignedBuffer::zeroed_movable`] to where `other`
+    /// starts within its cache line ([`AlignedBuffer::start_within_line`]).
+    pub fn follow(&mut self, other: &[f32]) -> bool {
+        self.start_within_line(other.as_ptr() as usize % LINE / size_of::<f32>())
+    }
+
     /// A buffer holding a copy of `data`.
     pub fn copied(data: &[f32]) -> AlignedBuffer {
         let len = data.len();
@@ -228,6 +234,12 @@ mod tests {
                 assert!(buffer.iter().all(|&x| x == expected), "{len} elements from {start}");
             }
             assert!(!buffer.start_within_line(LINE_F32S), "{len} elements: past the line");
+            // Following a slice: the same place within a line.
+            let other = [0.0f32; 40];
+            for at in [0, 1, 7, 16, 23] {
+                assert!(buffer.follow(&other[at..]), "{len} elements");
+                assert_eq!(buffer.as_ptr() as usize % LINE, other[at..].as_ptr() as usize % LINE, "{len}, {at}");
+            }
             // A buffer that is not movable stays at its line.
             let mut fixed = AlignedBuffer::zeroed(len);
             assert!(!fixed.start_within_line(1) && (fixed.as_ptr() as usize).is_multiple_of(LINE), "{len} elements");

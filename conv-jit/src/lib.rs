@@ -748,9 +748,8 @@ impl CompiledPlan {
                 })
                 .collect()
         });
-        let output_in_line = output.as_ptr() as usize % buffer::LINE / size_of::<f32>();
         for (value, _) in values.iter_mut().zip(&self.follow_output).filter(|(_, follows)| **follows) {
-            value.start_within_line(output_in_line);
+            value.follow(output);
         }
         // The caller's output is written in place by the step that produces it.
         let mut output = Some(output);
