@@ -291,6 +291,32 @@ macro_rules! for_each_row {
     }};
 }
 
+/// `$row` for each row of a tile's window, as [`for_each_row`], with the rows unrolled where
+/// `$th` (a constant) is not 0: a window of exactly `$th` rows over one input channel
+/// ([`window_of_rows`] checked it). A 3 × 3 depthwise tile's three rows in a loop cost as much
+/// as their multiply-adds: the loop's counters and pointers outlive the registers. Measured on
+/// the Intel Xeon (AVX-512; old and new builds alternating): a cache-resident strip of 3 × 4 tiles
+/// over 512 channels 53 → 65–70 GFLOP/s (a loop of calls over a 14 × 14 image); in MobileNetV1
+/// (`convgen bench --steps`) the 14 × 14 depthwise layers 0.037 → 0.030 ms, the stride-2 dw4 (now
+/// sliding too) 0.081 → 0.069; the model 1.013× (`convgen bench`, 10 pairs; with
+/// `CONVGEN_MAX_ISA=avx2` 1.014×, 6 pairs), MobileNetV2 1.034× (8 pairs).
+///
+/// Unsafe to expand outside an `unsafe` block, as [`for_each_row`].
+macro_rules! window_rows {
+    ($th:expr, $args:expr, |$input:ident, $weight:ident| $row:block) => {{
+        let args: &TileArgs = $args;
+        if $th == 0 {
+            for_each_row!(args, |$input, $weight| $row);
+        } else {
+            for th in 0..$th as isize {
+                let $input = args.input.offset(th * args.tap_input_strides[1]);
+                let $weight = args.weight.offset(th * args.tap_weight_strides[1]);
+                $row
+            }
+        }
+    }};
+}
+
 /// The portable kernel: the same sums in the same order, lane by lane, with `f32::mul_add`.
 ///
 /// # Safety
@@ -353,20 +379,40 @@ fn even_groups(repeat: usize, most: usize) -> impl Iterator<Item = (usize, usize
 /// `$tiles::<P, V, DEPTHWISE, count, shared>(strip, first)` (1 to 4 tiles at once; `shared`: the
 /// strip's tiles read the same weights).
 macro_rules! tiles_in_groups {
-    ($tiles:ident::<$p:ident, $v:ident, $third:tt>($strip:expr, $most:expr)) => {{
+    ($tiles:ident::<$($generic:tt),+>($strip:expr, $most:expr)) => {{
         let strip: &TileArgs = $strip;
         let shared = strip.repeat_weight_stride == 0;
         for (first, count) in even_groups(strip.repeat as usize, $most) {
             let first = first as isize;
             match (count, shared) {
-                (4, true) => $tiles::<$p, $v, $third, 4, true>(strip, first),
-                (4, false) => $tiles::<$p, $v, $third, 4, false>(strip, first),
-                (3, true) => $tiles::<$p, $v, $third, 3, true>(strip, first),
-                (3, false) => $tiles::<$p, $v, $third, 3, false>(strip, first),
-                (2, true) => $tiles::<$p, $v, $third, 2, true>(strip, first),
-                (2, false) => $tiles::<$p, $v, $third, 2, false>(strip, first),
-                _ => $tiles::<$p, $v, $third, 1, true>(strip, first),
+                (4, true) => $tiles::<$($generic),+, 4, true>(strip, first),
+                (4, false) => $tiles::<$($generic),+, 4, false>(strip, first),
+                (3, true) => $tiles::<$($generic),+, 3, true>(strip, first),
+                (3, false) => $tiles::<$($generic),+, 3, false>(strip, first),
+                (2, true) => $tiles::<$($generic),+, 2, true>(strip, first),
+                (2, false) => $tiles::<$($generic),+, 2, false>(strip, first),
+                _ => $tiles::<$($generic),+, 1, true>(strip, first),
             }
+        }
+    }};
+    // A depthwise strip, whose tiles never share weights, in groups of 1 to 3 tiles (the only
+    // kernels compiled for it).
+    (depthwise $tiles:ident::<$($generic:tt),+>($strip:expr, $most:expr)) => {{
+        let strip: &TileArgs = $strip;
+        for (first, count) in even_groups(strip.repeat as usize, $most) {
+            let first = first as isize;
+            match count {
+                3 => $tiles::<$($generic),+, 3, false>(strip, first),
+                2 => $tiles::<$($generic),+, 2, false>(strip, first),
+                _ => $tiles::<$($generic),+, 1, false>(strip, first),
+            }
+        }
+    }};
+    // A depthwise strip one tile at a time.
+    (depthwise_one $tiles:ident::<$($generic:tt),+>($strip:expr)) => {{
+        let strip: &TileArgs = $strip;
+        for first in 0..strip.repeat as isize {
+            $tiles::<$($generic),+, 1, false>(strip, first);
         }
     }};
 }
@@ -437,10 +483,32 @@ unsafe extern "C" fn avx2_kernel<const P: usize, const V: usize, const DEPTHWISE
         // A sliding window's accumulators, a row's weights for one vector and the input vector
         // in the 16 registers.
         let slides = |taps: usize| DEPTHWISE && P * V + taps < 16;
-        match sliding_window(strip) {
-            Some(3) if slides(3) => return tiles_in_groups!(avx2_sliding::<P, V, 3>(strip, 1)),
-            Some(5) if slides(5) => return tiles_in_groups!(avx2_sliding::<P, V, 5>(strip, 1)),
-            Some(7) if slides(7) => return tiles_in_groups!(avx2_sliding::<P, V, 7>(strip, 1)),
+        // As in `avx512_kernel`: whole rows of 3 or 5 taps unrolled, others in loops.
+        match (sliding_window(strip), window_of_rows(strip)) {
+            (Some((3, 1)), Some(3)) if slides(3) => {
+                return tiles_in_groups!(depthwise_one avx2_sliding::<P, V, 3, 3, 1>(strip));
+            }
+            (Some((3, 1)), Some(2)) if slides(3) => {
+                return tiles_in_groups!(depthwise_one avx2_sliding::<P, V, 3, 2, 1>(strip));
+            }
+            (Some((3, 2)), Some(3)) if slides(3) => {
+                return tiles_in_groups!(depthwise_one avx2_sliding::<P, V, 3, 3, 2>(strip));
+            }
+            (Some((5, 1)), Some(5)) if slides(5) => {
+                return tiles_in_groups!(depthwise_one avx2_sliding::<P, V, 5, 5, 1>(strip));
+            }
+            (Some((3, 1)), _) if slides(3) => {
+                return tiles_in_groups!(depthwise_one avx2_sliding::<P, V, 3, 0, 1>(strip));
+            }
+            (Some((3, 2)), _) if slides(3) => {
+                return tiles_in_groups!(depthwise_one avx2_sliding::<P, V, 3, 0, 2>(strip));
+            }
+            (Some((5, 1)), _) if slides(5) => {
+                return tiles_in_groups!(depthwise_one avx2_sliding::<P, V, 5, 0, 1>(strip));
+            }
+            (Some((7, 1)), _) if slides(7) => {
+                return tiles_in_groups!(depthwise_one avx2_sliding::<P, V, 7, 0, 1>(strip));
+            }
             _ => {}
         }
         // Tiles at once: as many (up to 3) as fit in 12 of the 16 registers as accumulators (the
@@ -524,30 +592,39 @@ unsafe fn avx2_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, cons
 }
 
 /// `T` depthwise tiles of `P` pixels × `V` vectors from tile `first` on, whose window of `TW` taps
-/// slides along their pixels ([`sliding_window`]), in AVX2 registers: per row of taps (k, d, h)
-/// and vector, the row's `TW` weights are loaded once (into registers), and each of the
-/// `P + TW − 1` input vectors the row reads is loaded once and meets the weights of every tap
-/// that reads it. The same sums in the same order as [`avx2_tiles`]. `_SHARED` is unused: a
-/// depthwise strip's tiles never share weights.
+/// slides along their pixels `S` taps at a time ([`sliding_window`]), in AVX2 registers: per row
+/// of taps (k, d, h; the `TH` rows unrolled unless `TH` is 0, [`window_rows`]) and vector, the
+/// row's `TW` weights are loaded once (into registers), and each of the `S·(P − 1) + TW` input
+/// vectors the row reads is loaded once and meets the weights of every tap that reads it. The
+/// same sums in the same order as [`avx2_tiles`]. `_SHARED` is unused: a depthwise strip's tiles
+/// never share weights.
 ///
 /// # Safety
 /// As for [`avx2_kernel`], tiles `first..first + T` are in the strip, and `sliding_window`
-/// returned `TW` for it.
+/// returned `(TW, S)` for it, and `TH` is 0 or `window_of_rows` returned it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn avx2_sliding<const P: usize, const V: usize, const TW: usize, const T: usize, const _SHARED: bool>(
+unsafe fn avx2_sliding<
+    const P: usize,
+    const V: usize,
+    const TW: usize,
+    const TH: usize,
+    const S: usize,
+    const T: usize,
+    const _SHARED: bool,
+>(
     strip: &TileArgs,
     first: isize,
 ) {
     use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps};
     // SAFETY: tiles `first..first + T` of the strip address only elements inside its buffers (the
     // caller's contract); every pointer below is one of theirs: pixel p's tap tw reads input
-    // p + tw of the row, and p + tw < P + TW − 1.
+    // S·p + tw of the row (in taps along w), and S·p + tw < S·(P − 1) + TW.
     unsafe {
         let args = &strip.tile(first);
         let mut sums = avx2_start!(P, V, T, strip, args);
-        for_each_row!(args, |input_row, weight_row| {
+        window_rows!(TH, args, |input_row, weight_row| {
             for (t, sums) in sums.iter_mut().enumerate() {
                 let input = input_row.offset(t as isize * strip.repeat_input_stride);
                 let weight = weight_row.offset(t as isize * strip.repeat_weight_stride);
@@ -557,11 +634,11 @@ unsafe fn avx2_sliding<const P: usize, const V: usize, const TW: usize, const T:
                         *weights =
                             _mm256_loadu_ps(weight.offset(tw as isize * args.tap_weight_strides[2]).add(j * LANES));
                     }
-                    for i in 0..P + TW - 1 {
-                        let x = _mm256_loadu_ps(input.offset(i as isize * args.pixel_stride).add(j * LANES));
+                    for i in 0..S * (P - 1) + TW {
+                        let x = _mm256_loadu_ps(input.offset(i as isize * args.tap_input_strides[2]).add(j * LANES));
                         // As in `avx512_sliding`: the pixels whose window holds input i.
                         for (p, sums) in sums.iter_mut().enumerate() {
-                            let tw = i.wrapping_sub(p);
+                            let tw = i.wrapping_sub(S * p);
                             if tw < TW {
                                 sums[j] = _mm256_fmadd_ps(x, weights[tw], sums[j]);
                             }
@@ -608,10 +685,33 @@ unsafe extern "C" fn avx512_kernel<const P: usize, const V: usize, const DEPTHWI
             // Accumulators and a tile's weights for the window (a row of its taps) in 28 of the
             // 32 registers.
             let together = |taps: usize| (28 / (registers + taps * V / 2)).clamp(1, 3);
-            match sliding_window(strip) {
-                Some(3) => return tiles_in_groups!(avx512_sliding::<P, V, 3>(strip, together(3))),
-                Some(5) => return tiles_in_groups!(avx512_sliding::<P, V, 5>(strip, together(5))),
-                Some(7) => return tiles_in_groups!(avx512_sliding::<P, V, 7>(strip, together(7))),
+            // Windows of a whole row of 3 or 5 taps (the interior and the top and bottom rows
+            // of a 3 × 3 or 5 × 5 layer) unrolled, others in loops over their rows.
+            match (sliding_window(strip), window_of_rows(strip)) {
+                (Some((3, 1)), Some(3)) => {
+                    return tiles_in_groups!(depthwise avx512_sliding::<P, V, 3, 3, 1>(strip, together(3)));
+                }
+                (Some((3, 1)), Some(2)) => {
+                    return tiles_in_groups!(depthwise avx512_sliding::<P, V, 3, 2, 1>(strip, together(3)));
+                }
+                (Some((3, 2)), Some(3)) => {
+                    return tiles_in_groups!(depthwise avx512_sliding::<P, V, 3, 3, 2>(strip, together(3)));
+                }
+                (Some((5, 1)), Some(5)) => {
+                    return tiles_in_groups!(depthwise avx512_sliding::<P, V, 5, 5, 1>(strip, together(5)));
+                }
+                (Some((3, 1)), _) => {
+                    return tiles_in_groups!(depthwise avx512_sliding::<P, V, 3, 0, 1>(strip, together(3)));
+                }
+                (Some((3, 2)), _) => {
+                    return tiles_in_groups!(depthwise avx512_sliding::<P, V, 3, 0, 2>(strip, together(3)));
+                }
+                (Some((5, 1)), _) => {
+                    return tiles_in_groups!(depthwise avx512_sliding::<P, V, 5, 0, 1>(strip, together(5)));
+                }
+                (Some((7, 1)), _) => {
+                    return tiles_in_groups!(depthwise avx512_sliding::<P, V, 7, 0, 1>(strip, together(7)));
+                }
                 _ => {}
             }
         }
@@ -633,12 +733,24 @@ unsafe extern "C" fn avx512_kernel<const P: usize, const V: usize, const DEPTHWI
     }
 }
 
-/// The taps along w of a depthwise strip whose tiles' pixels read consecutive inputs of a row
-/// (stride 1 and no dilation along w: the input moves by one pixel from one tap to the next)
-/// where the window is one of those [`avx512_sliding`] is compiled for: 3, 5 or 7.
-fn sliding_window(strip: &TileArgs) -> Option<usize> {
-    let taps = strip.taps[2];
-    (strip.tap_input_strides[2] == strip.pixel_stride && matches!(taps, 3 | 5 | 7)).then_some(taps as usize)
+/// The rows of a strip's window where they are its only loop around a row of taps (one input
+/// channel, one tap along d: a 2D depthwise window), which [`window_rows`] unrolls for some
+/// counts.
+fn window_of_rows(strip: &TileArgs) -> Option<usize> {
+    (strip.reduce == 1 && strip.taps[0] == 1).then_some(strip.taps[1] as usize)
+}
+
+/// The taps along w of a depthwise strip and its stride in taps, `(taps, stride)`, where its
+/// tiles' pixels read inputs of a row `stride` taps apart and the window is one of those
+/// [`avx512_sliding`] is compiled for: 3, 5 or 7 taps at stride 1 (the input moves by one pixel
+/// from one tap to the next: no dilation along w), 3 at stride 2.
+fn sliding_window(strip: &TileArgs) -> Option<(usize, usize)> {
+    let (taps, tap) = (strip.taps[2], strip.tap_input_strides[2]);
+    match (taps, strip.pixel_stride) {
+        (3 | 5 | 7, pixel) if pixel == tap => Some((taps as usize, 1)),
+        (3, pixel) if pixel == 2 * tap => Some((3, 2)),
+        _ => None,
+    }
 }
 
 /// `T` tiles' accumulators as `(wide, narrow)`: one 512-bit register per pair of vectors (an odd
@@ -811,19 +923,28 @@ unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, co
 }
 
 /// `T` depthwise tiles of `P` pixels × `V` vectors (`V` even) from tile `first` on, whose window
-/// of `TW` taps slides along their pixels ([`sliding_window`]): per row of taps (k, d, h), each of
-/// the `P + TW − 1` input vectors the row reads is loaded once and meets the weights (loaded once
+/// of `TW` taps slides along their pixels `S` taps at a time ([`sliding_window`]): per row of taps
+/// (k, d, h; the `TH` rows unrolled unless `TH` is 0, [`window_rows`]), each of the
+/// `S·(P − 1) + TW` input vectors the row reads is loaded once and meets the weights (loaded once
 /// per row, in registers) of every tap that reads it. The same sums in the same order as
 /// [`avx512_tiles`] (each pixel's taps along w in order), with 15 of its 35 loads per row for a
 /// 5-tap window and 6 × 2 tiles. `_SHARED` is unused: a depthwise strip's tiles never share weights.
 ///
 /// # Safety
 /// As for [`avx512_kernel`], tiles `first..first + T` are in the strip, and `sliding_window`
-/// returned `TW` for it.
+/// returned `(TW, S)` for it, and `TH` is 0 or `window_of_rows` returned it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 #[inline]
-unsafe fn avx512_sliding<const P: usize, const V: usize, const TW: usize, const T: usize, const _SHARED: bool>(
+unsafe fn avx512_sliding<
+    const P: usize,
+    const V: usize,
+    const TW: usize,
+    const TH: usize,
+    const S: usize,
+    const T: usize,
+    const _SHARED: bool,
+>(
     strip: &TileArgs,
     first: isize,
 ) {
@@ -831,11 +952,11 @@ unsafe fn avx512_sliding<const P: usize, const V: usize, const TW: usize, const 
     let pairs = V / 2;
     // SAFETY: tiles `first..first + T` of the strip address only elements inside its buffers (the
     // caller's contract); every pointer below is one of theirs: pixel p's tap tw reads input
-    // p + tw of the row, and p + tw < P + TW − 1.
+    // S·p + tw of the row (in taps along w), and S·p + tw < S·(P − 1) + TW.
     unsafe {
         let args = &strip.tile(first);
         let (mut wide, narrow) = avx512_start!(P, V, T, strip, args);
-        for_each_row!(args, |input_row, weight_row| {
+        window_rows!(TH, args, |input_row, weight_row| {
             for (t, sums) in wide.iter_mut().enumerate() {
                 let input = input_row.offset(t as isize * strip.repeat_input_stride);
                 let weight = weight_row.offset(t as isize * strip.repeat_weight_stride);
@@ -846,14 +967,14 @@ unsafe fn avx512_sliding<const P: usize, const V: usize, const TW: usize, const 
                         *weights = _mm512_loadu_ps(weight.add(j * 2 * LANES));
                     }
                 }
-                for i in 0..P + TW - 1 {
-                    let input = input.offset(i as isize * args.pixel_stride);
+                for i in 0..S * (P - 1) + TW {
+                    let input = input.offset(i as isize * args.tap_input_strides[2]);
                     for j in 0..pairs {
                         let x = _mm512_loadu_ps(input.add(j * 2 * LANES));
-                        // The pixels whose window holds input i, each with tap i − p (a test on
+                        // The pixels whose window holds input i, each with tap i − S·p (a test on
                         // constants once the loops are unrolled; a range over p is not unrolled).
                         for (p, sums) in sums.iter_mut().enumerate() {
-                            let tw = i.wrapping_sub(p);
+                            let tw = i.wrapping_sub(S * p);
                             if tw < TW {
                                 sums[j] = _mm512_fmadd_ps(x, weights[tw][j], sums[j]);
                             }
@@ -1365,7 +1486,8 @@ mod tests {
                     } else if case % 2 == 0 {
                         [1, 1, 1]
                     } else {
-                        [1 + below(2), 1 + below(3), [3, 5, 7, 2][(case / 2 % 4) as usize]]
+                        // Rows of 1 to 3 taps, or 5 (the kernels unroll rows of 2, 3 and 5).
+                        [1 + below(2), [1, 2, 3, 5][below(4) as usize], [3, 5, 7, 2][(case / 2 % 4) as usize]]
                     };
                     // Pointwise steps over up to 11 channels: the AVX2 kernel unrolls 4 at once.
                     let reduce = 1 + below(if taps == [1, 1, 1] { 11 } else { 5 });
@@ -1378,8 +1500,11 @@ mod tests {
                         // Some pointwise strips with pixels 2 KiB apart (the AVX-512 kernel
                         // computes fewer of their tiles at once: `ALIASING_STRIDE`).
                         let aliasing = !depthwise && case % 6 == 4;
-                        let pixel_stride = if aliasing { ALIASING_STRIDE / 4 } else { width + below(3) };
-                        let strides = [pixel_stride * 97, pixel_stride * 13, pixel_stride];
+                        let tap = if aliasing { ALIASING_STRIDE / 4 } else { width + below(3) };
+                        // Some depthwise strips at stride 2 along w (which the kernels slide
+                        // along the pixels for windows of 3 taps).
+                        let pixel_stride = if depthwise && case % 5 == 1 { 2 * tap } else { tap };
+                        let strides = [pixel_stride * 97, pixel_stride * 13, tap];
                         (pixel_stride, strides, if depthwise { 0 } else { 1 })
                     };
                     let repeat_input_stride = pixel_stride * pixels as isize + below(2);
