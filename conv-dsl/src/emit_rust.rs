@@ -895,6 +895,7 @@ impl Emitter<'_> {
                 // are constants (one instantiation per stride tuple). A pointwise strip gains
                 // nothing from it (pw_64to64_56 ran 0.98–1.01× the strided kernel's speed) and
                 // keeps the shared `tile`, which spares MobileNetV1's build 13 instantiations.
+                let prefetch = tile.prefetch;
                 let (callee, lead) = if !depthwise && tile.taps[0] == 1 && tile.taps[1] * tile.taps[2] > 1 {
                     let [_, th, tw] = taps.clone();
                     let [_, in_h, in_w] = tap_input.clone();
@@ -921,6 +922,7 @@ impl Emitter<'_> {
                         acc_pixel_stride: #acc_pixel,
                         acc_repeat_stride: #acc_repeat,
                         act: #act,
+                        prefetch: #prefetch,
                     });
                 }
             }

@@ -217,6 +217,12 @@ pub struct Tile {
     pub acc_repeat_stride: i64,
     /// Applied to every sum before it is stored.
     pub act: TileActivation,
+    /// Whether the kernel fetches the next panel of weights into the L2 cache while it computes
+    /// the strip: the `reduce · reduce_weight_stride` elements after the strip's own, which the
+    /// next strip of a pointwise stage reads. A hint (nothing is read for it, and results do not
+    /// depend on it), set where a plan's weights do not stay in a core's cache between runs
+    /// ([`crate::lower::lower`]).
+    pub prefetch: bool,
     /// How many input channels (k) each sum runs over.
     pub reduce: u64,
     /// Input elements from one k to the next.
@@ -696,7 +702,7 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                 let axes = |values: &[i64; 3]| values.map(|value| value.to_string()).join(", ");
                 writeln!(
                     f,
-                    "{indent}{}[{}; pixels {}, tiles {}] = {} + tile{}{}x{} repeat {} ({}) {}[{}; pixels {}] * {}[{}] over k {} ({}, {}) taps [{}] ([{}], [{}]){}",
+                    "{indent}{}[{}; pixels {}, tiles {}] = {} + tile{}{}x{} repeat {} ({}) {}[{}; pixels {}] * {}[{}] over k {} ({}, {}) taps [{}] ([{}], [{}]){}{}",
                     name(&tile.acc),
                     tile.acc_index,
                     tile.acc_pixel_stride,
@@ -722,6 +728,7 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                         TileActivation::None => String::new(),
                         act => format!(", then {}", act.activation()),
                     },
+                    if tile.prefetch { ", fetching the next panel" } else { "" },
                 )?;
             }
             Stmt::Plane(plane) => {

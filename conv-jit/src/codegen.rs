@@ -600,7 +600,8 @@ impl Emitter<'_, '_> {
         .chain(tile.taps.map(|count| count as i64))
         .chain(tile.tap_input_strides)
         .chain(tile.tap_weight_strides)
-        .chain([tile.acc_pixel_stride, tile.acc_repeat_stride, crate::microkernel::act_code(tile.act) as i64]);
+        .chain([tile.acc_pixel_stride, tile.acc_repeat_stride, crate::microkernel::act_code(tile.act) as i64])
+        .chain([i64::from(tile.prefetch)]);
         self.call_kernel(kernel, pointers, constants, TILE_ARGS_WORDS);
     }
 

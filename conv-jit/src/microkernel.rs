@@ -68,6 +68,8 @@ pub(crate) struct TileArgs {
     /// What is applied to each sum before it is stored: [`ACT_NONE`], [`ACT_RELU`] or
     /// [`ACT_RELU6`].
     pub act: isize,
+    /// Not 0: fetch the next panel of weights meanwhile ([`conv_dsl::ir::Tile::prefetch`]).
+    pub prefetch: isize,
 }
 
 /// [`TileArgs::act`]: the sums as they are.
@@ -116,7 +118,7 @@ impl TileArgs {
 }
 
 /// How many 8-byte words [`TileArgs`] holds.
-pub(crate) const TILE_ARGS_WORDS: u32 = 24;
+pub(crate) const TILE_ARGS_WORDS: u32 = 25;
 const _: () = assert!(std::mem::size_of::<TileArgs>() == TILE_ARGS_WORDS as usize * 8);
 
 /// The symbol under which the kernel for `pixels × vectors` tiles is registered.
@@ -733,6 +735,10 @@ unsafe extern "C" fn avx512_kernel<const P: usize, const V: usize, const DEPTHWI
     }
 }
 
+/// f32 elements in a 64-byte cache line.
+#[cfg(target_arch = "x86_64")]
+const LINE_FLOATS: usize = 16;
+
 /// The rows of a strip's window where they are its only loop around a row of taps (one input
 /// channel, one tap along d: a 2D depthwise window), which [`window_rows`] unrolls for some
 /// counts.
@@ -893,9 +899,23 @@ unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, co
             ($channel_stride:expr, $pixel_stride:expr) => {{
                 let (channel_stride, channel_weights) = ($channel_stride, V * LANES);
                 let (mut input, mut weight) = (args.input, args.weight);
+                // The strip's second group of tiles (groups differ by at most one tile) fetches
+                // the next panel, one line per line of its own: the first group reads the panel
+                // from memory already, later ones have it in cache.
+                let second = first == T as isize || (T >= 2 && first == T as isize + 1);
+                let ahead = (SHARED && second && args.prefetch != 0).then(|| args.reduce as usize * channel_weights);
+                let lines = (POINTWISE_UNROLL as usize * channel_weights).div_ceil(LINE_FLOATS);
                 // Input channel k's pointers are those `for_each_step` forms (`pointwise_inputs`
                 // checked the strides); past the last channel they only move (wrapping), unread.
                 for _ in 0..args.reduce / POINTWISE_UNROLL {
+                    if let Some(ahead) = ahead {
+                        let next = weight.wrapping_add(ahead);
+                        for line in 0..lines {
+                            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                                next.wrapping_add(line * LINE_FLOATS) as *const i8,
+                            );
+                        }
+                    }
                     for unrolled in 0..POINTWISE_UNROLL {
                         step!(
                             input.offset(unrolled * channel_stride),
@@ -1019,6 +1039,9 @@ pub struct TileShape {
     pub acc_repeat_stride: isize,
     /// Applied to every sum before it is stored.
     pub act: TileActivation,
+    /// Whether the kernel fetches the next panel of weights into the L2 cache meanwhile
+    /// ([`conv_dsl::ir::Tile::prefetch`]; a hint, which reads nothing).
+    pub prefetch: bool,
 }
 
 /// Runs a tile strip of `P` pixels × `V` vectors (the semantics of [`conv_dsl::ir::Tile`]) on
@@ -1281,9 +1304,21 @@ unsafe fn avx2_pointwise<const P: usize, const V: usize, const PIXELS_ADJACENT: 
                     }
                 }};
             }
+            // As in `avx512_tiles`: the strip's second tile fetches the next panel, a line of it
+            // per line of its own.
+            let ahead = (r == 1 && strip.prefetch != 0 && strip.repeat_weight_stride == 0).then(|| args.reduce * step);
+            let lines = (POINTWISE_UNROLL * step) as usize / LINE_FLOATS;
             let unrolled = args.reduce - args.reduce % POINTWISE_UNROLL;
             let mut k = 0;
             while k < unrolled {
+                if let Some(ahead) = ahead {
+                    let next = args.weight.wrapping_offset(k * step + ahead);
+                    for line in 0..lines {
+                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                            next.wrapping_add(line * LINE_FLOATS) as *const i8,
+                        );
+                    }
+                }
                 for u in 0..POINTWISE_UNROLL {
                     channel!(k + u);
                 }
@@ -1334,6 +1369,7 @@ fn run_checked(
         acc_pixel_stride: shape.acc_pixel_stride as i64,
         acc_repeat_stride: shape.acc_repeat_stride as i64,
         act: shape.act,
+        prefetch: shape.prefetch,
         reduce: shape.reduce as u64,
         reduce_input_stride: shape.reduce_input_stride as i64,
         reduce_weight_stride: shape.reduce_weight_stride as i64,
@@ -1367,6 +1403,7 @@ fn run_checked(
         acc_pixel_stride: shape.acc_pixel_stride,
         acc_repeat_stride: shape.acc_repeat_stride,
         act: act_code(shape.act),
+        prefetch: isize::from(shape.prefetch),
     };
     // SAFETY: every element the strip touches lies inside its slice (checked just above with the
     // definition the JIT's checker uses, `Tile::extents`), `acc` is an exclusive borrow distinct
@@ -1420,6 +1457,7 @@ mod tests {
                 acc_pixel_stride: 19,
                 acc_repeat_stride: 19 * P as isize + 3,
                 act,
+                prefetch: false,
             };
             let mut rng = SplitMix64::new(repeat as u64 + 11 * P as u64);
             let mut random = |len: usize| (0..len).map(|_| 8.0 * rng.symmetric()).collect::<Vec<f32>>();
@@ -1537,6 +1575,8 @@ mod tests {
                         acc_pixel_stride,
                         acc_repeat_stride,
                         act,
+                        // Fetching the next panel (a hint) changes no sum.
+                        prefetch: case % 3 == 1,
                     };
                     let mut rng = SplitMix64::new(case as u64);
                     // Values up to ±8, so that relu6 clamps some sums.

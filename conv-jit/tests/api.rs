@@ -753,3 +753,52 @@ fn a_plane_kernel_writing_an_output_at_any_offset_within_a_line_runs_like_the_in
         }
     }
 }
+
+/// The tile statements of a body, loops included.
+fn tiles_of(body: &[Stmt]) -> Vec<&conv_dsl::ir::Tile> {
+    body.iter()
+        .flat_map(|stmt| match stmt {
+            Stmt::Loop { body, .. } => tiles_of(body),
+            Stmt::Tile(tile) => vec![&**tile],
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn pointwise_strips_fetch_the_next_panel_where_the_weights_fill_the_cache_and_sum_the_same() {
+    // 4 rows of 40 pixels: strips of many tiles, in several groups (the second group fetches).
+    let network = compile_source(
+        "panels.conv",
+        "input x: [1, 16, 4, 40];
+         depthwise d(x) { kernel: 3, pad: 1 }
+         pointwise p(d) { out: 64, act: relu }",
+    )
+    .expect("the model is valid");
+    let binding = bind(&network, &[1, 16, 4, 40]).expect("binds");
+    let target = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
+    let plan_for =
+        |l2_bytes| lower::lower(&network, &binding, Target { l2_bytes, ..target }, &|_| None).expect("lowers");
+    // The weights (16 · 64 + 64 + 9 · 16 + 16 elements, ~5 KiB) fill an L2 of 4 KiB, not one of 1 MiB.
+    let (fetching, resident) = (plan_for(4 << 10), plan_for(1 << 20));
+    // (a strip of pixels, which reads one panel; fetches the next) of each tile of `layer`.
+    let marked = |plan: &Plan, layer: &str| -> Vec<(bool, bool)> {
+        let steps = plan.steps.iter().filter(|step| step.layer == layer);
+        let tiles = steps.flat_map(|step| tiles_of(&step.function.body));
+        tiles.map(|tile| (tile.repeat_weight_stride == 0, tile.prefetch)).collect()
+    };
+    let strips = marked(&fetching, "p");
+    assert!(strips.contains(&(true, true)), "{strips:?}");
+    assert!(strips.iter().all(|&(pixels, on)| pixels == on), "the strips of pixels, and they alone: {strips:?}");
+    assert!(marked(&fetching, "d").iter().all(|&(_, on)| !on), "depthwise strips never fetch");
+    assert!(marked(&resident, "p").iter().all(|&(_, on)| !on), "weights that fit: no strip fetches");
+    // A hint: the same sums, bit for bit, as the interpreter's.
+    let params = ir_interp::pack_params(&fetching, &Params::random(&network, 3));
+    let mut rng = SplitMix64::new(4);
+    let input: Vec<f32> = (0..fetching.input_len).map(|_| rng.symmetric()).collect();
+    let expected = ir_interp::run_plan(&fetching, &input, &params).expect("runs");
+    for plan in [&fetching, &resident] {
+        let output = compile(plan).expect("compiles").run(&input, &params).expect("runs");
+        assert!(output.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}

@@ -966,6 +966,8 @@ fn tile_block(
         acc_pixel_stride,
         acc_repeat_stride,
         act,
+        // Set by `lower` for a plan whose weights stream from beyond the L2 cache.
+        prefetch: false,
         reduce: if empty { 0 } else { in_per_group },
         reduce_input_stride: *in_channel_stride as i64,
         reduce_weight_stride: taps_total * row,

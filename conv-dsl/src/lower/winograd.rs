@@ -472,6 +472,7 @@ impl Winograd<'_> {
                         acc_pixel_stride: self.out_padded as i64,
                         acc_repeat_stride: (pixels * self.out_padded) as i64,
                         act: TileActivation::None,
+                        prefetch: false,
                         reduce: self.in_per_group,
                         reduce_input_stride: 1,
                         reduce_weight_stride: width,
