@@ -43,8 +43,10 @@ pub struct Target {
     /// lower it to split small layers).
     pub part_macs: u64,
     /// Bytes of one core's own (L2) cache: a dense stage split into parts by positions has every
-    /// part read all of its weights, which is cheap only while they stay in each core's cache
-    /// ([`Target::L2_BYTES`] by default; the JIT's host target reads the host's).
+    /// part read all of its weights, which is cheap only while they stay in each core's cache; a
+    /// plan whose weights fill it has its pointwise strips fetch the next panel of weights ahead
+    /// ([`crate::ir::Tile::prefetch`]) ([`Target::L2_BYTES`] by default; the JIT's host target
+    /// reads the host's).
     pub l2_bytes: u64,
     /// When a depthwise stage is computed inside the pointwise stage that reads it, on blocks of
     /// rows that stay in cache ([`Fusion::DEFAULT`] for every target; [`Fusion::OFF`] to measure
