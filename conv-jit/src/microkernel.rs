@@ -739,6 +739,18 @@ unsafe extern "C" fn avx512_kernel<const P: usize, const V: usize, const DEPTHWI
 #[cfg(target_arch = "x86_64")]
 const LINE_FLOATS: usize = 16;
 
+/// Asks for the `lines` cache lines from `at` on in the L2 cache (`prefetcht1`): a hint, which
+/// reads nothing and may name any address (the pointer is only formed, with wrapping arithmetic).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn fetch_lines(at: *const f32, lines: usize) {
+    use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+    for line in 0..lines {
+        // SAFETY: a prefetch accesses no memory the program can observe, at any address.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(line * LINE_FLOATS).cast::<i8>()) }
+    }
+}
+
 /// The rows of a strip's window where they are its only loop around a row of taps (one input
 /// channel, one tap along d: a 2D depthwise window), which [`window_rows`] unrolls for some
 /// counts.
@@ -909,12 +921,7 @@ unsafe fn avx512_tiles<const P: usize, const V: usize, const DEPTHWISE: bool, co
                 // checked the strides); past the last channel they only move (wrapping), unread.
                 for _ in 0..args.reduce / POINTWISE_UNROLL {
                     if let Some(ahead) = ahead {
-                        let next = weight.wrapping_add(ahead);
-                        for line in 0..lines {
-                            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
-                                next.wrapping_add(line * LINE_FLOATS) as *const i8,
-                            );
-                        }
+                        fetch_lines(weight.wrapping_add(ahead), lines);
                     }
                     for unrolled in 0..POINTWISE_UNROLL {
                         step!(
@@ -1312,12 +1319,7 @@ unsafe fn avx2_pointwise<const P: usize, const V: usize, const PIXELS_ADJACENT: 
             let mut k = 0;
             while k < unrolled {
                 if let Some(ahead) = ahead {
-                    let next = args.weight.wrapping_offset(k * step + ahead);
-                    for line in 0..lines {
-                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
-                            next.wrapping_add(line * LINE_FLOATS) as *const i8,
-                        );
-                    }
+                    fetch_lines(args.weight.wrapping_offset(k * step + ahead), lines);
                 }
                 for u in 0..POINTWISE_UNROLL {
                     channel!(k + u);
