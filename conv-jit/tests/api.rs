@@ -754,17 +754,6 @@ fn a_plane_kernel_writing_an_output_at_any_offset_within_a_line_runs_like_the_in
     }
 }
 
-/// The tile statements of a body, loops included.
-fn tiles_of(body: &[Stmt]) -> Vec<&conv_dsl::ir::Tile> {
-    body.iter()
-        .flat_map(|stmt| match stmt {
-            Stmt::Loop { body, .. } => tiles_of(body),
-            Stmt::Tile(tile) => vec![&**tile],
-            _ => Vec::new(),
-        })
-        .collect()
-}
-
 #[test]
 fn pointwise_strips_fetch_the_next_panel_where_the_weights_fill_the_cache_and_sum_the_same() {
     // 4 rows of 40 pixels: strips of many tiles, in several groups (the second group fetches).
@@ -783,9 +772,15 @@ fn pointwise_strips_fetch_the_next_panel_where_the_weights_fill_the_cache_and_su
     let (fetching, resident) = (plan_for(4 << 10), plan_for(1 << 20));
     // (a strip of pixels, which reads one panel; fetches the next) of each tile of `layer`.
     let marked = |plan: &Plan, layer: &str| -> Vec<(bool, bool)> {
-        let steps = plan.steps.iter().filter(|step| step.layer == layer);
-        let tiles = steps.flat_map(|step| tiles_of(&step.function.body));
-        tiles.map(|tile| (tile.repeat_weight_stride == 0, tile.prefetch)).collect()
+        let mut tiles = Vec::new();
+        for step in plan.steps.iter().filter(|step| step.layer == layer) {
+            step.function.visit(&mut |stmt, _| {
+                if let Stmt::Tile(tile) = stmt {
+                    tiles.push((tile.repeat_weight_stride == 0, tile.prefetch));
+                }
+            });
+        }
+        tiles
     };
     let strips = marked(&fetching, "p");
     assert!(strips.contains(&(true, true)), "{strips:?}");
