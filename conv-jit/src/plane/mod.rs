@@ -202,7 +202,8 @@ trait Lanes {
     /// allocator shuffled and spilled in every block; alternating builds, 8 pairs: dw5_s1_c240_28
     /// 1.035×, dw3_s1_c144_56 1.05×, dw3_s1_c384_14 1.07×, relu6_dw3_c64_56 and g3_c128_g32_56
     /// 1.03×, dw3_s1_c32_112 1.00×. On AVX2 (the same host, `CONVGEN_MAX_ISA=avx2`)
-    /// dw3_s1_c32_112 ran 0.94× and g3_c128_g32_56 0.97× so, and it keeps them.
+    /// dw3_s1_c32_112 ran 0.94× and g3_c128_g32_56 0.97× so, and it keeps them. Only at stride 1
+    /// ([`window_per_block`]).
     const WINDOW_PER_BLOCK: bool;
     /// `w` in the lanes of `mask`, −0 in the others. Where `x` is +0 outside `mask` (a masked
     /// load's lanes), `fma(acc, x, masked_weight(w, mask))` is `fma_masked(acc, x, w, mask)` bit for
@@ -624,7 +625,7 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize, const
         for p in 0..args.planes {
             let input = args.input.offset(p / args.group_outputs * args.group_inputs * h * w);
             let weight = args.weight.offset(p * args.group_inputs * k * k);
-            let taps = if in_registers(X::L, K) && !X::WINDOW_PER_BLOCK {
+            let taps = if in_registers(X::L, K) && !window_per_block::<X, S>() {
                 window::<X, K>(weight)
             } else {
                 [[X::splat(0.0); K]; K]
@@ -707,7 +708,7 @@ unsafe fn rows_block<X: Lanes, const K: usize, const S: usize, const D: usize, c
 /// `count` blocks of `R` rows side by side from `at`, each a vector (`L` outputs, `L·S` input
 /// columns) on from the one before, every column of which is inside the plane (`rows_inside`:
 /// every row too): one loop, whose row offsets (and weights, but where
-/// [`Lanes::WINDOW_PER_BLOCK`]) stay in registers from one block to the next. For windows in
+/// [`window_per_block`]) stay in registers from one block to the next. For windows in
 /// registers ([`in_registers`]). Measured on an AVX2 Zen 3, together
 /// with [`block`]'s order by input rows, against a call per block in the order by tap rows (one
 /// process, alternating, median of 100–200 pair ratios; single planes): 3 × 3 over 112 × 112
@@ -820,6 +821,16 @@ unsafe fn window_row<X: Lanes, const K: usize>(weight: *const f32) -> [X::V; K] 
     }
 }
 
+/// Whether each block of a window in registers splats the window itself
+/// ([`Lanes::WINDOW_PER_BLOCK`]): at stride 1 only. Measured on an AVX-512 AMD EPYC Zen 4
+/// (builds alternating, `convgen bench --runs 300`, medians of 4–6 pairs' ratios): splatting per
+/// block made dw3_s2_c96_112 0.88× as fast (0.179 → 0.200–0.209 ms), while the stride-1 layers
+/// gained there too (dw5_s1_c240_28 1.34×, dw3_s1_c32_112, dw3_d2_c64_56 and relu6_dw3_c64_56
+/// 1.05×, g3_c128_g32_56 1.02×).
+const fn window_per_block<X: Lanes, const S: usize>() -> bool {
+    X::WINDOW_PER_BLOCK && S == 1
+}
+
 /// A window's `K × K` weights from `weight`, each in every lane.
 ///
 /// # Safety
@@ -842,7 +853,7 @@ unsafe fn window<X: Lanes, const K: usize>(weight: *const f32) -> [[X::V; K]; K]
 /// `R` output rows × one vector: the sums start at the bias, take every input plane of the group
 /// and every tap in order (rows, then columns of the window; the `R` rows share each input row's
 /// loads), are activated and stored. `taps` is the first input plane's window, in registers (unless
-/// [`Lanes::WINDOW_PER_BLOCK`], where the block splats it itself).
+/// [`window_per_block`], where the block splats it itself).
 /// A window in registers goes input row by input row (each loaded once, its taps added to every
 /// output row that reads it: a stride-2 window's shuffled inputs are not kept for a later tap
 /// row); a larger one tap row by tap row (each row's weights splatted once). Either way each sum
@@ -906,7 +917,7 @@ unsafe fn block<
                 // The whole window in registers: input row after input row, unrolled, each
                 // loaded once and taken by every output row whose window covers it (an output
                 // row's taps still come in the window's order: its input rows are in order).
-                let mut taps = if k == 0 && !X::WINDOW_PER_BLOCK { *taps } else { window::<X, K>(weight) };
+                let mut taps = if k == 0 && !window_per_block::<X, S>() { *taps } else { window::<X, K>(weight) };
                 if MASK_COLUMNS && X::MASK_WEIGHTS {
                     for row in taps.iter_mut() {
                         for (tap, &mask) in row.iter_mut().zip(&masks) {
