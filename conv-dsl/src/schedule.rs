@@ -43,7 +43,8 @@ pub struct Target {
     /// lower it to split small layers).
     pub part_macs: u64,
     /// Bytes of one core's own (L2) cache: a dense stage split into parts by positions has every
-    /// part read all of its weights, which is cheap only while they stay in each core's cache; a
+    /// part stream all of its weights through it, so stages whose weights are several times it
+    /// are cut by output channels instead (`WEIGHTS_BEYOND_L2` times, in `lower`); a
     /// plan whose weights fill it has its pointwise strips fetch the next panel of weights ahead
     /// ([`crate::ir::Tile::prefetch`]) ([`Target::L2_BYTES`] by default; the JIT's host target
     /// reads the host's).

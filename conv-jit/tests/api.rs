@@ -594,7 +594,8 @@ fn dense_layers_heavier_in_weights_than_input_split_by_output_channels_in_runs()
 }
 
 #[test]
-fn dense_layers_heavier_in_weights_than_input_split_by_positions_only_where_the_weights_fit_and_rows_divide() {
+fn dense_layers_heavier_in_weights_than_input_split_by_positions_unless_the_weights_are_many_caches_or_rows_do_not_divide()
+ {
     // `p`'s packed weights (16 × 48, 3 KiB) outweigh its input (3 × 5 positions of 16 channels).
     let network = compile_source(
         "heavy.conv",
@@ -615,7 +616,9 @@ fn dense_layers_heavier_in_weights_than_input_split_by_positions_only_where_the_
     assert!(!by_channels(3, 64 << 10), "3 rows, 3 parts, weights that fit: by positions");
     // 3 rows in 2 parts would be uneven; weights that fill the cache would be read by each part.
     assert!(by_channels(2, 64 << 10), "3 rows, 2 parts: by channels");
-    assert!(by_channels(3, 2 << 10), "weights that fill the cache: by channels");
+    // 3 KiB of weights: 4 times a cache of 512 bytes or more, but under 4 times one of 1 KiB.
+    assert!(by_channels(3, 512), "weights many times the cache: by channels");
+    assert!(!by_channels(3, 1 << 10), "weights under 4 times the cache: by positions");
 }
 
 /// The tile kernels of an AVX-512 host (the heuristic's wide tiles; the test runs them on this

@@ -474,6 +474,19 @@ pub(super) fn positions(
     }
 }
 
+/// How many times a core's L2 ([`Target::l2_bytes`]) a dense stage's packed weights must be for
+/// its parts to cut output channels rather than positions (rows that divide evenly): each part
+/// cut by positions streams all of the weights through its cache once per run, one panel at a
+/// time (fetched ahead), while the depthwise stage after a channel cut reads half of its rows
+/// from the other core's cache. Measured on an AVX-512 AMD EPYC Zen 4 (1 MiB of L2 per core), 2
+/// threads, `convgen bench --steps` with either cut alternating (3 rounds): 14 × 14 pointwise
+/// layers of 1 MiB of weights (MobileNetV1's pw7–pw11) and of 3.8 MiB (1000 → 1000) ran even
+/// or 2–3% faster by positions (0.452–0.468 against 0.459–0.466 ms; 1.71–1.74 against
+/// 1.77–1.80), and the depthwise layers after them twice as fast (0.019–0.020 against
+/// 0.036–0.039 ms; 0.041–0.044 against 0.070–0.074). Where the weights are many times the cache
+/// and the positions few, a channel cut halves what each core streams; not measured beyond 3.8×.
+const WEIGHTS_BEYOND_L2: u64 = 4;
+
 /// The functions of one convolution stage — one, or one per [`Part`] with the start of the part's
 /// window of the output — the packed parameters they take after their input and output values,
 /// and the length of the tile kernel's scratch buffer (their last argument) if they have one.
@@ -537,14 +550,14 @@ pub(super) fn convolution(
     // than one position: each part computes a contiguous window of the output. A dense one-image
     // stage of the tile kernel whose packed weights outweigh its input is split along its output
     // channels instead (blocks of the tile's channels, in runs: one per position) where, cut by
-    // positions, each part would read all of the weights from beyond its core's cache (they fill
-    // the target's L2) or the positions do not divide evenly (7 rows in 2 parts: one does 4/7 of
-    // the work). Otherwise positions: then a depthwise stage after it, cut by positions too,
-    // reads the rows its core computed. Measured on 2 threads (2 MiB of L2 per core, old and new
-    // builds alternating): MobileNetV1's 14×14 pointwise layers (1 MiB of weights) cut by
-    // positions ran the model 1.024x faster (10 pairs; its depthwise layers between them 0.021
-    // instead of 0.032 ms); its 7×7 layers cut by positions (4 rows + 3) ran slower, and
-    // pw_960to320_7 0.74x as fast.
+    // positions, each part would stream all of the weights from beyond its core's cache (they
+    // are [`WEIGHTS_BEYOND_L2`] times the target's L2 or more) or the positions do not divide
+    // evenly (7 rows in 2 parts: one does 4/7 of the work). Otherwise positions: then a
+    // depthwise stage after it, cut by positions too, reads the rows its core computed. Measured
+    // on 2 threads (2 MiB of L2 per core, old and new builds alternating): MobileNetV1's 14×14
+    // pointwise layers (1 MiB of weights) cut by positions ran the model 1.024x faster (10
+    // pairs; its depthwise layers between them 0.021 instead of 0.032 ms); its 7×7 layers cut
+    // by positions (4 rows + 3) ran slower, and pw_960to320_7 0.74x as fast.
     let extents = [batch, output3[0], output3[1], output3[2]];
     let macs = batch * output3.iter().product::<u64>() * conv.out_channels * in_per_group * stage.taps;
     let split = (0..4).find(|&dim| extents[dim] > 1).unwrap_or(3);
@@ -557,7 +570,7 @@ pub(super) fn convolution(
         && conv.groups == 1
         && schedule.kernel == Kernel::Tile
         && packings[0].2 > in_len
-        && (weight_bytes >= target.l2_bytes || !extents[split].is_multiple_of(position_count))
+        && (weight_bytes >= WEIGHTS_BEYOND_L2 * target.l2_bytes || !extents[split].is_multiple_of(position_count))
         && stage.vectors * u64::from(schedule.lanes) == out_padded;
     let channel_count = part_count(worth, u64::from(threads), stage.vectors.div_ceil(stage.tile_channels));
     let parts = if by_channels && channel_count > 1 {
