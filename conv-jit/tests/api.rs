@@ -594,8 +594,7 @@ fn dense_layers_heavier_in_weights_than_input_split_by_output_channels_in_runs()
 }
 
 #[test]
-fn dense_layers_heavier_in_weights_than_input_split_by_positions_unless_the_weights_are_many_caches_or_rows_do_not_divide()
- {
+fn dense_layers_split_by_channels_only_for_weights_of_4_caches_or_uneven_rows() {
     // `p`'s packed weights (16 × 48, 3 KiB) outweigh its input (3 × 5 positions of 16 channels).
     let network = compile_source(
         "heavy.conv",
@@ -614,9 +613,10 @@ fn dense_layers_heavier_in_weights_than_input_split_by_positions_unless_the_weig
     };
     // 3 rows in 3 parts, the weights in each core's cache: by rows.
     assert!(!by_channels(3, 64 << 10), "3 rows, 3 parts, weights that fit: by positions");
-    // 3 rows in 2 parts would be uneven; weights that fill the cache would be read by each part.
+    // 3 rows in 2 parts would be uneven; weights many times the cache would be streamed by each
+    // part.
     assert!(by_channels(2, 64 << 10), "3 rows, 2 parts: by channels");
-    // 3 KiB of weights: 4 times a cache of 512 bytes or more, but under 4 times one of 1 KiB.
+    // 3 KiB of weights: more than 4 times a cache of 512 bytes, less than 4 times one of 1 KiB.
     assert!(by_channels(3, 512), "weights many times the cache: by channels");
     assert!(!by_channels(3, 1 << 10), "weights under 4 times the cache: by positions");
 }

@@ -480,8 +480,8 @@ pub(super) fn positions(
 /// time (fetched ahead), while the depthwise stage after a channel cut reads half of its rows
 /// from the other core's cache. Measured on an AVX-512 AMD EPYC Zen 4 (1 MiB of L2 per core), 2
 /// threads, `convgen bench --steps` with either cut alternating (3 rounds): 14 × 14 pointwise
-/// layers of 1 MiB of weights (MobileNetV1's pw7–pw11) and of 3.8 MiB (1000 → 1000) ran even
-/// or 2–3% faster by positions (0.452–0.468 against 0.459–0.466 ms; 1.71–1.74 against
+/// layers of 1 MiB of weights (MobileNetV1's pw7–pw11) ran even by positions (0.452–0.468
+/// against 0.459–0.466 ms), of 3.8 MiB (1000 → 1000) 2–3% faster (1.71–1.74 against
 /// 1.77–1.80), and the depthwise layers after them twice as fast (0.019–0.020 against
 /// 0.036–0.039 ms; 0.041–0.044 against 0.070–0.074). Where the weights are many times the cache
 /// and the positions few, a channel cut halves what each core streams; not measured beyond 3.8×.
