@@ -10,7 +10,8 @@
 //! a 3×3 window's 8 rows read 10 input rows, not 24), and handle the border columns and a short
 //! row with masked loads and masked multiply-adds, the top and bottom rows by skipping the taps
 //! outside the plane. On AVX-512 a plane of rows of at most 8 at stride 1 (its output the input's
-//! size) is one run of vectors across its rows instead ([`flat`]).
+//! size) is one run of vectors across its rows instead ([`flat`]), and a depthwise 5 × 5 window
+//! at stride 1 streams each column of vectors down the plane, 5 sums live ([`stream`]).
 //!
 //! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
 //! const generics, so the window is unrolled and its weights are registers), registered with the
@@ -35,6 +36,8 @@ use crate::microkernel::{ACT_RELU, ACT_RELU6, Isa, act_code, activate};
 #[cfg(target_arch = "x86_64")]
 mod flat;
 mod pointwise;
+#[cfg(target_arch = "x86_64")]
+mod stream;
 
 /// The arguments of a plane kernel, as generated code lays them out on its stack: pointers and
 /// counts are 8 bytes each, in this order (`codegen` stores field `i` at byte `8·i`).
@@ -452,6 +455,10 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(planes)(args) };
     }
+    if stream::applies(args, K, S, D) {
+        // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+        return unsafe { out_of_line(avx512_stream)(args) };
+    }
     let planes: unsafe fn(&PlaneArgs) = match block_rows::<K>(args.output_size[0]) {
         8 => avx512_planes::<K, S, D, 8>,
         7 => avx512_planes::<K, S, D, 7>,
@@ -503,6 +510,24 @@ unsafe fn avx512_planes<const K: usize, const S: usize, const D: usize, const R:
     // SAFETY: the caller's contract.
     unsafe { planes::<Avx512, K, S, D, R>(args) }
 }
+
+/// [`stream::planes`] on AVX-512 (the only version: AVX2's 16 registers do not hold a 5 × 5
+/// window beside its sums).
+///
+/// # Safety
+/// As for [`avx512_kernel`], with [`stream::applies`] true.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn avx512_stream(args: &PlaneArgs) {
+    #[cfg(test)]
+    STREAM_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    unsafe { stream::planes::<Avx512>(args) }
+}
+
+/// How often a plane kernel streamed its planes (tests check that the path runs).
+#[cfg(test)]
+static STREAM_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// [`planes`] in blocks of `R` rows on AVX2.
 ///
@@ -748,7 +773,8 @@ unsafe fn sweep<X: Lanes, const K: usize, const S: usize, const D: usize, const 
 
 /// Whether [`planes`] keeps a `kernel × kernel` window's taps in registers on vectors of `lanes`:
 /// a 3 × 3 window always; a 5 × 5 one on 16 lanes, whose 32 registers hold its 25 taps beside a
-/// block's 7 sums and a load (a few taps spilled and reloaded, aligned, from the stack), not on
+/// block's 7 sums and a load (a few taps spilled and reloaded, aligned, from the stack; where
+/// only 5 sums are live, a depthwise plane at stride 1, [`stream`] does without spills), not on
 /// 8 lanes, whose 16 registers do not (the compiler spilled most of them).
 const fn in_registers(lanes: isize, kernel: usize) -> bool {
     kernel <= 3 || (lanes == 16 && kernel <= 5)
@@ -979,20 +1005,32 @@ unsafe fn block<
             });
         }
         for (r, sum) in sums.iter().enumerate() {
-            let to = at.output.offset(r as isize * at.output_row);
             let y = X::activate(*sum, at.act);
             let y = if S == 1 { y } else { X::unstride(y) };
-            // A row shorter than a vector is stored as a whole vector, its last lanes running into
-            // the next row's first ones — which that row's store, later in this block, writes
-            // again — so only the block's last row needs a masked store (AVX2's `vmaskmovps`
-            // store is slow on AMD: 7 × 7 planes with `CONVGEN_MAX_ISA=avx2` ran 1.36× faster,
-            // 0.050 against 0.068 ms on dw3_s1_c960_7 with `kernel=plane`; AVX-512 no different).
-            let spills_into_next = r + 1 < R && at.lanes == at.output_row && 2 * at.lanes >= X::L;
-            if at.lanes == X::L || spills_into_next {
-                X::store(to, y)
-            } else {
-                X::store_masked(to, y, X::mask(0, at.lanes))
-            }
+            store_row::<X>(at.output.offset(r as isize * at.output_row), y, at.lanes, at.output_row, r + 1 < R);
+        }
+    }
+}
+
+/// Stores a row's `lanes` outputs, `y`'s first lanes, to `to`, in a plane of rows of `output_row`.
+/// A row shorter than a vector is stored as a whole vector, its last lanes running into the next
+/// row's first ones — which that row's store writes again, later (`next_stored_later`) — so only
+/// the last row needs a masked store (AVX2's `vmaskmovps` store is slow on AMD: 7 × 7 planes
+/// with `CONVGEN_MAX_ISA=avx2` ran 1.36× faster, 0.050 against 0.068 ms on dw3_s1_c960_7 with
+/// `kernel=plane`; AVX-512 no different).
+///
+/// # Safety
+/// `to` is where the row starts; the row, and where `next_stored_later` the next one, lies in
+/// the output plane.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store_row<X: Lanes>(to: *mut f32, y: X::V, lanes: isize, output_row: isize, next_stored_later: bool) {
+    // SAFETY: the caller's contract: a whole vector from `to` runs at most into the next row.
+    unsafe {
+        if lanes == X::L || (next_stored_later && lanes == output_row && 2 * lanes >= X::L) {
+            X::store(to, y)
+        } else {
+            X::store_masked(to, y, X::mask(0, lanes))
         }
     }
 }
@@ -1322,6 +1360,44 @@ mod tests {
         }
     }
 
+    /// Depthwise 5 × 5 planes at stride 1 (AVX-512 streams them, `stream`): rows of 9 to 70
+    /// (one masked vector, or columns of vectors inside the plane and on its borders, the last
+    /// overlapping), 1 to 30 rows, padding up to 6 (taller than the window: output rows that read
+    /// no input row), inputs shorter or taller than the output needs, a multiplier: each version
+    /// writes the portable kernel's results bit for bit, and nothing outside the output planes.
+    #[test]
+    fn streamed_planes_compute_the_definition_bit_for_bit() {
+        let mut rng = SplitMix64::new(23);
+        let mut below = |n: u64| (rng.next_u64() % n) as usize;
+        let acts = [TileActivation::None, TileActivation::Relu, TileActivation::Relu6];
+        let streamed_before = STREAM_CALLS.load(std::sync::atomic::Ordering::Relaxed);
+        for case in 0..160 {
+            let padding = [below(7), below(7)];
+            let output_size = [1 + below(30), 9 + below(62)];
+            // From the least input that reaches every output's first tap, give or take 3 rows.
+            let input_size =
+                [0, 1].map(|axis| (output_size[axis] + 4).saturating_sub(2 * padding[axis]).max(1) + below(4));
+            let input_size = [input_size[0].saturating_sub(below(4)).max(1), input_size[1]];
+            let group_outputs = 1 + below(2);
+            let shape = PlaneShape {
+                planes: (1 + below(3)) * group_outputs,
+                group_inputs: 1,
+                group_outputs,
+                input_size,
+                output_size,
+                kernel: 5,
+                stride: 1,
+                dilation: 1,
+                padding,
+                act: acts[below(3)],
+            };
+            versions_agree(&shape, case % 2 == 0, 1, &mut below);
+        }
+        if Isa::on_host().contains(&Isa::Avx512) {
+            assert!(STREAM_CALLS.load(std::sync::atomic::Ordering::Relaxed) > streamed_before, "no plane was streamed");
+        }
+    }
+
     /// The taps outside a plane leave a border sum as it was, bit for bit: a −0 sum stays −0 (the
     /// products inside are all −0: +0 inputs, negative weights, a −0 bias), and an infinite weight
     /// on such a tap adds no NaN. (Random data rarely reaches either.)
@@ -1330,7 +1406,8 @@ mod tests {
         let windows = PLANE_WINDOWS.map(|(k, s, d)| (k as usize, s as usize, d as usize));
         // (A 1x1 window without padding has no taps outside.)
         for (kernel, stride, dilation) in windows.into_iter().filter(|&(kernel, ..)| kernel > 1) {
-            // Rows of 19 (the row kernels), of 7 (AVX-512's flat planes at stride 1).
+            // Rows of 19 (the row kernels; AVX-512 streams the 5 × 5 ones), of 7 (AVX-512's flat
+            // planes at stride 1).
             for (infinite, size) in [false, true].into_iter().flat_map(|infinite| [(infinite, 19), (infinite, 7)]) {
                 let pad = dilation * (kernel - 1) / 2;
                 let out = (size + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
