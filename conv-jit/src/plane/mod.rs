@@ -11,7 +11,8 @@
 //! row with masked loads and masked multiply-adds, the top and bottom rows by skipping the taps
 //! outside the plane. On AVX-512 a plane of rows of at most 8 at stride 1 (its output the input's
 //! size) is one run of vectors across its rows instead ([`flat`]), and a depthwise 5 × 5 window
-//! at stride 1 streams each column of vectors down the plane, 5 sums live ([`stream`]).
+//! at stride 1 (a 3 × 3 one in rows of at most two vectors) streams each column of vectors down
+//! the plane, a sum per tap row live ([`stream`]).
 //!
 //! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
 //! const generics, so the window is unrolled and its weights are registers), registered with the
@@ -456,8 +457,11 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
         return unsafe { out_of_line(planes)(args) };
     }
     if stream::applies(args, K, S, D) {
+        const { assert!(stream::together(K) <= 2, "a stream of 1 or 2 planes at a time") };
+        let planes: unsafe fn(&PlaneArgs) =
+            if stream::together(K) == 2 { avx512_stream::<K, 2> } else { avx512_stream::<K, 1> };
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
-        return unsafe { out_of_line(avx512_stream)(args) };
+        return unsafe { out_of_line(planes)(args) };
     }
     let planes: unsafe fn(&PlaneArgs) = match block_rows::<K>(args.output_size[0]) {
         8 => avx512_planes::<K, S, D, 8>,
@@ -511,18 +515,18 @@ unsafe fn avx512_planes<const K: usize, const S: usize, const D: usize, const R:
     unsafe { planes::<Avx512, K, S, D, R>(args) }
 }
 
-/// [`stream::planes`] on AVX-512 (the only version: AVX2's 16 registers do not hold a 5 × 5
-/// window beside its sums).
+/// [`stream::planes`], `P` planes at a time ([`stream::together`]), on AVX-512 (the only version:
+/// AVX2's 16 registers do not hold a 5 × 5 window beside its sums, nor two 3 × 3 ones).
 ///
 /// # Safety
 /// As for [`avx512_kernel`], with [`stream::applies`] true.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn avx512_stream(args: &PlaneArgs) {
+unsafe fn avx512_stream<const K: usize, const P: usize>(args: &PlaneArgs) {
     #[cfg(test)]
     STREAM_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: the caller's contract.
-    unsafe { stream::planes::<Avx512>(args) }
+    unsafe { stream::planes::<Avx512, K, P>(args) }
 }
 
 /// How often a plane kernel streamed its planes (tests check that the path runs).
@@ -1360,23 +1364,25 @@ mod tests {
         }
     }
 
-    /// Depthwise 5 × 5 planes at stride 1 (AVX-512 streams them, `stream`): rows of 9 to 70
-    /// (one masked vector, or columns of vectors inside the plane and on its borders, the last
-    /// overlapping), 1 to 30 rows, padding up to 6 (taller than the window: output rows that read
-    /// no input row), inputs shorter or taller than the output needs, a multiplier: each version
-    /// writes the portable kernel's results bit for bit, and nothing outside the output planes.
+    /// Depthwise planes at stride 1 that AVX-512 streams (`stream`): 5 × 5 windows in rows of 9 to
+    /// 70 (one masked vector, or columns of vectors inside the plane and on its borders, the last
+    /// overlapping), 3 × 3 ones in rows of 9 to 32, two planes at a time (an odd one alone); 1 to
+    /// 30 rows, padding up to 6 (taller than the window: output rows that read no input row),
+    /// inputs shorter or taller than the output needs, a multiplier: each version writes the
+    /// portable kernel's results bit for bit, and nothing outside the output planes.
     #[test]
     fn streamed_planes_compute_the_definition_bit_for_bit() {
         let mut rng = SplitMix64::new(23);
         let mut below = |n: u64| (rng.next_u64() % n) as usize;
         let acts = [TileActivation::None, TileActivation::Relu, TileActivation::Relu6];
         let streamed_before = STREAM_CALLS.load(std::sync::atomic::Ordering::Relaxed);
-        for case in 0..160 {
+        for case in 0..240 {
+            let kernel = [3, 5][case % 2];
             let padding = [below(7), below(7)];
-            let output_size = [1 + below(30), 9 + below(62)];
+            let output_size = [1 + below(30), 9 + below(if kernel == 3 { 24 } else { 62 })];
             // From the least input that reaches every output's first tap, give or take 3 rows.
             let input_size =
-                [0, 1].map(|axis| (output_size[axis] + 4).saturating_sub(2 * padding[axis]).max(1) + below(4));
+                [0, 1].map(|axis| (output_size[axis] + kernel - 1).saturating_sub(2 * padding[axis]).max(1) + below(4));
             let input_size = [input_size[0].saturating_sub(below(4)).max(1), input_size[1]];
             let group_outputs = 1 + below(2);
             let shape = PlaneShape {
@@ -1385,13 +1391,13 @@ mod tests {
                 group_outputs,
                 input_size,
                 output_size,
-                kernel: 5,
+                kernel,
                 stride: 1,
                 dilation: 1,
                 padding,
                 act: acts[below(3)],
             };
-            versions_agree(&shape, case % 2 == 0, 1, &mut below);
+            versions_agree(&shape, case % 4 < 2, 1, &mut below);
         }
         if Isa::on_host().contains(&Isa::Avx512) {
             assert!(STREAM_CALLS.load(std::sync::atomic::Ordering::Relaxed) > streamed_before, "no plane was streamed");
