@@ -921,14 +921,7 @@ unsafe fn block<
         // (Loops, not `array::from_fn`, which is not always inlined.)
         let (mut masks, mut spans) = ([X::mask(0, 0); K], [X::span_mask(0, 0); K]);
         if MASK_COLUMNS && S == 1 {
-            // Bit `j`: input column `left + j` is inside the row (j < L + (K − 1)·D ≤ 24); a tap
-            // column's lanes are those bits from its offset, up to the block's lanes (one shift
-            // and mask per tap: made per tap from `lo..hi`, the masks took ~9% of
-            // dw5_s1_c240_28's time, every block of which is on a border column).
-            let inside = bits(-at.left, w - at.left, 63);
-            for (kw, mask) in masks.iter_mut().enumerate() {
-                *mask = X::mask_of_bits((inside >> (kw as isize * d)) & bits(0, at.lanes, 63));
-            }
+            masks = column_masks::<X, K>(at.left, w, at.lanes, d);
         } else if MASK_COLUMNS {
             for kw in 0..K {
                 let start = at.left + kw as isize * d;
@@ -1036,6 +1029,26 @@ unsafe fn store_row<X: Lanes>(to: *mut f32, y: X::V, lanes: isize, output_row: i
         } else {
             X::store_masked(to, y, X::mask(0, lanes))
         }
+    }
+}
+
+/// Per tap column of a window of dilation `d` at stride 1, the lanes (of the first `lanes`) whose
+/// input column is inside a row of `w`, where the vector's first lane reads column `left` at tap
+/// 0. Bit `j` of one word says whether column `left + j` is inside the row (`j < L + (K − 1)·D ≤
+/// 24`); a tap column's lanes are those bits from its offset (one shift and mask per tap: made
+/// per tap from `lo..hi`, the masks took ~9% of dw5_s1_c240_28's time, every block of which is on
+/// a border column).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn column_masks<X: Lanes, const K: usize>(left: isize, w: isize, lanes: isize, d: isize) -> [X::M; K] {
+    // SAFETY: `mask_of_bits` only builds a mask.
+    unsafe {
+        let inside = bits(-left, w - left, 63);
+        let mut masks = [X::mask(0, 0); K];
+        for (kw, mask) in masks.iter_mut().enumerate() {
+            *mask = X::mask_of_bits((inside >> (kw as isize * d)) & bits(0, lanes, 63));
+        }
+        masks
     }
 }
 

@@ -25,7 +25,7 @@
 //! come in order, and each row's tap columns in order), as the other kernels do: bit for bit the
 //! portable kernel.
 
-use super::{Avx512, Block, Lanes, PlaneArgs, bits, div_ceil, store_row, window};
+use super::{Avx512, Block, Lanes, PlaneArgs, column_masks, div_ceil, store_row, window};
 
 /// Whether a plane statement's planes are streamed: stride 1, undilated, each output plane
 /// reading one input plane (depthwise; a group's planes are summed in turn, which a stream of rows
@@ -142,15 +142,7 @@ unsafe fn column<X: Lanes, const K: usize, const P: usize, const MASK: bool>(
             taps[q] = window::<X, K>(plane.weight);
             sums[q] = [X::splat(plane.bias); K];
         }
-        let mut masks = [X::mask(0, 0); K];
-        if MASK {
-            // Bit `j`: input column `left + j` is inside the row; a tap column's lanes are those
-            // bits from its offset, up to the vector's lanes (as `block` makes them).
-            let inside = bits(-at.left, w - at.left, 63);
-            for (kw, mask) in masks.iter_mut().enumerate() {
-                *mask = X::mask_of_bits((inside >> kw) & bits(0, at.lanes, 63));
-            }
-        }
+        let masks = if MASK { column_masks::<X, K>(at.left, w, at.lanes, 1) } else { [X::mask(0, 0); K] };
         // Output row `r` is stored at step `r + K − 1 − pad_top`: the first before row 0 where the
         // padding is taller than the window (its first rows read no input row), the last at `end`.
         let last_to_fill = k - 1 - pad_top;
