@@ -12,7 +12,9 @@
 //! outside the plane. On AVX-512 a plane of rows of at most 8 at stride 1 (its output the input's
 //! size) is one run of vectors across its rows instead ([`flat`]), and a depthwise 5 × 5 window
 //! at stride 1 (a 3 × 3 one in rows of at most two vectors) streams each column of vectors down
-//! the plane, a sum per tap row live ([`stream`]).
+//! the plane, a sum per tap row live ([`stream`]); a depthwise 3 × 3 one at stride 2 streams a
+//! few columns of vectors at a time, each input row's taps from one aligned pair of vectors
+//! ([`strided`]).
 //!
 //! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
 //! const generics, so the window is unrolled and its weights are registers), registered with the
@@ -39,6 +41,8 @@ mod flat;
 mod pointwise;
 #[cfg(target_arch = "x86_64")]
 mod stream;
+#[cfg(target_arch = "x86_64")]
+mod strided;
 
 /// The arguments of a plane kernel, as generated code lays them out on its stack: pointers and
 /// counts are 8 bytes each, in this order (`codegen` stores field `i` at byte `8·i`).
@@ -456,6 +460,10 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(planes)(args) };
     }
+    if strided::applies(args, K, S, D) {
+        // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+        return unsafe { out_of_line(avx512_strided)(args) };
+    }
     if stream::applies(args, K, S, D) {
         const { assert!(stream::together(K) <= 2, "a stream of 1 or 2 planes at a time") };
         let planes: unsafe fn(&PlaneArgs) =
@@ -527,6 +535,19 @@ unsafe fn avx512_stream<const K: usize, const P: usize>(args: &PlaneArgs) {
     STREAM_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: the caller's contract.
     unsafe { stream::planes::<Avx512, K, P>(args) }
+}
+
+/// [`strided::planes`] (the only version: AVX2 has no two-source permute, `vpermt2ps`).
+///
+/// # Safety
+/// As for [`avx512_kernel`], with [`strided::applies`] true.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn avx512_strided(args: &PlaneArgs) {
+    #[cfg(test)]
+    STREAM_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    unsafe { strided::planes(args) }
 }
 
 /// How often a plane kernel streamed its planes (tests check that the path runs).
@@ -1377,26 +1398,34 @@ mod tests {
         }
     }
 
-    /// Depthwise planes at stride 1 that AVX-512 streams (`stream`): 5 × 5 windows in rows of 9 to
-    /// 70 (one masked vector, or columns of vectors inside the plane and on its borders, the last
-    /// overlapping), 3 × 3 ones in rows of 9 to 32, two planes at a time (an odd one alone); 1 to
-    /// 30 rows, padding up to 6 (taller than the window: output rows that read no input row),
-    /// inputs shorter or taller than the output needs, a multiplier: each version writes the
-    /// portable kernel's results bit for bit, and nothing outside the output planes.
+    /// The planes AVX-512 streams ([`stream`], [`strided`]): depthwise 5 × 5 windows at stride 1
+    /// in rows of 9 to 70 (one masked vector, or columns inside the plane and on its borders, the
+    /// last overlapping), 3 × 3 ones in rows of 9 to 32 (two planes at a time, an odd one alone),
+    /// and 3 × 3 ones at stride 2 in rows of 1 to 96 (groups of 1 to 4 inside columns with or
+    /// without a border column, border columns alone); 1 to 30 rows, paddings of either parity up
+    /// to 6 (taller than the window: output rows that read no input row), inputs short of and past
+    /// what the outputs reach, a multiplier, every activation: each version writes the portable
+    /// kernel's results bit for bit, and nothing outside the output planes. Asserts that the
+    /// streams ran on an AVX-512 host.
     #[test]
     fn streamed_planes_compute_the_definition_bit_for_bit() {
         let mut rng = SplitMix64::new(23);
         let mut below = |n: u64| (rng.next_u64() % n) as usize;
         let acts = [TileActivation::None, TileActivation::Relu, TileActivation::Relu6];
         let streamed_before = STREAM_CALLS.load(std::sync::atomic::Ordering::Relaxed);
-        for case in 0..240 {
-            let kernel = [3, 5][case % 2];
+        for case in 0..540 {
+            let (kernel, stride) = [(3, 1), (5, 1), (3, 2)][case % 3];
             let padding = [below(7), below(7)];
-            let output_size = [1 + below(30), 9 + below(if kernel == 3 { 24 } else { 62 })];
-            // From the least input that reaches every output's first tap, give or take 3 rows.
-            let input_size =
-                [0, 1].map(|axis| (output_size[axis] + kernel - 1).saturating_sub(2 * padding[axis]).max(1) + below(4));
-            let input_size = [input_size[0].saturating_sub(below(4)).max(1), input_size[1]];
+            let widths = match (kernel, stride) {
+                (3, 1) => 9 + below(24),
+                (5, 1) => 9 + below(62),
+                _ => 1 + below(96),
+            };
+            let output_size = [1 + below(30), widths];
+            // From the least input that reaches every output's last tap, give or take 3.
+            let least =
+                |axis: usize| ((output_size[axis] - 1) * stride + kernel).saturating_sub(2 * padding[axis]).max(1);
+            let input_size = [0, 1].map(|axis| (least(axis) + below(4)).saturating_sub(below(4)).max(1));
             let group_outputs = 1 + below(2);
             let shape = PlaneShape {
                 planes: (1 + below(3)) * group_outputs,
@@ -1405,7 +1434,7 @@ mod tests {
                 input_size,
                 output_size,
                 kernel,
-                stride: 1,
+                stride,
                 dilation: 1,
                 padding,
                 act: acts[below(3)],
@@ -1419,16 +1448,19 @@ mod tests {
 
     /// The taps outside a plane leave a border sum as it was, bit for bit: a −0 sum stays −0 (the
     /// products inside are all −0: +0 inputs, negative weights, a −0 bias), and an infinite weight
-    /// on such a tap adds no NaN. (Random data rarely reaches either.)
+    /// on such a tap adds no NaN — each tap of the window infinite in turn, so that every masked
+    /// multiply-add is tried. (Random data rarely reaches either.)
     #[test]
     fn taps_outside_the_plane_leave_the_sums_bit_for_bit() {
         let windows = PLANE_WINDOWS.map(|(k, s, d)| (k as usize, s as usize, d as usize));
         // (A 1x1 window without padding has no taps outside.)
         for (kernel, stride, dilation) in windows.into_iter().filter(|&(kernel, ..)| kernel > 1) {
-            // Rows of 19 (the row kernels; AVX-512 streams the 5 × 5 ones), of 7 (AVX-512's flat
-            // planes at stride 1).
-            for (infinite, size) in [false, true].into_iter().flat_map(|infinite| [(infinite, 19), (infinite, 7)]) {
-                let pad = dilation * (kernel - 1) / 2;
+            // Rows of 19 (the row kernels; AVX-512 streams the 5 × 5 ones; at stride 2 a border
+            // column alone), of 7 (AVX-512's flat planes at stride 1), of 70 (at stride 2 a border
+            // column streamed beside inside ones); the padding that keeps the size, and one more
+            // (the other parity at stride 2).
+            for (size, more) in [19, 7, 70].into_iter().flat_map(|size| [(size, 0), (size, 1)]) {
+                let pad = dilation * (kernel - 1) / 2 + more;
                 let out = (size + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
                 let shape = PlaneShape {
                     planes: 2,
@@ -1443,21 +1475,26 @@ mod tests {
                     act: TileActivation::None,
                 };
                 let input = vec![0.0f32; 2 * size * size];
-                let mut weight = vec![-0.5f32; 2 * kernel * kernel];
-                if infinite {
-                    weight[0] = f32::NEG_INFINITY;
-                }
-                let bias = [-0.0f32; 2];
-                let run = |isa: Isa| {
-                    let mut output = vec![f32::NAN; 2 * out * out];
-                    run_checked(isa, (&input, 0), (&weight, 0), Some((&bias, 0)), (&mut output, 0), &shape);
-                    output.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
-                };
-                let expected = run(Isa::Portable);
-                // The top left output reads the first tap outside the plane: −0, never NaN.
-                assert_eq!(expected[0], (-0.0f32).to_bits(), "{shape:?}");
-                for isa in Isa::on_host() {
-                    assert_eq!(run(isa), expected, "{isa:?} on {shape:?}");
+                for infinite in std::iter::once(None).chain((0..kernel * kernel).map(Some)) {
+                    let mut weight = vec![-0.5f32; 2 * kernel * kernel];
+                    if let Some(tap) = infinite {
+                        weight[tap] = f32::NEG_INFINITY;
+                        weight[kernel * kernel + tap] = f32::NEG_INFINITY;
+                    }
+                    let bias = [-0.0f32; 2];
+                    let run = |isa: Isa| {
+                        let mut output = vec![f32::NAN; 2 * out * out];
+                        run_checked(isa, (&input, 0), (&weight, 0), Some((&bias, 0)), (&mut output, 0), &shape);
+                        output.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                    };
+                    let expected = run(Isa::Portable);
+                    // The top left output reads the first tap outside the plane: −0, never NaN.
+                    if infinite.is_none_or(|tap| tap == 0) {
+                        assert_eq!(expected[0], (-0.0f32).to_bits(), "{shape:?}");
+                    }
+                    for isa in Isa::on_host() {
+                        assert_eq!(run(isa), expected, "{isa:?} on {shape:?}, tap {infinite:?} infinite");
+                    }
                 }
             }
         }

@@ -42,16 +42,17 @@ pub(super) const fn together(kernel: usize) -> usize {
     if kernel <= 3 { 2 } else { 1 }
 }
 
-/// One output plane: where it reads and writes.
+/// One output plane: where it reads and writes (here and in [`super::strided`]).
 #[derive(Clone, Copy)]
-struct Plane {
+pub(super) struct Plane {
     /// Its input plane's first element.
-    input: *const f32,
+    pub(super) input: *const f32,
     /// Its window.
-    weight: *const f32,
-    bias: f32,
-    /// Its output in the column's first output row.
-    output: *mut f32,
+    pub(super) weight: *const f32,
+    pub(super) bias: f32,
+    /// Where its output is written from: here its column's first output element (row 0), in
+    /// [`super::strided`] the plane's first element (each column's offset kept with the column).
+    pub(super) output: *mut f32,
 }
 
 /// Every plane of `args`, `P` at a time (the last one by one where `P` does not divide them), each

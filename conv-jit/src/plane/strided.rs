@@ -1,0 +1,511 @@
+//! Depthwise 3 × 3 planes at stride 2 on AVX-512, streamed down the plane a few columns of
+//! vectors at a time. An output row reads three input rows, the first of which is the last of
+//! the row before, so two sums per column are live: the row an even input row ends (tap row 2)
+//! and the one it starts (tap row 0), which the odd input row after it continues (tap row 1).
+//!
+//! An input row's three tap columns come from one pair of vectors: a stride-2 tap reads every
+//! second element, and of the pair from the even one of the column's first two elements (aligned
+//! in memory where the row is), [`Lanes::evens`] are one tap column's elements and [`Lanes::odds`]
+//! the next one's; the third tap column is one of them shifted by one output position, the
+//! element past them loaded on its own ([`back`], [`on`]). The blocks ([`super::block`]) load two
+//! pairs of unaligned vectors per row instead, each crossing a cache line, and their first and
+//! last input rows feed one or two dependent chains of multiply-adds.
+//!
+//! The columns whose window lies inside the rows go down the plane together, up to [`GROUP`] at a
+//! time, and a border column (masked loads and multiply-adds) with them ([`groups`]), so that each
+//! input row's vectors are read in order.
+//!
+//! Measured on an AVX-512 AMD EPYC Zen 4 (`convgen bench` of the layer, against the blocks,
+//! alternating, medians of 6–8 pair ratios): dw3_s2_c96_112 1.86× (0.178 → 0.096 ms), 32 channels
+//! at 112 × 112 1.80×, 24 at 100 × 100 2.0×, 64 at 224 × 224 1.49×. On the way (dw3_s2_c96_112,
+//! against the blocks' 0.178 ms): one column at a time, 0.143–0.156 ms — the first column down
+//! each plane (the border one) took ~1.6× as long as the others, whose lines the hardware had
+//! fetched by then, and prefetching the next plane's lines did not help; the inside columns
+//! together and the border one alone after them, 0.110; the border one with them, 0.100; the
+//! shifted element's position derived from the pair's rather than kept per column (fewer
+//! registers), 0.096.
+//!
+//! Each sum takes the taps inside the plane in the window's order, as the other kernels do: bit
+//! for bit the portable kernel.
+
+use std::arch::x86_64::{__m512, __m512i, _mm512_permutex2var_ps, _mm512_setr_epi32};
+
+use super::stream::Plane;
+use super::{Avx512, Lanes, PlaneArgs, div_ceil, store_row, window};
+
+/// Whether a plane statement's planes are streamed so: a depthwise 3 × 3 window at stride 2.
+pub(super) fn applies(args: &PlaneArgs, kernel: usize, stride: usize, dilation: usize) -> bool {
+    kernel == 3 && stride == 2 && dilation == 1 && args.group_inputs == 1
+}
+
+/// The most columns streamed together: 4 × 2 sums, the 9 taps and a column's loads and shuffles
+/// fit AVX-512's 32 registers.
+const GROUP: usize = 4;
+
+/// The lane of output position `position` in a 16-lane stride-2 vector ([`Lanes::evens`]): lane
+/// `4i + m` holds position `[2i, 2i + 1, 8 + 2i, 9 + 2i][m]`.
+const fn lane_of(position: i32) -> i32 {
+    if position < 8 { 4 * (position / 2) + position % 2 } else { 4 * ((position - 8) / 2) + 2 + position % 2 }
+}
+
+/// For `_mm512_permutex2var_ps(x, ·, edge)`: in the lane of each output position, the lane of the
+/// position `shift` on in `x`, or 16 (`edge`'s lane 0) where that is outside `0..16`.
+const fn shifted(shift: i32) -> [i32; 16] {
+    let mut index = [16; 16];
+    let mut position = 0;
+    while position < 16 {
+        let from = position + shift;
+        if from >= 0 && from < 16 {
+            index[lane_of(position) as usize] = lane_of(from);
+        }
+        position += 1;
+    }
+    index
+}
+
+/// A stride-2 vector of inputs one output position back: position `j` takes `x`'s `j − 1`,
+/// position 0 `edge`'s lane 0.
+///
+/// # Safety
+/// The host has AVX-512 F.
+#[inline(always)]
+unsafe fn back(x: __m512, edge: __m512) -> __m512 {
+    const I: [i32; 16] = shifted(-1);
+    // SAFETY: the caller's contract.
+    unsafe {
+        let index: __m512i = _mm512_setr_epi32(
+            I[0], I[1], I[2], I[3], I[4], I[5], I[6], I[7], I[8], I[9], I[10], I[11], I[12], I[13], I[14], I[15],
+        );
+        _mm512_permutex2var_ps(x, index, edge)
+    }
+}
+
+/// A stride-2 vector of inputs one output position on: position `j` takes `x`'s `j + 1`, position
+/// 15 `edge`'s lane 0.
+///
+/// # Safety
+/// The host has AVX-512 F.
+#[inline(always)]
+unsafe fn on(x: __m512, edge: __m512) -> __m512 {
+    const I: [i32; 16] = shifted(1);
+    // SAFETY: the caller's contract.
+    unsafe {
+        let index: __m512i = _mm512_setr_epi32(
+            I[0], I[1], I[2], I[3], I[4], I[5], I[6], I[7], I[8], I[9], I[10], I[11], I[12], I[13], I[14], I[15],
+        );
+        _mm512_permutex2var_ps(x, index, edge)
+    }
+}
+
+/// Where the element shifted in lies from the pair's first: the one before the pair where the
+/// column's first input column is odd (`ODD`), else the one after it.
+const fn edge_offset<const ODD: bool>() -> isize {
+    if ODD { -1 } else { 2 * Avx512::L }
+}
+
+/// What the columns of a plane statement share.
+#[derive(Clone, Copy)]
+struct Rows {
+    /// (H, W).
+    size: [isize; 2],
+    /// Padding rows above the plane.
+    pad_top: isize,
+    /// (OH, OW).
+    output_size: [isize; 2],
+    /// Lanes that are output positions (`L`, or OW where that is shorter).
+    lanes: isize,
+    /// The `ACT_*` code.
+    act: isize,
+}
+
+/// One column of vectors: where it reads in an input row and writes in an output row (offsets from
+/// the row's first element), and with `MASK` which lanes are inside the row.
+#[derive(Clone, Copy)]
+struct Column {
+    /// The pair's first element: the even one of the column's first two (at tap 0, `left`, and
+    /// `left + 1`).
+    pair: isize,
+    /// The output position of lane 0.
+    output: isize,
+    /// The pair's elements inside the row.
+    pair_mask: (u16, u16),
+    /// Whether the edge element is inside the row (lane 0).
+    edge_mask: u16,
+    /// Per tap column, the lanes (in the stride-2 order) whose input is inside the row and which
+    /// are output positions.
+    taps: [u16; 3],
+}
+
+impl Column {
+    /// The column whose lane 0 is output position `first`, its masks with `MASK`; `ODD`: its
+    /// first input column at tap 0, `2·first − pad_left`, is odd.
+    fn new<const MASK: bool, const ODD: bool>(rows: &Rows, first: isize, pad_left: isize) -> Column {
+        let w = rows.size[1];
+        let left = 2 * first - pad_left;
+        debug_assert_eq!(left.rem_euclid(2) == 1, ODD);
+        let pair = if ODD { left + 1 } else { left };
+        let edge = pair + edge_offset::<ODD>();
+        let mut column = Column { pair, output: first, pair_mask: (0, 0), edge_mask: 1, taps: [0; 3] };
+        if MASK {
+            // SAFETY: building masks needs no CPU feature.
+            unsafe {
+                column.pair_mask = Avx512::span_mask(-pair, w - pair);
+                column.edge_mask = u16::from((0..w).contains(&edge));
+                for (kw, taps) in column.taps.iter_mut().enumerate() {
+                    let start = left + kw as isize;
+                    *taps = Avx512::strided_mask(div_ceil(-start, 2), div_ceil(w - start, 2).min(rows.lanes));
+                }
+            }
+        }
+        column
+    }
+}
+
+/// Every plane of `args`, each in groups of columns of vectors across its rows ([`groups`]).
+///
+/// # Safety
+/// As for [`super::avx512_kernel`], with [`applies`] true.
+#[inline(always)]
+pub(super) unsafe fn planes(args: &PlaneArgs) {
+    let ([h, w], [oh, ow], [pad_top, pad_left]) = (args.input_size, args.output_size, args.padding);
+    if oh <= 0 || ow <= 0 {
+        return;
+    }
+    let rows = Rows { size: [h, w], pad_top, output_size: [oh, ow], lanes: ow.min(Avx512::L), act: args.act };
+    let odd = pad_left % 2 == 1;
+    let groups = if odd { groups::<true>(&rows, pad_left) } else { groups::<false>(&rows, pad_left) };
+    // SAFETY: the caller's contract; each column reads only inside the plane (see `columns`).
+    unsafe {
+        for p in 0..args.planes {
+            let plane = Plane {
+                input: args.input.offset(p / args.group_outputs * h * w),
+                weight: args.weight.offset(p * 9),
+                bias: if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) },
+                output: args.output.offset(p * oh * ow),
+            };
+            for group in &groups {
+                if odd {
+                    group_of::<true>(&rows, &plane, group);
+                } else {
+                    group_of::<false>(&rows, &plane, group);
+                }
+            }
+        }
+    }
+}
+
+/// Columns streamed down a plane together: up to [`GROUP`] inside the row and at most one on its
+/// border (masked).
+struct Group {
+    inside: Vec<Column>,
+    border: Option<Column>,
+}
+
+/// The groups that cover a row ([`layout`]): the inside columns in groups as even as [`GROUP`]
+/// allows (5 columns 3 and 2, not 4 and 1), each border column with the nearest group that has
+/// none (an input row's vectors are then read in order: one column at a time, the first column
+/// down a plane took ~1.6× as long as the others, whose lines the hardware had fetched by then).
+fn groups<const ODD: bool>(rows: &Rows, pad_left: isize) -> Vec<Group> {
+    let (borders, inside) = layout(rows.size[1], rows.output_size[1], pad_left);
+    let size = inside.len().div_ceil(inside.len().div_ceil(GROUP).max(1)).max(1);
+    let mut groups: Vec<Group> = inside
+        .chunks(size)
+        .map(|firsts| Group {
+            inside: firsts.iter().map(|&first| Column::new::<false, ODD>(rows, first, pad_left)).collect(),
+            border: None,
+        })
+        .collect();
+    for first in borders {
+        let border = Some(Column::new::<true, ODD>(rows, first, pad_left));
+        let left_of_inside = inside.first().is_some_and(|&inside| first < inside);
+        let free = if left_of_inside {
+            groups.iter_mut().find(|group| group.border.is_none())
+        } else {
+            groups.iter_mut().rev().find(|group| group.border.is_none())
+        };
+        match free {
+            Some(group) => group.border = border,
+            None => groups.push(Group { inside: Vec::new(), border }),
+        }
+    }
+    groups
+}
+
+/// The columns of a row of `ow` outputs (each the output position of its lane 0) over an input row
+/// of `w` with `pad_left`: the border ones, whose window reaches outside the row, and the others,
+/// in order. Together they cover the row, the last of each kind overlapping the one before where
+/// `L` does not divide their run.
+fn layout(w: isize, ow: isize, pad_left: isize) -> (Vec<isize>, Vec<isize>) {
+    let l = Avx512::L;
+    if ow < l {
+        return (vec![0], Vec::new());
+    }
+    // A column is inside where its first input column, `2·first − pad_left`, is in the row, and so
+    // is its last, 2·L on.
+    let (lo, hi) = (div_ceil(pad_left, 2), ((w - 1 + pad_left - 2 * l).div_euclid(2)).min(ow - l));
+    if lo > hi {
+        return ((0..div_ceil(ow, l)).map(|v| (v * l).min(ow - l)).collect(), Vec::new());
+    }
+    // Border columns at 0, L, … below `from`; inside ones from there to `to` (the last at `to − L`);
+    // border ones from `to` (the last at `ow − L`).
+    let from = div_ceil(lo, l) * l;
+    let to = if hi == ow - l { ow } else { hi + l };
+    let left = (0..from / l).map(|v| v * l);
+    let right = (0..div_ceil(ow - to, l)).map(|v| (to + v * l).min(ow - l));
+    let inside = (0..div_ceil(to - from, l)).map(|v| (from + v * l).min(to - l)).collect();
+    (left.chain(right).collect(), inside)
+}
+
+/// `group`'s columns of `plane`, streamed together.
+///
+/// # Safety
+/// As for [`columns`].
+#[inline(always)]
+unsafe fn group_of<const ODD: bool>(rows: &Rows, plane: &Plane, group: &Group) {
+    const { assert!(GROUP == 4, "a version for each group size") };
+    let c = |i: usize| group.inside[i];
+    // SAFETY: the caller's contract.
+    unsafe {
+        match (&group.inside[..], group.border) {
+            ([], Some(border)) => columns::<0, 1, ODD>(rows, plane, &[], &[border]),
+            ([_], Some(border)) => columns::<1, 1, ODD>(rows, plane, &[c(0)], &[border]),
+            ([_, _], Some(border)) => columns::<2, 1, ODD>(rows, plane, &[c(0), c(1)], &[border]),
+            ([_, _, _], Some(border)) => columns::<3, 1, ODD>(rows, plane, &[c(0), c(1), c(2)], &[border]),
+            ([_, _, _, _], Some(border)) => columns::<4, 1, ODD>(rows, plane, &[c(0), c(1), c(2), c(3)], &[border]),
+            ([_], None) => columns::<1, 0, ODD>(rows, plane, &[c(0)], &[]),
+            ([_, _], None) => columns::<2, 0, ODD>(rows, plane, &[c(0), c(1)], &[]),
+            ([_, _, _], None) => columns::<3, 0, ODD>(rows, plane, &[c(0), c(1), c(2)], &[]),
+            ([_, _, _, _], None) => columns::<4, 0, ODD>(rows, plane, &[c(0), c(1), c(2), c(3)], &[]),
+            _ => unreachable!("`groups` makes groups of 1 to GROUP inside columns, or a border one alone"),
+        }
+    }
+}
+
+/// `C` columns inside the row and `B` on its border of one plane, streamed down it together:
+/// iteration `r` takes input row `2r − pad_top` (tap row 2 of output row `r − 1`, which is complete
+/// then and stored, and tap row 0 of row `r`) and the next (tap row 1 of row `r`). The iterations
+/// whose rows are inside the plane and whose output rows exist run without checks. The border
+/// columns load and add only the lanes whose input column is inside the row (and that are output
+/// positions). `ODD`: the columns' first input columns are odd.
+///
+/// # Safety
+/// As for [`planes`]; every element each `inside` vector reads is inside the row.
+#[inline(always)]
+unsafe fn columns<const C: usize, const B: usize, const ODD: bool>(
+    rows: &Rows,
+    plane: &Plane,
+    inside: &[Column; C],
+    border: &[Column; B],
+) {
+    let ([h, _], [oh, _]) = (rows.size, rows.output_size);
+    // SAFETY: the caller's contract.
+    unsafe {
+        let taps = window::<Avx512, 3>(plane.weight);
+        let mut sums = ([[Avx512::splat(0.0); 2]; C], [[Avx512::splat(0.0); 2]; B]);
+        // Iterations whose two input rows are inside the plane, that end a row and start one.
+        let first = div_ceil(rows.pad_top, 2).max(1).min(oh);
+        let last = (h - 2 + rows.pad_top).div_euclid(2).clamp(first - 1, oh - 1);
+        for r in 0..first {
+            step::<C, B, ODD, true>(rows, plane, (inside, border), &taps, &mut sums, r);
+        }
+        for r in first..last + 1 {
+            step::<C, B, ODD, false>(rows, plane, (inside, border), &taps, &mut sums, r);
+        }
+        for r in last + 1..oh + 1 {
+            step::<C, B, ODD, true>(rows, plane, (inside, border), &taps, &mut sums, r);
+        }
+    }
+}
+
+/// Iteration `r` of [`columns`]: in each column, input row `2r − pad_top` added to output row
+/// `r − 1` (`[1]` of its sums, tap row 2), which is then stored, and to row `r` (`[0]`, from the
+/// bias, tap row 0); input row `2r + 1 − pad_top` added to row `r` (tap row 1), which moves to
+/// `[1]`. `CHECK`: the input rows may be outside the plane, and output rows `r − 1`, `r` outside
+/// `0..OH`.
+///
+/// # Safety
+/// As for [`columns`]; without `CHECK` both input rows are inside the plane and `1 ≤ r < OH`.
+#[inline(always)]
+unsafe fn step<const C: usize, const B: usize, const ODD: bool, const CHECK: bool>(
+    rows: &Rows,
+    plane: &Plane,
+    (inside, border): (&[Column; C], &[Column; B]),
+    taps: &[[__m512; 3]; 3],
+    (inside_sums, border_sums): &mut ([[__m512; 2]; C], [[__m512; 2]; B]),
+    r: isize,
+) {
+    let ([h, w], [oh, ow]) = (rows.size, rows.output_size);
+    let top = 2 * r - rows.pad_top;
+    let (ends, starts) = (!CHECK || r >= 1, !CHECK || r < oh);
+    // SAFETY: the caller's contract; masked-off lanes touch no memory.
+    unsafe {
+        let bias = Avx512::splat(plane.bias);
+        for sums in inside_sums.iter_mut() {
+            sums[0] = bias;
+        }
+        for sums in border_sums.iter_mut() {
+            sums[0] = bias;
+        }
+        if !CHECK || (0..h).contains(&top) {
+            let row = plane.input.wrapping_offset(top * w);
+            for (column, sums) in inside.iter().zip(inside_sums.iter_mut()) {
+                let x = tap_columns::<false, ODD>(row, column);
+                even_row(sums, x, taps, (ends, starts), [None; 3]);
+            }
+            for (column, sums) in border.iter().zip(border_sums.iter_mut()) {
+                let x = tap_columns::<true, ODD>(row, column);
+                even_row(sums, x, taps, (ends, starts), column.taps.map(Some));
+            }
+        }
+        if ends {
+            let row = plane.output.offset((r - 1) * ow);
+            for (column, sums) in inside.iter().zip(inside_sums.iter()) {
+                let y = Avx512::unstride(Avx512::activate(sums[1], rows.act));
+                store_row::<Avx512>(row.offset(column.output), y, rows.lanes, ow, r < oh);
+            }
+            for (column, sums) in border.iter().zip(border_sums.iter()) {
+                let y = Avx512::unstride(Avx512::activate(sums[1], rows.act));
+                store_row::<Avx512>(row.offset(column.output), y, rows.lanes, ow, r < oh);
+            }
+        }
+        if starts && (!CHECK || (0..h).contains(&(top + 1))) {
+            let row = plane.input.wrapping_offset((top + 1) * w);
+            for (column, sums) in inside.iter().zip(inside_sums.iter_mut()) {
+                let x = tap_columns::<false, ODD>(row, column);
+                for (kw, &x) in x.iter().enumerate() {
+                    sums[0] = add(sums[0], x, taps[1][kw], None);
+                }
+            }
+            for (column, sums) in border.iter().zip(border_sums.iter_mut()) {
+                let x = tap_columns::<true, ODD>(row, column);
+                for (kw, &x) in x.iter().enumerate() {
+                    sums[0] = add(sums[0], x, taps[1][kw], Some(column.taps[kw]));
+                }
+            }
+        }
+        for sums in inside_sums.iter_mut() {
+            sums[1] = sums[0];
+        }
+        for sums in border_sums.iter_mut() {
+            sums[1] = sums[0];
+        }
+    }
+}
+
+/// An even input row's tap columns `x` added to a column's sums: to the row it ends (`sums[1]`, tap
+/// row 2) where `ends`, to the row it starts (`sums[0]`, tap row 0) where `starts`; only in the
+/// lanes of each tap column's mask where there is one. (A function, not a closure: a closure is
+/// not always inlined, and out of line it lacks the caller's target features.)
+///
+/// # Safety
+/// The host has AVX-512 F.
+#[inline(always)]
+unsafe fn even_row(
+    sums: &mut [__m512; 2],
+    x: [__m512; 3],
+    taps: &[[__m512; 3]; 3],
+    (ends, starts): (bool, bool),
+    masks: [Option<u16>; 3],
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        for (kw, &x) in x.iter().enumerate() {
+            if ends {
+                sums[1] = add(sums[1], x, taps[2][kw], masks[kw]);
+            }
+            if starts {
+                sums[0] = add(sums[0], x, taps[0][kw], masks[kw]);
+            }
+        }
+    }
+}
+
+/// `sum + x·tap`, only in the lanes of `mask` where there is one.
+///
+/// # Safety
+/// The host has AVX-512 F.
+#[inline(always)]
+unsafe fn add(sum: __m512, x: __m512, tap: __m512, mask: Option<u16>) -> __m512 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match mask {
+            Some(mask) => Avx512::fma_masked(sum, x, tap, mask),
+            None => Avx512::fma(sum, x, tap),
+        }
+    }
+}
+
+/// A column's three tap columns' inputs in the input row from `row` (its first element), in the
+/// stride-2 order: the pair's evens and odds, and the third shifted from one of them.
+///
+/// # Safety
+/// The host has AVX-512 F; the elements read (without `MASK`: the pair and the edge; with it, those
+/// of them inside the row) are inside the plane.
+#[inline(always)]
+unsafe fn tap_columns<const MASK: bool, const ODD: bool>(row: *const f32, column: &Column) -> [__m512; 3] {
+    let l = Avx512::L;
+    let pair = row.wrapping_offset(column.pair);
+    let edge = pair.wrapping_offset(edge_offset::<ODD>());
+    // SAFETY: the caller's contract; masked-off lanes touch no memory.
+    unsafe {
+        let (a, b) = if MASK {
+            let (first, second) = column.pair_mask;
+            (Avx512::load_masked(pair, first), Avx512::load_masked(pair.wrapping_offset(l), second))
+        } else {
+            (Avx512::load(pair), Avx512::load(pair.wrapping_offset(l)))
+        };
+        let edge = Avx512::load_masked(edge, column.edge_mask);
+        let (evens, odds) = (Avx512::evens(a, b), Avx512::odds(a, b));
+        if ODD { [back(odds, edge), evens, odds] } else { [evens, odds, on(evens, edge)] }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shifts move each output position by one, whatever lane the stride-2 order puts it in.
+    #[test]
+    fn shifts_move_positions_by_one() {
+        let mut lanes: Vec<i32> = (0..16).map(lane_of).collect();
+        lanes.sort();
+        assert_eq!(lanes, (0..16).collect::<Vec<_>>(), "lane_of is a permutation");
+        let (back, on) = (shifted(-1), shifted(1));
+        for position in 0..16 {
+            let lane = lane_of(position) as usize;
+            let expected_back = if position == 0 { 16 } else { lane_of(position - 1) };
+            let expected_on = if position == 15 { 16 } else { lane_of(position + 1) };
+            assert_eq!((back[lane], on[lane]), (expected_back, expected_on), "position {position}");
+        }
+    }
+
+    /// The columns cover every output position of the row, the inside ones read only inside it,
+    /// and they are in order, `L` apart but for the last of each kind.
+    #[test]
+    fn columns_cover_the_row_and_read_inside_it() {
+        let l = Avx512::L;
+        for w in 1..90isize {
+            for pad_left in 0..5 {
+                let ow = (w + 2 * pad_left - 3).div_euclid(2) + 1;
+                if ow <= 0 {
+                    continue;
+                }
+                let (borders, inside) = layout(w, ow, pad_left);
+                let lanes = ow.min(l);
+                let mut covered = vec![false; ow as usize];
+                for &first in borders.iter().chain(&inside) {
+                    assert!(first >= 0 && first + lanes <= ow, "w {w} pad {pad_left}: column at {first}");
+                    covered[first as usize..(first + lanes) as usize].fill(true);
+                }
+                assert!(covered.iter().all(|&c| c), "w {w} pad {pad_left}: {borders:?} {inside:?}");
+                for &first in &inside {
+                    let left = 2 * first - pad_left;
+                    assert!(left >= 0 && left + 2 * l < w, "w {w} pad {pad_left}: {first} reads outside");
+                }
+                for pair in inside.windows(2) {
+                    assert!(pair[0] < pair[1] && pair[1] - pair[0] <= l, "w {w} pad {pad_left}: {inside:?}");
+                }
+            }
+        }
+    }
+}
