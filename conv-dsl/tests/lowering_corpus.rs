@@ -231,9 +231,9 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
     assert_eq!((schedules[0].kernel, schedules[0].lanes), (Kernel::Planar, 4), "{schedules:?}");
     // With wide (AVX-512) microkernels, a depthwise 3×3 window at stride 1 takes the plane kernel
     // from rows of 14 (one vector of 16 lanes), and on rows of at most 8 where the output plane is
-    // the input's size, of at most 512 positions (flat runs of vectors); not at stride 2, not for
-    // groups, not 9 to 13. A 5×5 depthwise window on flat planes too, and at stride 2 from rows of
-    // 14 (not 13, not 7).
+    // the input's size, of at most 512 positions (flat runs of vectors); not for groups, not 9 to
+    // 13. At stride 2 (streamed) from rows of 7, not 6, not dilated. A 5×5 depthwise window on flat
+    // planes too, and at stride 2 from rows of 14 (not 13, not 7).
     let wide = Target { wide_microkernels: true, ..with_kernels };
     let cases = [
         ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }", true),
@@ -251,7 +251,11 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         ("input x: [1, 8, 26, 26]; depthwise d(x) { kernel: 5, stride: 2, pad: 2 }", false),
         ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 5, stride: 2, pad: 2 }", false),
         ("input x: [1, 8, 7, 7]; conv c(x) { out: 8, kernel: 5, pad: 2, groups: 2 }", false),
-        ("input x: [1, 8, 28, 28]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", false),
+        ("input x: [1, 8, 28, 28]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", true),
+        ("input x: [1, 8, 14, 13]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", true),
+        ("input x: [1, 8, 14, 12]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", false),
+        ("input x: [1, 8, 28, 28]; depthwise d(x) { kernel: 3, stride: 2, pad: 2, dilation: 2 }", false),
+        ("input x: [1, 8, 28, 28]; conv c(x) { out: 8, kernel: 3, stride: 2, pad: 1, groups: 2 }", false),
         ("input x: [1, 8, 14, 14]; conv c(x) { out: 8, kernel: 3, pad: 1, groups: 2 }", false),
         ("input x: [1, 8, 7, 7]; conv c(x) { out: 8, kernel: 3, pad: 1, groups: 2 }", false),
     ];

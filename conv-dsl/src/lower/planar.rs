@@ -232,6 +232,16 @@ fn flat_plane(bound: &BoundConv) -> bool {
 /// The shortest output rows for which the plane kernel is chosen for a large window at stride 2.
 const PLANE_MIN_ROW_STRIDED: u64 = 28;
 
+/// The shortest output rows for which a depthwise 3×3 window at stride 2 takes the plane kernel
+/// where the host runs its 16-lane version, which streams such planes (`conv_jit::plane`'s
+/// `strided`). Measured on an AVX-512 AMD EPYC Zen 4 against the previous default (`convgen bench
+/// --against "--schedule dw:kernel=plane"`, 300 alternating pairs, median ratios): 2.3× the planar
+/// code at 144 channels of 56 × 56 (rows of 28) and 192 or 240 of 28 × 28 (rows of 14); against
+/// the channels-last tile kernel and its conversions 1.8× at 384 channels of 14 × 14 and 1.3× at
+/// 576 (rows of 7), but 0.89× at 96 channels of 12 × 12 (rows of 6), 0.76× at 320 of 10 × 10 and
+/// 0.54× at 960 of 8 × 8 (rows of 4: the per-plane work outweighs the rows).
+const PLANE_MIN_STREAMED_ROW: u64 = 7;
+
 /// The smallest output plane (H·W) for which a pointwise layer takes the 1×1 plane kernel by
 /// default. Measured on an AVX-512 AMD EPYC (`convgen bench --schedule pw:kernel=plane --against
 /// ""`, 100 alternating pairs, median ratios) against the channels-last tile kernel and its
@@ -278,6 +288,8 @@ fn even_parts(count: u64, units: u64) -> u64 {
 ///   the inline planar code, of 4 lanes where need be: [`default_schedule`]);
 ///   — or, on a `target` with wide (AVX-512) microkernels, a depthwise one at stride 1 with rows
 ///   of at least [`PLANE_MIN_SHORT_ROW`], or on a flat plane ([`flat_plane`]);
+///   — or, on a `target` with wide microkernels, a depthwise 3×3 one at stride 2 (undilated) with
+///   rows of at least [`PLANE_MIN_STREAMED_ROW`];
 /// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
 ///   [`PLANE_MIN_ROW_STRIDED`] at stride 2 — or, on a `target` with wide microkernels, a
 ///   depthwise one on a flat plane, or at stride 2 with rows of at least [`PLANE_MIN_SHORT_ROW`];
@@ -305,7 +317,8 @@ fn even_parts(count: u64, units: u64) -> u64 {
 /// --schedule dw:kernel=plane --against ""`, 100 alternating pairs, median ratios) against the
 /// planar code: 1.14× on dw3_s1_c384_14, 1.32× on a dilated (2) one of 256 channels at 14×14,
 /// 1.36× on one of 128 channels at 28×28, 1.05× at 21×21; at stride 2 (256 channels, 14×14
-/// outputs) 0.88×, so it keeps the planar code. The AVX2 version (8 lanes, two vectors for a row
+/// outputs) 0.88× on blocks of rows, so it kept the planar code until its planes streamed
+/// ([`PLANE_MIN_STREAMED_ROW`]). The AVX2 version (8 lanes, two vectors for a row
 /// of 14) ran 0.63× the planar code on dw3_s1_c384_14 and 0.80× at 28×28.
 ///
 /// 5×5 depthwise windows on AVX-512 since their taps stay in registers (`conv_jit::plane`'s
@@ -335,7 +348,14 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
         (false, false) if wide => PLANE_MIN_SHORT_ROW,
         (false, false) => PLANE_MIN_ROW_STRIDED,
     };
-    let rows = flat || width >= min_row;
+    // On the 16-lane kernels a depthwise 3×3 window at stride 2 streams its planes
+    // (`conv_jit::plane`'s `strided`).
+    let streamed = wide
+        && conv.kernel.iter().all(|&k| k == 3)
+        && conv.stride.iter().all(|&s| s == 2)
+        && conv.dilation.iter().all(|&d| d == 1)
+        && width >= PLANE_MIN_STREAMED_ROW;
+    let rows = flat || streamed || width >= min_row;
     let grouping = depthwise || small_groups(conv);
     rows && grouping && Schedule::plane().validate(conv).is_ok()
 }
