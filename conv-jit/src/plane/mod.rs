@@ -12,9 +12,9 @@
 //! outside the plane. On AVX-512 a plane of rows of at most 8 at stride 1 (its output the input's
 //! size) is one run of vectors across its rows instead ([`flat`]), and a depthwise 5 × 5 window
 //! at stride 1 (a 3 × 3 one in rows of at most two vectors) streams each column of vectors down
-//! the plane, a sum per tap row live ([`stream`]); a depthwise 3 × 3 one at stride 2 streams a
-//! few columns of vectors at a time, each input row's taps from one aligned pair of vectors
-//! ([`strided`]).
+//! the plane, a sum per tap row live ([`stream`]); on AVX-512 and AVX2, a depthwise 3 × 3 one at
+//! stride 2 streams a few columns of vectors at a time, each input row's taps from one aligned
+//! pair of vectors ([`strided`]).
 //!
 //! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
 //! const generics, so the window is unrolled and its weights are registers), registered with the
@@ -488,6 +488,10 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
 unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
     // SAFETY: the caller's contract.
     let args = unsafe { &*args };
+    if strided::applies(args, K, S, D) {
+        // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+        return unsafe { out_of_line(avx2_strided)(args) };
+    }
     let planes: unsafe fn(&PlaneArgs) = match block_rows::<K>(args.output_size[0]) {
         8 => avx2_planes::<K, S, D, 8>,
         7 => avx2_planes::<K, S, D, 7>,
@@ -537,7 +541,7 @@ unsafe fn avx512_stream<const K: usize, const P: usize>(args: &PlaneArgs) {
     unsafe { stream::planes::<Avx512, K, P>(args) }
 }
 
-/// [`strided::planes`] (the only version: AVX2 has no two-source permute, `vpermt2ps`).
+/// [`strided::planes`] on AVX-512.
 ///
 /// # Safety
 /// As for [`avx512_kernel`], with [`strided::applies`] true.
@@ -547,7 +551,20 @@ unsafe fn avx512_strided(args: &PlaneArgs) {
     #[cfg(test)]
     STREAM_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: the caller's contract.
-    unsafe { strided::planes(args) }
+    unsafe { strided::planes::<Avx512>(args) }
+}
+
+/// [`strided::planes`] on AVX2.
+///
+/// # Safety
+/// As for [`avx2_kernel`], with [`strided::applies`] true.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_strided(args: &PlaneArgs) {
+    #[cfg(test)]
+    STREAM_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    unsafe { strided::planes::<Avx2>(args) }
 }
 
 /// How often a plane kernel streamed its planes (tests check that the path runs).
