@@ -163,7 +163,7 @@ convgen::conv! {
 convgen::conv! {
     /// Planar with stride 2 along w (every other input element in a vector) and along h.
     mod planar_stride2 {
-        input x: [1, 3, 9, 40];
+        input x: [1, 3, 9, 24];
         depthwise d(x) { kernel: 3, stride: 2, pad: 1, act: relu }
     }
 }

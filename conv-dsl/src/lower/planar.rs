@@ -242,6 +242,12 @@ const PLANE_MIN_ROW_STRIDED: u64 = 28;
 /// 0.54× at 960 of 8 × 8 (rows of 4: the per-plane work outweighs the rows).
 const PLANE_MIN_STREAMED_ROW: u64 = 7;
 
+/// [`PLANE_MIN_STREAMED_ROW`] where the host runs the 8-lane (AVX2) version. Measured on the same
+/// host with `CONVGEN_MAX_ISA=avx2` (same method): 1.37× the planar code at 144 channels of
+/// 56 × 56, 1.41× at 192 of 28 × 28, 1.36× the channels-last tile kernel at 384 of 14 × 14; rows
+/// of 7 even (576 channels of 14 × 14, 0.97×), rows of 6 and 5 0.73× and 0.68×.
+const PLANE_MIN_STREAMED_ROW_AVX2: u64 = 14;
+
 /// The smallest output plane (H·W) for which a pointwise layer takes the 1×1 plane kernel by
 /// default. Measured on an AVX-512 AMD EPYC (`convgen bench --schedule pw:kernel=plane --against
 /// ""`, 100 alternating pairs, median ratios) against the channels-last tile kernel and its
@@ -288,8 +294,9 @@ fn even_parts(count: u64, units: u64) -> u64 {
 ///   the inline planar code, of 4 lanes where need be: [`default_schedule`]);
 ///   — or, on a `target` with wide (AVX-512) microkernels, a depthwise one at stride 1 with rows
 ///   of at least [`PLANE_MIN_SHORT_ROW`], or on a flat plane ([`flat_plane`]);
-///   — or, on a `target` with wide microkernels, a depthwise 3×3 one at stride 2 (undilated) with
-///   rows of at least [`PLANE_MIN_STREAMED_ROW`];
+///   — or a depthwise 3×3 one at stride 2 (undilated) with rows of at least
+///   [`PLANE_MIN_STREAMED_ROW`] on a `target` with wide microkernels, else
+///   [`PLANE_MIN_STREAMED_ROW_AVX2`];
 /// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
 ///   [`PLANE_MIN_ROW_STRIDED`] at stride 2 — or, on a `target` with wide microkernels, a
 ///   depthwise one on a flat plane, or at stride 2 with rows of at least [`PLANE_MIN_SHORT_ROW`];
@@ -348,13 +355,12 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
         (false, false) if wide => PLANE_MIN_SHORT_ROW,
         (false, false) => PLANE_MIN_ROW_STRIDED,
     };
-    // On the 16-lane kernels a depthwise 3×3 window at stride 2 streams its planes
-    // (`conv_jit::plane`'s `strided`).
-    let streamed = wide
+    // A depthwise 3×3 window at stride 2 streams its planes (`conv_jit::plane`'s `strided`).
+    let streamed = depthwise
         && conv.kernel.iter().all(|&k| k == 3)
         && conv.stride.iter().all(|&s| s == 2)
         && conv.dilation.iter().all(|&d| d == 1)
-        && width >= PLANE_MIN_STREAMED_ROW;
+        && width >= if wide { PLANE_MIN_STREAMED_ROW } else { PLANE_MIN_STREAMED_ROW_AVX2 };
     let rows = flat || streamed || width >= min_row;
     let grouping = depthwise || small_groups(conv);
     rows && grouping && Schedule::plane().validate(conv).is_ok()
