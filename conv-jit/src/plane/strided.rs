@@ -28,7 +28,9 @@
 //! constant mask rather than the column's, the columns' set-up inlined), 0.085 (1.14× that, 6
 //! pairs of builds). On AVX2 (`CONVGEN_MAX_ISA=avx2` on that host, against its blocks, 5 pairs):
 //! dw3_s2_c96_112 1.48× (0.217 → 0.146 ms), 32 channels at 112 × 112 1.45×, 64 at 224 × 224 1.39×,
-//! 24 at 100 × 100 1.33× (groups of 2 columns ran 0.86× as fast as of up to 4; of up to 7, 0.97×).
+//! 24 at 100 × 100 1.33× (groups of 2 columns ran 0.86× as fast as of up to 4; of up to 7, 0.97×);
+//! the border column's weights masked rather than its multiply-adds (a blend each on AVX2), 1.04×
+//! more on dw3_s2_c96_112, 1.03× at 32 channels of 112 × 112, 1.12× at 192 of 28 × 28 (8 pairs).
 //!
 //! Each sum takes the taps inside the plane in the window's order, as the other kernels do: bit
 //! for bit the portable kernel.
@@ -367,6 +369,9 @@ unsafe fn group_of<X: Shifts, const ODD: bool>(rows: &Rows, plane: &Plane, group
     }
 }
 
+/// A 3 × 3 window's taps, each in every lane.
+type Window<V> = [[V; 3]; 3];
+
 /// A group's sums, of its inside columns and of its border one: per column the output row the
 /// next even input row ends (`[1]`) and the one it starts (`[0]`).
 type Sums<V, const C: usize, const B: usize> = ([[V; 2]; C], [[V; 2]; B]);
@@ -391,6 +396,18 @@ unsafe fn columns<X: Shifts, const C: usize, const B: usize, const ODD: bool>(
     // SAFETY: the caller's contract.
     unsafe {
         let taps = window::<X, 3>(plane.weight);
+        // Where a masked multiply-add costs a blend, the border column's weights masked instead,
+        // −0 outside (its loads there are +0: the sums keep their bits, as `Lanes::masked_weight`
+        // says).
+        let mut border_taps = taps;
+        if let Some(border) = border.first().filter(|_| X::MASK_WEIGHTS) {
+            for row in border_taps.iter_mut() {
+                for (tap, &mask) in row.iter_mut().zip(&border.taps) {
+                    *tap = X::masked_weight(*tap, mask);
+                }
+            }
+        }
+        let taps = (taps, border_taps);
         let mut sums: Sums<X::V, C, B> = ([[X::splat(0.0); 2]; C], [[X::splat(0.0); 2]; B]);
         // Iterations whose two input rows are inside the plane, that end a row and start one.
         let first = div_ceil(rows.pad_top, 2).max(1).min(oh);
@@ -420,7 +437,7 @@ unsafe fn step<X: Shifts, const C: usize, const B: usize, const ODD: bool, const
     rows: &Rows,
     plane: &Plane,
     (inside, border): (&[Column<X>; C], &[Column<X>; B]),
-    taps: &[[X::V; 3]; 3],
+    (taps, border_taps): &(Window<X::V>, Window<X::V>),
     (inside_sums, border_sums): &mut Sums<X::V, C, B>,
     r: isize,
 ) {
@@ -444,7 +461,7 @@ unsafe fn step<X: Shifts, const C: usize, const B: usize, const ODD: bool, const
             }
             for (column, sums) in border.iter().zip(border_sums.iter_mut()) {
                 let x = tap_columns::<X, true, ODD>(row, column);
-                even_row::<X>(sums, x, taps, (ends, starts), column.taps.map(Some));
+                even_row::<X>(sums, x, border_taps, (ends, starts), border_masks(column));
             }
         }
         if ends {
@@ -468,8 +485,9 @@ unsafe fn step<X: Shifts, const C: usize, const B: usize, const ODD: bool, const
             }
             for (column, sums) in border.iter().zip(border_sums.iter_mut()) {
                 let x = tap_columns::<X, true, ODD>(row, column);
+                let masks = border_masks(column);
                 for (kw, &x) in x.iter().enumerate() {
-                    sums[0] = add::<X>(sums[0], x, taps[1][kw], Some(column.taps[kw]));
+                    sums[0] = add::<X>(sums[0], x, border_taps[1][kw], masks[kw]);
                 }
             }
         }
@@ -508,6 +526,13 @@ unsafe fn even_row<X: Lanes>(
             }
         }
     }
+}
+
+/// The masks of a border column's multiply-adds: its tap columns' lanes inside the row, or none
+/// where its weights are masked instead ([`Lanes::MASK_WEIGHTS`]).
+#[inline(always)]
+fn border_masks<X: Lanes>(column: &Column<X>) -> [Option<X::M>; 3] {
+    if X::MASK_WEIGHTS { [None; 3] } else { column.taps.map(Some) }
 }
 
 /// `sum + x·tap`, only in the lanes of `mask` where there is one.
