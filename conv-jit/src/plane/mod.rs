@@ -13,8 +13,9 @@
 //! size) is one run of vectors across its rows instead ([`flat`]), and a depthwise 5 × 5 window
 //! at stride 1 (a 3 × 3 one in rows of at most two vectors) streams each column of vectors down
 //! the plane, a sum per tap row live ([`stream`]); on AVX-512 and AVX2, a depthwise 3 × 3 one at
-//! stride 2 streams a few columns of vectors at a time, each input row's taps from one aligned
-//! pair of vectors ([`strided`]).
+//! stride 1 in longer rows streams a few columns of vectors at a time, sharing the window's taps
+//! ([`columns`]), and at stride 2 likewise, each input row's taps from one aligned pair of
+//! vectors ([`strided`]).
 //!
 //! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
 //! const generics, so the window is unrolled and its weights are registers), registered with the
@@ -37,7 +38,9 @@ use conv_dsl::ir::{PLANE_WINDOWS, Plane, TileActivation};
 use crate::microkernel::{ACT_RELU, ACT_RELU6, Isa, act_code, activate};
 
 #[cfg(target_arch = "x86_64")]
+mod columns;
 mod flat;
+mod grouping;
 mod pointwise;
 #[cfg(target_arch = "x86_64")]
 mod stream;
@@ -156,9 +159,10 @@ unsafe extern "C" fn portable_kernel<const K: usize, const S: usize, const D: us
 
 /// The vector operations the kernels are written in, for one register width. Every method is
 /// `#[inline(always)]` and called only from the `#[target_feature]` functions of each block size
-/// ([`avx512_planes`], [`avx2_planes`]), into which the whole kernel is inlined.
+/// ([`avx512_planes`], [`avx2_planes`]), into which the whole kernel is inlined. Its types are
+/// markers (`Copy`, so that structs of their vectors and masks derive `Copy`).
 #[cfg(target_arch = "x86_64")]
-trait Lanes {
+trait Lanes: Copy {
     /// f32 lanes per vector.
     const L: isize;
     /// A vector.
@@ -234,6 +238,7 @@ fn bits(lo: isize, hi: isize, width: isize) -> u64 {
 
 /// AVX-512 F: 16 lanes, mask registers.
 #[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
 struct Avx512;
 
 #[cfg(target_arch = "x86_64")]
@@ -334,6 +339,7 @@ fn spread_pairs(x: u64) -> u64 {
 
 /// AVX2 + FMA: 8 lanes, masks as vectors of all-ones lanes.
 #[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
 struct Avx2;
 
 #[cfg(target_arch = "x86_64")]
@@ -471,6 +477,10 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(planes)(args) };
     }
+    if columns::applies::<Avx512>(args, K, S, D) {
+        // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+        return unsafe { out_of_line(avx512_columns::<D>)(args) };
+    }
     let planes: unsafe fn(&PlaneArgs) = match block_rows::<K>(args.output_size[0]) {
         8 => avx512_planes::<K, S, D, 8>,
         7 => avx512_planes::<K, S, D, 7>,
@@ -491,6 +501,10 @@ unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>
     if strided::applies(args, K, S, D) {
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(avx2_strided)(args) };
+    }
+    if columns::applies::<Avx2>(args, K, S, D) {
+        // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+        return unsafe { out_of_line(avx2_columns::<D>)(args) };
     }
     let planes: unsafe fn(&PlaneArgs) = match block_rows::<K>(args.output_size[0]) {
         8 => avx2_planes::<K, S, D, 8>,
@@ -565,6 +579,32 @@ unsafe fn avx2_strided(args: &PlaneArgs) {
     STREAM_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: the caller's contract.
     unsafe { strided::planes::<Avx2>(args) }
+}
+
+/// [`columns::planes`] on AVX-512.
+///
+/// # Safety
+/// As for [`avx512_kernel`], with [`columns::applies`] true.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn avx512_columns<const D: usize>(args: &PlaneArgs) {
+    #[cfg(test)]
+    STREAM_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    unsafe { columns::planes::<Avx512, D>(args) }
+}
+
+/// [`columns::planes`] on AVX2.
+///
+/// # Safety
+/// As for [`avx2_kernel`], with [`columns::applies`] true.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_columns<const D: usize>(args: &PlaneArgs) {
+    #[cfg(test)]
+    STREAM_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    unsafe { columns::planes::<Avx2, D>(args) }
 }
 
 /// How often a plane kernel streamed its planes (tests check that the path runs).
@@ -899,6 +939,24 @@ const fn window_per_block<X: Lanes, const S: usize>() -> bool {
     X::WINDOW_PER_BLOCK && S == 1
 }
 
+/// A window's taps with the lanes outside `masks` (per tap column) −0 ([`Lanes::masked_weight`]).
+///
+/// # Safety
+/// The host runs `X`'s instructions.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn masked_window<X: Lanes, const K: usize>(mut taps: [[X::V; K]; K], masks: &[X::M; K]) -> [[X::V; K]; K] {
+    // SAFETY: the caller's contract.
+    unsafe {
+        for row in taps.iter_mut() {
+            for (tap, &mask) in row.iter_mut().zip(masks) {
+                *tap = X::masked_weight(*tap, mask);
+            }
+        }
+    }
+    taps
+}
+
 /// A window's `K × K` weights from `weight`, each in every lane.
 ///
 /// # Safety
@@ -980,11 +1038,7 @@ unsafe fn block<
                 // row's taps still come in the window's order: its input rows are in order).
                 let mut taps = if k == 0 && !window_per_block::<X, S>() { *taps } else { window::<X, K>(weight) };
                 if MASK_COLUMNS && X::MASK_WEIGHTS {
-                    for row in taps.iter_mut() {
-                        for (tap, &mask) in row.iter_mut().zip(&masks) {
-                            *tap = X::masked_weight(*tap, mask);
-                        }
-                    }
+                    taps = masked_window::<X, K>(taps, &masks);
                 }
                 unroll_inputs!(i in (R - 1) * S + (K - 1) * D + 1 => {
                     let row = at.top + i as isize;
@@ -1415,10 +1469,13 @@ mod tests {
         }
     }
 
-    /// The streamed planes ([`stream`] on AVX-512, [`strided`] on AVX-512 and AVX2): depthwise
-    /// 5 × 5 windows at stride 1 in rows of 9 to 70 (one masked vector, or columns inside the plane and on its borders, the
-    /// last overlapping), 3 × 3 ones in rows of 9 to 32 (two planes at a time, an odd one alone),
-    /// and 3 × 3 ones at stride 2 in rows of 1 to 96 (groups of 1 to 4 inside columns with or
+    /// The streamed planes ([`stream`] on AVX-512, [`columns`] and [`strided`] on AVX-512 and
+    /// AVX2): depthwise 5 × 5 windows at stride 1 in rows of 9 to 70 (one masked vector, or
+    /// columns inside the plane and on its borders, the last overlapping), 3 × 3 ones in rows of 9
+    /// to 128 (two planes at a time, an odd one alone, in rows of up to two vectors; groups of
+    /// inside columns with or without a border one, border columns alone, in rows of 3 to 7
+    /// vectors on AVX-512, 5 to 14 on AVX2, undilated or of dilation 2; blocks past them), and
+    /// 3 × 3 ones at stride 2 in rows of 1 to 96 (groups of 1 to 4 inside columns with or
     /// without a border column, border columns alone); 1 to 30 rows, paddings of either parity up
     /// to 6 (taller than the window: output rows that read no input row), inputs short of and past
     /// what the outputs reach, a multiplier, every activation: each version writes the portable
@@ -1434,14 +1491,18 @@ mod tests {
             let (kernel, stride) = [(3, 1), (5, 1), (3, 2)][case % 3];
             let padding = [below(7), below(7)];
             let widths = match (kernel, stride) {
-                (3, 1) => 9 + below(24),
+                (3, 1) => 9 + below(120),
                 (5, 1) => 9 + below(62),
                 _ => 1 + below(96),
             };
             let output_size = [1 + below(30), widths];
+            let dilation = if (kernel, stride) == (3, 1) { 1 + below(2) } else { 1 };
             // From the least input that reaches every output's last tap, give or take 3.
-            let least =
-                |axis: usize| ((output_size[axis] - 1) * stride + kernel).saturating_sub(2 * padding[axis]).max(1);
+            let least = |axis: usize| {
+                ((output_size[axis] - 1) * stride + dilation * (kernel - 1) + 1)
+                    .saturating_sub(2 * padding[axis])
+                    .max(1)
+            };
             let input_size = [0, 1].map(|axis| (least(axis) + below(4)).saturating_sub(below(4)).max(1));
             let group_outputs = 1 + below(2);
             let shape = PlaneShape {
@@ -1452,7 +1513,7 @@ mod tests {
                 output_size,
                 kernel,
                 stride,
-                dilation: 1,
+                dilation,
                 padding,
                 act: acts[below(3)],
             };

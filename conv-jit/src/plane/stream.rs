@@ -10,7 +10,8 @@
 //! multiply-adds on 5 independent sums, enough to hide their latency. A 3 × 3 window's 3 sums
 //! are not (one plane at a time ran 0.50–0.65× as fast as blocks), so it streams two planes at
 //! once ([`together`]: 6 sums, 18 taps), and only in rows of at most two vectors: past that its
-//! blocks, which read each input row for every vector of the row at once, were as fast or faster.
+//! blocks were as fast or faster, and [`super::columns`] streams several columns of a plane at
+//! once, sharing their taps.
 //!
 //! Measured on an AVX-512 AMD EPYC Zen 4 (`convgen bench` of the layer, against blocks of 7 or 8
 //! rows, alternating, medians of 3–6 pair ratios). 5 × 5: dw5_s1_c240_28 1.21× (0.121 → 0.100 ms,
@@ -55,6 +56,27 @@ pub(super) struct Plane {
     pub(super) output: *mut f32,
 }
 
+impl Plane {
+    /// Output plane `p` of `args` (depthwise) under a window of `taps` weights, its output from its
+    /// first element.
+    ///
+    /// # Safety
+    /// `p` is one of `args`' planes, whose pointers are valid for them.
+    #[inline(always)]
+    pub(super) unsafe fn nth(args: &PlaneArgs, p: isize, taps: usize) -> Plane {
+        let ([h, w], [oh, ow]) = (args.input_size, args.output_size);
+        // SAFETY: the caller's contract.
+        unsafe {
+            Plane {
+                input: args.input.offset(p / args.group_outputs * h * w),
+                weight: args.weight.offset(p * taps as isize),
+                bias: if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) },
+                output: args.output.offset(p * oh * ow),
+            }
+        }
+    }
+}
+
 /// Every plane of `args`, `P` at a time (the last one by one where `P` does not divide them), each
 /// group a column of vectors after another (the last overlapping the one before where `L` does not
 /// divide OW; one masked vector in a row shorter than a vector).
@@ -71,11 +93,9 @@ pub(super) unsafe fn planes<X: Lanes, const K: usize, const P: usize>(args: &Pla
     let (lanes, vectors) = if ow >= l { (l, div_ceil(ow, l)) } else { (ow, 1) };
     // SAFETY: the caller's contract; `column` reads only inside the plane (see there).
     unsafe {
-        let plane = |p: isize, first: isize| Plane {
-            input: args.input.offset(p / args.group_outputs * h * w),
-            weight: args.weight.offset(p * (K * K) as isize),
-            bias: if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) },
-            output: args.output.offset(p * oh * ow + first),
+        let plane = |p: isize, first: isize| {
+            let plane = Plane::nth(args, p, K * K);
+            Plane { output: plane.output.offset(first), ..plane }
         };
         let mut p = 0;
         while p < args.planes {
