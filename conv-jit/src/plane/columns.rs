@@ -6,7 +6,7 @@
 //! A sum takes three dependent multiply-adds per input row, so one column's three sums wait on
 //! the multiply-adds' latency; the columns of a group share the window's 9 taps and add their
 //! sums to those in flight, without more registers for weights. The columns whose window lies
-//! inside the rows go down the plane together, up to [`Group::MOST`] at a time (the row's
+//! inside the rows go down the plane together, up to [`ColumnGroups::MOST`] at a time (the row's
 //! columns in order), and on AVX-512 a border column with them (masked multiply-adds); on AVX2,
 //! whose masked multiply-add costs a blend, a border column's weights are masked instead, 9 more
 //! registers than its 16 hold beside a group, so it streams alone.
@@ -41,7 +41,7 @@ use super::{Avx2, Avx512, Lanes, PlaneArgs, column_masks, div_ceil};
 use crate::microkernel::{ACT_NONE, ACT_RELU, ACT_RELU6};
 
 /// How a vector width streams its columns.
-pub(super) trait Group: Lanes {
+pub(super) trait ColumnGroups: Lanes {
     /// The most inside columns streamed together: their sums (three each), the 9 taps and a load
     /// in registers.
     const MOST: usize;
@@ -51,21 +51,21 @@ pub(super) trait Group: Lanes {
     const VECTORS: (isize, isize);
 }
 
-impl Group for Avx512 {
+impl ColumnGroups for Avx512 {
     const MOST: usize = 4;
     const BORDER_WITH_INSIDE: bool = true;
     const VECTORS: (isize, isize) = (3, 7);
 }
 
-impl Group for Avx2 {
+impl ColumnGroups for Avx2 {
     const MOST: usize = 2;
     const BORDER_WITH_INSIDE: bool = false;
     const VECTORS: (isize, isize) = (5, 14);
 }
 
 /// Whether a plane statement's planes are streamed so on `X`: a depthwise 3 × 3 window at stride
-/// 1, undilated or of dilation 2, in rows of [`Group::VECTORS`].
-pub(super) fn applies<X: Group>(args: &PlaneArgs, kernel: usize, stride: usize, dilation: usize) -> bool {
+/// 1, undilated or of dilation 2, in rows of [`ColumnGroups::VECTORS`].
+pub(super) fn applies<X: ColumnGroups>(args: &PlaneArgs, kernel: usize, stride: usize, dilation: usize) -> bool {
     let (fewest, most) = X::VECTORS;
     let vectors = div_ceil(args.output_size[1], X::L);
     kernel == 3 && stride == 1 && dilation <= 2 && args.group_inputs == 1 && (fewest..=most).contains(&vectors)
@@ -96,7 +96,7 @@ struct Column<X: Lanes> {
 /// # Safety
 /// As for [`super::portable_kernel`], with [`applies`] true, and the host runs `X`'s instructions.
 #[inline(always)]
-pub(super) unsafe fn planes<X: Group, const D: usize>(args: &PlaneArgs) {
+pub(super) unsafe fn planes<X: ColumnGroups, const D: usize>(args: &PlaneArgs) {
     let ([h, w], [oh, ow], [pad_top, pad_left]) = (args.input_size, args.output_size, args.padding);
     if oh <= 0 || ow < X::L {
         return;
@@ -127,14 +127,14 @@ fn layout(w: isize, ow: isize, pad_left: isize, l: isize, d: isize) -> (Vec<isiz
     firsts.partition(|&first| !(first >= pad_left && first - pad_left + l + 2 * d <= w))
 }
 
-/// The groups that cover a row ([`layout`], [`grouping::groups`]): up to [`Group::MOST`] inside
-/// columns, each border column with the nearest group where [`Group::BORDER_WITH_INSIDE`], else
+/// The groups that cover a row ([`layout`], [`grouping::groups`]): up to [`ColumnGroups::MOST`] inside
+/// columns, each border column with the nearest group where [`ColumnGroups::BORDER_WITH_INSIDE`], else
 /// alone.
 ///
 /// # Safety
 /// The host runs `X`'s instructions (which make the masks).
 #[inline(always)]
-unsafe fn groups<X: Group, const D: usize>(rows: &Rows, pad_left: isize) -> Vec<grouping::Group<Column<X>>> {
+unsafe fn groups<X: ColumnGroups, const D: usize>(rows: &Rows, pad_left: isize) -> Vec<grouping::Group<Column<X>>> {
     let ([_, w], [_, ow]) = (rows.size, rows.output_size);
     let (borders, inside) = layout(w, ow, pad_left, X::L, D as isize);
     // SAFETY: the caller's contract.
@@ -155,7 +155,7 @@ unsafe fn groups<X: Group, const D: usize>(rows: &Rows, pad_left: isize) -> Vec<
 /// # Safety
 /// As for [`columns`].
 #[inline(always)]
-unsafe fn group_of<X: Group, const D: usize, const ACT: isize>(
+unsafe fn group_of<X: ColumnGroups, const D: usize, const ACT: isize>(
     rows: &Rows,
     plane: &Plane,
     group: &grouping::Group<Column<X>>,
@@ -183,8 +183,9 @@ unsafe fn group_of<X: Group, const D: usize, const ACT: isize>(
 /// take the next input row at tap rows 0, 1 and 2.
 type Sums<V, const C: usize, const B: usize> = ([[V; 3]; C], [[V; 3]; B]);
 
-/// `C` columns inside the row and `B` on its border of one plane, streamed down it together: step
-/// `i` takes input row `i` (none above or below the plane) and stores output row `i + pad_top − 2`,
+/// `C` columns inside the row and `B` on its border of one plane, streamed down it together, each
+/// phase of the output rows ([`Phase`]: all of them where `D` is 1) in turn: step `j` takes the
+/// phase's `j`-th input row (none above or below the plane) and stores its output row `j − 2`,
 /// complete then. The steps whose rows are all inside the plane and whose output rows all exist
 /// run without checks. The border column loads and adds only the lanes whose input column is
 /// inside the row.
@@ -209,8 +210,9 @@ unsafe fn columns<X: Lanes, const C: usize, const B: usize, const D: usize, cons
         for q in 0..d {
             let phase = Phase { first: q, rows: div_ceil(oh - q, d) };
             let mut sums: Sums<X::V, C, B> = ([[bias; 3]; C], [[bias; 3]; B]);
-            // Step `j` takes input row `q − pad_top + D·j` and stores the phase's output row `j − 2`;
-            // the steps before the first input row of the plane add nothing (but the third).
+            // Step `j` takes input row `q − pad_top + D·j` and stores the phase's output row `j − 2`.
+            // The steps before the plane's first input row only move sums still at the bias: the
+            // stream starts there, or at the first step that stores (2) where that comes first.
             let (start, end) = (div_ceil(pad_top - q, d).clamp(0, 2), phase.rows + 2);
             // Steps with an input row and 3 output rows.
             let inside_from = div_ceil(pad_top - q, d).max(2).min(end);
