@@ -39,7 +39,9 @@ use crate::microkernel::{ACT_RELU, ACT_RELU6, Isa, act_code, activate};
 
 #[cfg(target_arch = "x86_64")]
 mod columns;
+#[cfg(target_arch = "x86_64")]
 mod flat;
+#[cfg(target_arch = "x86_64")]
 mod grouping;
 mod pointwise;
 #[cfg(target_arch = "x86_64")]
