@@ -315,8 +315,7 @@ mod tests {
     use super::*;
 
     /// The columns cover every output position of the row, the inside ones read only inside it
-    /// (undilated and at dilation 2),
-    /// and they are in order, `L` apart but for the last.
+    /// (undilated and at dilation 2), and they are in order, `L` apart but for the last.
     #[test]
     fn columns_cover_the_row_and_read_inside_it() {
         let rows = [Avx512::L, Avx2::L].into_iter().flat_map(|l| (1..130isize).map(move |w| (l, w)));
