@@ -321,7 +321,7 @@ fn transpose4(rows: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
     std::array::from_fn(|c| std::array::from_fn(|r| rows[r][c]))
 }
 
-pub use conv_dsl::ir::TileActivation;
+pub use conv_dsl::ir::{PlaneDepth, TileActivation};
 pub use conv_jit::{PlaneShape, TileShape};
 
 /// `conv_dsl::ir::Stmt::Tile` (dense, or `depthwise`): `P` pixels × `V` vectors of 8 sums,
@@ -419,16 +419,21 @@ fn plane_unfused(
     let ([h, w], [oh, ow], [top, left]) = (shape.input_size, shape.output_size, shape.padding);
     let (k, s, d) = (shape.kernel, shape.stride, shape.dilation);
     let (group_inputs, group_outputs) = (shape.group_inputs, shape.group_outputs);
-    for p in 0..shape.planes {
-        let input = &input[input_index + p / group_outputs * group_inputs * h * w..];
-        let weight = &weight[weight_index + p * group_inputs * k * k..];
+    let depth = shape.depth;
+    let [id, od, kd, sd, dd, front] =
+        [depth.input, depth.output, depth.kernel, depth.stride, depth.dilation, depth.pad].map(|n| n as usize);
+    for (p, z) in (0..shape.planes).flat_map(|p| (0..od).map(move |z| (p, z))) {
+        let input = &input[input_index + p / group_outputs * group_inputs * id * h * w..];
+        let weight = &weight[weight_index + p * group_inputs * kd * k * k..];
+        let output_plane = p * od + z;
         for (y, x) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
             let mut sum = bias.map_or(0.0, |(bias, index)| bias[index + p]);
-            let taps = (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw)));
-            for (g, (kh, kw)) in (0..group_inputs).flat_map(|g| taps.clone().map(move |tap| (g, tap))) {
+            let taps = (0..kd).flat_map(|td| (0..k).flat_map(move |kh| (0..k).map(move |kw| (td, kh, kw))));
+            for (g, (td, kh, kw)) in (0..group_inputs).flat_map(|g| taps.clone().map(move |tap| (g, tap))) {
+                let iz = (z * sd + td * dd).checked_sub(front).filter(|&iz| iz < id);
                 let (ih, iw) = ((y * s + kh * d).checked_sub(top), (x * s + kw * d).checked_sub(left));
-                if let (Some(ih), Some(iw)) = (ih.filter(|&ih| ih < h), iw.filter(|&iw| iw < w)) {
-                    sum += input[(g * h + ih) * w + iw] * weight[(g * k + kh) * k + kw];
+                if let (Some(iz), Some(ih), Some(iw)) = (iz, ih.filter(|&ih| ih < h), iw.filter(|&iw| iw < w)) {
+                    sum += input[((g * id + iz) * h + ih) * w + iw] * weight[((g * kd + td) * k + kh) * k + kw];
                 }
             }
             let sum = match shape.act {
@@ -436,7 +441,7 @@ fn plane_unfused(
                 TileActivation::Relu => sum.max(0.0),
                 TileActivation::Relu6 => sum.clamp(0.0, 6.0),
             };
-            output[output_index + (p * oh + y) * ow + x] = sum;
+            output[output_index + (output_plane * oh + y) * ow + x] = sum;
         }
     }
 }

@@ -48,7 +48,7 @@ use crate::cost;
 use crate::diagnostic::Diagnostic;
 use crate::dim::fmt_shape;
 use crate::error::Error;
-use crate::ir::{BufferId, Function, Index, LoopVar, Stmt, TileActivation, Value};
+use crate::ir::{BufferId, Function, Index, LoopVar, PlaneDepth, Stmt, TileActivation, Value};
 use crate::lower::{self, Packing, Plan};
 use crate::schedule::Target;
 use crate::spec::{Activation, Layout, Network, Op};
@@ -945,6 +945,14 @@ impl Emitter<'_> {
                     (unsuffixed(plane.kernel), unsuffixed(plane.stride), unsuffixed(plane.dilation));
                 let padding = plane.padding.map(unsuffixed);
                 let act = activation_tokens(plane.act);
+                let depth = match plane.depth {
+                    PlaneDepth::FLAT => quote!(PlaneDepth::FLAT),
+                    PlaneDepth { input, output, kernel, stride, dilation, pad } => {
+                        let [input, output, kernel, stride, dilation, pad] =
+                            [input, output, kernel, stride, dilation, pad].map(unsuffixed);
+                        quote!(PlaneDepth { input: #input, output: #output, kernel: #kernel, stride: #stride, dilation: #dilation, pad: #pad })
+                    }
+                };
                 quote! {
                     plane(FMA, (#input, #input_index), (#weight, #weight_index), #bias, (#output, #output_index), &PlaneShape {
                         planes: #planes,
@@ -957,6 +965,7 @@ impl Emitter<'_> {
                         dilation: #dilation,
                         padding: [#(#padding),*],
                         act: #act,
+                        depth: #depth,
                     });
                 }
             }

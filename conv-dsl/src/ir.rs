@@ -334,6 +334,13 @@ pub const PLANE_FLAT_MAX_ROW: u64 = 8;
 /// vector and tap in a table on its stack).
 pub const PLANE_FLAT_MAX_POSITIONS: u64 = 512;
 
+/// The output rows (OW, fewest and most) of the 3D layers a plane kernel computes fast: those whose
+/// planes its 3 × 3 stride-1 stream covers (`conv_jit`'s `plane/columns.rs`: rows of 3 to 7
+/// vectors of 16 lanes on AVX-512, 5 to 14 of 8 on AVX2 — both 33 to 112). The lowering's default
+/// for 3D layers (`lower`'s `planar::volume_pays`) reads it; a test of the kernel checks it
+/// against the stream's own bounds.
+pub const PLANE_VOLUME_ROWS: (u64, u64) = (33, 112);
+
 /// Whether a plane kernel exists for a square `kernel × kernel` window with `stride` and
 /// `dilation` along both axes: one of [`PLANE_WINDOWS`].
 pub fn plane_kernel_exists(kernel: u64, stride: u64, dilation: u64) -> bool {
@@ -341,24 +348,26 @@ pub fn plane_kernel_exists(kernel: u64, stride: u64, dilation: u64) -> bool {
 }
 
 /// Consecutive channel planes of a depthwise (or grouped) 2D convolution in the channels-first
-/// layout, computed by a plane microkernel — the border, the bias and the activation included.
-/// Output plane `p` is in group `g = p / group_outputs`, which reads input planes
-/// `g·group_inputs + k` (a depthwise layer: `group_inputs` 1, `group_outputs` its multiplier):
+/// layout, computed by a plane microkernel — the border, the bias and the activation included; of
+/// a 3D one, each channel a volume of [`PlaneDepth`] planes. Output plane `p` is in group
+/// `g = p / group_outputs`, which reads input planes `g·group_inputs + k` (a depthwise layer:
+/// `group_inputs` 1, `group_outputs` its multiplier):
 ///
 /// ```text
-/// for p in 0..planes, oh, ow:
-///   output[output_index + p·OH·OW + oh·OW + ow] = act(
+/// for p in 0..planes, od in 0..OD, oh, ow:
+///   output[output_index + ((p·OD + od)·OH + oh)·OW + ow] = act(
 ///     bias[bias_index + p] (or 0) +
-///     Σ over k in 0..group_inputs, then kh, then kw in 0..kernel, where
-///       ih = oh·stride − pad_top + kh·dilation and iw = ow·stride − pad_left + kw·dilation lie
-///       inside the H × W plane:
-///       input[input_index + (g·group_inputs + k)·H·W + ih·W + iw]
-///         · weight[weight_index + ((p·group_inputs + k)·kernel + kh)·kernel + kw])
+///     Σ over k in 0..group_inputs, then kd in 0..KD, then kh, then kw in 0..kernel, where
+///       id = od·SD − pad_front + kd·DD lies inside 0..ID, and ih = oh·stride − pad_top + kh·dilation
+///       and iw = ow·stride − pad_left + kw·dilation inside the H × W plane:
+///       input[input_index + (((g·group_inputs + k)·ID + id)·H + ih)·W + iw]
+///         · weight[weight_index + (((p·group_inputs + k)·KD + kd)·kernel + kh)·kernel + kw])
 /// ```
 ///
-/// Each sum is a chain of fused multiply-adds in that order (input channels, then the taps in
-/// order, those outside the plane skipped): the order of the inline code and of the reference
-/// interpreter, so results do not depend on who computes them.
+/// (a 2D layer's depth is [`PlaneDepth::FLAT`]: ID = OD = KD = 1). Each sum is a chain of fused
+/// multiply-adds in that order (input channels, then the taps in order, those outside the input
+/// skipped): the order of the inline code and of the reference interpreter, so results do not
+/// depend on who computes them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plane {
     /// The input buffer: `⌈planes / group_outputs⌉ · group_inputs` planes of `H × W` from its
@@ -397,6 +406,32 @@ pub struct Plane {
     pub padding: [u64; 2],
     /// Applied to every sum before it is stored.
     pub act: TileActivation,
+    /// The depth axis of a 3D layer's volumes ([`PlaneDepth::FLAT`] for a 2D layer's planes).
+    pub depth: PlaneDepth,
+}
+
+/// The depth axis of a [`Plane`] statement: each channel's input is `input` planes of `H × W`
+/// and its output `output` planes of `OH × OW`, and its window `kernel` planes deep (any window
+/// along the depth; across each plane it is the statement's square one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlaneDepth {
+    /// Input planes per channel (ID).
+    pub input: u64,
+    /// Output planes per channel (OD).
+    pub output: u64,
+    /// Taps along the depth (KD).
+    pub kernel: u64,
+    /// Input planes from one output plane to the next (SD).
+    pub stride: u64,
+    /// Input planes from one tap to the next (DD).
+    pub dilation: u64,
+    /// Zero planes before the input: output plane 0 reads input plane `−pad` at tap 0.
+    pub pad: u64,
+}
+
+impl PlaneDepth {
+    /// A 2D layer's: one plane per channel, one tap.
+    pub const FLAT: PlaneDepth = PlaneDepth { input: 1, output: 1, kernel: 1, stride: 1, dilation: 1, pad: 0 };
 }
 
 impl Plane {
@@ -409,11 +444,14 @@ impl Plane {
         let planes = as_i64(self.planes);
         let group_inputs = as_i64(self.group_inputs);
         let inputs = as_i64(self.planes.div_ceil(self.group_outputs.max(1))).saturating_mul(group_inputs);
-        let taps = as_i64(self.kernel).saturating_mul(as_i64(self.kernel));
+        let depth = self.depth;
+        let taps = as_i64(self.kernel).saturating_mul(as_i64(self.kernel)).saturating_mul(as_i64(depth.kernel));
+        let (inputs, planes_out) =
+            (inputs.saturating_mul(as_i64(depth.input)), planes.saturating_mul(as_i64(depth.output)));
         [
             Some((self.input, 0, inputs.saturating_mul(h).saturating_mul(w))),
             Some((self.weight, 0, planes.saturating_mul(group_inputs).saturating_mul(taps))),
-            Some((self.output, 0, planes.saturating_mul(oh).saturating_mul(ow))),
+            Some((self.output, 0, planes_out.saturating_mul(oh).saturating_mul(ow))),
             self.bias.as_ref().map(|(bias, _)| (*bias, 0, planes)),
         ]
     }
@@ -738,7 +776,7 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                 let [oh, ow] = plane.output_size;
                 writeln!(
                     f,
-                    "{indent}{}[{}; {} planes {oh}x{ow}] = {} + plane{k}x{k} stride {} dilation {} pad [{}, {}] {}[{}; {h}x{w}{}] * {}[{}]{}",
+                    "{indent}{}[{}; {} planes {oh}x{ow}] = {} + plane{k}x{k} stride {} dilation {} pad [{}, {}] {}[{}; {h}x{w}{}] * {}[{}]{}{}",
                     name(&plane.output),
                     plane.output_index,
                     plane.planes,
@@ -758,6 +796,13 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                     match plane.act {
                         TileActivation::None => String::new(),
                         act => format!(", then {}", act.activation()),
+                    },
+                    match plane.depth {
+                        PlaneDepth::FLAT => String::new(),
+                        PlaneDepth { input, output, kernel, stride, dilation, pad } => format!(
+                            ", volumes of {input} planes to {output}: depth {kernel} stride {stride} dilation \
+                             {dilation} pad {pad}"
+                        ),
                     },
                     k = plane.kernel,
                 )?;

@@ -278,8 +278,12 @@ impl State<'_> {
         let (kernel, stride, dilation) = (plane.kernel as i64, plane.stride as i64, plane.dilation as i64);
         let [pad_top, pad_left] = plane.padding.map(|pad| pad as i64);
         let (group_inputs, group_outputs) = (plane.group_inputs as i64, plane.group_outputs.max(1) as i64);
-        for p in 0..plane.planes as i64 {
-            let first_input = input_base + p / group_outputs * group_inputs * h * w;
+        let depth = plane.depth;
+        let [id_count, od_count, kd_count] = [depth.input, depth.output, depth.kernel].map(|n| n as i64);
+        let (stride_d, dilation_d, pad_front) = (depth.stride as i64, depth.dilation as i64, depth.pad as i64);
+        let volumes = (0..plane.planes as i64).flat_map(|p| (0..od_count).map(move |z| (p, z)));
+        for (p, z) in volumes {
+            let first_input = input_base + p / group_outputs * group_inputs * id_count * h * w;
             for (y, x) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
                 let mut sum = match &plane.bias {
                     Some((bias, index)) => {
@@ -288,18 +292,20 @@ impl State<'_> {
                     }
                     None => 0.0,
                 };
-                let taps = (0..kernel).flat_map(|kh| (0..kernel).map(move |kw| (kh, kw)));
-                for (k, (kh, kw)) in (0..group_inputs).flat_map(|k| taps.clone().map(move |tap| (k, tap))) {
+                let taps = (0..kd_count)
+                    .flat_map(|kd| (0..kernel).flat_map(move |kh| (0..kernel).map(move |kw| (kd, kh, kw))));
+                for (k, (kd, kh, kw)) in (0..group_inputs).flat_map(|k| taps.clone().map(move |tap| (k, tap))) {
+                    let iz = z * stride_d - pad_front + kd * dilation_d;
                     let (ih, iw) = (y * stride - pad_top + kh * dilation, x * stride - pad_left + kw * dilation);
-                    if !(0..h).contains(&ih) || !(0..w).contains(&iw) {
+                    if !(0..id_count).contains(&iz) || !(0..h).contains(&ih) || !(0..w).contains(&iw) {
                         continue;
                     }
-                    let at = self.range(input, first_input + (k * h + ih) * w + iw, 1)?;
-                    let window = (p * group_inputs + k) * kernel * kernel;
+                    let at = self.range(input, first_input + ((k * id_count + iz) * h + ih) * w + iw, 1)?;
+                    let window = ((p * group_inputs + k) * kd_count + kd) * kernel * kernel;
                     let tap = self.range(weight, weight_base + window + kh * kernel + kw, 1)?;
                     sum = buffers[input][at].mul_add(buffers[weight][tap], sum);
                 }
-                let at = self.range(output, output_base + (p * oh + y) * ow + x, 1)?;
+                let at = self.range(output, output_base + ((p * od_count + z) * oh + y) * ow + x, 1)?;
                 // As `Value::Activate` applies it.
                 buffers[output][at] = plane.act.activation().apply(f64::from(sum)) as f32;
             }

@@ -174,7 +174,7 @@ fn kernels(distinct: &[Distinct]) -> TokenStream {
         mod kernels {
             #[allow(unused_imports)]
             use ::convgen::macro_support::{
-                PlaneShape, TileActivation, TileShape, add, fma, hardswish, leaky_relu, load, load_even, plane, relu, relu6, sigmoid, silu, splat, sub,
+                PlaneDepth, PlaneShape, TileActivation, TileShape, add, fma, hardswish, leaky_relu, load, load_even, plane, relu, relu6, sigmoid, silu, splat, sub,
                 store, tile, tile_fixed, transpose, window,
             };
 

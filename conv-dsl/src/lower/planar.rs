@@ -38,8 +38,8 @@ use std::ops::Range;
 use super::{Axis, Builder, Packing, Position, Segment, Split, StageParam, activate, as_part, part_count, part_range};
 use crate::bind::BoundConv;
 use crate::ir::{
-    Acc, Buffer, BufferId, Index, PLANE_FLAT_MAX_POSITIONS, PLANE_FLAT_MAX_ROW, Plane, Stmt, TILE_LANES,
-    TileActivation, Value,
+    Acc, Buffer, BufferId, Index, PLANE_FLAT_MAX_POSITIONS, PLANE_FLAT_MAX_ROW, PLANE_VOLUME_ROWS, Plane, PlaneDepth,
+    Stmt, TILE_LANES, TileActivation, Value,
 };
 use crate::schedule::{Kernel, PLANAR_MAX_ACCUMULATORS, Schedule, Target};
 use crate::spec::Conv;
@@ -335,6 +335,9 @@ fn even_parts(count: u64, units: u64) -> u64 {
 /// with rows of 14, 480 channels at 28×28 1.10×, 240 at 28×28 1.07×; with rows of 7 (stride 2 at
 /// 14×14, 240 and 672 channels) 0.48–0.52×, so those keep the tile kernel.
 pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
+    if conv.kernel.len() == 3 {
+        return volume_pays(conv, bound);
+    }
     if conv.is_dense_pointwise() {
         let plane: u64 = bound.output[2..].iter().product();
         let unpadded = bound.input[2..] == bound.output[2..];
@@ -364,6 +367,23 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
     let rows = flat || streamed || width >= min_row;
     let grouping = depthwise || small_groups(conv);
     rows && grouping && Schedule::plane().validate(conv).is_ok()
+}
+
+/// Whether a 3D stage takes the plane kernel by default: a depthwise layer whose window across
+/// each plane is 3 × 3 at stride 1, undilated or of dilation 2, in rows of
+/// [`PLANE_VOLUME_ROWS`] outputs — where the kernel streams each plane's columns
+/// (`conv_jit::plane`'s `volume`); any window along the depth.
+///
+/// Measured on an AVX-512 AMD EPYC Zen 4 against the inline planar code of 4 lanes it replaces
+/// (`convgen bench`, the two builds alternating): see `conv_jit::plane`'s `volume`.
+fn volume_pays(conv: &Conv, bound: &BoundConv) -> bool {
+    let across = |values: &[u64]| values.get(1..).unwrap_or_default().to_vec();
+    let window = (across(&conv.kernel), across(&conv.stride), across(&conv.dilation));
+    let streamed = window.0 == [3, 3] && window.1 == [1, 1] && (window.2 == [1, 1] || window.2 == [2, 2]);
+    let width = bound.output.last().copied().unwrap_or(0);
+    let (fewest, most) = PLANE_VOLUME_ROWS;
+    let depthwise = conv.in_channels == conv.groups;
+    depthwise && streamed && (fewest..=most).contains(&width) && Schedule::plane().validate(conv).is_ok()
 }
 
 /// The planar functions of a stage — one, or one per part (a range of images, else of channel
@@ -516,7 +536,7 @@ impl Context<'_> {
     /// any run of the one group of a layer that has one.
     fn planes(&self, builder: &mut Builder, images: Range<u64>, outputs: Range<u64>) -> Vec<Stmt> {
         let conv = self.conv;
-        let [_, axis_h, axis_w] = self.axes;
+        let [axis_d, axis_h, axis_w] = self.axes;
         let (group_inputs, group_outputs) = (self.in_per_group, self.out_per_group);
         let act = TileActivation::of(conv.act).expect("Schedule::validate accepts kernel=plane only for these");
         builder.repeat(images.end - images.start, |_, n| {
@@ -547,6 +567,14 @@ impl Context<'_> {
                 dilation: axis_w.dilation,
                 padding: [axis_h.pad_before, axis_w.pad_before],
                 act,
+                depth: PlaneDepth {
+                    input: axis_d.input,
+                    output: axis_d.output,
+                    kernel: axis_d.kernel,
+                    stride: axis_d.stride,
+                    dilation: axis_d.dilation,
+                    pad: axis_d.pad_before,
+                },
             }))]
         })
     }

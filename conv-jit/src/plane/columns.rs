@@ -85,7 +85,7 @@ struct Rows {
 /// One column of vectors: the input column of its lane 0 at tap 0, its output position, and on a
 /// border per tap column the lanes whose input is inside the row.
 #[derive(Clone, Copy)]
-struct Column<X: Lanes> {
+pub(super) struct Column<X: Lanes> {
     left: isize,
     output: isize,
     masks: [X::M; 3],
@@ -97,22 +97,87 @@ struct Column<X: Lanes> {
 /// As for [`super::portable_kernel`], with [`applies`] true, and the host runs `X`'s instructions.
 #[inline(always)]
 pub(super) unsafe fn planes<X: ColumnGroups, const D: usize>(args: &PlaneArgs) {
-    let ([h, w], [oh, ow], [pad_top, pad_left]) = (args.input_size, args.output_size, args.padding);
-    if oh <= 0 || ow < X::L {
-        return;
-    }
-    let rows = Rows { size: [h, w], pad_top, output_size: [oh, ow] };
     // SAFETY: the caller's contract; each column reads only inside the plane (see `columns`).
     unsafe {
-        let groups = groups::<X, D>(&rows, pad_left);
+        let Some(stream) = Stream::<X>::new::<D>(args) else { return };
         for p in 0..args.planes {
-            let plane = Plane::nth(args, p, 9);
-            for group in &groups {
-                match args.act {
-                    ACT_RELU => group_of::<X, D, ACT_RELU>(&rows, &plane, group),
-                    ACT_RELU6 => group_of::<X, D, ACT_RELU6>(&rows, &plane, group),
-                    _ => group_of::<X, D, ACT_NONE>(&rows, &plane, group),
-                }
+            stream.plane::<D, false>(&Plane::nth(args, p, 9), std::ptr::null(), args.act);
+        }
+    }
+}
+
+/// How the planes of a plane statement's shape are streamed: their rows and the groups of columns
+/// that cover a row.
+pub(super) struct Stream<X: Lanes> {
+    rows: Rows,
+    groups: Vec<grouping::Group<Column<X>>>,
+}
+
+impl<X: ColumnGroups> Stream<X> {
+    /// The stream of `args`' planes (their size, padding and window; none where there is no output
+    /// or a row is shorter than a vector).
+    ///
+    /// # Safety
+    /// The host runs `X`'s instructions (which make the masks).
+    #[inline(always)]
+    pub(super) unsafe fn new<const D: usize>(args: &PlaneArgs) -> Option<Stream<X>> {
+        let ([h, w], [oh, ow], [pad_top, pad_left]) = (args.input_size, args.output_size, args.padding);
+        if oh <= 0 || ow < X::L {
+            return None;
+        }
+        let rows = Rows { size: [h, w], pad_top, output_size: [oh, ow] };
+        // SAFETY: the caller's contract.
+        let groups = unsafe { groups::<X, D>(&rows, pad_left) };
+        Some(Stream { rows, groups })
+    }
+
+    /// One plane streamed, activated by `act` (an `ACT_*` code). With `INIT`, each sum starts at
+    /// the element of its output position in the plane of `OH × OW` at `init` rather than at the
+    /// bias: a window's taps added to the sums of earlier ones. Rows [`init_rows`] around the
+    /// plane's are read too, into sums never stored.
+    ///
+    /// # Safety
+    /// As for [`planes`]: `plane` is one of the statement's planes (or its window over other input
+    /// and output planes of the same size); with `INIT`, `init`'s rows [`init_rows`] (of `OW`) are
+    /// readable and not `plane`'s output.
+    #[inline(always)]
+    pub(super) unsafe fn plane<const D: usize, const INIT: bool>(&self, plane: &Plane, init: *const f32, act: isize) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            for group in self.groups() {
+                self.group::<D, INIT>(group, plane, init, act);
+            }
+        }
+    }
+
+    /// The groups of columns that cover a row, each streamed on its own ([`Stream::group`]).
+    pub(super) fn groups(&self) -> &[grouping::Group<Column<X>>] {
+        &self.groups
+    }
+
+    /// One group of columns of a plane streamed, as [`Stream::plane`] streams them all. With
+    /// `INIT`, `init` may be the group's own output: each step reads the rows it starts after
+    /// the rows it stores (three rows on), so a sum starts at what an earlier stream of this
+    /// group left there.
+    ///
+    /// # Safety
+    /// As for [`Stream::plane`], but for `init` and the output: with `INIT`, `init` may be
+    /// `plane`'s output.
+    #[inline(always)]
+    pub(super) unsafe fn group<const D: usize, const INIT: bool>(
+        &self,
+        group: &grouping::Group<Column<X>>,
+        plane: &Plane,
+        init: *const f32,
+        act: isize,
+    ) {
+        let rows = &self.rows;
+        // SAFETY: the caller's contract.
+        unsafe {
+            match act {
+                ACT_RELU => group_of::<X, D, ACT_RELU, INIT>(rows, plane, init, group),
+                ACT_RELU6 => group_of::<X, D, ACT_RELU6, INIT>(rows, plane, init, group),
+                _ => group_of::<X, D, ACT_NONE, INIT>(rows, plane, init, group),
             }
         }
     }
@@ -155,28 +220,55 @@ unsafe fn groups<X: ColumnGroups, const D: usize>(rows: &Rows, pad_left: isize) 
 /// # Safety
 /// As for [`columns`].
 #[inline(always)]
-unsafe fn group_of<X: ColumnGroups, const D: usize, const ACT: isize>(
+unsafe fn group_of<X: ColumnGroups, const D: usize, const ACT: isize, const INIT: bool>(
     rows: &Rows,
     plane: &Plane,
+    init: *const f32,
     group: &grouping::Group<Column<X>>,
 ) {
     const { assert!(X::MOST <= 4, "a version for each group size") };
     let c = |i: usize| group.inside[i];
+    let at = (rows, plane, init);
     // SAFETY: the caller's contract.
     unsafe {
         match (&group.inside[..], group.border) {
-            ([], Some(b)) => columns::<X, 0, 1, D, ACT>(rows, plane, &[], &[b]),
-            ([_], Some(b)) => columns::<X, 1, 1, D, ACT>(rows, plane, &[c(0)], &[b]),
-            ([_, _], Some(b)) => columns::<X, 2, 1, D, ACT>(rows, plane, &[c(0), c(1)], &[b]),
-            ([_, _, _], Some(b)) => columns::<X, 3, 1, D, ACT>(rows, plane, &[c(0), c(1), c(2)], &[b]),
-            ([_, _, _, _], Some(b)) => columns::<X, 4, 1, D, ACT>(rows, plane, &[c(0), c(1), c(2), c(3)], &[b]),
-            ([_], None) => columns::<X, 1, 0, D, ACT>(rows, plane, &[c(0)], &[]),
-            ([_, _], None) => columns::<X, 2, 0, D, ACT>(rows, plane, &[c(0), c(1)], &[]),
-            ([_, _, _], None) => columns::<X, 3, 0, D, ACT>(rows, plane, &[c(0), c(1), c(2)], &[]),
-            ([_, _, _, _], None) => columns::<X, 4, 0, D, ACT>(rows, plane, &[c(0), c(1), c(2), c(3)], &[]),
+            ([], Some(b)) => columns::<X, 0, 1, D, ACT, INIT>(at, &[], &[b]),
+            ([_], Some(b)) => columns::<X, 1, 1, D, ACT, INIT>(at, &[c(0)], &[b]),
+            ([_, _], Some(b)) => columns::<X, 2, 1, D, ACT, INIT>(at, &[c(0), c(1)], &[b]),
+            ([_, _, _], Some(b)) => columns::<X, 3, 1, D, ACT, INIT>(at, &[c(0), c(1), c(2)], &[b]),
+            ([_, _, _, _], Some(b)) => columns::<X, 4, 1, D, ACT, INIT>(at, &[c(0), c(1), c(2), c(3)], &[b]),
+            ([_], None) => columns::<X, 1, 0, D, ACT, INIT>(at, &[c(0)], &[]),
+            ([_, _], None) => columns::<X, 2, 0, D, ACT, INIT>(at, &[c(0), c(1)], &[]),
+            ([_, _, _], None) => columns::<X, 3, 0, D, ACT, INIT>(at, &[c(0), c(1), c(2)], &[]),
+            ([_, _, _, _], None) => columns::<X, 4, 0, D, ACT, INIT>(at, &[c(0), c(1), c(2), c(3)], &[]),
             _ => unreachable!("`groups` makes groups of 1 to MOST inside columns, or a border one alone"),
         }
     }
+}
+
+/// The rows of an `INIT` plane that [`Stream::plane`] reads under a window of dilation `d`: from
+/// `−2·d` (the first sums of a stream, two tap rows above its first output row) to `OH + 3·d`
+/// (the sums started by the last steps, after the last output row), exclusive — as offsets from
+/// row 0 and from row OH.
+pub(super) const fn init_rows(d: usize) -> (isize, isize) {
+    (-2 * d as isize, 3 * d as isize)
+}
+
+/// The sum output row `row` of a plane starts at in `column`: the bias, or with `INIT` the row's
+/// element in `init` (`OW` apart).
+///
+/// # Safety
+/// With `INIT`, the vector read is readable ([`Stream::plane`]).
+#[inline(always)]
+unsafe fn start_of<X: Lanes, const INIT: bool>(
+    bias: X::V,
+    init: *const f32,
+    ow: isize,
+    row: isize,
+    column: &Column<X>,
+) -> X::V {
+    // SAFETY: the caller's contract.
+    if INIT { unsafe { X::load(init.wrapping_offset(row * ow + column.output)) } } else { bias }
 }
 
 /// A group's sums, of its inside columns and of its border one: per column the output rows that
@@ -193,13 +285,12 @@ type Sums<V, const C: usize, const B: usize> = ([[V; 3]; C], [[V; 3]; B]);
 /// # Safety
 /// As for [`planes`]; every element each `inside` vector reads is inside the row.
 #[inline(always)]
-unsafe fn columns<X: Lanes, const C: usize, const B: usize, const D: usize, const ACT: isize>(
-    rows: &Rows,
-    plane: &Plane,
+unsafe fn columns<X: Lanes, const C: usize, const B: usize, const D: usize, const ACT: isize, const INIT: bool>(
+    (rows, plane, init): (&Rows, &Plane, *const f32),
     inside: &[Column<X>; C],
     border: &[Column<X>; B],
 ) {
-    let ([h, _], [oh, _], pad_top) = (rows.size, rows.output_size, rows.pad_top);
+    let ([h, _], [oh, ow], pad_top) = (rows.size, rows.output_size, rows.pad_top);
     // SAFETY: the caller's contract.
     unsafe {
         let taps = grouping::taps::<X>(plane.weight, border.first().map(|border| &border.masks));
@@ -209,22 +300,27 @@ unsafe fn columns<X: Lanes, const C: usize, const B: usize, const D: usize, cons
         // input rows `q − pad_top + D·j`: a stream of their own.
         for q in 0..d {
             let phase = Phase { first: q, rows: div_ceil(oh - q, d) };
-            let mut sums: Sums<X::V, C, B> = ([[bias; 3]; C], [[bias; 3]; B]);
             // Step `j` takes input row `q − pad_top + D·j` and stores the phase's output row `j − 2`.
-            // The steps before the plane's first input row only move sums still at the bias: the
+            // The steps before the plane's first input row only move sums still at their start: the
             // stream starts there, or at the first step that stores (2) where that comes first.
             let (start, end) = (div_ceil(pad_top - q, d).clamp(0, 2), phase.rows + 2);
+            // The sums of the phase's output rows `start − kh` (tap row `kh` next).
+            let first = |column: &Column<X>| -> [X::V; 3] {
+                std::array::from_fn(|kh| start_of::<X, INIT>(bias, init, ow, q + d * (start - kh as isize), column))
+            };
+            let mut sums: Sums<X::V, C, B> = (inside.map(|column| first(&column)), border.map(|column| first(&column)));
             // Steps with an input row and 3 output rows.
             let inside_from = div_ceil(pad_top - q, d).max(2).min(end);
             let inside_to = phase.rows.min((h - 1 - q + pad_top).div_euclid(d) + 1).clamp(inside_from, end);
+            let at = (rows, plane, init, phase);
             for j in start..inside_from {
-                step::<X, C, B, D, ACT, true>(rows, plane, phase, (inside, border), &taps, &mut sums, j);
+                step::<X, C, B, D, ACT, INIT, true>(at, (inside, border), &taps, &mut sums, j);
             }
             for j in inside_from..inside_to {
-                step::<X, C, B, D, ACT, false>(rows, plane, phase, (inside, border), &taps, &mut sums, j);
+                step::<X, C, B, D, ACT, INIT, false>(at, (inside, border), &taps, &mut sums, j);
             }
             for j in inside_to..end {
-                step::<X, C, B, D, ACT, true>(rows, plane, phase, (inside, border), &taps, &mut sums, j);
+                step::<X, C, B, D, ACT, INIT, true>(at, (inside, border), &taps, &mut sums, j);
             }
         }
     }
@@ -240,17 +336,23 @@ struct Phase {
 
 /// Step `j` of [`columns`]' `phase`: in each column, input row `i = first − pad_top + D·j` added
 /// to the phase's output rows `j − kh` that exist (`sums[kh]`, tap row `kh`), its output row
-/// `j − 2` stored, the sums moved one tap row on and `sums[0]` started at the bias. `CHECK`: input
+/// `j − 2` stored, the sums moved one tap row on and `sums[0]` started ([`start_of`]). `CHECK`: input
 /// row `i` may be outside the plane and the output rows outside the phase's.
 ///
 /// # Safety
 /// As for [`columns`]; without `CHECK` input row `i` is inside the plane, and the phase's output
 /// rows `j − 2 ..= j` exist.
 #[inline(always)]
-unsafe fn step<X: Lanes, const C: usize, const B: usize, const D: usize, const ACT: isize, const CHECK: bool>(
-    rows: &Rows,
-    plane: &Plane,
-    phase: Phase,
+unsafe fn step<
+    X: Lanes,
+    const C: usize,
+    const B: usize,
+    const D: usize,
+    const ACT: isize,
+    const INIT: bool,
+    const CHECK: bool,
+>(
+    (rows, plane, init, phase): (&Rows, &Plane, *const f32, Phase),
     (inside, border): (&[Column<X>; C], &[Column<X>; B]),
     (taps, border_taps): &(Window<X::V>, Window<X::V>),
     (inside_sums, border_sums): &mut Sums<X::V, C, B>,
@@ -300,12 +402,12 @@ unsafe fn step<X: Lanes, const C: usize, const B: usize, const D: usize, const A
             }
         }
         // (Two loops, not one over a `chain()` of both kinds, which kept the sums in memory.)
-        let bias = X::splat(plane.bias);
-        for sums in inside_sums.iter_mut() {
-            *sums = [bias, sums[0], sums[1]];
+        let (bias, next) = (X::splat(plane.bias), phase.first + d * (j + 1));
+        for (column, sums) in inside.iter().zip(inside_sums.iter_mut()) {
+            *sums = [start_of::<X, INIT>(bias, init, ow, next, column), sums[0], sums[1]];
         }
-        for sums in border_sums.iter_mut() {
-            *sums = [bias, sums[0], sums[1]];
+        for (column, sums) in border.iter().zip(border_sums.iter_mut()) {
+            *sums = [start_of::<X, INIT>(bias, init, ow, next, column), sums[0], sums[1]];
         }
     }
 }

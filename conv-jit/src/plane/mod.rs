@@ -33,7 +33,7 @@
 
 #![allow(unsafe_code)]
 
-use conv_dsl::ir::{PLANE_WINDOWS, Plane, TileActivation};
+use conv_dsl::ir::{PLANE_WINDOWS, Plane, PlaneDepth, TileActivation};
 
 use crate::microkernel::{ACT_RELU, ACT_RELU6, Isa, act_code, activate};
 
@@ -48,6 +48,8 @@ mod pointwise;
 mod stream;
 #[cfg(target_arch = "x86_64")]
 mod strided;
+#[cfg(target_arch = "x86_64")]
+mod volume;
 
 /// The arguments of a plane kernel, as generated code lays them out on its stack: pointers and
 /// counts are 8 bytes each, in this order (`codegen` stores field `i` at byte `8·i`).
@@ -76,10 +78,16 @@ pub(crate) struct PlaneArgs {
     pub padding: [isize; 2],
     /// What is applied to each sum before it is stored (`microkernel`'s `ACT_*` codes).
     pub act: isize,
+    /// A 3D layer's depth axis ([`conv_dsl::ir::PlaneDepth`]): input planes per channel, output
+    /// planes, taps, stride, dilation and padding in front ([`FLAT`]: a 2D layer's).
+    pub depth: [isize; 6],
 }
 
+/// A 2D layer's [`PlaneArgs::depth`] ([`conv_dsl::ir::PlaneDepth::FLAT`]).
+const FLAT: [isize; 6] = [1, 1, 1, 1, 1, 0];
+
 /// How many 8-byte words [`PlaneArgs`] holds.
-pub(crate) const PLANE_ARGS_WORDS: u32 = 14;
+pub(crate) const PLANE_ARGS_WORDS: u32 = 20;
 const _: () = assert!(std::mem::size_of::<PlaneArgs>() == PLANE_ARGS_WORDS as usize * 8);
 
 /// A kernel's entry point.
@@ -137,19 +145,21 @@ unsafe extern "C" fn portable_kernel<const K: usize, const S: usize, const D: us
         let args = &*args;
         let ([h, w], [oh, ow], [top, left]) = (args.input_size, args.output_size, args.padding);
         let (k, s, d) = (K as isize, S as isize, D as isize);
+        let [depth_in, depth_out, kd, sd, dd, front] = args.depth;
         let group_inputs = args.group_inputs;
-        for p in 0..args.planes {
-            let input = args.input.offset(p / args.group_outputs * group_inputs * h * w);
-            let weight = args.weight.offset(p * group_inputs * k * k);
-            let output = args.output.offset(p * oh * ow);
+        for (p, z) in (0..args.planes).flat_map(|p| (0..depth_out).map(move |z| (p, z))) {
+            let input = args.input.offset(p / args.group_outputs * group_inputs * depth_in * h * w);
+            let weight = args.weight.offset(p * group_inputs * kd * k * k);
+            let output = args.output.offset((p * depth_out + z) * oh * ow);
             let bias = if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) };
             for (y, x) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
                 let mut sum = bias;
-                let taps = (0..k).flat_map(|kh| (0..k).map(move |kw| (kh, kw)));
-                for (g, (kh, kw)) in (0..group_inputs).flat_map(|g| taps.clone().map(move |tap| (g, tap))) {
-                    let (ih, iw) = (y * s - top + kh * d, x * s - left + kw * d);
-                    if (0..h).contains(&ih) && (0..w).contains(&iw) {
-                        let (x, tap) = (*input.offset((g * h + ih) * w + iw), *weight.offset((g * k + kh) * k + kw));
+                let taps = (0..kd).flat_map(|t| (0..k).flat_map(move |kh| (0..k).map(move |kw| (t, kh, kw))));
+                for (g, (t, kh, kw)) in (0..group_inputs).flat_map(|g| taps.clone().map(move |tap| (g, tap))) {
+                    let (iz, ih, iw) = (z * sd - front + t * dd, y * s - top + kh * d, x * s - left + kw * d);
+                    if (0..depth_in).contains(&iz) && (0..h).contains(&ih) && (0..w).contains(&iw) {
+                        let x = *input.offset((((g * depth_in) + iz) * h + ih) * w + iw);
+                        let tap = *weight.offset(((g * kd + t) * k + kh) * k + kw);
                         sum = x.mul_add(tap, sum);
                     }
                 }
@@ -458,6 +468,12 @@ unsafe fn lanes_between(positions: std::arch::x86_64::__m256i, lo: isize, hi: is
 unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
     // SAFETY: the caller's contract.
     let args = unsafe { &*args };
+    if args.depth != FLAT {
+        let volumes =
+            if volume::applies::<Avx512>(args, K, S, D) { avx512_volumes::<D> } else { portable_volumes::<K, S, D> };
+        // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+        return unsafe { out_of_line(volumes)(args) };
+    }
     if flat::applies(args, S) {
         let planes: unsafe fn(&PlaneArgs) = match (flat::chunked(args), args.planes >= flat::PLANES as isize) {
             (true, true) => avx512_flat::<K, D, { flat::CHUNK }, { flat::PLANES }>,
@@ -500,6 +516,12 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
 unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>(args: *const PlaneArgs) {
     // SAFETY: the caller's contract.
     let args = unsafe { &*args };
+    if args.depth != FLAT {
+        let volumes =
+            if volume::applies::<Avx2>(args, K, S, D) { avx2_volumes::<D> } else { portable_volumes::<K, S, D> };
+        // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+        return unsafe { out_of_line(volumes)(args) };
+    }
     if strided::applies(args, K, S, D) {
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(avx2_strided)(args) };
@@ -608,6 +630,47 @@ unsafe fn avx2_columns<const D: usize>(args: &PlaneArgs) {
     // SAFETY: the caller's contract.
     unsafe { columns::planes::<Avx2, D>(args) }
 }
+
+/// [`volume::volumes`] on AVX-512.
+///
+/// # Safety
+/// As for [`avx512_kernel`], with [`volume::applies`] true.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn avx512_volumes<const D: usize>(args: &PlaneArgs) {
+    #[cfg(test)]
+    VOLUME_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    unsafe { volume::volumes::<Avx512, D>(args) }
+}
+
+/// [`volume::volumes`] on AVX2.
+///
+/// # Safety
+/// As for [`avx2_kernel`], with [`volume::applies`] true.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_volumes<const D: usize>(args: &PlaneArgs) {
+    #[cfg(test)]
+    VOLUME_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    unsafe { volume::volumes::<Avx2, D>(args) }
+}
+
+/// The portable kernel where no vector kernel computes a 3D layer's window (grouped, or not one
+/// [`volume`] streams).
+///
+/// # Safety
+/// As for [`portable_kernel`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn portable_volumes<const K: usize, const S: usize, const D: usize>(args: &PlaneArgs) {
+    // SAFETY: the caller's contract.
+    unsafe { portable_kernel::<K, S, D>(args) }
+}
+
+/// How often a plane kernel streamed a 3D layer's volumes (tests check that the path runs).
+#[cfg(test)]
+pub(crate) static VOLUME_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// How often a plane kernel streamed its planes (tests check that the path runs).
 #[cfg(test)]
@@ -1229,6 +1292,8 @@ pub struct PlaneShape {
     pub padding: [usize; 2],
     /// Applied to every sum before it is stored.
     pub act: TileActivation,
+    /// A 3D layer's depth axis ([`PlaneDepth::FLAT`] for a 2D one's).
+    pub depth: PlaneDepth,
 }
 
 /// Runs a plane statement (the semantics of [`conv_dsl::ir::Plane`]) on slices, with the kernel
@@ -1277,13 +1342,19 @@ fn run_checked(
         dilation: shape.dilation as u64,
         padding: shape.padding.map(|pad| pad as u64),
         act: shape.act,
+        depth: shape.depth,
     };
     let kernel = kernel_for(isa, (described.kernel, described.stride, described.dilation));
     let lengths = [input.len(), weight.len(), bias.map_or(0, |(bias, _)| bias.len()), output.len()];
     let bases = [input_index, weight_index, bias.map_or(0, |(_, index)| index), output_index];
     let inside = crate::microkernel::inside(described.extents(), bases, lengths);
+    let depth = shape.depth;
+    let depth = [depth.input, depth.output, depth.kernel, depth.stride, depth.dilation, depth.pad];
     let counts = [shape.planes, shape.group_inputs, shape.group_outputs];
-    let sane = shape.group_inputs >= 1 && shape.group_outputs >= 1 && counts.iter().all(|&n| n <= isize::MAX as usize);
+    let sane = shape.group_inputs >= 1
+        && shape.group_outputs >= 1
+        && counts.iter().all(|&n| n <= isize::MAX as usize)
+        && depth.iter().all(|&n| n <= isize::MAX as u64);
     let Some(kernel) = kernel.filter(|_| inside && sane) else {
         panic!("a plane statement outside its buffers or of a window no kernel computes: {described:?}");
     };
@@ -1299,6 +1370,7 @@ fn run_checked(
         input_size: shape.input_size.map(signed),
         output_size: shape.output_size.map(signed),
         padding: shape.padding.map(signed),
+        depth: depth.map(|n| n as isize),
         act: act_code(shape.act),
     };
     // SAFETY: every plane lies inside its slice (checked just above with the definition the JIT's
@@ -1310,6 +1382,7 @@ fn run_checked(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use conv_dsl::ir::PLANE_VOLUME_ROWS;
     use conv_dsl::random::SplitMix64;
 
     /// Every version has a kernel for each window the lowering may emit.
@@ -1377,6 +1450,7 @@ mod tests {
                 dilation,
                 padding,
                 act: acts[below(3)],
+                depth: PlaneDepth::FLAT,
             };
             versions_agree(&shape, case % 3 != 0, 3, &mut below);
         }
@@ -1388,11 +1462,13 @@ mod tests {
     fn versions_agree(shape: &PlaneShape, with_bias: bool, at: usize, below: &mut impl FnMut(u64) -> usize) {
         let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| below(2001) as f32 / 1000.0 - 1.0).collect() };
         let ([h, w], [oh, ow]) = (shape.input_size, shape.output_size);
-        let inputs = shape.planes / shape.group_outputs * shape.group_inputs;
+        let [depth_in, depth_out, depth_taps] =
+            [shape.depth.input, shape.depth.output, shape.depth.kernel].map(|n| n as usize);
+        let inputs = shape.planes / shape.group_outputs * shape.group_inputs * depth_in;
         let input = random(at + inputs * h * w);
-        let weight = random(shape.planes * shape.group_inputs * shape.kernel * shape.kernel);
+        let weight = random(shape.planes * shape.group_inputs * depth_taps * shape.kernel * shape.kernel);
         let bias = random(shape.planes);
-        let out_len = shape.planes * oh * ow;
+        let out_len = shape.planes * depth_out * oh * ow;
         let run = |isa: Isa| {
             // Guard elements on both sides of the output show any write outside it.
             let mut output = vec![f32::NAN; out_len + 40];
@@ -1428,6 +1504,7 @@ mod tests {
                     dilation: 1,
                     padding: [0, 0],
                     act: TileActivation::Relu6,
+                    depth: PlaneDepth::FLAT,
                 };
                 versions_agree(&shape, at % 2 == 0, at, &mut below);
             }
@@ -1466,6 +1543,7 @@ mod tests {
                 dilation,
                 padding: [top, left],
                 act: acts[below(3)],
+                depth: PlaneDepth::FLAT,
             };
             versions_agree(&shape, case % 2 == 0, 0, &mut below);
         }
@@ -1518,12 +1596,89 @@ mod tests {
                 dilation,
                 padding,
                 act: acts[below(3)],
+                depth: PlaneDepth::FLAT,
             };
             versions_agree(&shape, case % 4 < 2, 1, &mut below);
         }
         if Isa::on_host().contains(&Isa::Avx2) {
             assert!(STREAM_CALLS.load(std::sync::atomic::Ordering::Relaxed) > streamed_before, "no plane was streamed");
         }
+    }
+
+    /// 3D layers' volumes ([`volume`] where it streams their planes, the portable kernel
+    /// elsewhere): depthwise windows of every plane window (3 × 3 at stride 1, undilated or of
+    /// dilation 2, mostly, in rows of 9 to 128: streamed where the rows are of 3 to 7 vectors on
+    /// AVX-512, 5 to 14 on AVX2), 1 to 3 taps deep at depth stride 1 or 2 and dilation 1 or 2,
+    /// padding in front up to 3 (output planes under no input plane: the bias), 1 to 6 input
+    /// planes and 1 to 12 rows, a multiplier, grouped ones too, every activation: each version
+    /// writes the portable kernel's results bit for bit, and nothing outside the output volumes.
+    /// Asserts that a volume was streamed on a host with AVX2.
+    #[test]
+    fn volumes_compute_the_definition_bit_for_bit() {
+        let mut rng = SplitMix64::new(29);
+        let mut below = |n: u64| (rng.next_u64() % n) as usize;
+        let acts = [TileActivation::None, TileActivation::Relu, TileActivation::Relu6];
+        let windows = PLANE_WINDOWS.map(|(k, s, d)| (k as usize, s as usize, d as usize));
+        let streamed_before = VOLUME_CALLS.load(std::sync::atomic::Ordering::Relaxed);
+        for case in 0..160 {
+            let (kernel, stride, dilation) = match case % 4 {
+                0 => windows[below(windows.len() as u64 - 1)],
+                _ => (3, 1, 1 + below(2)),
+            };
+            let padding = [below(3), below(3)];
+            let output_size = [1 + below(12), 9 + below(120)];
+            let least = |axis: usize| {
+                ((output_size[axis] - 1) * stride + dilation * (kernel - 1) + 1)
+                    .saturating_sub(2 * padding[axis])
+                    .max(1)
+            };
+            let input_size = [0, 1].map(|axis| (least(axis) + below(3)).saturating_sub(below(3)).max(1));
+            let (depth_kernel, depth_stride, depth_dilation) = (1 + below(3), 1 + below(2), 1 + below(2));
+            let (depth_in, pad) = (1 + below(6), below(4));
+            let reach = depth_dilation * (depth_kernel - 1) + 1;
+            let depth_out = ((depth_in + 2 * pad).saturating_sub(reach) / depth_stride + 1).min(1 + below(8));
+            let depth = PlaneDepth {
+                input: depth_in as u64,
+                output: depth_out as u64,
+                kernel: depth_kernel as u64,
+                stride: depth_stride as u64,
+                dilation: depth_dilation as u64,
+                pad: pad as u64,
+            };
+            let (group_inputs, group_outputs) = if case % 8 == 5 { (2, 1 + below(2)) } else { (1, 1 + below(2)) };
+            let shape = PlaneShape {
+                planes: (1 + below(3)) * group_outputs,
+                group_inputs,
+                group_outputs,
+                input_size,
+                output_size,
+                kernel,
+                stride,
+                dilation,
+                padding,
+                act: acts[below(3)],
+                depth,
+            };
+            versions_agree(&shape, case % 3 != 0, 2, &mut below);
+        }
+        if Isa::on_host().contains(&Isa::Avx2) {
+            assert!(
+                VOLUME_CALLS.load(std::sync::atomic::Ordering::Relaxed) > streamed_before,
+                "no volume was streamed"
+            );
+        }
+    }
+
+    /// The lowering's rows for 3D layers on the plane kernel ([`PLANE_VOLUME_ROWS`]) are those the
+    /// stride-1 stream takes on both vector widths ([`columns::ColumnGroups::VECTORS`]).
+    #[test]
+    fn volume_rows_are_the_streams() {
+        fn rows<X: columns::ColumnGroups>() -> (u64, u64) {
+            let (fewest, most) = X::VECTORS;
+            (((fewest - 1) * X::L + 1) as u64, (most * X::L) as u64)
+        }
+        assert_eq!(rows::<Avx512>(), PLANE_VOLUME_ROWS);
+        assert_eq!(rows::<Avx2>(), PLANE_VOLUME_ROWS);
     }
 
     /// The taps outside a plane leave a border sum as it was, bit for bit: a −0 sum stays −0 (the
@@ -1553,6 +1708,7 @@ mod tests {
                     dilation,
                     padding: [pad, pad],
                     act: TileActivation::None,
+                    depth: PlaneDepth::FLAT,
                 };
                 let input = vec![0.0f32; 2 * size * size];
                 for infinite in std::iter::once(None).chain((0..kernel * kernel).map(Some)) {
@@ -1595,6 +1751,7 @@ mod tests {
             dilation: 1,
             padding: [1, 1],
             act: TileActivation::None,
+            depth: PlaneDepth::FLAT,
         };
         let (input, weight) = (vec![0.0; 32], vec![0.0; 18]);
         let short = std::panic::catch_unwind(|| plane((&input, 1), (&weight, 0), None, (&mut [0.0; 32], 0), &shape));
@@ -1603,6 +1760,11 @@ mod tests {
         let unknown =
             std::panic::catch_unwind(|| plane((&input, 0), (&vec![0.0; 98], 0), None, (&mut [0.0; 32], 0), &window));
         assert!(unknown.is_err(), "no 7x7 kernel");
+        let depth = PlaneDepth { input: 2, output: 2, kernel: 3, stride: 1, dilation: 1, pad: 1 };
+        let volumes = PlaneShape { depth, ..shape };
+        let shallow =
+            std::panic::catch_unwind(|| plane((&input, 0), (&vec![0.0; 54], 0), None, (&mut [0.0; 64], 0), &volumes));
+        assert!(shallow.is_err(), "two channels of 2 planes of 4x4 need 64 inputs");
         let mut output = vec![0.0; 32];
         plane((&input, 0), (&weight, 0), None, (&mut output, 0), &shape);
     }
