@@ -85,7 +85,7 @@ struct Rows {
 /// One column of vectors: the input column of its lane 0 at tap 0, its output position, and on a
 /// border per tap column the lanes whose input is inside the row.
 #[derive(Clone, Copy)]
-pub(super) struct Column<X: Lanes> {
+struct Column<X: Lanes> {
     left: isize,
     output: isize,
     masks: [X::M; 3],
@@ -142,42 +142,15 @@ impl<X: ColumnGroups> Stream<X> {
     /// readable and not `plane`'s output.
     #[inline(always)]
     pub(super) unsafe fn plane<const D: usize, const INIT: bool>(&self, plane: &Plane, init: *const f32, act: isize) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            for group in self.groups() {
-                self.group::<D, INIT>(group, plane, init, act);
-            }
-        }
-    }
-
-    /// The groups of columns that cover a row, each streamed on its own ([`Stream::group`]).
-    pub(super) fn groups(&self) -> &[grouping::Group<Column<X>>] {
-        &self.groups
-    }
-
-    /// One group of columns of a plane streamed, as [`Stream::plane`] streams them all. With
-    /// `INIT`, `init` may be the group's own output: each step reads the rows it starts after
-    /// the rows it stores (three rows on), so a sum starts at what an earlier stream of this
-    /// group left there.
-    ///
-    /// # Safety
-    /// As for [`Stream::plane`], but for `init` and the output: with `INIT`, `init` may be
-    /// `plane`'s output.
-    #[inline(always)]
-    pub(super) unsafe fn group<const D: usize, const INIT: bool>(
-        &self,
-        group: &grouping::Group<Column<X>>,
-        plane: &Plane,
-        init: *const f32,
-        act: isize,
-    ) {
         let rows = &self.rows;
         // SAFETY: the caller's contract.
         unsafe {
-            match act {
-                ACT_RELU => group_of::<X, D, ACT_RELU, INIT>(rows, plane, init, group),
-                ACT_RELU6 => group_of::<X, D, ACT_RELU6, INIT>(rows, plane, init, group),
-                _ => group_of::<X, D, ACT_NONE, INIT>(rows, plane, init, group),
+            for group in &self.groups {
+                match act {
+                    ACT_RELU => group_of::<X, D, ACT_RELU, INIT>(rows, plane, init, group),
+                    ACT_RELU6 => group_of::<X, D, ACT_RELU6, INIT>(rows, plane, init, group),
+                    _ => group_of::<X, D, ACT_NONE, INIT>(rows, plane, init, group),
+                }
             }
         }
     }

@@ -15,7 +15,8 @@
 //! the plane, a sum per tap row live ([`stream`]); on AVX-512 and AVX2, a depthwise 3 × 3 one at
 //! stride 1 in longer rows streams a few columns of vectors at a time, sharing the window's taps
 //! ([`columns`]), and at stride 2 likewise, each input row's taps from one aligned pair of
-//! vectors ([`strided`]).
+//! vectors ([`strided`]). A 3D layer's volumes ([`PlaneArgs::depth`]) are their planes, each a pass
+//! of that stride-1 stream per depth tap ([`volume`]), or the portable kernel's sums.
 //!
 //! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
 //! const generics, so the window is unrolled and its weights are registers), registered with the
@@ -469,10 +470,12 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
     // SAFETY: the caller's contract.
     let args = unsafe { &*args };
     if args.depth != FLAT {
-        let volumes =
-            if volume::applies::<Avx512>(args, K, S, D) { avx512_volumes::<D> } else { portable_volumes::<K, S, D> };
+        if !volume::applies::<Avx512>(args, K, S, D) {
+            // SAFETY: the caller's contract.
+            return unsafe { portable_kernel::<K, S, D>(args) };
+        }
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
-        return unsafe { out_of_line(volumes)(args) };
+        return unsafe { out_of_line(avx512_volumes::<D>)(args) };
     }
     if flat::applies(args, S) {
         let planes: unsafe fn(&PlaneArgs) = match (flat::chunked(args), args.planes >= flat::PLANES as isize) {
@@ -517,10 +520,12 @@ unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>
     // SAFETY: the caller's contract.
     let args = unsafe { &*args };
     if args.depth != FLAT {
-        let volumes =
-            if volume::applies::<Avx2>(args, K, S, D) { avx2_volumes::<D> } else { portable_volumes::<K, S, D> };
+        if !volume::applies::<Avx2>(args, K, S, D) {
+            // SAFETY: the caller's contract.
+            return unsafe { portable_kernel::<K, S, D>(args) };
+        }
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
-        return unsafe { out_of_line(volumes)(args) };
+        return unsafe { out_of_line(avx2_volumes::<D>)(args) };
     }
     if strided::applies(args, K, S, D) {
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
@@ -655,17 +660,6 @@ unsafe fn avx2_volumes<const D: usize>(args: &PlaneArgs) {
     VOLUME_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: the caller's contract.
     unsafe { volume::volumes::<Avx2, D>(args) }
-}
-
-/// The portable kernel where no vector kernel computes a 3D layer's window (grouped, or not one
-/// [`volume`] streams).
-///
-/// # Safety
-/// As for [`portable_kernel`].
-#[cfg(target_arch = "x86_64")]
-unsafe fn portable_volumes<const K: usize, const S: usize, const D: usize>(args: &PlaneArgs) {
-    // SAFETY: the caller's contract.
-    unsafe { portable_kernel::<K, S, D>(args) }
 }
 
 /// How often a plane kernel streamed a 3D layer's volumes (tests check that the path runs).

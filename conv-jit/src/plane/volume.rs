@@ -13,7 +13,7 @@
 
 use super::columns::{self, ColumnGroups, Stream};
 use super::stream::Plane;
-use super::{Lanes, PlaneArgs};
+use super::{Lanes, PlaneArgs, div_ceil};
 use crate::microkernel::ACT_NONE;
 
 /// Whether a plane statement's volumes are streamed so on `X`: a depthwise window whose planes
@@ -54,18 +54,19 @@ pub(super) unsafe fn volumes<X: ColumnGroups, const D: usize>(args: &PlaneArgs) 
             let bias = if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) };
             for z in 0..depth_out {
                 let output = args.output.offset((p * depth_out + z) * oh * ow);
-                let inside: Vec<isize> =
-                    (0..taps).filter(|&t| (0..depth_in).contains(&(z * stride - front + t * dilation))).collect();
+                // The depth taps whose input plane, `first + t·dilation`, is inside the volume.
+                let first = z * stride - front;
+                let inside = div_ceil(-first, dilation).max(0)..div_ceil(depth_in - first, dilation).min(taps);
                 if inside.is_empty() {
                     // No input plane under the window: every output is the bias.
                     std::slice::from_raw_parts_mut(output, (oh * ow) as usize).fill(bias);
                 }
-                for (pass, &t) in inside.iter().enumerate() {
+                for (pass, t) in inside.clone().enumerate() {
                     let plane = Plane {
-                        input: input.offset((z * stride - front + t * dilation) * h * w),
+                        input: input.offset((first + t * dilation) * h * w),
                         weight: weight.offset(t * 9),
                         bias,
-                        output: if pass + 1 == inside.len() { output } else { scratch_plane(pass % 2) },
+                        output: if t + 1 == inside.end { output } else { scratch_plane(pass % 2) },
                     };
                     if pass == 0 {
                         stream.plane::<D, false>(&plane, std::ptr::null(), ACT_NONE);
