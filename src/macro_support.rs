@@ -419,9 +419,7 @@ fn plane_unfused(
     let ([h, w], [oh, ow], [top, left]) = (shape.input_size, shape.output_size, shape.padding);
     let (k, s, d) = (shape.kernel, shape.stride, shape.dilation);
     let (group_inputs, group_outputs) = (shape.group_inputs, shape.group_outputs);
-    let depth = shape.depth;
-    let [id, od, kd, sd, dd, front] =
-        [depth.input, depth.output, depth.kernel, depth.stride, depth.dilation, depth.pad].map(|n| n as usize);
+    let [id, od, kd, sd, dd, front] = shape.depth.values().map(|n| n as usize);
     for (p, z) in (0..shape.planes).flat_map(|p| (0..od).map(move |z| (p, z))) {
         let input = &input[input_index + p / group_outputs * group_inputs * id * h * w..];
         let weight = &weight[weight_index + p * group_inputs * kd * k * k..];

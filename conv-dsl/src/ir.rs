@@ -432,6 +432,11 @@ pub struct PlaneDepth {
 impl PlaneDepth {
     /// A 2D layer's: one plane per channel, one tap.
     pub const FLAT: PlaneDepth = PlaneDepth { input: 1, output: 1, kernel: 1, stride: 1, dilation: 1, pad: 0 };
+
+    /// `[input, output, kernel, stride, dilation, pad]`, the order of the kernels' arguments.
+    pub fn values(self) -> [u64; 6] {
+        [self.input, self.output, self.kernel, self.stride, self.dilation, self.pad]
+    }
 }
 
 impl Plane {

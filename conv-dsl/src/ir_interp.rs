@@ -278,9 +278,7 @@ impl State<'_> {
         let (kernel, stride, dilation) = (plane.kernel as i64, plane.stride as i64, plane.dilation as i64);
         let [pad_top, pad_left] = plane.padding.map(|pad| pad as i64);
         let (group_inputs, group_outputs) = (plane.group_inputs as i64, plane.group_outputs.max(1) as i64);
-        let depth = plane.depth;
-        let [id_count, od_count, kd_count] = [depth.input, depth.output, depth.kernel].map(|n| n as i64);
-        let (stride_d, dilation_d, pad_front) = (depth.stride as i64, depth.dilation as i64, depth.pad as i64);
+        let [id_count, od_count, kd_count, stride_d, dilation_d, pad_front] = plane.depth.values().map(|n| n as i64);
         let volumes = (0..plane.planes as i64).flat_map(|p| (0..od_count).map(move |z| (p, z)));
         for (p, z) in volumes {
             let first_input = input_base + p / group_outputs * group_inputs * id_count * h * w;

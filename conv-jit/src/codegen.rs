@@ -266,8 +266,7 @@ impl Checker<'_> {
             return Err(error("its groups have no planes".to_string()));
         }
         let counts = [plane.planes, plane.group_inputs, plane.group_outputs];
-        let depth = plane.depth;
-        let depth = [depth.input, depth.output, depth.kernel, depth.stride, depth.dilation, depth.pad];
+        let depth = plane.depth.values();
         let sizes =
             counts.iter().chain(&plane.input_size).chain(&plane.output_size).chain(&plane.padding).chain(&depth);
         if sizes.into_iter().any(|&size| size > i64::MAX as u64) {
@@ -626,12 +625,7 @@ impl Emitter<'_, '_> {
             .chain(plane.padding)
             .map(|value| value as i64)
             .chain([crate::microkernel::act_code(plane.act) as i64])
-            .chain(
-                [plane.depth.input, plane.depth.output, plane.depth.kernel]
-                    .into_iter()
-                    .chain([plane.depth.stride, plane.depth.dilation, plane.depth.pad])
-                    .map(|value| value as i64),
-            );
+            .chain(plane.depth.values().map(|value| value as i64));
         self.call_kernel(kernel, pointers, constants, PLANE_ARGS_WORDS);
     }
 

@@ -1342,8 +1342,7 @@ fn run_checked(
     let lengths = [input.len(), weight.len(), bias.map_or(0, |(bias, _)| bias.len()), output.len()];
     let bases = [input_index, weight_index, bias.map_or(0, |(_, index)| index), output_index];
     let inside = crate::microkernel::inside(described.extents(), bases, lengths);
-    let depth = shape.depth;
-    let depth = [depth.input, depth.output, depth.kernel, depth.stride, depth.dilation, depth.pad];
+    let depth = shape.depth.values();
     let counts = [shape.planes, shape.group_inputs, shape.group_outputs];
     let sane = shape.group_inputs >= 1
         && shape.group_outputs >= 1
