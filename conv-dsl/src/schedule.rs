@@ -213,11 +213,12 @@ pub enum Kernel {
     /// emits as a call to a kernel compiled for AVX-512 or AVX2 + FMA. Square windows the kernels
     /// exist for ([`crate::ir::plane_kernel_exists`]), an activation they apply
     /// ([`TileActivation::of`]); a 3D stage too where its last two axes are such a window (not
-    /// 1×1), each channel a volume of planes ([`crate::ir::PlaneDepth`]). Chosen by
+    /// 1×1), each channel a volume of planes ([`crate::ir::PlaneDepth`]); a 1D stage at stride 1,
+    /// any window, each channel's row the depth axis of single-element planes. Chosen by
     /// [`crate::lower::lower`] on a target with microkernels where it was measured to pay
     /// (depthwise or groups of fewer than 8 outputs with rows long enough, pointwise on large
-    /// planes, 3D depthwise 3×3 stride-1 planes in rows of [`crate::ir::PLANE_VOLUME_ROWS`]:
-    /// `planar::plane_pays`). Its lanes and tile are the kernel's own (`kernel=plane` alone).
+    /// planes, 3D depthwise 3×3 stride-1 planes in rows of [`crate::ir::PLANE_VOLUME_ROWS`], 1D
+    /// depthwise rows of at least 32: `planar::plane_pays`). Its lanes and tile are the kernel's own (`kernel=plane` alone).
     Plane,
     /// A dense 3×3, stride-1 2D stage by Winograd's F(2×2, 3×3) ([`crate::lower::winograd`]):
     /// transforms in the loop IR, the 16 matrix products by the tile microkernel on tiles of
@@ -438,6 +439,16 @@ impl Schedule {
 
 /// Whether the plane kernels can compute `conv` ([`Kernel::Plane`]), or why not.
 fn validate_plane(conv: &Conv) -> Result<(), String> {
+    if TileActivation::of(conv.act).is_none() {
+        return Err(format!("kernel=plane applies none, relu or relu6, not {}", conv.act));
+    }
+    // A 1D layer's rows: any window at stride 1.
+    if conv.kernel.len() == 1 {
+        if conv.stride[0] != 1 {
+            return Err(format!("kernel=plane computes 1D windows at stride 1, not {}", conv.stride[0]));
+        }
+        return Ok(());
+    }
     // A 3D layer's window across each plane (its last two axes); along the depth, any.
     let across = conv.kernel.len().saturating_sub(2);
     let (kernel, stride, dilation) = (&conv.kernel[across..], &conv.stride[across..], &conv.dilation[across..]);
@@ -445,14 +456,11 @@ fn validate_plane(conv: &Conv) -> Result<(), String> {
     if !square || !plane_kernel_exists(kernel[0], stride[0], dilation[0]) {
         return Err("kernel=plane computes 2D windows of 3x3 (stride 1 or 2, or dilation 2), 5x5 (stride 1 or 2) or \
                     1x1 (stride 1), the same along both axes (and 3D ones whose last two axes are such a window, \
-                    but 1x1)"
+                    but 1x1, and 1D ones at stride 1)"
             .into());
     }
     if conv.kernel.len() == 3 && kernel[0] == 1 {
         return Err("kernel=plane computes 3D windows of 3x3 or 5x5 across each plane, not 1x1".into());
-    }
-    if TileActivation::of(conv.act).is_none() {
-        return Err(format!("kernel=plane applies none, relu or relu6, not {}", conv.act));
     }
     Ok(())
 }

@@ -154,7 +154,7 @@ fn plane_schedules_are_refused_where_no_kernel_computes_the_layer() {
             "input x: [1, 4, 9, 40]; depthwise d(x) { kernel: 3, pad: 1 } pointwise p(d) { out: 4 } pointwise q(p) { out: 4 }",
             "only a one-stage",
         ),
-        ("input x: [1, 4, 40]; depthwise d(x) { kernel: 3, pad: 1 }", "2D windows"),
+        ("input x: [1, 4, 40]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", "1D windows at stride 1"),
         ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: [3, 5], pad: 1 }", "2D windows"),
         ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: 7, pad: 3 }", "2D windows"),
         ("input x: [1, 4, 9, 40]; depthwise d(x) { kernel: 3, stride: [1, 2], pad: 1 }", "2D windows"),
@@ -176,8 +176,8 @@ fn plane_schedules_are_refused_where_no_kernel_computes_the_layer() {
 /// On a target with microkernels, a one-layer depthwise model (or grouped, with groups of fewer
 /// than 8 output channels) takes the plane kernel by default only with rows of at least 32
 /// outputs (where it was measured faster; 14 for a 3×3 depthwise window at stride 1 on a target
-/// with wide microkernels, or a 5×5 window); otherwise the planar code or the channels-last
-/// kernels as before. Without microkernels, never.
+/// with wide microkernels, or a 5×5 window; a 1D window at stride 1, any); otherwise the planar
+/// code or the channels-last kernels as before. Without microkernels, never.
 #[test]
 fn the_plane_kernel_is_the_default_for_long_rows() {
     let cases = [
@@ -188,6 +188,11 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         ("input x: [1, 8, 20, 40]; depthwise d(x) { kernel: 3, pad: 1, act: hardswish }", false),
         ("input x: [1, 8, 20, 40]; conv c(x) { out: 8, kernel: 3, pad: 1, groups: 2 }", true),
         ("input x: [1, 16, 20, 40]; conv c(x) { out: 16, kernel: 3, pad: 1, groups: 2 }", false),
+        ("input x: [1, 8, 300]; depthwise d(x) { kernel: 31, pad: 15 }", true),
+        ("input x: [1, 8, 64]; depthwise d(x) { kernel: 3, dilation: 4, pad: 4, act: relu }", true),
+        ("input x: [1, 8, 40]; conv c(x) { out: 8, kernel: 5, pad: 2, groups: 4 }", true),
+        ("input x: [1, 8, 31]; depthwise d(x) { kernel: 3, pad: 1 }", false),
+        ("input x: [1, 8, 80]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", false),
     ];
     let with_kernels = Target { microkernels: true, ..Target::CRANELIFT_X86_64 };
     for (text, plane) in cases {

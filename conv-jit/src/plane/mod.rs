@@ -16,7 +16,9 @@
 //! stride 1 in longer rows streams a few columns of vectors at a time, sharing the window's taps
 //! ([`columns`]), and at stride 2 likewise, each input row's taps from one aligned pair of
 //! vectors ([`strided`]). A 3D layer's volumes ([`PlaneArgs::depth`]) are their planes, each a pass
-//! of that stride-1 stream per depth tap ([`volume`]), or the portable kernel's sums.
+//! of that stride-1 stream per depth tap ([`volume`]), or the portable kernel's sums. A 1D layer
+//! is a statement of single-element planes whose depth axis is each channel's row, with the 1 × 1
+//! window: tiles of vectors along the row at stride 1, any window and padding ([`rows`]).
 //!
 //! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
 //! const generics, so the window is unrolled and its weights are registers), registered with the
@@ -45,6 +47,8 @@ mod flat;
 #[cfg(target_arch = "x86_64")]
 mod grouping;
 mod pointwise;
+#[cfg(target_arch = "x86_64")]
+mod rows;
 #[cfg(target_arch = "x86_64")]
 mod stream;
 #[cfg(target_arch = "x86_64")]
@@ -665,6 +669,10 @@ unsafe fn avx2_volumes<const D: usize>(args: &PlaneArgs) {
 /// How often a plane kernel streamed a 3D layer's volumes (tests check that the path runs).
 #[cfg(test)]
 pub(crate) static VOLUME_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How often a plane kernel computed a 1D layer's rows ([`rows`]; tests check that the path runs).
+#[cfg(test)]
+pub(crate) static ROWS_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// How often a plane kernel streamed its planes (tests check that the path runs).
 #[cfg(test)]
@@ -1662,6 +1670,94 @@ mod tests {
         }
     }
 
+    /// A 1D layer's rows ([`rows`]: single-element planes along the depth axis) on random shapes —
+    /// 1 to 40 taps, dilation 1 to 3, padding up to 20, rows of 1 to 600 inputs (shorter than the
+    /// window too), output rows of every length the window allows or shorter, a multiplier, groups
+    /// of 2 inputs, every activation — and statements of 1 × 1 windows with a depth axis that
+    /// [`rows`] leaves to the portable kernel (stride 2 along the depth, planes of more than one
+    /// element), and rows long enough for waves of 2 to 4 blocks of taps: each version writes the
+    /// portable kernel's results bit for bit, and nothing outside the output rows. Asserts that
+    /// rows ran on a host with AVX2.
+    #[test]
+    fn rows_compute_the_definition_bit_for_bit() {
+        let mut rng = SplitMix64::new(31);
+        let mut below = |n: u64| (rng.next_u64() % n) as usize;
+        let acts = [TileActivation::None, TileActivation::Relu, TileActivation::Relu6];
+        let rows_before = ROWS_CALLS.load(std::sync::atomic::Ordering::Relaxed);
+        // Rows long enough for waves (`rows::wave`) of 2, 3 and 4 blocks of taps on both widths.
+        let waves = [(1000, 31, 15), (700, 20, 3), (300, 9, 4), (900, 64, 0), (520, 48, 30), (260, 24, 0)];
+        for case in 0..200 + waves.len() {
+            let (taps, dilation, pad) = (1 + below(40), 1 + below(3), below(21));
+            let len_in = 1 + below(if case % 4 == 0 { 40 } else { 600 });
+            let ((len_in, taps, pad), dilation) =
+                waves.get(case.wrapping_sub(200)).map_or(((len_in, taps, pad), dilation), |&wave| (wave, 1));
+            let stride = if case % 10 == 9 && case < 200 { 2 } else { 1 };
+            let reach = dilation * (taps - 1) + 1;
+            let Some(full) = (len_in + 2 * pad).checked_sub(reach).map(|span| span / stride + 1) else { continue };
+            let len_out = if case % 3 == 0 { full.min(1 + below(full as u64)) } else { full };
+            let depth = PlaneDepth {
+                input: len_in as u64,
+                output: len_out as u64,
+                kernel: taps as u64,
+                stride: stride as u64,
+                dilation: dilation as u64,
+                pad: pad as u64,
+            };
+            let (group_inputs, group_outputs) =
+                if case % 8 == 5 && case < 200 { (2, 1 + below(2)) } else { (1, 1 + below(2)) };
+            let plane = if case % 10 == 7 && case < 200 { [1 + below(3), 1 + below(3)] } else { [1, 1] };
+            let shape = PlaneShape {
+                planes: (1 + below(4)) * group_outputs,
+                group_inputs,
+                group_outputs,
+                input_size: plane,
+                output_size: plane,
+                kernel: 1,
+                stride: 1,
+                dilation: 1,
+                padding: [0, 0],
+                act: acts[below(3)],
+                depth,
+            };
+            versions_agree(&shape, case % 3 != 1, 2, &mut below);
+        }
+        if Isa::on_host().contains(&Isa::Avx2) {
+            assert!(ROWS_CALLS.load(std::sync::atomic::Ordering::Relaxed) > rows_before, "no rows ran");
+        }
+    }
+
+    /// The taps outside a row leave its end sums as they were, bit for bit: a −0 sum stays −0, and
+    /// an infinite weight on such a tap adds no NaN (each tap infinite in turn), as
+    /// [`taps_outside_the_plane_leave_the_sums_bit_for_bit`] checks for planes.
+    #[test]
+    fn taps_outside_a_row_leave_the_sums_bit_for_bit() {
+        for (len, taps, dilation) in [(40, 31, 1), (100, 7, 3), (20, 31, 1)] {
+            let pad = dilation * (taps - 1) / 2;
+            let depth = PlaneDepth {
+                input: len as u64,
+                output: len as u64,
+                kernel: taps as u64,
+                stride: 1,
+                dilation: dilation as u64,
+                pad: pad as u64,
+            };
+            let shape = PlaneShape {
+                planes: 2,
+                group_inputs: 1,
+                group_outputs: 1,
+                input_size: [1, 1],
+                output_size: [1, 1],
+                kernel: 1,
+                stride: 1,
+                dilation: 1,
+                padding: [0, 0],
+                act: TileActivation::None,
+                depth,
+            };
+            outside_taps_agree(&shape, len, taps, len);
+        }
+    }
+
     /// The lowering's rows for 3D layers on the plane kernel ([`PLANE_VOLUME_ROWS`]) are those the
     /// stride-1 stream takes on both vector widths ([`columns::ColumnGroups::VECTORS`]).
     #[test]
@@ -1703,28 +1799,35 @@ mod tests {
                     act: TileActivation::None,
                     depth: PlaneDepth::FLAT,
                 };
-                let input = vec![0.0f32; 2 * size * size];
-                for infinite in std::iter::once(None).chain((0..kernel * kernel).map(Some)) {
-                    let mut weight = vec![-0.5f32; 2 * kernel * kernel];
-                    if let Some(tap) = infinite {
-                        weight[tap] = f32::NEG_INFINITY;
-                        weight[kernel * kernel + tap] = f32::NEG_INFINITY;
-                    }
-                    let bias = [-0.0f32; 2];
-                    let run = |isa: Isa| {
-                        let mut output = vec![f32::NAN; 2 * out * out];
-                        run_checked(isa, (&input, 0), (&weight, 0), Some((&bias, 0)), (&mut output, 0), &shape);
-                        output.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
-                    };
-                    let expected = run(Isa::Portable);
-                    // The top left output reads the first tap outside the plane: −0, never NaN.
-                    if infinite.is_none_or(|tap| tap == 0) {
-                        assert_eq!(expected[0], (-0.0f32).to_bits(), "{shape:?}");
-                    }
-                    for isa in Isa::on_host() {
-                        assert_eq!(run(isa), expected, "{isa:?} on {shape:?}, tap {infinite:?} infinite");
-                    }
-                }
+                outside_taps_agree(&shape, size * size, kernel * kernel, out * out);
+            }
+        }
+    }
+
+    /// Each version computes two planes of `shape` (`inputs`, `taps` weights and `outputs` per
+    /// plane) from +0 inputs, a −0 bias and weights of −0.5, each tap infinite in turn, as the
+    /// portable kernel does, bit for bit; the first output, whose first tap is outside, is −0.
+    fn outside_taps_agree(shape: &PlaneShape, inputs: usize, taps: usize, outputs: usize) {
+        let input = vec![0.0f32; 2 * inputs];
+        for infinite in std::iter::once(None).chain((0..taps).map(Some)) {
+            let mut weight = vec![-0.5f32; 2 * taps];
+            if let Some(tap) = infinite {
+                weight[tap] = f32::NEG_INFINITY;
+                weight[taps + tap] = f32::NEG_INFINITY;
+            }
+            let bias = [-0.0f32; 2];
+            let run = |isa: Isa| {
+                let mut output = vec![f32::NAN; 2 * outputs];
+                run_checked(isa, (&input, 0), (&weight, 0), Some((&bias, 0)), (&mut output, 0), shape);
+                output.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            };
+            let expected = run(Isa::Portable);
+            // The first output reads the first tap outside the plane: −0, never NaN.
+            if infinite.is_none_or(|tap| tap == 0) {
+                assert_eq!(expected[0], (-0.0f32).to_bits(), "{shape:?}");
+            }
+            for isa in Isa::on_host() {
+                assert_eq!(run(isa), expected, "{isa:?} on {shape:?}, tap {infinite:?} infinite");
             }
         }
     }

@@ -15,13 +15,14 @@
 //! same order, so it is stored twice with the same value. Every sum is the bias (or 0), then one fused multiply-add per input
 //! channel in order: the definition ([`super::portable_kernel`]) bit for bit.
 //!
-//! A statement the fast path does not cover (padding, or an output plane of another size) runs
-//! the portable kernel: the lowering never emits one, but any valid statement computes its
+//! A 1D layer's statement (single-element planes along a depth axis) goes to [`super::rows`]. A
+//! statement the fast path does not cover (padding, an output plane of another size, or a 3D
+//! layer's volumes) runs the portable kernel: the lowering never emits one, but any valid statement computes its
 //! definition.
 
 #[cfg(target_arch = "x86_64")]
 use super::{Avx2, Avx512, Lanes};
-use super::{Kernel, PlaneArgs, portable_kernel};
+use super::{FLAT, Kernel, PlaneArgs, portable_kernel};
 use crate::microkernel::Isa;
 
 /// The kernel for `isa`.
@@ -42,8 +43,14 @@ pub(super) fn choose(isa: Isa) -> Kernel {
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 unsafe extern "C" fn avx512_kernel(args: *const PlaneArgs) {
     // SAFETY: the caller's contract. 8 channels × 3 vectors: 24 sums, 3 inputs and a weight in
-    // the 32 registers.
-    unsafe { planes::<Avx512, 8, 3>(args) }
+    // the 32 registers; a 1D layer's rows in tiles of 16 vectors (16 sums, a weight and loads), or
+    // 4 waves (up to 4 × 4 sums, 4 weights and 4 loads).
+    unsafe {
+        if (*args).depth != FLAT {
+            return super::rows::run::<Avx512, 16, 4>(args);
+        }
+        planes::<Avx512, 8, 3>(args)
+    }
 }
 
 /// # Safety
@@ -53,8 +60,15 @@ unsafe extern "C" fn avx512_kernel(args: *const PlaneArgs) {
 unsafe extern "C" fn avx2_kernel(args: *const PlaneArgs) {
     // SAFETY: the caller's contract. 6 channels × 2 vectors: 12 sums, 2 inputs and a weight in
     // the 16 registers. (On an AVX-512 EPYC with `CONVGEN_MAX_ISA=avx2`, against 6 × 2: 4 × 3
-    // tiles ran 0.48–0.74×, 8 × 1 0.82–0.92×; on AVX-512, 6 × 4 ran 0.93–1.0× of 8 × 3.)
-    unsafe { planes::<Avx2, 6, 2>(args) }
+    // tiles ran 0.48–0.74×, 8 × 1 0.82–0.92×; on AVX-512, 6 × 4 ran 0.93–1.0× of 8 × 3.) A 1D
+    // layer's rows in tiles of 8 vectors, without waves (1: on the same host, dw1d_k31_c256_l1000
+    // ran 0.280 ms in 2 waves of 4 blocks of taps, 0.270 in tiles).
+    unsafe {
+        if (*args).depth != FLAT {
+            return super::rows::run::<Avx2, 8, 1>(args);
+        }
+        planes::<Avx2, 6, 2>(args)
+    }
 }
 
 /// Every output plane of `args` in tiles of `R` channels × `V` vectors (the module's order).
@@ -66,7 +80,7 @@ unsafe extern "C" fn avx2_kernel(args: *const PlaneArgs) {
 unsafe fn planes<X: Lanes, const R: usize, const V: usize>(args: *const PlaneArgs) {
     // SAFETY: the caller's contract.
     let args = unsafe { &*args };
-    if args.padding != [0, 0] || args.input_size != args.output_size {
+    if args.padding != [0, 0] || args.input_size != args.output_size || args.depth != FLAT {
         // SAFETY: the caller's contract.
         return unsafe { portable_kernel::<1, 1, 1>(args) };
     }
