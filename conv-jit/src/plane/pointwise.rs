@@ -43,11 +43,10 @@ pub(super) fn choose(isa: Isa) -> Kernel {
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 unsafe extern "C" fn avx512_kernel(args: *const PlaneArgs) {
     // SAFETY: the caller's contract. 8 channels × 3 vectors: 24 sums, 3 inputs and a weight in
-    // the 32 registers; a 1D layer's rows in tiles of 16 vectors (16 sums, a weight and loads), or
-    // 4 waves (up to 4 × 4 sums, 4 weights and 4 loads).
+    // the 32 registers. A 1D layer's rows: `rows`.
     unsafe {
         if (*args).depth != FLAT {
-            return super::rows::run::<Avx512, 16, 4>(args);
+            return super::rows::avx512(args);
         }
         planes::<Avx512, 8, 3>(args)
     }
@@ -61,11 +60,10 @@ unsafe extern "C" fn avx2_kernel(args: *const PlaneArgs) {
     // SAFETY: the caller's contract. 6 channels × 2 vectors: 12 sums, 2 inputs and a weight in
     // the 16 registers. (On an AVX-512 EPYC with `CONVGEN_MAX_ISA=avx2`, against 6 × 2: 4 × 3
     // tiles ran 0.48–0.74×, 8 × 1 0.82–0.92×; on AVX-512, 6 × 4 ran 0.93–1.0× of 8 × 3.) A 1D
-    // layer's rows in tiles of 8 vectors, without waves (1: on the same host, dw1d_k31_c256_l1000
-    // ran 0.280 ms in 2 waves of 4 blocks of taps, 0.270 in tiles).
+    // layer's rows: `rows`.
     unsafe {
         if (*args).depth != FLAT {
-            return super::rows::run::<Avx2, 8, 1>(args);
+            return super::rows::avx2(args);
         }
         planes::<Avx2, 6, 2>(args)
     }
