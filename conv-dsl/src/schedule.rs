@@ -218,7 +218,8 @@ pub enum Kernel {
     /// [`crate::lower::lower`] on a target with microkernels where it was measured to pay
     /// (depthwise or groups of fewer than 8 outputs with rows long enough, pointwise on large
     /// planes, 3D depthwise 3×3 stride-1 planes in rows of [`crate::ir::PLANE_VOLUME_ROWS`], 1D
-    /// depthwise rows of at least 32: `planar::plane_pays`). Its lanes and tile are the kernel's own (`kernel=plane` alone).
+    /// depthwise rows of at least 32: `planar::plane_pays`). Its lanes and tile are the kernel's
+    /// own (`kernel=plane` alone).
     Plane,
     /// A dense 3×3, stride-1 2D stage by Winograd's F(2×2, 3×3) ([`crate::lower::winograd`]):
     /// transforms in the loop IR, the 16 matrix products by the tile microkernel on tiles of

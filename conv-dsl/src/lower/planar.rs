@@ -373,8 +373,8 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
 
 /// Whether a 1D stage takes the plane kernel by default: a depthwise layer (or one of small
 /// groups, as [`worth`] asks of the planar code) at stride 1 with rows of at least
-/// [`PLANE_MIN_ROW`] outputs (`conv_jit::plane`'s `rows`: tiles of vectors along the row, any
-/// window).
+/// [`PLANE_MIN_ROW`] outputs (`conv_jit::plane`'s `rows`: waves or tiles of vectors along the row,
+/// any window).
 ///
 /// Measured on an AVX-512 AMD EPYC Zen 4 against the inline planar code of 4 lanes it replaces
 /// (`convgen bench`, the two builds alternating, 3–5 pairs): dw1d_k31_c256_l1000 2.06–2.12×

@@ -18,7 +18,7 @@
 //! vectors ([`strided`]). A 3D layer's volumes ([`PlaneArgs::depth`]) are their planes, each a pass
 //! of that stride-1 stream per depth tap ([`volume`]), or the portable kernel's sums. A 1D layer
 //! is a statement of single-element planes whose depth axis is each channel's row, with the 1 × 1
-//! window: tiles of vectors along the row at stride 1, any window and padding ([`rows`]).
+//! window: waves or tiles of vectors along the row at stride 1, any window and padding ([`rows`]).
 //!
 //! One kernel per window ([`conv_dsl::ir::plane_kernel_exists`]: kernel, stride and dilation are
 //! const generics, so the window is unrolled and its weights are registers), registered with the

@@ -12,9 +12,9 @@
 //! row: its sums stay in registers through every tap. The outputs near either end, whose taps
 //! reach past the row, are vectors whose lanes take only their taps inside it (masked loads and
 //! multiply-adds, two vectors at a time, their masks computed once per call: computed per tap,
-//! they took 15% of dw1d_k31_c256_l1000's time). Every sum is the bias (or 0), then, for each input channel of the group in
-//! order, its taps in order (those outside the row skipped): the definition
-//! ([`super::portable_kernel`]) bit for bit.
+//! they took 15% of dw1d_k31_c256_l1000's time). Every sum is the bias (or 0), then, for each
+//! input channel of the group in order, its taps in order (those outside the row skipped): the
+//! definition ([`super::portable_kernel`]) bit for bit.
 //!
 //! Measured while writing it (a standalone loop over dw1d_k31_c256_l1000's rows, AVX-512 AMD EPYC
 //! Zen 4, medians of 200 runs): tiles of 16 vectors of 16 lanes 0.235 ms (68 GFLOP/s), 8 0.242,
@@ -136,7 +136,8 @@ unsafe fn rows<X: Lanes, const R: usize, const W: usize>(args: &PlaneArgs) {
         .map(|first| unsafe { X::mask(-first, len_in - first) })
         .collect();
     // SAFETY: the caller's contract: each row's input, weights and output lie inside the buffers;
-    // the tiles below read only inside the input row and write only inside the output row.
+    // the waves, tiles and end vectors below read only inside the input row and write only inside
+    // the output row.
     unsafe {
         for p in 0..args.planes {
             let row = Row {
