@@ -152,23 +152,22 @@ unsafe fn rows<X: Lanes, const R: usize, const W: usize>(args: &PlaneArgs) {
                 tiles::<X, 1>(&row, &shape, &inner, at);
             }
             // Two vectors at a time (two sums in flight where one would wait on each multiply-add).
-            for (pair, masks) in borders.chunks_exact(2).zip(masks.chunks_exact(2 * taps as usize)) {
+            for (vectors, masks) in borders.chunks(2).zip(masks.chunks(2 * taps as usize)) {
                 let (first, second) = masks.split_at(taps as usize);
-                border::<X, 2>(&row, &shape, [pair[0], pair[1]], [first, second]);
-            }
-            if let [.., last] = borders[..]
-                && borders.len() % 2 == 1
-            {
-                border::<X, 1>(&row, &shape, [last], [&masks[masks.len() - taps as usize..]]);
+                match *vectors {
+                    [one, two] => border::<X, 2>(&row, &shape, [one, two], [first, second]),
+                    [one] => border::<X, 1>(&row, &shape, [one], [first]),
+                    _ => {}
+                }
             }
         }
     }
 }
 
 /// The outputs `inner` of a row (all their taps inside it) as `W` waves ([`wave`]) where the
-/// window takes 2 to 4 blocks of `L` taps (17 to 64 on AVX-512, 9 to 32 on AVX2), undilated, one
-/// input row per group, and the row holds at least [`MIN_WAVE`] vectors per wave; returns whether
-/// it did.
+/// window takes 2 to 4 blocks of `L` taps (17 to 64 on AVX-512; AVX2 runs none, [`avx2`]),
+/// undilated, one input row per group, and the row holds at least [`MIN_WAVE`] vectors per wave;
+/// returns whether it did.
 ///
 /// # Safety
 /// As for [`tiles`].
@@ -226,7 +225,7 @@ unsafe fn wave<X: Lanes, const W: usize, const J: usize>(row: &Row, shape: &Shap
     // Steps of each block at which all `J` sums take a tap (the window's last block has `both`).
     let both = shape.taps - (blocks - 1) * lanes;
     // SAFETY: the caller's contract: every load below is one that a stored vector's taps need
-    // (the type's comment), so inside the row; every store inside `inner`.
+    // (the function's comment), so inside the row; every store inside `inner`.
     unsafe {
         let inputs: [*const f32; W] = starts.map(|start| row.input.offset(start - shape.pad));
         let mut sums = [[X::splat(row.bias); W]; J];
