@@ -85,7 +85,6 @@ unsafe fn run<X: Lanes, const R: usize, const W: usize>(args: *const PlaneArgs) 
 }
 
 /// One output row and what it reads.
-#[derive(Clone, Copy)]
 struct Row {
     /// The group's first input row.
     input: *const f32,
@@ -96,7 +95,6 @@ struct Row {
 }
 
 /// What every row shares: the statement's numbers along the row.
-#[derive(Clone, Copy)]
 struct Shape {
     /// Input elements per row.
     len_in: isize,
