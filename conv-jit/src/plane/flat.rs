@@ -8,16 +8,27 @@
 //! position `o + (kh·D − top)·W + (kw·D − left)` at tap `(kh, kw)`, the same shift for every lane.
 //! Which lanes read inside the plane (their row and their column inside it, and their output
 //! position inside the plane) is a mask per vector and tap, computed once per call; a tap adds
-//! a masked load and a masked multiply-add (one instruction, the load folded in), its mask shared
-//! by [`PLANES`] planes. The sums are those of the row kernels bit for bit: every input plane of
-//! the group in order, then the taps in order, those outside skipped (a masked-off lane keeps its
-//! sum).
+//! a masked multiply-add (one instruction), its mask shared by [`PLANES`] planes. The sums are
+//! those of the row kernels bit for bit: every input plane of the group in order, then the taps
+//! in order, those outside skipped (a masked-off lane keeps its sum).
 //!
-//! dw3_s1_c960_7 runs at ~2.4 cycles per 16-lane multiply-add (AMD EPYC Zen 4), each with a
-//! load of its own (rows of 16 share theirs among 8 output rows); 2 or 4 planes at a time made no
-//! difference beyond 4%, 8-lane vectors none at all.
+//! The input vectors are not loaded per tap: per tap row `kh`, a chunk of `C` output vectors
+//! loads `C + 1` *runs* (input vectors at the shift of tap `(kh, 0)`, masked to the plane), and
+//! tap `(kh, kw)` takes lanes `kw·D..kw·D + 16` of two neighbouring runs — a permute of registers
+//! (`valignd` where the compiler sees the shift) instead of an unaligned 64-byte load, most of
+//! which straddle two cache lines. dw3_s1_c960_7 ran at ~2.4 cycles per 16-lane multiply-add
+//! with a load per tap and ~2 this way, 1.18× (`convgen bench`, the two builds alternating, 6 and
+//! 10 pairs, medians and minimums alike; AMD EPYC Zen 4): the shuffles take the vector unit the
+//! multiply-adds need. 576 planes of 8 × 8 ran 1.1–1.2×, 1024 of 4 × 4 1.25×, dilation 2 on 7 × 7
+//! 1.18×, a 5 × 5 window on 7 × 7 1.03×. Loading the right half of the window's columns instead
+//! of shifting them (loads and shuffles sharing the work) was no faster; nor were 2 or 4 planes
+//! at a time with a load per tap, or 8-lane vectors.
 
 use conv_dsl::ir::{PLANE_FLAT_MAX_POSITIONS, PLANE_FLAT_MAX_ROW};
+
+use std::arch::x86_64::{
+    __m512, __m512i, _mm512_add_epi32, _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_setr_epi32,
+};
 
 use super::{Avx512, Lanes, PlaneArgs, div_ceil};
 
@@ -34,8 +45,9 @@ const MAX_TAPS: usize = super::MAX_WINDOW * super::MAX_WINDOW;
 pub(super) const CHUNK: usize = 4;
 
 /// Planes computed together ([`planes`]'s `P`) where there are that many: more independent sums,
-/// and each mask taken by every plane.
-pub(super) const PLANES: usize = 4;
+/// and each mask taken by every plane. Their runs and sums take 18 of the 32 vector registers;
+/// 4 planes (16 sums, 20 runs) spilled them.
+pub(super) const PLANES: usize = 2;
 
 /// Whether `args` is a flat plane at stride `stride`: stride 1, the output plane the input's
 /// size, rows of at most [`PLANE_FLAT_MAX_ROW`], at most [`PLANE_FLAT_MAX_POSITIONS`] positions
@@ -65,7 +77,7 @@ fn vectors(n: isize) -> isize {
 #[inline(always)]
 pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, const P: usize>(args: &PlaneArgs) {
     type X = Avx512;
-    const { assert!(K <= super::MAX_WINDOW) };
+    const { assert!(K <= super::MAX_WINDOW && (K - 1) * D < Avx512::L as usize && C <= CHUNK) };
     let ([h, w], [top, left]) = (args.input_size, args.padding);
     let (k, d, l, c, q) = (K as isize, D as isize, X::L, C as isize, P as isize);
     let n = h * w;
@@ -96,15 +108,32 @@ pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, cons
             }
         }
     }
+    // runs[u·K + kh]: the lanes of run `u` of tap row `kh` — the input vector at plane position
+    // `u·L + (kh·D − top)·W − left` — that lie inside the plane, as bits.
+    let mut runs_inside = [0u16; (MAX_VECTORS + 1) * super::MAX_WINDOW];
+    for u in 0..=count {
+        for kh in 0..k {
+            let at = u * l + (kh * d - top) * w - left;
+            runs_inside[(u * k + kh) as usize] = super::bits(-at, n - at, l) as u16;
+        }
+    }
+    // shifts[kw]: the lanes tap column `kw` takes from two neighbouring runs, `kw·D..kw·D + 16`
+    // (a permute of two vectors by an index vector: one `valignd` where the compiler sees the
+    // shift, yet no jump over the possible shifts where it does not unroll the window).
+    // SAFETY: the caller runs AVX-512 F.
+    let shifts: [__m512i; K] = std::array::from_fn(|kw| unsafe {
+        let kw = (kw * D) as i32;
+        _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(kw))
+    });
     // SAFETY: the caller's contract; the pointers formed with `wrapping_offset` are dereferenced
-    // only through the lanes of their masks, which lie inside the plane (input) or are output
-    // positions (output).
+    // only through the lanes of their masks, which lie inside an input plane of the group (the
+    // runs) or are output positions (output).
     unsafe {
         let mut next_plane = 0;
         while next_plane < args.planes {
             let first_plane = next_plane.min(args.planes - q);
             let planes: [isize; P] = std::array::from_fn(|j| first_plane + j as isize);
-            let inputs = planes.map(|p| args.input.offset(p / args.group_outputs * args.group_inputs * n));
+            let inputs = planes.map(|p| args.input.offset(args.group(p) * args.group_inputs * n));
             let weights = planes.map(|p| args.weight.offset(p * args.group_inputs * k * k));
             let biases = planes.map(|p| X::splat(if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) }));
             let mut next = 0;
@@ -113,13 +142,26 @@ pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, cons
                 let mut sums = biases.map(|bias| [bias; C]);
                 for g in 0..args.group_inputs {
                     for kh in 0..K {
-                        for kw in 0..K {
+                        // Run `m` of each plane: the input vector at plane position
+                        // `(first + m)·L + (kh·D − top)·W − left`, which tap `(kh, kw)` of output
+                        // vector `first + i` reads shifted from runs `i`, `i + 1` by `kw·D` lanes.
+                        let start = first * l + (kh as isize * d - top) * w - left;
+                        let runs: [[__m512; CHUNK + 1]; P] = std::array::from_fn(|j| {
+                            let input = inputs[j].wrapping_offset(g * n + start);
+                            std::array::from_fn(|m| {
+                                if m > C {
+                                    return X::splat(0.0);
+                                }
+                                let inside = *runs_inside.get_unchecked((first as usize + m) * K + kh);
+                                X::load_masked(input.wrapping_offset(m as isize * l), inside)
+                            })
+                        });
+                        for (kw, &shift) in shifts.iter().enumerate() {
                             let taps = weights.map(|weight| X::splat(*weight.offset(g * k * k).add(kh * K + kw)));
-                            let shift = g * n + (kh as isize * d - top) * w + kw as isize * d - left;
-                            for (i, v) in (first..first + c).enumerate() {
-                                let mask = *masks.get_unchecked((v * k * k) as usize + kh * K + kw);
-                                for ((sums, input), &tap) in sums.iter_mut().zip(&inputs).zip(&taps) {
-                                    let x = X::load_masked(input.wrapping_offset(v * l + shift), mask);
+                            for i in 0..C {
+                                let mask = *masks.get_unchecked((first as usize + i) * K * K + kh * K + kw);
+                                for ((sums, runs), &tap) in sums.iter_mut().zip(&runs).zip(&taps) {
+                                    let x = _mm512_permutex2var_ps(runs[i], shift, runs[i + 1]);
                                     sums[i] = X::fma_masked(sums[i], x, tap, mask);
                                 }
                             }

@@ -88,6 +88,15 @@ pub(crate) struct PlaneArgs {
     pub depth: [isize; 6],
 }
 
+impl PlaneArgs {
+    /// The group of output plane `p` (no division where each group has one output plane, as a
+    /// depthwise layer without a multiplier: kernels of small planes ask once per few planes).
+    #[inline(always)]
+    fn group(&self, p: isize) -> isize {
+        if self.group_outputs == 1 { p } else { p / self.group_outputs }
+    }
+}
+
 /// A 2D layer's [`PlaneArgs::depth`] ([`conv_dsl::ir::PlaneDepth::FLAT`]).
 const FLAT: [isize; 6] = [1, 1, 1, 1, 1, 0];
 
@@ -153,7 +162,7 @@ unsafe extern "C" fn portable_kernel<const K: usize, const S: usize, const D: us
         let [depth_in, depth_out, kd, sd, dd, front] = args.depth;
         let group_inputs = args.group_inputs;
         for (p, z) in (0..args.planes).flat_map(|p| (0..depth_out).map(move |z| (p, z))) {
-            let input = args.input.offset(p / args.group_outputs * group_inputs * depth_in * h * w);
+            let input = args.input.offset(args.group(p) * group_inputs * depth_in * h * w);
             let weight = args.weight.offset(p * group_inputs * kd * k * k);
             let output = args.output.offset((p * depth_out + z) * oh * ow);
             let bias = if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) };
@@ -797,7 +806,7 @@ unsafe fn planes<X: Lanes, const K: usize, const S: usize, const D: usize, const
     // SAFETY: the caller's contract; `block` reads only inside the plane (see there).
     unsafe {
         for p in 0..args.planes {
-            let input = args.input.offset(p / args.group_outputs * args.group_inputs * h * w);
+            let input = args.input.offset(args.group(p) * args.group_inputs * h * w);
             let weight = args.weight.offset(p * args.group_inputs * k * k);
             let taps = if in_registers(X::L, K) && !window_per_block::<X, S>() {
                 window::<X, K>(weight)

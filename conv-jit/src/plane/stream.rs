@@ -68,7 +68,7 @@ impl Plane {
         // SAFETY: the caller's contract.
         unsafe {
             Plane {
-                input: args.input.offset(p / args.group_outputs * h * w),
+                input: args.input.offset(args.group(p) * h * w),
                 weight: args.weight.offset(p * taps as isize),
                 bias: if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) },
                 output: args.output.offset(p * oh * ow),

@@ -259,7 +259,7 @@ pub(super) unsafe fn planes<X: Shifts>(args: &PlaneArgs) {
         let groups = if odd { groups::<X, true>(&rows, pad_left) } else { groups::<X, false>(&rows, pad_left) };
         for p in 0..args.planes {
             let plane = Plane {
-                input: args.input.offset(p / args.group_outputs * h * w),
+                input: args.input.offset(args.group(p) * h * w),
                 weight: args.weight.offset(p * 9),
                 bias: if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) },
                 output: args.output.offset(p * oh * ow),

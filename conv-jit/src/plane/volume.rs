@@ -49,7 +49,7 @@ pub(super) unsafe fn volumes<X: ColumnGroups, const D: usize>(args: &PlaneArgs) 
         let base = scratch.as_mut_ptr();
         let scratch_plane = |n: usize| base.wrapping_offset((n as isize * rows - before) * ow);
         for p in 0..args.planes {
-            let input = args.input.offset(p / args.group_outputs * depth_in * h * w);
+            let input = args.input.offset(args.group(p) * depth_in * h * w);
             let weight = args.weight.offset(p * taps * 9);
             let bias = if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) };
             for z in 0..depth_out {
