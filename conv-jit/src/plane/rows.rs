@@ -139,7 +139,7 @@ unsafe fn rows<X: Lanes, const R: usize, const W: usize>(args: &PlaneArgs) {
     unsafe {
         for p in 0..args.planes {
             let row = Row {
-                input: args.input.offset(p / outputs * inputs * len_in),
+                input: args.input.offset(args.group(p) * inputs * len_in),
                 weight: args.weight.offset(p * inputs * taps),
                 bias: if args.bias.is_null() { 0.0 } else { *args.bias.offset(p) },
                 output: args.output.offset(p * len_out),
@@ -155,7 +155,7 @@ unsafe fn rows<X: Lanes, const R: usize, const W: usize>(args: &PlaneArgs) {
                 match *vectors {
                     [one, two] => border::<X, 2>(&row, &shape, [one, two], [first, second]),
                     [one] => border::<X, 1>(&row, &shape, [one], [first]),
-                    _ => {}
+                    _ => unreachable!("chunks of one or two vectors"),
                 }
             }
         }
