@@ -13,10 +13,10 @@
 //! in order, those outside skipped (a masked-off lane keeps its sum).
 //!
 //! The input vectors are not loaded per tap: per tap row `kh`, a chunk of `C` output vectors
-//! loads `C + 1` *runs* (input vectors at the shift of tap `(kh, 0)`, masked to the plane), and
-//! tap `(kh, kw)` takes lanes `kw·D..kw·D + 16` of two neighbouring runs — a permute of registers
-//! (`valignd` where the compiler sees the shift) instead of an unaligned 64-byte load, most of
-//! which straddle two cache lines. dw3_s1_c960_7 ran at ~2.4 cycles per 16-lane multiply-add
+//! loads `C + 1` *row loads* (input vectors at the shift of tap `(kh, 0)`, masked to the plane),
+//! and tap `(kh, kw)` takes lanes `kw·D..kw·D + 16` of two neighbouring ones — a permute of
+//! registers (`valignd` where the compiler sees the shift) instead of an unaligned 64-byte load,
+//! most of which straddle two cache lines. dw3_s1_c960_7 ran at ~2.4 cycles per 16-lane multiply-add
 //! with a load per tap and ~2 this way, 1.18× (`convgen bench`, the two builds alternating, 6 and
 //! 10 pairs, medians and minimums alike; AMD EPYC Zen 4): the shuffles take the vector unit the
 //! multiply-adds need. 576 planes of 8 × 8 ran 1.1–1.2×, 1024 of 4 × 4 1.25×, dilation 2 on 7 × 7
@@ -45,8 +45,8 @@ const MAX_TAPS: usize = super::MAX_WINDOW * super::MAX_WINDOW;
 pub(super) const CHUNK: usize = 4;
 
 /// Planes computed together ([`planes`]'s `P`) where there are that many: more independent sums,
-/// and each mask taken by every plane. Their runs and sums take 18 of the 32 vector registers;
-/// 4 planes (16 sums, 20 runs) spilled them, 3 ran 0.78–0.87× of 2.
+/// and each mask taken by every plane. Their row loads and sums take 18 of the 32 vector
+/// registers; 4 planes (16 sums, 20 row loads) spilled them, 3 ran 0.78–0.87× of 2.
 pub(super) const PLANES: usize = 2;
 
 /// Whether `args` is a flat plane at stride `stride`: stride 1, the output plane the input's
@@ -108,16 +108,16 @@ pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, cons
             }
         }
     }
-    // runs_inside[u·K + kh]: the lanes of run `u` of tap row `kh` — the input vector at plane
+    // loads_inside[u·K + kh]: the lanes of row load `u` of tap row `kh` — the input vector at plane
     // position `u·L + (kh·D − top)·W − left` — that lie inside the plane, as bits.
-    let mut runs_inside = [0u16; (MAX_VECTORS + 1) * super::MAX_WINDOW];
+    let mut loads_inside = [0u16; (MAX_VECTORS + 1) * super::MAX_WINDOW];
     for u in 0..=count {
         for kh in 0..k {
             let at = u * l + (kh * d - top) * w - left;
-            runs_inside[(u * k + kh) as usize] = super::bits(-at, n - at, l) as u16;
+            loads_inside[(u * k + kh) as usize] = super::bits(-at, n - at, l) as u16;
         }
     }
-    // shifts[kw]: the lanes tap column `kw` takes from two neighbouring runs, `kw·D..kw·D + 16`
+    // shifts[kw]: the lanes tap column `kw` takes from two neighbouring row loads, `kw·D..kw·D + 16`
     // (a permute of two vectors by an index vector: one `valignd` where the compiler sees the
     // shift, yet no jump over the possible shifts where it does not unroll the window).
     // SAFETY: the caller runs AVX-512 F.
@@ -127,7 +127,7 @@ pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, cons
     });
     // SAFETY: the caller's contract; the pointers formed with `wrapping_offset` are dereferenced
     // only through the lanes of their masks, which lie inside an input plane of the group (the
-    // runs) or are output positions (output).
+    // row loads) or are output positions (output).
     unsafe {
         let mut next_plane = 0;
         while next_plane < args.planes {
@@ -142,17 +142,18 @@ pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, cons
                 let mut sums = biases.map(|bias| [bias; C]);
                 for g in 0..args.group_inputs {
                     for kh in 0..K {
-                        // Run `m` of each plane: the input vector at plane position
+                        // Row load `m` of each plane: the input vector at plane position
                         // `(first + m)·L + (kh·D − top)·W − left`, which tap `(kh, kw)` of output
-                        // vector `first + i` reads shifted from runs `i`, `i + 1` by `kw·D` lanes.
+                        // vector `first + i` reads shifted from row loads `i`, `i + 1` by `kw·D`
+                        // lanes.
                         let start = first * l + (kh as isize * d - top) * w - left;
-                        let runs: [[__m512; CHUNK + 1]; P] = std::array::from_fn(|j| {
+                        let loads: [[__m512; CHUNK + 1]; P] = std::array::from_fn(|j| {
                             let input = inputs[j].wrapping_offset(g * n + start);
                             std::array::from_fn(|m| {
                                 if m > C {
                                     return X::splat(0.0);
                                 }
-                                let inside = *runs_inside.get_unchecked((first as usize + m) * K + kh);
+                                let inside = *loads_inside.get_unchecked((first as usize + m) * K + kh);
                                 X::load_masked(input.wrapping_offset(m as isize * l), inside)
                             })
                         });
@@ -160,8 +161,8 @@ pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, cons
                             let taps = weights.map(|weight| X::splat(*weight.offset(g * k * k).add(kh * K + kw)));
                             for i in 0..C {
                                 let mask = *masks.get_unchecked((first as usize + i) * K * K + kh * K + kw);
-                                for ((sums, runs), &tap) in sums.iter_mut().zip(&runs).zip(&taps) {
-                                    let x = _mm512_permutex2var_ps(runs[i], shift, runs[i + 1]);
+                                for ((sums, loads), &tap) in sums.iter_mut().zip(&loads).zip(&taps) {
+                                    let x = _mm512_permutex2var_ps(loads[i], shift, loads[i + 1]);
                                     sums[i] = X::fma_masked(sums[i], x, tap, mask);
                                 }
                             }
