@@ -28,6 +28,16 @@
 //! value and the store's width checked per row, the AVX2 stream ran 0.81× as fast (a branch per
 //! column and step in the loop).
 //!
+//! On AVX-512, a row whose outputs past its whole vectors are at most half a vector (56: three
+//! vectors and 8) ends in a column of AVX2's 8 lanes, streamed alone after the groups, rather than
+//! in a whole vector overlapping the one before: a Zen 4 runs a 16-lane multiply-add as two 8-lane
+//! halves on its 256-bit units, so the overlapping vector's multiply-adds cost twice the half
+//! column's. On the Zen 4 (the build before and this one alternating, 8 pairs; the host noisy):
+//! dw3_s1_c144_56 1.08–1.11× (medians / minimums; 0.083 → 0.075 ms minimums; without the last
+//! column at all, wrong but timed, it took 0.065), dw3d_k3_c32_16x56 1.04–1.05×, relu6_dw3_c64_56
+//! and dw3_d2_c64_56 1.01–1.03× (6 pairs). Both border columns in one group with the inside ones
+//! instead (on AVX-512) ran 0.97× as fast on dw3_s1_c144_56 and 0.98× on relu6_dw3_c64_56.
+//!
 //! Under a window of dilation 2, the even output rows read the input rows of one parity and the odd
 //! ones the other: each phase is a stream of its own, the tap columns 2 apart.
 //!
@@ -49,18 +59,24 @@ pub(super) trait ColumnGroups: Lanes {
     const BORDER_WITH_INSIDE: bool;
     /// The rows streamed so, in vectors: the fewest and the most.
     const VECTORS: (isize, isize);
+    /// Whether a row's last outputs past its whole vectors, where they are at most half a vector,
+    /// are a column of AVX2's 8 lanes rather than a whole vector overlapping the one before: on
+    /// the 256-bit units of a Zen 4 an 8-lane multiply-add costs half a 16-lane one.
+    const HALF_TAIL: bool;
 }
 
 impl ColumnGroups for Avx512 {
     const MOST: usize = 4;
     const BORDER_WITH_INSIDE: bool = true;
     const VECTORS: (isize, isize) = (3, 7);
+    const HALF_TAIL: bool = true;
 }
 
 impl ColumnGroups for Avx2 {
     const MOST: usize = 2;
     const BORDER_WITH_INSIDE: bool = false;
     const VECTORS: (isize, isize) = (5, 14);
+    const HALF_TAIL: bool = false;
 }
 
 /// Whether a plane statement's planes are streamed so on `X`: a depthwise 3 × 3 window at stride
@@ -101,16 +117,17 @@ pub(super) unsafe fn planes<X: ColumnGroups, const D: usize>(args: &PlaneArgs) {
     unsafe {
         let Some(stream) = Stream::<X>::new::<D>(args) else { return };
         for p in 0..args.planes {
-            stream.plane::<D, false>(&Plane::nth(args, p, 9), std::ptr::null(), args.act);
+            stream.plane::<D>(&Plane::nth(args, p, 9), args.act);
         }
     }
 }
 
 /// How the planes of a plane statement's shape are streamed: their rows and the groups of columns
-/// that cover a row.
+/// that cover a row, and the half column after them ([`ColumnGroups::HALF_TAIL`]), streamed alone.
 pub(super) struct Stream<X: Lanes> {
     rows: Rows,
     groups: Vec<grouping::Group<Column<X>>>,
+    tail: Option<grouping::Group<Column<Avx2>>>,
 }
 
 impl<X: ColumnGroups> Stream<X> {
@@ -127,30 +144,56 @@ impl<X: ColumnGroups> Stream<X> {
         }
         let rows = Rows { size: [h, w], pad_top, output_size: [oh, ow] };
         // SAFETY: the caller's contract.
-        let groups = unsafe { groups::<X, D>(&rows, pad_left) };
-        Some(Stream { rows, groups })
+        Some(unsafe { stream::<X, D>(rows, pad_left) })
     }
 
-    /// One plane streamed, activated by `act` (an `ACT_*` code). With `INIT`, each sum starts at
-    /// the element of its output position in the plane of `OH × OW` at `init` rather than at the
-    /// bias: a window's taps added to the sums of earlier ones. Rows [`init_rows`] around the
-    /// plane's are read too, into sums never stored.
+    /// One plane streamed, activated by `act` (an `ACT_*` code).
     ///
     /// # Safety
     /// As for [`planes`]: `plane` is one of the statement's planes (or its window over other input
-    /// and output planes of the same size); with `INIT`, `init`'s rows [`init_rows`] (of `OW`) are
-    /// readable and not `plane`'s output.
+    /// and output planes of the same size).
     #[inline(always)]
-    pub(super) unsafe fn plane<const D: usize, const INIT: bool>(&self, plane: &Plane, init: *const f32, act: isize) {
+    pub(super) unsafe fn plane<const D: usize>(&self, plane: &Plane, act: isize) {
+        let none = std::ptr::null();
+        // SAFETY: the caller's contract.
+        unsafe {
+            match act {
+                ACT_RELU => self.run::<D, ACT_RELU, false>(plane, none),
+                ACT_RELU6 => self.run::<D, ACT_RELU6, false>(plane, none),
+                _ => self.run::<D, ACT_NONE, false>(plane, none),
+            }
+        }
+    }
+
+    /// One plane streamed as a later pass of [`super::volume`]: each sum starts at the element of
+    /// its output position in the plane of `OH × OW` at `init` rather than at the bias (a window's
+    /// taps added to the sums of earlier ones), not activated. Rows [`init_rows`] around the
+    /// plane's are read too, into sums never stored. (Only without an activation, the one version
+    /// the volumes need: each version of the stream is a copy of its unrolled groups.)
+    ///
+    /// # Safety
+    /// As for [`Stream::plane`]; `init`'s rows [`init_rows`] (of `OW`) are readable and not
+    /// `plane`'s output.
+    #[inline(always)]
+    pub(super) unsafe fn pass<const D: usize>(&self, plane: &Plane, init: *const f32) {
+        // SAFETY: the caller's contract.
+        unsafe { self.run::<D, ACT_NONE, true>(plane, init) }
+    }
+
+    /// Every group of the plane, then the half column.
+    ///
+    /// # Safety
+    /// As for [`Stream::plane`], and with `INIT` for [`Stream::pass`].
+    #[inline(always)]
+    unsafe fn run<const D: usize, const ACT: isize, const INIT: bool>(&self, plane: &Plane, init: *const f32) {
         let rows = &self.rows;
         // SAFETY: the caller's contract.
         unsafe {
             for group in &self.groups {
-                match act {
-                    ACT_RELU => group_of::<X, D, ACT_RELU, INIT>(rows, plane, init, group),
-                    ACT_RELU6 => group_of::<X, D, ACT_RELU6, INIT>(rows, plane, init, group),
-                    _ => group_of::<X, D, ACT_NONE, INIT>(rows, plane, init, group),
-                }
+                group_of::<X, D, ACT, INIT>(rows, plane, init, group);
+            }
+            if let Some(tail) = &self.tail {
+                tail_of::<D, ACT, INIT>(rows, plane, init, tail);
             }
         }
     }
@@ -158,33 +201,70 @@ impl<X: ColumnGroups> Stream<X> {
 
 /// The columns of a row of `ow ≥ l` outputs (each the output position of its lane 0) over an
 /// input row of `w` with `pad_left`, in vectors of `l` lanes under a window of dilation `d`: the
-/// border ones, whose window reaches outside the row, and the others, in order. Together they
-/// cover the row, the last overlapping the one before where `l` does not divide OW.
-fn layout(w: isize, ow: isize, pad_left: isize, l: isize, d: isize) -> (Vec<isize>, Vec<isize>) {
-    let firsts = (0..div_ceil(ow, l)).map(|v| (v * l).min(ow - l));
-    firsts.partition(|&first| !(first >= pad_left && first - pad_left + l + 2 * d <= w))
+/// border ones, whose window reaches outside the row, and the others, in order; and with `half`,
+/// where the row's outputs past its whole vectors are at most `l / 2`, a column of `l / 2` lanes
+/// that ends the row (and whether it is on the border). Together they cover the row, the last
+/// overlapping the one before where `l` (or with the half column `l / 2`) does not divide its
+/// part.
+fn layout(w: isize, ow: isize, pad_left: isize, l: isize, d: isize, half: bool) -> Layout {
+    let border = |first: isize, lanes: isize| !(first >= pad_left && first - pad_left + lanes + 2 * d <= w);
+    let rest = ow % l;
+    let tail = (half && rest > 0 && rest <= l / 2).then(|| (ow - l / 2, border(ow - l / 2, l / 2)));
+    let whole = if tail.is_some() { ow / l } else { div_ceil(ow, l) };
+    let firsts = (0..whole).map(|v| (v * l).min(ow - l));
+    let (borders, inside) = firsts.partition(|&first| border(first, l));
+    Layout { borders, inside, tail }
 }
 
-/// The groups that cover a row ([`layout`], [`grouping::groups`]): up to [`ColumnGroups::MOST`] inside
-/// columns, each border column with the nearest group where [`ColumnGroups::BORDER_WITH_INSIDE`], else
-/// alone.
+/// A row's columns ([`layout`]).
+struct Layout {
+    borders: Vec<isize>,
+    inside: Vec<isize>,
+    /// The half column's output position and whether it is on the border.
+    tail: Option<(isize, bool)>,
+}
+
+/// The stream of planes of `rows` after `pad_left`: the groups that cover a row ([`layout`],
+/// [`grouping::groups`]): up to [`ColumnGroups::MOST`] inside columns, each border column with the
+/// nearest group where [`ColumnGroups::BORDER_WITH_INSIDE`], else alone; and the half column alone,
+/// if any.
+///
+/// # Safety
+/// The host runs `X`'s instructions (which make the masks) and AVX2's where it has a half column.
+#[inline(always)]
+unsafe fn stream<X: ColumnGroups, const D: usize>(rows: Rows, pad_left: isize) -> Stream<X> {
+    let ([_, w], [_, ow]) = (rows.size, rows.output_size);
+    let Layout { borders, inside, tail } = layout(w, ow, pad_left, X::L, D as isize, X::HALF_TAIL);
+    // SAFETY: the caller's contract.
+    unsafe {
+        let inside_columns: Vec<Column<X>> =
+            inside.iter().map(|&first| column::<X, D>(first, false, pad_left, w)).collect();
+        let left_of_inside = |first: isize| inside.first().is_some_and(|&inside| first < inside);
+        let borders: Vec<_> =
+            borders.iter().map(|&first| (column::<X, D>(first, true, pad_left, w), left_of_inside(first))).collect();
+        let tail = tail.map(|(first, border)| {
+            let column = column::<Avx2, D>(first, border, pad_left, w);
+            if border {
+                grouping::Group { inside: Vec::new(), border: Some(column) }
+            } else {
+                grouping::Group { inside: vec![column], border: None }
+            }
+        });
+        Stream { rows, groups: grouping::groups(&inside_columns, &borders, X::MOST, X::BORDER_WITH_INSIDE), tail }
+    }
+}
+
+/// The column of `X` whose lane 0 is output position `first` in a row of `w` inputs after
+/// `pad_left`, its masks on the `border`.
 ///
 /// # Safety
 /// The host runs `X`'s instructions (which make the masks).
 #[inline(always)]
-unsafe fn groups<X: ColumnGroups, const D: usize>(rows: &Rows, pad_left: isize) -> Vec<grouping::Group<Column<X>>> {
-    let ([_, w], [_, ow]) = (rows.size, rows.output_size);
-    let (borders, inside) = layout(w, ow, pad_left, X::L, D as isize);
+unsafe fn column<X: Lanes, const D: usize>(first: isize, border: bool, pad_left: isize, w: isize) -> Column<X> {
+    let left = first - pad_left;
     // SAFETY: the caller's contract.
-    let column = |first: isize, border: bool| unsafe {
-        let left = first - pad_left;
-        let masks = if border { column_masks::<X, 3>(left, w, X::L, D as isize) } else { [X::mask(0, 0); 3] };
-        Column { left, output: first, masks }
-    };
-    let inside_columns: Vec<Column<X>> = inside.iter().map(|&first| column(first, false)).collect();
-    let left_of_inside = |first: isize| inside.first().is_some_and(|&inside| first < inside);
-    let borders: Vec<_> = borders.iter().map(|&first| (column(first, true), left_of_inside(first))).collect();
-    grouping::groups(&inside_columns, &borders, X::MOST, X::BORDER_WITH_INSIDE)
+    let masks = unsafe { if border { column_masks::<X, 3>(left, w, X::L, D as isize) } else { [X::mask(0, 0); 3] } };
+    Column { left, output: first, masks }
 }
 
 /// `group`'s columns of `plane`, streamed together, activated by `ACT` (a constant: as a run-time
@@ -219,7 +299,30 @@ unsafe fn group_of<X: ColumnGroups, const D: usize, const ACT: isize, const INIT
     }
 }
 
-/// The rows of an `INIT` plane that [`Stream::plane`] reads under a window of dilation `d`: from
+/// The half column of a row ([`ColumnGroups::HALF_TAIL`]) streamed alone, as [`group_of`] streams
+/// a group.
+///
+/// # Safety
+/// As for [`columns`]; the host runs AVX2's instructions.
+#[inline(always)]
+unsafe fn tail_of<const D: usize, const ACT: isize, const INIT: bool>(
+    rows: &Rows,
+    plane: &Plane,
+    init: *const f32,
+    tail: &grouping::Group<Column<Avx2>>,
+) {
+    let at = (rows, plane, init);
+    // SAFETY: the caller's contract.
+    unsafe {
+        match (&tail.inside[..], tail.border) {
+            ([], Some(b)) => columns::<Avx2, 0, 1, D, ACT, INIT>(at, &[], &[b]),
+            (&[c], None) => columns::<Avx2, 1, 0, D, ACT, INIT>(at, &[c], &[]),
+            _ => unreachable!("`groups` makes the half column alone"),
+        }
+    }
+}
+
+/// The rows of an `INIT` plane that [`Stream::pass`] reads under a window of dilation `d`: from
 /// `−2·d` (the first sums of a stream, two tap rows above its first output row) to `OH + 3·d`
 /// (the sums started by the last steps, after the last output row), exclusive — as offsets from
 /// row 0 and from row OH.
@@ -231,7 +334,7 @@ pub(super) const fn init_rows(d: usize) -> (isize, isize) {
 /// element in `init` (`OW` apart).
 ///
 /// # Safety
-/// With `INIT`, the vector read is readable ([`Stream::plane`]).
+/// With `INIT`, the vector read is readable ([`Stream::pass`]).
 #[inline(always)]
 unsafe fn start_of<X: Lanes, const INIT: bool>(
     bias: X::V,
@@ -400,19 +503,29 @@ mod tests {
                 if ow < l {
                     continue;
                 }
-                let (borders, inside) = layout(w, ow, pad_left, l, d);
-                let mut covered = vec![false; ow as usize];
-                for &first in borders.iter().chain(&inside) {
-                    assert!(first >= 0 && first + l <= ow, "w {w} pad {pad_left}: column at {first}");
-                    covered[first as usize..(first + l) as usize].fill(true);
-                }
-                assert!(covered.iter().all(|&c| c), "w {w} pad {pad_left}: {borders:?} {inside:?}");
-                for &first in &inside {
-                    let left = first - pad_left;
-                    assert!(left >= 0 && left + l + 2 * d <= w, "w {w} pad {pad_left}: {first} reads outside");
-                }
-                for pair in inside.windows(2) {
-                    assert!(pair[0] < pair[1] && pair[1] - pair[0] <= l, "w {w} pad {pad_left}: {inside:?}");
+                for half in [false, true] {
+                    let Layout { borders, inside, tail } = layout(w, ow, pad_left, l, d, half);
+                    let at = format!("w {w} pad {pad_left} half {half}");
+                    let mut covered = vec![false; ow as usize];
+                    let whole = borders.iter().chain(&inside).map(|&first| (first, l));
+                    for (first, lanes) in whole.chain(tail.map(|(first, _)| (first, l / 2))) {
+                        assert!(first >= 0 && first + lanes <= ow, "{at}: column at {first}");
+                        covered[first as usize..(first + lanes) as usize].fill(true);
+                    }
+                    assert!(covered.iter().all(|&c| c), "{at}: {borders:?} {inside:?} {tail:?}");
+                    let tail_inside = tail.filter(|&(_, border)| !border).map(|(first, _)| (first, l / 2));
+                    for (first, lanes) in inside.iter().map(|&first| (first, l)).chain(tail_inside) {
+                        let left = first - pad_left;
+                        assert!(left >= 0 && left + lanes + 2 * d <= w, "{at}: {first} reads outside");
+                    }
+                    for pair in inside.windows(2) {
+                        assert!(pair[0] < pair[1] && pair[1] - pair[0] <= l, "{at}: {inside:?}");
+                    }
+                    // A half column where the row's last outputs fit one, no whole vector overlapping.
+                    assert_eq!(tail.is_some(), half && (1..=l / 2).contains(&(ow % l)), "{at}: {tail:?}");
+                    if tail.is_some() {
+                        assert!(borders.iter().chain(&inside).all(|&first| first % l == 0), "{at}");
+                    }
                 }
             }
         }

@@ -69,9 +69,9 @@ pub(super) unsafe fn volumes<X: ColumnGroups, const D: usize>(args: &PlaneArgs) 
                         output: if t + 1 == inside.end { output } else { scratch_plane(pass % 2) },
                     };
                     if pass == 0 {
-                        stream.plane::<D, false>(&plane, std::ptr::null(), ACT_NONE);
+                        stream.plane::<D>(&plane, ACT_NONE);
                     } else {
-                        stream.plane::<D, true>(&plane, scratch_plane((pass - 1) % 2), ACT_NONE);
+                        stream.pass::<D>(&plane, scratch_plane((pass - 1) % 2));
                     }
                 }
                 if args.act != ACT_NONE {
