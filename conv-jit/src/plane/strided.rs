@@ -31,6 +31,11 @@
 //! 24 at 100 × 100 1.33× (groups of 2 columns ran 0.86× as fast as of up to 4; of up to 7, 0.97×);
 //! the border column's weights masked rather than its multiply-adds (a blend each on AVX2), 1.04×
 //! more on dw3_s2_c96_112, 1.03× at 32 channels of 112 × 112, 1.12× at 192 of 28 × 28 (8 pairs).
+//! A row of 56 outputs ending in a column of AVX2's 8 lanes streamed alone after the groups (as
+//! [`super::columns`] ends its rows of 56) rather than in a whole vector inside the last group: 0.83×
+//! as fast on dw3_s2_c96_112 and on 32 channels at 112 × 112 (8 pairs of builds). There the whole
+//! vector it replaces streams alone too; here the half column is one more stream down input planes
+//! of 49 KiB, more than L1 holds.
 //!
 //! Each sum takes the taps inside the plane in the window's order, as the other kernels do: bit
 //! for bit the portable kernel.
