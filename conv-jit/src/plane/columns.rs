@@ -32,10 +32,10 @@
 //! vectors and 8) ends in a column of AVX2's 8 lanes, streamed alone after the groups, rather than
 //! in a whole vector overlapping the one before: a Zen 4 runs a 16-lane multiply-add as two 8-lane
 //! halves on its 256-bit units, so the overlapping vector's multiply-adds cost twice the half
-//! column's. On the Zen 4 (the build before and this one alternating, 8 pairs; the host noisy):
-//! dw3_s1_c144_56 1.08–1.11× (medians / minimums; 0.083 → 0.075 ms minimums; without the last
-//! column at all, wrong but timed, it took 0.065), dw3d_k3_c32_16x56 1.04–1.05×, relu6_dw3_c64_56
-//! and dw3_d2_c64_56 1.01–1.03× (6 pairs). Both border columns in one group with the inside ones
+//! column's. On the Zen 4 (the build before and this one alternating, 6–8 pairs; the host noisy):
+//! dw3_s1_c144_56 1.08–1.12× (medians / minimums; 0.083 → 0.075 ms minimums; without the last
+//! column at all, wrong but timed, it took 0.065), dw3d_k3_c32_16x56 1.04–1.06×, relu6_dw3_c64_56
+//! 1.01–1.05×, dw3_d2_c64_56 1.03×; with `CONVGEN_MAX_ISA=avx2` (no half column) 1.00–1.07×. Both border columns in one group with the inside ones
 //! instead (on AVX-512) ran 0.97× as fast on dw3_s1_c144_56 and 0.98× on relu6_dw3_c64_56.
 //!
 //! Under a window of dilation 2, the even output rows read the input rows of one parity and the odd
@@ -203,9 +203,9 @@ impl<X: ColumnGroups> Stream<X> {
 /// input row of `w` with `pad_left`, in vectors of `l` lanes under a window of dilation `d`: the
 /// border ones, whose window reaches outside the row, and the others, in order; and with `half`,
 /// where the row's outputs past its whole vectors are at most `l / 2`, a column of `l / 2` lanes
-/// that ends the row (and whether it is on the border). Together they cover the row, the last
-/// overlapping the one before where `l` (or with the half column `l / 2`) does not divide its
-/// part.
+/// that ends the row (and whether it is on the border). Together they cover the row: without a
+/// half column the last vector overlaps the one before where `l` does not divide OW; the half
+/// column overlaps the last vector where fewer than `l / 2` outputs are past it.
 fn layout(w: isize, ow: isize, pad_left: isize, l: isize, d: isize, half: bool) -> Layout {
     let border = |first: isize, lanes: isize| !(first >= pad_left && first - pad_left + lanes + 2 * d <= w);
     let rest = ow % l;
