@@ -317,7 +317,7 @@ unsafe fn tail_of<const D: usize, const ACT: isize, const INIT: bool>(
         match (&tail.inside[..], tail.border) {
             ([], Some(b)) => columns::<Avx2, 0, 1, D, ACT, INIT>(at, &[], &[b]),
             (&[c], None) => columns::<Avx2, 1, 0, D, ACT, INIT>(at, &[c], &[]),
-            _ => unreachable!("`groups` makes the half column alone"),
+            _ => unreachable!("`stream` makes the half column alone"),
         }
     }
 }
