@@ -35,8 +35,18 @@
 //! column's. On the Zen 4 (the build before and this one alternating, 6–8 pairs; the host noisy):
 //! dw3_s1_c144_56 1.08–1.12× (medians / minimums; 0.083 → 0.075 ms minimums; without the last
 //! column at all, wrong but timed, it took 0.065), dw3d_k3_c32_16x56 1.04–1.06×, relu6_dw3_c64_56
-//! 1.01–1.05×, dw3_d2_c64_56 1.03×; with `CONVGEN_MAX_ISA=avx2` (no half column) 1.00–1.07×. Both border columns in one group with the inside ones
-//! instead (on AVX-512) ran 0.97× as fast on dw3_s1_c144_56 and 0.98× on relu6_dw3_c64_56.
+//! 1.01–1.05×, dw3_d2_c64_56 1.03×; with `CONVGEN_MAX_ISA=avx2` (no half column) 1.00–1.07×. Both
+//! border columns in one group with the inside ones instead (on AVX-512) ran 0.97× as fast on
+//! dw3_s1_c144_56 and 0.98× on relu6_dw3_c64_56.
+//!
+//! On an Intel Xeon of 2 × 512-bit FMA units (Emerald Rapids, AVX-512; the build before the half
+//! column and this one alternating, 8 pairs) the half column costs nothing: dw3_s1_c144_56 1.02×,
+//! dw3d_k3_c32_16x56 1.02×, relu6_dw3_c64_56 1.01×. There the big planes wait on memory: 8 channels
+//! at 112 × 112, which fit the L2 cache, take 0.019–0.023 ms, 32 (dw3_s1_c32_112) 0.16–0.18 ms, and
+//! a vectorised loop over as many bytes in and out 0.12 ms. Prefetching the next plane's line under
+//! each column's loads (`prefetcht0`, one per column and input row) made it slower: 0.95× on
+//! dw3_s1_c32_112, 0.82× on dw3_s1_c144_56, 0.84× on dw3d_k3_c32_16x56, 0.77× on relu6_dw3_c64_56
+//! (6 pairs).
 //!
 //! Under a window of dilation 2, the even output rows read the input rows of one parity and the odd
 //! ones the other: each phase is a stream of its own, the tap columns 2 apart.

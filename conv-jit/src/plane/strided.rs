@@ -37,6 +37,12 @@
 //! vector it replaces streams alone too; here the half column is one more stream down input planes
 //! of 49 KiB, more than L1 holds.
 //!
+//! The activation stays a run-time value here ([`super::columns`] makes it a constant): as a
+//! constant, on an Intel Xeon (Emerald Rapids, AVX-512), dw3_s2_c96_112 ran 0.99× as fast, 8
+//! channels at 112 × 112 (L2-resident) 1.01× (6 pairs of builds), and conv-jit
+//! took 593 s of a release build of 9 min 57 s, against 5 min 56 s for the whole build before (a
+//! version of every group for each activation).
+//!
 //! Each sum takes the taps inside the plane in the window's order, as the other kernels do: bit
 //! for bit the portable kernel.
 
