@@ -12,17 +12,23 @@
 //! those of the row kernels bit for bit: every input plane of the group in order, then the taps
 //! in order, those outside skipped (a masked-off lane keeps its sum).
 //!
-//! The input vectors are not loaded per tap: per tap row `kh`, a chunk of `C` output vectors
+//! The input vectors are not all loaded per tap: per tap row `kh`, a chunk of `C` output vectors
 //! loads `C + 1` *row loads* (input vectors at the shift of tap `(kh, 0)`, masked to the plane),
 //! and tap `(kh, kw)` takes lanes `kw·D..kw·D + 16` of two neighbouring ones — a permute of
 //! registers (`valignd` where the compiler sees the shift) instead of an unaligned 64-byte load,
-//! most of which straddle two cache lines. dw3_s1_c960_7 ran at ~2.4 cycles per 16-lane multiply-add
-//! with a load per tap and ~2 this way, 1.18× (`convgen bench`, the two builds alternating, 6 and
-//! 10 pairs, medians and minimums alike; AMD EPYC Zen 4): the shuffles take the vector unit the
-//! multiply-adds need. 576 planes of 8 × 8 ran 1.1–1.2×, 1024 of 4 × 4 1.25×, dilation 2 on 7 × 7
-//! 1.18×, a 5 × 5 window on 7 × 7 1.03×. Loading the right half of the window's columns instead
-//! of shifting them (loads and shuffles sharing the work) was no faster; nor were 2 or 4 planes
-//! at a time with a load per tap, or 8-lane vectors.
+//! most of which straddle two cache lines. dw3_s1_c960_7 ran at ~2.4 cycles per 16-lane
+//! multiply-add with a load per tap and ~2 this way, 1.18× (`convgen bench`, the two builds
+//! alternating, 6 and 10 pairs, medians and minimums alike; AMD EPYC Zen 4): the shuffles take the
+//! vector unit the multiply-adds need. 576 planes of 8 × 8 ran 1.1–1.2×, 1024 of 4 × 4 1.25×,
+//! dilation 2 on 7 × 7 1.18×, a 5 × 5 window on 7 × 7 1.03×. Nor were 2 or 4 planes at a time with
+//! a load per tap, or 8-lane vectors, faster there. Every second tap column after the first
+//! ([`loaded`]: 2 of a 3 × 3 window, 2 and 4 of a 5 × 5 one) loads its inputs instead, masked to
+//! the lanes it adds: on the Zen 4 loading the right half of the window's columns was no faster,
+//! but an Intel Xeon (Emerald Rapids) runs its 512-bit shuffles on one of its two multiply-add
+//! ports, and there (the build before and this one alternating, 8 and 10 pairs) dw3_s1_c960_7 ran
+//! 1.02–1.03× as fast (minimums 1.00–1.07×), a 5 × 5 window on 480 planes of 7 × 7 1.06–1.10×
+//! (1.09–1.17×), 576 planes of 8 × 8 0.97–1.01× (1.02–1.06×); every tap column after the first
+//! loaded, 0.82–0.92× of that.
 
 use conv_dsl::ir::{PLANE_FLAT_MAX_POSITIONS, PLANE_FLAT_MAX_ROW};
 
@@ -48,6 +54,12 @@ pub(super) const CHUNK: usize = 4;
 /// and each mask taken by every plane. Their row loads and sums take 18 of the 32 vector
 /// registers; 4 planes (16 sums, 20 row loads) spilled them, 3 ran 0.78–0.87× of 2.
 pub(super) const PLANES: usize = 2;
+
+/// Whether tap column `kw` loads its inputs (masked to the lanes it adds) rather than permuting
+/// them out of the row loads: every second one after the first.
+const fn loaded(kw: usize) -> bool {
+    kw > 0 && kw.is_multiple_of(2)
+}
 
 /// Whether `args` is a flat plane at stride `stride`: stride 1, the output plane the input's
 /// size, rows of at most [`PLANE_FLAT_MAX_ROW`], at most [`PLANE_FLAT_MAX_POSITIONS`] positions
@@ -127,7 +139,8 @@ pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, cons
     });
     // SAFETY: the caller's contract; the pointers formed with `wrapping_offset` are dereferenced
     // only through the lanes of their masks, which lie inside an input plane of the group (the
-    // row loads) or are output positions (output).
+    // row loads, and the loaded tap columns' inputs under their taps' masks) or are output
+    // positions (output).
     unsafe {
         let mut next_plane = 0;
         while next_plane < args.planes {
@@ -161,8 +174,13 @@ pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, cons
                             let taps = weights.map(|weight| X::splat(*weight.offset(g * k * k).add(kh * K + kw)));
                             for i in 0..C {
                                 let mask = *masks.get_unchecked((first as usize + i) * K * K + kh * K + kw);
-                                for ((sums, loads), &tap) in sums.iter_mut().zip(&loads).zip(&taps) {
-                                    let x = _mm512_permutex2var_ps(loads[i], shift, loads[i + 1]);
+                                for (j, ((sums, loads), &tap)) in sums.iter_mut().zip(&loads).zip(&taps).enumerate() {
+                                    let x = if loaded(kw) {
+                                        let at = start + i as isize * l + (kw * D) as isize;
+                                        X::load_masked(inputs[j].wrapping_offset(g * n + at), mask)
+                                    } else {
+                                        _mm512_permutex2var_ps(loads[i], shift, loads[i + 1])
+                                    };
                                     sums[i] = X::fma_masked(sums[i], x, tap, mask);
                                 }
                             }
