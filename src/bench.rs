@@ -230,7 +230,7 @@ pub fn bench(
     ));
     if let Some(versus) = &versus {
         out(&format!("  against `{against}`, run alternately ({runs} pairs):\n"));
-        for (what, stats) in [("this model", &versus.model), ("baseline", &versus.baseline)] {
+        for (what, stats) in [("this model", &versus.model), ("baseline (--against)", &versus.baseline)] {
             out(&format!(
                 "    {what:<24} {:>9.3} ms   ({:.3}..{:.3})\n",
                 ms(stats.median),
@@ -238,7 +238,10 @@ pub fn bench(
                 ms(stats.max)
             ));
         }
-        out(&format!("    baseline ÷ this model: {:.3} (median of the pairs' ratios)\n", versus.ratio));
+        out(&format!(
+            "    baseline ÷ this model: {:.3} (median of the pairs' time ratios; above 1: this model is faster)\n",
+            versus.ratio
+        ));
     }
     if !steps.is_empty() {
         let total: Duration = steps.iter().map(|(_, stats)| stats.median).sum();

@@ -880,7 +880,9 @@ fn bench_against_a_baseline_reports_the_ratio() {
     table.assert_success();
     assert!(
         table.stdout.contains("against `--no-fusion --schedule dw:lanes=1,tile=2x1`, run alternately (3 pairs)")
-            && table.stdout.contains("baseline ÷ this model: "),
+            && table.stdout.contains("baseline (--against)")
+            && table.stdout.contains("baseline ÷ this model: ")
+            && table.stdout.contains("above 1: this model is faster"),
         "{}",
         table.describe()
     );
