@@ -46,7 +46,13 @@
 //! a vectorised loop over as many bytes in and out 0.12 ms. Prefetching the next plane's line under
 //! each column's loads (`prefetcht0`, one per column and input row) made it slower: 0.95× on
 //! dw3_s1_c32_112, 0.82× on dw3_s1_c144_56, 0.84× on dw3d_k3_c32_16x56, 0.77× on relu6_dw3_c64_56
-//! (6 pairs).
+//! (6 pairs). Nor did shifting an inside column's last tap column (`valignd`) out of its first
+//! one's load and a masked load of the two elements after it help, rather than loading it: where a
+//! row is not aligned its 64-byte loads straddle two cache lines, and a C copy of a group's loop
+//! (three columns over rows of 56, best of 30 000 runs) ran 1.5× as fast so on one plane in the L1
+//! cache and 1.26× over 16 planes in the L2, yet the kernel ran 0.98–1.02× as fast (the build
+//! before and that one alternating, 6–10 pairs: relu6_dw3_c64_56, 16 channels at 56 × 56,
+//! dw3_s1_c144_56, dw3d_k3_c32_16x56).
 //!
 //! Under a window of dilation 2, the even output rows read the input rows of one parity and the odd
 //! ones the other: each phase is a stream of its own, the tap columns 2 apart.
