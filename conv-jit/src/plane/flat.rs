@@ -46,8 +46,12 @@ const _: () = assert!(2 * PLANE_FLAT_MAX_ROW <= Avx512::L as u64, "a flat plane'
 /// The most taps a window has (5 × 5: [`super::MAX_WINDOW`]).
 const MAX_TAPS: usize = super::MAX_WINDOW * super::MAX_WINDOW;
 
-/// Vectors computed together ([`planes`]'s `C`) where the plane has that many: their sums are
-/// independent multiply-add chains in flight at once.
+/// Vectors computed together ([`planes`]'s `C`) where the plane has that many, else all of its
+/// vectors ([`chunk`]): their sums are independent multiply-add chains in flight at once. A plane
+/// of 2 or 3 vectors took them one at a time before; all at once, on an Intel Xeon (Emerald
+/// Rapids; the build before and this one alternating, 8–10 pairs, medians): 960 planes of 6 × 6
+/// ran 1.08–1.09× as fast, 960 of 5 × 5 1.05–1.14×, 576 of 6 × 6 (relu6) 1.08×, a 5 × 5 window on
+/// 480 planes of 6 × 6 1.64×; dw3_s1_c960_7 (4 vectors) 1.00×.
 pub(super) const CHUNK: usize = 4;
 
 /// Planes computed together ([`planes`]'s `P`) where there are that many: more independent sums,
@@ -70,9 +74,10 @@ pub(super) fn applies(args: &PlaneArgs, stride: usize) -> bool {
     stride == 1 && [oh, ow] == [h, w] && h > 0 && w > 0 && w <= max_row && h * w <= max_positions
 }
 
-/// Whether a flat plane ([`applies`]) has at least [`CHUNK`] vectors.
-pub(super) fn chunked(args: &PlaneArgs) -> bool {
-    vectors(args.input_size[0] * args.input_size[1]) >= CHUNK as isize
+/// The vectors of a flat plane ([`applies`]) computed together: [`CHUNK`], or all of them where
+/// it has fewer.
+pub(super) fn chunk(args: &PlaneArgs) -> usize {
+    (vectors(args.input_size[0] * args.input_size[1]) as usize).clamp(1, CHUNK)
 }
 
 /// Vectors in a run of `n` elements.

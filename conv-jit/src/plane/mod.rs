@@ -491,11 +491,16 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
         return unsafe { out_of_line(avx512_volumes::<D>)(args) };
     }
     if flat::applies(args, S) {
-        let planes: unsafe fn(&PlaneArgs) = match (flat::chunked(args), args.planes >= flat::PLANES as isize) {
-            (true, true) => avx512_flat::<K, D, { flat::CHUNK }, { flat::PLANES }>,
-            (true, false) => avx512_flat::<K, D, { flat::CHUNK }, 1>,
-            (false, true) => avx512_flat::<K, D, 1, { flat::PLANES }>,
-            (false, false) => avx512_flat::<K, D, 1, 1>,
+        const { assert!(flat::CHUNK == 4, "a version for each chunk of 1 to 4 vectors") };
+        let planes: unsafe fn(&PlaneArgs) = match (flat::chunk(args), args.planes >= flat::PLANES as isize) {
+            (4, true) => avx512_flat::<K, D, 4, { flat::PLANES }>,
+            (4, false) => avx512_flat::<K, D, 4, 1>,
+            (3, true) => avx512_flat::<K, D, 3, { flat::PLANES }>,
+            (3, false) => avx512_flat::<K, D, 3, 1>,
+            (2, true) => avx512_flat::<K, D, 2, { flat::PLANES }>,
+            (2, false) => avx512_flat::<K, D, 2, 1>,
+            (_, true) => avx512_flat::<K, D, 1, { flat::PLANES }>,
+            (_, false) => avx512_flat::<K, D, 1, 1>,
         };
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(planes)(args) };
