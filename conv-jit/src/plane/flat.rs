@@ -165,8 +165,11 @@ pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, cons
                         // vector `first + i` reads shifted from row loads `i`, `i + 1` by `kw·D`
                         // lanes.
                         let start = first * l + (kh as isize * d - top) * w - left;
+                        // Each plane's input at `start`: its row loads' first, and the loaded tap
+                        // columns' inputs from there.
+                        let rows = inputs.map(|input| input.wrapping_offset(g * n + start));
                         let loads: [[__m512; CHUNK + 1]; P] = std::array::from_fn(|j| {
-                            let input = inputs[j].wrapping_offset(g * n + start);
+                            let input = rows[j];
                             std::array::from_fn(|m| {
                                 if m > C {
                                     return X::splat(0.0);
@@ -181,8 +184,8 @@ pub(super) unsafe fn planes<const K: usize, const D: usize, const C: usize, cons
                                 let mask = *masks.get_unchecked((first as usize + i) * K * K + kh * K + kw);
                                 for (j, ((sums, loads), &tap)) in sums.iter_mut().zip(&loads).zip(&taps).enumerate() {
                                     let x = if loaded(kw) {
-                                        let at = start + i as isize * l + (kw * D) as isize;
-                                        X::load_masked(inputs[j].wrapping_offset(g * n + at), mask)
+                                        let at = i as isize * l + (kw * D) as isize;
+                                        X::load_masked(rows[j].wrapping_offset(at), mask)
                                     } else {
                                         _mm512_permutex2var_ps(loads[i], shift, loads[i + 1])
                                     };
