@@ -440,6 +440,13 @@ impl PlaneDepth {
 }
 
 impl Plane {
+    /// A 1D layer's statement — each channel a row along the depth axis, every plane a single
+    /// element under a 1 × 1 window — its window's taps along the row; any other: `None`.
+    fn row_window(&self) -> Option<u64> {
+        let single = self.input_size == [1, 1] && self.output_size == [1, 1] && self.kernel == 1;
+        (single && self.padding == [0, 0] && self.depth != PlaneDepth::FLAT).then_some(self.depth.kernel)
+    }
+
     /// `(buffer, lowest offset, highest offset + 1)` from the statement's index of each buffer it
     /// touches: input, weight, output, and the bias if it has one (the fourth entry, else `None`).
     pub fn extents(&self) -> [Option<(BufferId, i64, i64)>; 4] {
@@ -777,38 +784,49 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
             Stmt::Plane(plane) => {
                 let name =
                     |buffer: &BufferId| buffers.get(buffer.0 as usize).map_or("?", |buffer| buffer.name.as_str());
+                let bias =
+                    plane.bias.as_ref().map_or("0".to_string(), |(bias, index)| format!("{}[{index}]", name(bias)));
+                let groups = match (plane.group_inputs, plane.group_outputs) {
+                    (1, 1) => String::new(),
+                    (inputs, outputs) => format!(", groups of {inputs} in, {outputs} out"),
+                };
+                let act = match plane.act {
+                    TileActivation::None => String::new(),
+                    act => format!(", then {}", act.activation()),
+                };
+                let (output, input, weight) = (name(&plane.output), name(&plane.input), name(&plane.weight));
+                let (output_index, input_index, weight_index) =
+                    (&plane.output_index, &plane.input_index, &plane.weight_index);
+                if let Some(window) = plane.row_window() {
+                    // A 1D layer's: each channel a row along the depth axis, its planes single elements.
+                    let PlaneDepth { input: length, output: out_length, stride, dilation, pad, .. } = plane.depth;
+                    writeln!(
+                        f,
+                        "{indent}{output}[{output_index}; {} rows of {out_length}] = {bias} + row{window} stride {stride} \
+                         dilation {dilation} pad {pad} {input}[{input_index}; rows of {length}{groups}] * \
+                         {weight}[{weight_index}]{act}",
+                        plane.planes,
+                    )?;
+                    continue;
+                }
                 let [h, w] = plane.input_size;
                 let [oh, ow] = plane.output_size;
+                let volumes = match plane.depth {
+                    PlaneDepth::FLAT => String::new(),
+                    PlaneDepth { input, output, kernel, stride, dilation, pad } => format!(
+                        ", volumes of {input} planes to {output}: depth {kernel} stride {stride} dilation \
+                         {dilation} pad {pad}"
+                    ),
+                };
                 writeln!(
                     f,
-                    "{indent}{}[{}; {} planes {oh}x{ow}] = {} + plane{k}x{k} stride {} dilation {} pad [{}, {}] {}[{}; {h}x{w}{}] * {}[{}]{}{}",
-                    name(&plane.output),
-                    plane.output_index,
+                    "{indent}{output}[{output_index}; {} planes {oh}x{ow}] = {bias} + plane{k}x{k} stride {} dilation {} \
+                     pad [{}, {}] {input}[{input_index}; {h}x{w}{groups}] * {weight}[{weight_index}]{act}{volumes}",
                     plane.planes,
-                    plane.bias.as_ref().map_or("0".to_string(), |(bias, index)| format!("{}[{index}]", name(bias))),
                     plane.stride,
                     plane.dilation,
                     plane.padding[0],
                     plane.padding[1],
-                    name(&plane.input),
-                    plane.input_index,
-                    match (plane.group_inputs, plane.group_outputs) {
-                        (1, 1) => String::new(),
-                        (inputs, outputs) => format!(", groups of {inputs} in, {outputs} out"),
-                    },
-                    name(&plane.weight),
-                    plane.weight_index,
-                    match plane.act {
-                        TileActivation::None => String::new(),
-                        act => format!(", then {}", act.activation()),
-                    },
-                    match plane.depth {
-                        PlaneDepth::FLAT => String::new(),
-                        PlaneDepth { input, output, kernel, stride, dilation, pad } => format!(
-                            ", volumes of {input} planes to {output}: depth {kernel} stride {stride} dilation \
-                             {dilation} pad {pad}"
-                        ),
-                    },
                     k = plane.kernel,
                 )?;
             }

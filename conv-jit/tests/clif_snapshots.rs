@@ -56,6 +56,29 @@ fn plane_kernel_call_clif() {
     insta::assert_snapshot!(format!("// {text}\n// step {} ({plane})\n{}\n{clif}", step.layer, step.function));
 }
 
+/// A depthwise 1D layer and a 3D one by the plane microkernel (`kernel=plane`): the 1D layer's
+/// channels are rows along the statement's depth axis, each plane one element (the IR prints them
+/// as rows), the 3D layer's volumes of planes.
+#[test]
+fn plane_kernel_rows_and_volumes_clif() {
+    for (text, shape) in [
+        ("input x: [1, 3, 40]; depthwise d(x) { kernel: 9, pad: 4 }", &[1, 3, 40][..]),
+        ("input x: [1, 2, 4, 5, 6]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", &[1, 2, 4, 5, 6][..]),
+    ] {
+        let network = compile_source("model.conv", text).expect("the model checks");
+        let binding = bind(&network, shape).expect("binds");
+        let plane = conv_dsl::schedule::Schedule::plane();
+        let plan = lower::lower(&network, &binding, Target::CRANELIFT_X86_64, &|_| Some(plane)).expect("lowers");
+        let [step] = &plan.steps[..] else { panic!("one step: {:?}", plan.steps) };
+        let clif = conv_jit::clif(&step.function).expect("compiles");
+        let name = if shape.len() == 3 { "plane_kernel_rows_clif" } else { "plane_kernel_volumes_clif" };
+        insta::assert_snapshot!(
+            name,
+            format!("// {text}\n// step {} ({plane})\n{}\n{clif}", step.layer, step.function)
+        );
+    }
+}
+
 /// A dense 3×3 layer by Winograd's F(2×2, 3×3) (`kernel=winograd`): per block of tile rows, the
 /// input transform (subtractions and additions of loaded vectors, stored to `wv`), the 16 matrix
 /// products as tile-kernel calls, the output transform with the bias and activation.
