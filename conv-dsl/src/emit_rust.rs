@@ -947,9 +947,8 @@ impl Emitter<'_> {
                 let act = activation_tokens(plane.act);
                 let depth = match plane.depth {
                     PlaneDepth::FLAT => quote!(PlaneDepth::FLAT),
-                    PlaneDepth { input, output, kernel, stride, dilation, pad } => {
-                        let [input, output, kernel, stride, dilation, pad] =
-                            [input, output, kernel, stride, dilation, pad].map(unsuffixed);
+                    depth => {
+                        let [input, output, kernel, stride, dilation, pad] = depth.values().map(unsuffixed);
                         quote!(PlaneDepth { input: #input, output: #output, kernel: #kernel, stride: #stride, dilation: #dilation, pad: #pad })
                     }
                 };
