@@ -54,6 +54,8 @@ mod stream;
 #[cfg(target_arch = "x86_64")]
 mod strided;
 #[cfg(target_arch = "x86_64")]
+mod transposed;
+#[cfg(target_arch = "x86_64")]
 mod volume;
 
 /// The arguments of a plane kernel, as generated code lays them out on its stack: pointers and
@@ -490,6 +492,20 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(avx512_volumes::<D>)(args) };
     }
+    if transposed::applies(args, K, S, D) {
+        // `applies` holds rows of 2 to 8.
+        let planes: unsafe fn(&PlaneArgs) = match args.input_size[1] {
+            2 => avx512_transposed::<2>,
+            3 => avx512_transposed::<3>,
+            4 => avx512_transposed::<4>,
+            5 => avx512_transposed::<5>,
+            6 => avx512_transposed::<6>,
+            7 => avx512_transposed::<7>,
+            _ => avx512_transposed::<8>,
+        };
+        // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+        return unsafe { out_of_line(planes)(args) };
+    }
     if flat::applies(args, S) {
         const { assert!(flat::CHUNK == 4, "a version for each chunk of 1 to 4 vectors") };
         let planes: unsafe fn(&PlaneArgs) = match (flat::chunk(args), args.planes >= flat::PLANES as isize) {
@@ -602,6 +618,19 @@ unsafe fn avx512_stream<const K: usize, const P: usize>(args: &PlaneArgs) {
     unsafe { stream::planes::<Avx512, K, P>(args) }
 }
 
+/// [`transposed::planes`] on rows of `W`.
+///
+/// # Safety
+/// As for [`avx512_kernel`], with [`transposed::applies`] true and rows of `W`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn avx512_transposed<const W: usize>(args: &PlaneArgs) {
+    #[cfg(test)]
+    TRANSPOSED_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    unsafe { transposed::planes::<W>(args) }
+}
+
 /// [`strided::planes`] on AVX-512.
 ///
 /// # Safety
@@ -687,6 +716,11 @@ pub(crate) static VOLUME_CALLS: std::sync::atomic::AtomicUsize = std::sync::atom
 /// How often a plane kernel computed a 1D layer's rows ([`rows`]; tests check that the path runs).
 #[cfg(test)]
 pub(crate) static ROWS_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How often a plane kernel transposed small planes ([`transposed`]; tests check that the path
+/// runs).
+#[cfg(test)]
+static TRANSPOSED_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// How often a plane kernel streamed its planes (tests check that the path runs).
 #[cfg(test)]
@@ -1561,6 +1595,49 @@ mod tests {
                 depth: PlaneDepth::FLAT,
             };
             versions_agree(&shape, case % 2 == 0, 0, &mut below);
+        }
+    }
+
+    /// Small depthwise 3 × 3 planes 16 at a time ([`transposed`] on AVX-512; the flat or row
+    /// kernels elsewhere): 16 to 40 planes (the last 16 overlapping those before), rows of 2 to 8,
+    /// 1 to 64 positions (one to four blocks of 16; past the last whole block 1 or 2 positions
+    /// gathered, or the plane's last 16 transposed; a plane of fewer than 16 one masked block),
+    /// every top padding that keeps the size and a left one of 1 (of 0
+    /// or 2 now and then: the flat kernel), every activation: each version writes the portable
+    /// kernel's results bit for bit, and nothing outside the output planes. Asserts that the
+    /// transposed kernel ran on a host with AVX-512.
+    #[test]
+    fn transposed_planes_compute_the_definition_bit_for_bit() {
+        let mut rng = SplitMix64::new(29);
+        let mut below = |n: u64| (rng.next_u64() % n) as usize;
+        let acts = [TileActivation::None, TileActivation::Relu, TileActivation::Relu6];
+        let transposed_before = TRANSPOSED_CALLS.load(std::sync::atomic::Ordering::Relaxed);
+        for case in 0..160 {
+            let w = 2 + below(7);
+            // Rows of 7 × 7 (a last block of 1), 6 × 6 (of 4) and 5 × 5 (of 9) now and then.
+            let h = match case % 4 {
+                0 => w,
+                _ => 1 + below(64 / w as u64),
+            };
+            let left = if case % 10 == 9 { 2 * below(2) } else { 1 };
+            let shape = PlaneShape {
+                planes: 16 + below(25),
+                group_inputs: 1,
+                group_outputs: 1,
+                input_size: [h, w],
+                output_size: [h, w],
+                kernel: 3,
+                stride: 1,
+                dilation: 1,
+                padding: [below(3), left],
+                act: acts[below(3)],
+                depth: PlaneDepth::FLAT,
+            };
+            versions_agree(&shape, case % 3 != 0, case % 5, &mut below);
+        }
+        if Isa::on_host().contains(&Isa::Avx512) {
+            let calls = TRANSPOSED_CALLS.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(calls > transposed_before, "no plane was transposed");
         }
     }
 

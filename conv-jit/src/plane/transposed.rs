@@ -1,0 +1,226 @@
+//! Small depthwise planes 16 at a time, transposed in registers, on AVX-512: a 3 × 3 window at
+//! stride 1 over planes of at most [`MAX_POSITIONS`] positions in rows of 2 to 8, each output
+//! plane the size of its input (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5 or
+//! 6 × 6 at 160 or 192).
+//!
+//! [`super::flat`] puts a plane's positions in the lanes of a vector: every tap is a shifted,
+//! masked vector of the plane (a shuffle of two loaded vectors, or a 64-byte load across two cache
+//! lines), and a plane of 7 × 7 fills 49 of its 4 vectors' 64 lanes. Here the lanes are 16
+//! planes instead. Their inputs are transposed in blocks of 16 positions (16 masked loads and 64
+//! shuffles; a last block the plane's last 16 positions, overlapping the one before, or, where at
+//! most [`GATHERED`] positions are past the last whole block, those positions gathered one by
+//! one), so that a position of the 16 planes is one vector and a tap one multiply-add of a whole
+//! vector, with no mask and no shifted load. The 16 windows' 9 weights are transposed into 9
+//! vectors held in registers; an output row's `W` sums stay in registers; the sums are
+//! transposed back the same way. The sums are those of the other kernels bit for bit: the bias,
+//! then the taps in order, those outside the plane skipped (which, the rows being `W` long and
+//! the padding on the left 1, is known per output column when the code is compiled).
+//!
+//! Measured on an Intel Xeon (Emerald Rapids; the flat kernel's build and this one alternating,
+//! `convgen bench MODEL --runs 300`, 6–10 pairs, medians of the pair ratios): dw3_s1_c960_7 1.29×
+//! (0.033 → 0.026 ms; 1.19× in an earlier round), 960 planes of 6 × 6 1.84×, 960 of 5 × 5 1.84×,
+//! 1024 of 4 × 4 1.77×; 576 of 8 × 8 (which fill the flat kernel's vectors) 0.97–1.08× in three
+//! rounds, 1024 of 8 × 8 with relu6 1.05×. On the way: the windows' weights gathered (9 gathers)
+//! rather than transposed, 0.95×; a last block of 1 position (7 × 7) transposed as the plane's
+//! last 16 rather than gathered, 0.95–0.96×, one of 4 (6 × 6) 1.06×. A C copy without its
+//! multiply-adds took as long as with them: the transposes, loads and stores are what it costs.
+
+use std::arch::x86_64::{
+    __m512, __m512i, _mm512_castpd_ps, _mm512_castps_pd, _mm512_i32gather_ps, _mm512_i32scatter_ps, _mm512_mullo_epi32,
+    _mm512_set1_epi32, _mm512_setr_epi32, _mm512_shuffle_f32x4, _mm512_unpackhi_pd, _mm512_unpackhi_ps,
+    _mm512_unpacklo_pd, _mm512_unpacklo_ps,
+};
+
+use super::{Avx512, Lanes, PlaneArgs, div_ceil};
+
+/// Planes computed together: one per lane.
+const PLANES: isize = Avx512::L;
+
+/// The most positions a plane may have: the transposed inputs and the sums of 16 planes are two
+/// tables of this many vectors on the stack (4 KiB each).
+pub(super) const MAX_POSITIONS: isize = 64;
+
+/// Whether a plane statement's planes are computed so: a depthwise 3 × 3 window at stride 1,
+/// undilated, with padding of 1 on the left (and what keeps the size on the right), at least 16
+/// planes of at most [`MAX_POSITIONS`] positions in rows of 2 to 8, each output plane the size of
+/// its input.
+pub(super) fn applies(args: &PlaneArgs, kernel: usize, stride: usize, dilation: usize) -> bool {
+    let ([h, w], [top, left]) = (args.input_size, args.padding);
+    let window = kernel == 3 && stride == 1 && dilation == 1;
+    let depthwise = args.group_inputs == 1 && args.group_outputs == 1;
+    let size = args.output_size == args.input_size && (2..=8).contains(&w) && h >= 1 && h * w <= MAX_POSITIONS;
+    window && depthwise && size && left == 1 && (0..=2).contains(&top) && args.planes >= PLANES
+}
+
+/// `rows[i]`'s lane `j` becomes `rows[j]`'s lane `i`.
+///
+/// # Safety
+/// The host runs AVX-512 F.
+#[inline(always)]
+unsafe fn transpose(rows: &mut [__m512; 16]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut pairs = [Avx512::splat(0.0); 16];
+        for i in (0..16).step_by(2) {
+            pairs[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]);
+            pairs[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
+        }
+        let pd = _mm512_castps_pd;
+        for i in (0..16).step_by(4) {
+            rows[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(pairs[i]), pd(pairs[i + 2])));
+            rows[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(pairs[i]), pd(pairs[i + 2])));
+            rows[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(pairs[i + 1]), pd(pairs[i + 3])));
+            rows[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(pairs[i + 1]), pd(pairs[i + 3])));
+        }
+        // Each 128-bit lane now holds a 4 × 4 block transposed; move the blocks.
+        for i in 0..4 {
+            let (a0, a1, a2, a3) = (rows[i], rows[4 + i], rows[8 + i], rows[12 + i]);
+            let b0 = _mm512_shuffle_f32x4::<0x88>(a0, a1);
+            let b1 = _mm512_shuffle_f32x4::<0xdd>(a0, a1);
+            let b2 = _mm512_shuffle_f32x4::<0x88>(a2, a3);
+            let b3 = _mm512_shuffle_f32x4::<0xdd>(a2, a3);
+            pairs[i] = _mm512_shuffle_f32x4::<0x88>(b0, b2);
+            pairs[i + 8] = _mm512_shuffle_f32x4::<0xdd>(b0, b2);
+            pairs[i + 4] = _mm512_shuffle_f32x4::<0x88>(b1, b3);
+            pairs[i + 12] = _mm512_shuffle_f32x4::<0xdd>(b1, b3);
+        }
+        *rows = pairs;
+    }
+}
+
+/// A block of positions of 16 planes, moved between planes and the positions' vectors together.
+#[derive(Clone, Copy)]
+enum Block {
+    /// `count` positions from `at` (at most 16), as one 16 × 16 transpose (masked where fewer).
+    Transposed { at: isize, count: isize },
+    /// `count` positions from `at`, each gathered from the 16 planes (and its sums scattered).
+    Gathered { at: isize, count: isize },
+}
+
+/// The most positions past the last 16 that are gathered ([`Block::Gathered`]) rather than
+/// transposed as the plane's last 16, overlapping the block before.
+const GATHERED: isize = 2;
+
+/// Block `b` (of `⌈n / 16⌉`) of a plane of `n` positions: 16 from `16·b`; the last, where 16 do
+/// not divide `n`, the plane's last 16 or, past at most [`GATHERED`], those gathered; of a plane
+/// of fewer than 16, all of them.
+#[inline(always)]
+fn block(b: isize, n: isize) -> Block {
+    let (at, rest) = (b * PLANES, n - b * PLANES);
+    match rest {
+        _ if rest >= PLANES => Block::Transposed { at, count: PLANES },
+        _ if n < PLANES => Block::Transposed { at: 0, count: n },
+        _ if rest <= GATHERED => Block::Gathered { at, count: rest },
+        _ => Block::Transposed { at: n - PLANES, count: PLANES },
+    }
+}
+
+/// `(0..16) · step`, one per lane.
+///
+/// # Safety
+/// The host runs AVX-512 F.
+#[inline(always)]
+unsafe fn lane_offsets(step: isize) -> __m512i {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        _mm512_mullo_epi32(lanes, _mm512_set1_epi32(step as i32))
+    }
+}
+
+/// Every plane of `args` ([`applies`], rows of `W`), 16 at a time (the last 16 overlapping those
+/// before where 16 does not divide the planes).
+///
+/// # Safety
+/// As for [`super::portable_kernel`], with [`applies`] true and `W` the rows' length, and the host
+/// runs AVX-512 F.
+#[inline(always)]
+pub(super) unsafe fn planes<const W: usize>(args: &PlaneArgs) {
+    type X = Avx512;
+    let (h, w, top) = (args.input_size[0], W as isize, args.padding[0]);
+    let n = h * w;
+    debug_assert!(applies(args, 3, 1, 1) && args.input_size[1] == w);
+    let blocks = div_ceil(n, PLANES);
+    // SAFETY: the caller's contract; every load, gather, store and scatter below is of positions
+    // `0..n` of planes `first..first + 16` (masked to them where a block is short), inside the
+    // input and output planes, and of the weights and biases of those planes.
+    unsafe {
+        let between_planes = lane_offsets(n);
+        // inputs[q]: position `q` of the 16 planes; sums[q]: its output.
+        let mut inputs = [X::splat(0.0); MAX_POSITIONS as usize];
+        let mut sums = [X::splat(0.0); MAX_POSITIONS as usize];
+        let mut next = 0;
+        while next < args.planes {
+            let first = next.min(args.planes - PLANES);
+            let (input, output) = (args.input.offset(first * n), args.output.offset(first * n));
+            for b in 0..blocks {
+                let (at, count) = match block(b, n) {
+                    Block::Transposed { at, count } => (at, count),
+                    Block::Gathered { at, count } => {
+                        for q in at..at + count {
+                            let gathered = _mm512_i32gather_ps::<4>(between_planes, input.offset(q));
+                            *inputs.get_unchecked_mut(q as usize) = gathered;
+                        }
+                        continue;
+                    }
+                };
+                let mask = X::mask(0, count);
+                let mut rows: [__m512; 16] =
+                    std::array::from_fn(|p| X::load_masked(input.offset(p as isize * n + at), mask));
+                transpose(&mut rows);
+                for (i, row) in rows.iter().enumerate().take(count as usize) {
+                    *inputs.get_unchecked_mut(at as usize + i) = *row;
+                }
+            }
+            // The 16 planes' windows, transposed: taps[t] holds tap `t` of every plane.
+            let weight = args.weight.offset(first * 9);
+            let mut taps: [__m512; 16] = std::array::from_fn(|p| X::load_masked(weight.add(9 * p), 0x1ff));
+            transpose(&mut taps);
+            let bias = if args.bias.is_null() { X::splat(0.0) } else { X::load(args.bias.offset(first)) };
+            for y in 0..h {
+                let mut row_sums = [bias; W];
+                for kh in 0..3 {
+                    let iy = y + kh - top;
+                    if !(0..h).contains(&iy) {
+                        continue;
+                    }
+                    let row = inputs.as_ptr().offset(iy * w);
+                    for (x, sum) in row_sums.iter_mut().enumerate() {
+                        for kw in 0..3 {
+                            // Column `x + kw − 1`, skipped outside the row.
+                            let Some(ix) = (x + kw).checked_sub(1).filter(|&ix| ix < W) else { continue };
+                            *sum = X::fma(*sum, *row.add(ix), taps[kh as usize * 3 + kw]);
+                        }
+                    }
+                }
+                for (x, sum) in row_sums.iter().enumerate() {
+                    *sums.get_unchecked_mut((y * w) as usize + x) = X::activate(*sum, args.act);
+                }
+            }
+            for b in 0..blocks {
+                let (at, count) = match block(b, n) {
+                    Block::Transposed { at, count } => (at, count),
+                    Block::Gathered { at, count } => {
+                        for q in at..at + count {
+                            _mm512_i32scatter_ps::<4>(
+                                output.offset(q),
+                                between_planes,
+                                *sums.get_unchecked(q as usize),
+                            );
+                        }
+                        continue;
+                    }
+                };
+                let mut rows: [__m512; 16] = std::array::from_fn(|i| {
+                    if (i as isize) < count { *sums.get_unchecked(at as usize + i) } else { X::splat(0.0) }
+                });
+                transpose(&mut rows);
+                for (p, row) in rows.iter().enumerate() {
+                    let to = output.offset(p as isize * n + at);
+                    if count == PLANES { X::store(to, *row) } else { X::store_masked(to, *row, X::mask(0, count)) }
+                }
+            }
+            next += PLANES;
+        }
+    }
+}
