@@ -798,7 +798,7 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize, buffers:
                 let (output_index, input_index, weight_index) =
                     (&plane.output_index, &plane.input_index, &plane.weight_index);
                 if let Some(window) = plane.row_window() {
-                    // A 1D layer's: each channel a row along the depth axis, its planes single elements.
+                    // A 1D layer's: a row per channel along the depth axis, each plane one element.
                     let PlaneDepth { input: length, output: out_length, stride, dilation, pad, .. } = plane.depth;
                     writeln!(
                         f,

@@ -1602,10 +1602,10 @@ mod tests {
     /// kernels elsewhere): 16 to 40 planes (the last 16 overlapping those before), rows of 2 to 8,
     /// 1 to 64 positions (one to four blocks of 16; past the last whole block 1 or 2 positions
     /// gathered, or the plane's last 16 transposed; a plane of fewer than 16 one masked block),
-    /// every top padding that keeps the size and a left one of 1 (of 0
-    /// or 2 now and then: the flat kernel), every activation: each version writes the portable
-    /// kernel's results bit for bit, and nothing outside the output planes. Asserts that the
-    /// transposed kernel ran on a host with AVX-512.
+    /// every top padding that keeps the size and a left one of 1 (of 0 or 2 now and then: the
+    /// flat kernel), every activation: each version writes the portable kernel's results bit for
+    /// bit, and nothing outside the output planes. Asserts that the transposed kernel ran on a
+    /// host with AVX-512.
     #[test]
     fn transposed_planes_compute_the_definition_bit_for_bit() {
         let mut rng = SplitMix64::new(29);
@@ -1614,7 +1614,8 @@ mod tests {
         let transposed_before = TRANSPOSED_CALLS.load(std::sync::atomic::Ordering::Relaxed);
         for case in 0..160 {
             let w = 2 + below(7);
-            // Rows of 7 × 7 (a last block of 1), 6 × 6 (of 4) and 5 × 5 (of 9) now and then.
+            // Square planes now and then: 7 × 7 (a last block of 1 position), 6 × 6 (of 4),
+            // 5 × 5 (of 9).
             let h = match case % 4 {
                 0 => w,
                 _ => 1 + below(64 / w as u64),

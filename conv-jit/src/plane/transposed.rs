@@ -33,7 +33,8 @@ use std::arch::x86_64::{
 
 use super::{Avx512, Lanes, PlaneArgs, div_ceil};
 
-/// Planes computed together: one per lane.
+/// Planes computed together, one per lane; also the positions of a block, the transposes being
+/// square.
 const PLANES: isize = Avx512::L;
 
 /// The most positions a plane may have: the transposed inputs and the sums of 16 planes are two
