@@ -1,7 +1,7 @@
 //! Small planes as flat runs of vectors, on AVX-512: a stride-1 window over a plane whose rows
 //! are at most half a vector (8), with an output plane the size of the input (padding that keeps
-//! the size). Depthwise 3 × 3 windows over 16 planes or more of at most 64 positions take
-//! [`super::transposed`] instead (a plane per lane, 1.3–1.8× as fast on 4 × 4 to 7 × 7).
+//! the size). Depthwise 3 × 3 and 5 × 5 windows over 16 planes or more of at most 64 positions
+//! take [`super::transposed`] instead (a plane per lane: 1.3–2.0× as fast on 4 × 4 to 7 × 7).
 //!
 //! The row kernels ([`super::planes`]) put one row in a vector: a row of 7 fills 7 lanes of 16,
 //! all of them border. Here the plane is one run of `H·W` elements and each vector takes the next

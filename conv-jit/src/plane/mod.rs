@@ -493,16 +493,9 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
         return unsafe { out_of_line(avx512_volumes::<D>)(args) };
     }
     if transposed::applies(args, K, S, D) {
-        // `applies` holds rows of 2 to 8.
-        let planes: unsafe fn(&PlaneArgs) = match args.input_size[1] {
-            2 => avx512_transposed::<2>,
-            3 => avx512_transposed::<3>,
-            4 => avx512_transposed::<4>,
-            5 => avx512_transposed::<5>,
-            6 => avx512_transposed::<6>,
-            7 => avx512_transposed::<7>,
-            _ => avx512_transposed::<8>,
-        };
+        // `applies` holds a 3 × 3 or 5 × 5 window (named as such, so that no other window makes
+        // versions of its own) and rows of 2 to 8.
+        let planes = if K == 5 { transposed_rows::<5>(args) } else { transposed_rows::<3>(args) };
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(planes)(args) };
     }
@@ -618,17 +611,31 @@ unsafe fn avx512_stream<const K: usize, const P: usize>(args: &PlaneArgs) {
     unsafe { stream::planes::<Avx512, K, P>(args) }
 }
 
-/// [`transposed::planes`] on rows of `W`.
+/// The version of [`transposed::planes`] for a `K × K` window and `args`' rows (2 to 8).
+#[cfg(target_arch = "x86_64")]
+fn transposed_rows<const K: usize>(args: &PlaneArgs) -> unsafe fn(&PlaneArgs) {
+    match args.input_size[1] {
+        2 => avx512_transposed::<K, 2>,
+        3 => avx512_transposed::<K, 3>,
+        4 => avx512_transposed::<K, 4>,
+        5 => avx512_transposed::<K, 5>,
+        6 => avx512_transposed::<K, 6>,
+        7 => avx512_transposed::<K, 7>,
+        _ => avx512_transposed::<K, 8>,
+    }
+}
+
+/// [`transposed::planes`] for a `K × K` window on rows of `W`.
 ///
 /// # Safety
-/// As for [`avx512_kernel`], with [`transposed::applies`] true and rows of `W`.
+/// As for [`avx512_kernel`], with [`transposed::applies`] true for `K` and rows of `W`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn avx512_transposed<const W: usize>(args: &PlaneArgs) {
+unsafe fn avx512_transposed<const K: usize, const W: usize>(args: &PlaneArgs) {
     #[cfg(test)]
     TRANSPOSED_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: the caller's contract.
-    unsafe { transposed::planes::<W>(args) }
+    unsafe { transposed::planes::<K, W>(args) }
 }
 
 /// [`strided::planes`] on AVX-512.
@@ -1598,21 +1605,21 @@ mod tests {
         }
     }
 
-    /// Small depthwise 3 × 3 planes 16 at a time ([`transposed`] on AVX-512; the flat or row
-    /// kernels elsewhere): 16 to 40 planes (the last 16 overlapping those before), rows of 2 to 8,
-    /// 1 to 64 positions (one to four blocks of 16; past the last whole block 1 or 2 positions
-    /// gathered, or the plane's last 16 transposed; a plane of fewer than 16 one masked block),
-    /// every top padding that keeps the size and a left one of 1 (of 0 or 2 now and then: the
-    /// flat kernel), every activation: each version writes the portable kernel's results bit for
-    /// bit, and nothing outside the output planes. Asserts that the transposed kernel ran on a
-    /// host with AVX-512.
+    /// Small depthwise 3 × 3 and 5 × 5 planes 16 at a time ([`transposed`] on AVX-512; the flat
+    /// or row kernels elsewhere): 16 to 40 planes (the last 16 overlapping those before), rows of 2
+    /// to 8, 1 to 64 positions (one to four blocks of 16; past the last whole block 1 or 2
+    /// positions gathered, or the plane's last 16 transposed; a plane of fewer than 16 one masked
+    /// block), every top padding that keeps the size and a left one of half the window's reach (of
+    /// 0 or the whole reach now and then: the flat kernel), every activation: each version writes
+    /// the portable kernel's results bit for bit, and nothing outside the output planes. Asserts
+    /// that the transposed kernel ran on a host with AVX-512.
     #[test]
     fn transposed_planes_compute_the_definition_bit_for_bit() {
         let mut rng = SplitMix64::new(29);
         let mut below = |n: u64| (rng.next_u64() % n) as usize;
         let acts = [TileActivation::None, TileActivation::Relu, TileActivation::Relu6];
         let transposed_before = TRANSPOSED_CALLS.load(std::sync::atomic::Ordering::Relaxed);
-        for case in 0..160 {
+        for case in 0..240 {
             let w = 2 + below(7);
             // Square planes now and then: 7 × 7 (a last block of 1 position), 6 × 6 (of 4),
             // 5 × 5 (of 9).
@@ -1620,17 +1627,19 @@ mod tests {
                 0 => w,
                 _ => 1 + below(64 / w as u64),
             };
-            let left = if case % 10 == 9 { 2 * below(2) } else { 1 };
+            let kernel = [3, 5][case / 4 % 2];
+            let reach = kernel - 1;
+            let left = if case % 10 == 9 { reach * below(2) } else { reach / 2 };
             let shape = PlaneShape {
                 planes: 16 + below(25),
                 group_inputs: 1,
                 group_outputs: 1,
                 input_size: [h, w],
                 output_size: [h, w],
-                kernel: 3,
+                kernel,
                 stride: 1,
                 dilation: 1,
-                padding: [below(3), left],
+                padding: [below(reach as u64 + 1), left],
                 act: acts[below(3)],
                 depth: PlaneDepth::FLAT,
             };

@@ -1,7 +1,7 @@
-//! Small depthwise planes 16 at a time, transposed in registers, on AVX-512: a 3 × 3 window at
-//! stride 1 over planes of at most [`MAX_POSITIONS`] positions in rows of 2 to 8, each output
-//! plane the size of its input (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5 or
-//! 6 × 6 at 160 or 192).
+//! Small depthwise planes 16 at a time, transposed in registers, on AVX-512: a 3 × 3 or 5 × 5
+//! window at stride 1 over planes of at most [`MAX_POSITIONS`] positions in rows of 2 to 8, each
+//! output plane the size of its input (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5
+//! or 6 × 6 at 160 or 192; EfficientNets' last 5 × 5 ones at 7 × 7).
 //!
 //! [`super::flat`] puts a plane's positions in the lanes of a vector: every tap is a shifted,
 //! masked vector of the plane (a shuffle of two loaded vectors, or a 64-byte load across two cache
@@ -10,17 +10,21 @@
 //! shuffles; a last block the plane's last 16 positions, overlapping the one before, or, where at
 //! most [`GATHERED`] positions are past the last whole block, those positions gathered one by
 //! one), so that a position of the 16 planes is one vector and a tap one multiply-add of a whole
-//! vector, with no mask and no shifted load. The 16 windows' 9 weights are transposed into 9
-//! vectors held in registers; an output row's `W` sums stay in registers; the sums are
-//! transposed back the same way. The sums are those of the other kernels bit for bit: the bias,
-//! then the taps in order, those outside the plane skipped (which, the rows being `W` long and
-//! the padding on the left 1, is known per output column when the code is compiled).
+//! vector, with no mask and no shifted load. The 16 windows' weights are transposed into a vector
+//! per tap (a 3 × 3 window's 9 held in registers; a 5 × 5 one's 25 do not all fit beside the
+//! sums, and the compiler keeps some on the stack); an output row's `W` sums stay in registers;
+//! the sums are transposed back the same way. The sums are those of the other kernels bit for
+//! bit: the bias, then the taps in order, those outside the plane skipped (which, the rows being
+//! `W` long and the padding on the left half the window's reach, is known per output column
+//! when the code is compiled).
 //!
 //! Measured on an Intel Xeon (Emerald Rapids; the flat kernel's build and this one alternating,
 //! `convgen bench MODEL --runs 300`, 6–10 pairs, medians of the pair ratios): dw3_s1_c960_7 1.29×
 //! (0.033 → 0.026 ms; 1.19× in an earlier round), 960 planes of 6 × 6 1.84×, 960 of 5 × 5 1.84×,
 //! 1024 of 4 × 4 1.77×; 576 of 8 × 8 (which fill the flat kernel's vectors) 0.97–1.08× in three
-//! rounds, 1024 of 8 × 8 with relu6 1.05×. On the way: the windows' weights gathered (9 gathers)
+//! rounds, 1024 of 8 × 8 with relu6 1.05×; a 5 × 5 window on 480 planes of 7 × 7 1.98×, on 1152
+//! of 7 × 7 with relu6 1.97×, on 960 of 6 × 6 1.94× (with the 3 × 3 window unchanged, 1.00×). On
+//! the way: the windows' weights gathered (9 gathers)
 //! rather than transposed, 0.95×; a last block of 1 position (7 × 7) transposed as the plane's
 //! last 16 rather than gathered, 0.95–0.96×, one of 4 (6 × 6) 1.06×. A C copy without its
 //! multiply-adds took as long as with them: the transposes, loads and stores are what it costs.
@@ -41,16 +45,18 @@ const PLANES: isize = Avx512::L;
 /// tables of this many vectors on the stack (4 KiB each).
 pub(super) const MAX_POSITIONS: isize = 64;
 
-/// Whether a plane statement's planes are computed so: a depthwise 3 × 3 window at stride 1,
-/// undilated, with padding of 1 on the left (and what keeps the size on the right), at least 16
-/// planes of at most [`MAX_POSITIONS`] positions in rows of 2 to 8, each output plane the size of
-/// its input.
+/// Whether a plane statement's planes are computed so: a depthwise 3 × 3 or 5 × 5 window at
+/// stride 1, undilated, with padding of half its reach on the left (and what keeps the size on the
+/// right), at least 16 planes of at most [`MAX_POSITIONS`] positions in rows of 2 to 8, each
+/// output plane the size of its input.
 pub(super) fn applies(args: &PlaneArgs, kernel: usize, stride: usize, dilation: usize) -> bool {
     let ([h, w], [top, left]) = (args.input_size, args.padding);
-    let window = kernel == 3 && stride == 1 && dilation == 1;
+    let reach = kernel as isize - 1;
+    let window = (kernel == 3 || kernel == 5) && stride == 1 && dilation == 1;
     let depthwise = args.group_inputs == 1 && args.group_outputs == 1;
     let size = args.output_size == args.input_size && (2..=8).contains(&w) && h >= 1 && h * w <= MAX_POSITIONS;
-    window && depthwise && size && left == 1 && (0..=2).contains(&top) && args.planes >= PLANES
+    let padding = left == reach / 2 && (0..=reach).contains(&top);
+    window && depthwise && size && padding && args.planes >= PLANES
 }
 
 /// `rows[i]`'s lane `j` becomes `rows[j]`'s lane `i`.
@@ -129,18 +135,19 @@ unsafe fn lane_offsets(step: isize) -> __m512i {
     }
 }
 
-/// Every plane of `args` ([`applies`], rows of `W`), 16 at a time (the last 16 overlapping those
-/// before where 16 does not divide the planes).
+/// Every plane of `args` ([`applies`], a `K × K` window, rows of `W`), 16 at a time (the last 16
+/// overlapping those before where 16 does not divide the planes).
 ///
 /// # Safety
-/// As for [`super::portable_kernel`], with [`applies`] true and `W` the rows' length, and the host
-/// runs AVX-512 F.
+/// As for [`super::portable_kernel`], with [`applies`] true for `K` and `W` the rows' length, and
+/// the host runs AVX-512 F.
 #[inline(always)]
-pub(super) unsafe fn planes<const W: usize>(args: &PlaneArgs) {
+pub(super) unsafe fn planes<const K: usize, const W: usize>(args: &PlaneArgs) {
     type X = Avx512;
+    const { assert!(K == 3 || K == 5) };
     let (h, w, top) = (args.input_size[0], W as isize, args.padding[0]);
-    let n = h * w;
-    debug_assert!(applies(args, 3, 1, 1) && args.input_size[1] == w);
+    let (n, taps_per_window, left) = (h * w, (K * K) as isize, (K - 1) / 2);
+    debug_assert!(applies(args, K, 1, 1) && args.input_size[1] == w);
     let blocks = div_ceil(n, PLANES);
     // SAFETY: the caller's contract; every load, gather, store and scatter below is of positions
     // `0..n` of planes `first..first + 16` (masked to them where a block is short), inside the
@@ -173,24 +180,32 @@ pub(super) unsafe fn planes<const W: usize>(args: &PlaneArgs) {
                     *inputs.get_unchecked_mut(at as usize + i) = *row;
                 }
             }
-            // The 16 planes' windows, transposed: taps[t] holds tap `t` of every plane.
-            let weight = args.weight.offset(first * 9);
-            let mut taps: [__m512; 16] = std::array::from_fn(|p| X::load_masked(weight.add(9 * p), 0x1ff));
-            transpose(&mut taps);
+            // The 16 planes' windows, transposed: taps[t] holds tap `t` of every plane (a 5 × 5
+            // window's 25 in two blocks of 16).
+            let weight = args.weight.offset(first * taps_per_window);
+            let mut taps = [X::splat(0.0); 32];
+            for (block, taps) in taps.chunks_exact_mut(16).enumerate().take((K * K).div_ceil(16)) {
+                let at = block as isize * 16;
+                let mask = X::mask(0, taps_per_window - at);
+                let mut rows: [__m512; 16] =
+                    std::array::from_fn(|p| X::load_masked(weight.offset(p as isize * taps_per_window + at), mask));
+                transpose(&mut rows);
+                taps.copy_from_slice(&rows);
+            }
             let bias = if args.bias.is_null() { X::splat(0.0) } else { X::load(args.bias.offset(first)) };
             for y in 0..h {
                 let mut row_sums = [bias; W];
-                for kh in 0..3 {
-                    let iy = y + kh - top;
+                for kh in 0..K {
+                    let iy = y + kh as isize - top;
                     if !(0..h).contains(&iy) {
                         continue;
                     }
                     let row = inputs.as_ptr().offset(iy * w);
                     for (x, sum) in row_sums.iter_mut().enumerate() {
-                        for kw in 0..3 {
-                            // Column `x + kw − 1`, skipped outside the row.
-                            let Some(ix) = (x + kw).checked_sub(1).filter(|&ix| ix < W) else { continue };
-                            *sum = X::fma(*sum, *row.add(ix), taps[kh as usize * 3 + kw]);
+                        for kw in 0..K {
+                            // Column `x + kw − left`, skipped outside the row.
+                            let Some(ix) = (x + kw).checked_sub(left).filter(|&ix| ix < W) else { continue };
+                            *sum = X::fma(*sum, *row.add(ix), taps[kh * K + kw]);
                         }
                     }
                 }
