@@ -95,6 +95,22 @@ unsafe fn transpose(rows: &mut [__m512; 16]) {
     }
 }
 
+/// 16 rows of `count` elements (at most 16) from `first`, `stride` elements apart, transposed:
+/// vector `i`'s lane `p` is row `p`'s element `i` (0 past `count`).
+///
+/// # Safety
+/// The host runs AVX-512 F; each row's `count` elements are readable.
+#[inline(always)]
+unsafe fn load_transposed(first: *const f32, stride: isize, count: isize) -> [__m512; 16] {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mask = Avx512::mask(0, count);
+        let mut rows = std::array::from_fn(|p| Avx512::load_masked(first.offset(p as isize * stride), mask));
+        transpose(&mut rows);
+        rows
+    }
+}
+
 /// A block of positions of 16 planes, moved between planes and the positions' vectors together.
 #[derive(Clone, Copy)]
 enum Block {
@@ -172,10 +188,7 @@ pub(super) unsafe fn planes<const K: usize, const W: usize>(args: &PlaneArgs) {
                         continue;
                     }
                 };
-                let mask = X::mask(0, count);
-                let mut rows: [__m512; 16] =
-                    std::array::from_fn(|p| X::load_masked(input.offset(p as isize * n + at), mask));
-                transpose(&mut rows);
+                let rows = load_transposed(input.offset(at), n, count);
                 for (i, row) in rows.iter().enumerate().take(count as usize) {
                     *inputs.get_unchecked_mut(at as usize + i) = *row;
                 }
@@ -184,13 +197,10 @@ pub(super) unsafe fn planes<const K: usize, const W: usize>(args: &PlaneArgs) {
             // window's 25 in two blocks of 16).
             let weight = args.weight.offset(first * taps_per_window);
             let mut taps = [X::splat(0.0); 32];
-            for (block, taps) in taps.chunks_exact_mut(16).enumerate().take((K * K).div_ceil(16)) {
-                let at = block as isize * 16;
-                let mask = X::mask(0, taps_per_window - at);
-                let mut rows: [__m512; 16] =
-                    std::array::from_fn(|p| X::load_masked(weight.offset(p as isize * taps_per_window + at), mask));
-                transpose(&mut rows);
-                taps.copy_from_slice(&rows);
+            for (part, taps) in taps.chunks_exact_mut(16).enumerate().take((K * K).div_ceil(16)) {
+                let at = part as isize * 16;
+                let count = (taps_per_window - at).min(16);
+                taps.copy_from_slice(&load_transposed(weight.offset(at), taps_per_window, count));
             }
             let bias = if args.bias.is_null() { X::splat(0.0) } else { X::load(args.bias.offset(first)) };
             for y in 0..h {
