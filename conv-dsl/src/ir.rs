@@ -341,6 +341,30 @@ pub const PLANE_FLAT_MAX_POSITIONS: u64 = 512;
 /// against the stream's own bounds.
 pub const PLANE_VOLUME_ROWS: (u64, u64) = (33, 112);
 
+/// The most positions (H·W) of the small depthwise planes a plane kernel transposes, a vector's
+/// lanes of planes at a time (`conv_jit`'s `plane/transposed.rs`: its inputs and sums are two
+/// tables of this many vectors on its stack).
+pub const PLANE_TRANSPOSED_MAX_POSITIONS: u64 = 64;
+
+/// Whether a plane kernel computes a depthwise layer's planes transposed, a vector's lanes of
+/// planes at a time (`conv_jit`'s `plane/transposed.rs`), given at least that many planes: a
+/// `kernel × kernel` window of 3 or 5 at stride 1, undilated, padded on the left by half its reach
+/// and on the top by at most its reach, over `[h, w]` planes in rows of 2 to
+/// [`PLANE_FLAT_MAX_ROW`] of at most [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions, each output plane
+/// its input's size. The lowering's default for small planes on AVX2 (`lower`'s
+/// `planar::plane_pays`) and the kernel's own choice both ask it.
+pub fn plane_transposed(window: (u64, u64, u64), input: [u64; 2], output: [u64; 2], [top, left]: [u64; 2]) -> bool {
+    let (kernel, stride, dilation) = window;
+    let ([h, w], reach) = (input, kernel.saturating_sub(1));
+    let size = output == input && (2..=PLANE_FLAT_MAX_ROW).contains(&w) && h >= 1;
+    let padding = left == reach / 2 && top <= reach;
+    matches!(kernel, 3 | 5)
+        && (stride, dilation) == (1, 1)
+        && size
+        && h * w <= PLANE_TRANSPOSED_MAX_POSITIONS
+        && padding
+}
+
 /// Whether a plane kernel exists for a square `kernel × kernel` window with `stride` and
 /// `dilation` along both axes: one of [`PLANE_WINDOWS`].
 pub fn plane_kernel_exists(kernel: u64, stride: u64, dilation: u64) -> bool {

@@ -205,12 +205,25 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         }
     }
     // Rows of 14: the planar code with vectors of 4 (the JIT's, and the macro's where its 8 do not
-    // fit twice); rows of 7: neither. 5×5 windows: rows of 14 at stride 1, 28 at stride 2. 3×3 at
-    // stride 2 (streamed): rows of 14, not 13; not for groups.
+    // fit twice). Small planes of at least 8 channels, their 3×3 or 5×5 window at stride 1 keeping
+    // their size with the left padding half its reach: transposed 8 at a time (rows of 2 to 8, at
+    // most 64 positions; not dilated, not for a multiplier or groups). 5×5 windows: rows of 14 at
+    // stride 1, 28 at stride 2. 3×3 at stride 2 (streamed): rows of 14, not 13; not for groups.
     let macro_target = Target { microkernels: true, ..Target::AVX2 };
     let cases = [
         ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
-        ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
+        ("input x: [1, 7, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 8, 8]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true, true),
+        ("input x: [1, 8, 9, 8]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 7, 9]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 32, 2]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
+        ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3 }", false, false),
+        ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 2, dilation: 2 }", false, false),
+        ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 1, multiplier: 2 }", false, false),
+        ("input x: [1, 8, 7, 7]; conv c(x) { out: 8, kernel: 3, pad: 1, groups: 4 }", false, false),
+        ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 5, pad: 2 }", true, true),
+        ("input x: [1, 8, 6, 6]; depthwise d(x) { kernel: 5, pad: 2, act: relu }", true, true),
         ("input x: [1, 8, 28, 28]; depthwise d(x) { kernel: 5, pad: 2 }", true, true),
         ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 5, pad: 2 }", true, true),
         ("input x: [1, 8, 13, 13]; depthwise d(x) { kernel: 5, pad: 2 }", false, false),
@@ -223,11 +236,12 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         ("input x: [1, 8, 28, 28]; conv c(x) { out: 8, kernel: 3, stride: 2, pad: 1, groups: 2 }", false, false),
     ];
     for (text, jit, rust) in cases {
-        let (network, _, binding) = bound(text);
+        let (network, shape, binding) = bound(text);
         for (target, expected) in [(with_kernels, jit), (macro_target, rust)] {
             let plan = lower::lower(&network, &binding, target, &|_| None).unwrap();
             let step = plan.steps.iter().find(|step| !step.schedules.is_empty()).expect("a conv step");
             assert_eq!(step.schedules[0].kernel == Kernel::Plane, expected, "{text}, {} lanes", target.lanes);
+            runs_like_the_reference(text, &network, &shape, &plan);
         }
     }
     // The macro's planar code on rows of 14 takes vectors of 4 (its 8 do not fit twice).

@@ -39,7 +39,7 @@ use super::{Axis, Builder, Packing, Position, Segment, Split, StageParam, activa
 use crate::bind::BoundConv;
 use crate::ir::{
     Acc, Buffer, BufferId, Index, PLANE_FLAT_MAX_POSITIONS, PLANE_FLAT_MAX_ROW, PLANE_VOLUME_ROWS, Plane, PlaneDepth,
-    Stmt, TILE_LANES, TileActivation, Value,
+    Stmt, TILE_LANES, TileActivation, Value, plane_transposed,
 };
 use crate::schedule::{Kernel, PLANAR_MAX_ACCUMULATORS, Schedule, Target};
 use crate::spec::Conv;
@@ -293,13 +293,16 @@ fn even_parts(count: u64, units: u64) -> u64 {
 /// - a window of at most 9 taps: rows of at least [`PLANE_MIN_ROW`] outputs (shorter rows take
 ///   the inline planar code, of 4 lanes where need be: [`default_schedule`]);
 ///   — or, on a `target` with wide (AVX-512) microkernels, a depthwise one at stride 1 with rows
-///   of at least [`PLANE_MIN_SHORT_ROW`], or on a flat plane ([`flat_plane`]);
+///   of at least [`PLANE_MIN_SHORT_ROW`], or on a flat plane ([`flat_plane`]); on a `target`
+///   with 8-lane (AVX2) microkernels, a depthwise one on small planes ([`transposed_planes`]);
 ///   — or a depthwise 3×3 one at stride 2 (undilated) with rows of at least
 ///   [`PLANE_MIN_STREAMED_ROW`] on a `target` with wide microkernels, else
 ///   [`PLANE_MIN_STREAMED_ROW_AVX2`];
 /// - a larger window (5×5): rows of at least [`PLANE_MIN_SHORT_ROW`] outputs at stride 1, at least
 ///   [`PLANE_MIN_ROW_STRIDED`] at stride 2 — or, on a `target` with wide microkernels, a
 ///   depthwise one on a flat plane, or at stride 2 with rows of at least [`PLANE_MIN_SHORT_ROW`];
+///   on a `target` with 8-lane microkernels, a depthwise 5×5 one on small planes
+///   ([`transposed_planes`]);
 /// - a pointwise layer (1×1, one group, no padding): planes of at least [`PLANE_MIN_POINTWISE`]
 ///   outputs, and at least [`PLANE_MIN_POINTWISE_OUTPUTS_AVX2`] output channels unless the target
 ///   has wide microkernels.
@@ -366,9 +369,39 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
         && conv.stride.iter().all(|&s| s == 2)
         && conv.dilation.iter().all(|&d| d == 1)
         && width >= if wide { PLANE_MIN_STREAMED_ROW } else { PLANE_MIN_STREAMED_ROW_AVX2 };
-    let rows = flat || streamed || width >= min_row;
+    let rows = flat || streamed || transposed_planes(conv, bound, target) || width >= min_row;
     let grouping = depthwise || small_groups(conv);
     rows && grouping && Schedule::plane().validate(conv).is_ok()
+}
+
+/// Whether a depthwise stage's small planes take the plane kernel by default where the host runs
+/// its 8-lane (AVX2) version: planes its kernel transposes 8 at a time ([`plane_transposed`]),
+/// at least 8 of them (on AVX-512 such planes are flat, [`flat_plane`]).
+///
+/// Measured on an Intel Xeon (Emerald Rapids) with `CONVGEN_MAX_ISA=avx2` against the
+/// channels-last tile kernel and its two conversions (`convgen bench --schedule dw:kernel=plane`
+/// and without, alternating, 6 pairs, median ratios): dw3_s1_c960_7 1.43×, 960 channels at 6 × 6
+/// 1.36×, 576 at 8 × 8 1.59×, a 5 × 5 window on 480 at 7 × 7 1.83×.
+fn transposed_planes(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
+    let narrow = target.microkernels && !target.wide_microkernels;
+    let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
+    let square = |values: &[u64]| match values {
+        [a, b] if a == b => Some(*a),
+        _ => None,
+    };
+    let window = (square(&conv.kernel), square(&conv.stride), square(&conv.dilation));
+    let (Some(kernel), Some(stride), Some(dilation)) = window else { return false };
+    let plane = |shape: &[u64]| match shape {
+        [_, _, h, w] => Some([*h, *w]),
+        _ => None,
+    };
+    let (Some(input), Some(output)) = (plane(&bound.input), plane(&bound.output)) else { return false };
+    let ([top, _], [left, _]) = match bound.padding[..] {
+        [top, left] => (top, left),
+        _ => return false,
+    };
+    let planes = plane_transposed((kernel, stride, dilation), input, output, [top, left]);
+    narrow && depthwise && conv.in_channels >= u64::from(TILE_LANES) && planes
 }
 
 /// Whether a 1D stage takes the plane kernel by default: a depthwise layer (or one of small

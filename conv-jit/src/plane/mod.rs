@@ -492,10 +492,10 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(avx512_volumes::<D>)(args) };
     }
-    if transposed::applies(args, K, S, D) {
+    if transposed::applies::<Avx512>(args, K, S, D) {
         // `applies` holds a 3 × 3 or 5 × 5 window (named as such, so that no other window makes
         // versions of its own) and rows of 2 to 8.
-        let planes = if K == 5 { transposed_rows::<5>(args) } else { transposed_rows::<3>(args) };
+        let planes = if K == 5 { transposed_rows::<5>(args, true) } else { transposed_rows::<3>(args, true) };
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(planes)(args) };
     }
@@ -554,6 +554,13 @@ unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(avx2_volumes::<D>)(args) };
     }
+    if transposed::applies::<Avx2>(args, K, S, D) {
+        // `applies` holds a 3 × 3 or 5 × 5 window (named as such, so that no other window makes
+        // versions of its own) and rows of 2 to 8.
+        let planes = if K == 5 { transposed_rows::<5>(args, false) } else { transposed_rows::<3>(args, false) };
+        // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
+        return unsafe { out_of_line(planes)(args) };
+    }
     if strided::applies(args, K, S, D) {
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(avx2_strided)(args) };
@@ -611,31 +618,48 @@ unsafe fn avx512_stream<const K: usize, const P: usize>(args: &PlaneArgs) {
     unsafe { stream::planes::<Avx512, K, P>(args) }
 }
 
-/// The version of [`transposed::planes`] for a `K × K` window and `args`' rows (2 to 8).
+/// The version of [`transposed::planes`] for a `K × K` window and `args`' rows (2 to 8), on
+/// AVX-512 or on AVX2.
 #[cfg(target_arch = "x86_64")]
-fn transposed_rows<const K: usize>(args: &PlaneArgs) -> unsafe fn(&PlaneArgs) {
+fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(&PlaneArgs) {
+    fn version<const K: usize, const W: usize>(avx512: bool) -> unsafe fn(&PlaneArgs) {
+        if avx512 { avx512_transposed::<K, W> } else { avx2_transposed::<K, W> }
+    }
     match args.input_size[1] {
-        2 => avx512_transposed::<K, 2>,
-        3 => avx512_transposed::<K, 3>,
-        4 => avx512_transposed::<K, 4>,
-        5 => avx512_transposed::<K, 5>,
-        6 => avx512_transposed::<K, 6>,
-        7 => avx512_transposed::<K, 7>,
-        _ => avx512_transposed::<K, 8>,
+        2 => version::<K, 2>(avx512),
+        3 => version::<K, 3>(avx512),
+        4 => version::<K, 4>(avx512),
+        5 => version::<K, 5>(avx512),
+        6 => version::<K, 6>(avx512),
+        7 => version::<K, 7>(avx512),
+        _ => version::<K, 8>(avx512),
     }
 }
 
-/// [`transposed::planes`] for a `K × K` window on rows of `W`.
+/// [`transposed::planes`] for a `K × K` window on rows of `W`, 16 planes at a time on AVX-512.
 ///
 /// # Safety
-/// As for [`avx512_kernel`], with [`transposed::applies`] true for `K` and rows of `W`.
+/// As for [`avx512_kernel`], with [`transposed::applies`] true for AVX-512, `K` and rows of `W`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 unsafe fn avx512_transposed<const K: usize, const W: usize>(args: &PlaneArgs) {
     #[cfg(test)]
     TRANSPOSED_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: the caller's contract.
-    unsafe { transposed::planes::<K, W>(args) }
+    unsafe { transposed::planes::<Avx512, 16, K, W>(args) }
+}
+
+/// [`transposed::planes`] for a `K × K` window on rows of `W`, 8 planes at a time on AVX2.
+///
+/// # Safety
+/// As for [`avx2_kernel`], with [`transposed::applies`] true for AVX2, `K` and rows of `W`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_transposed<const K: usize, const W: usize>(args: &PlaneArgs) {
+    #[cfg(test)]
+    TRANSPOSED_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    unsafe { transposed::planes::<Avx2, 8, K, W>(args) }
 }
 
 /// [`strided::planes`] on AVX-512.
@@ -1605,14 +1629,15 @@ mod tests {
         }
     }
 
-    /// Small depthwise 3 × 3 and 5 × 5 planes 16 at a time ([`transposed`] on AVX-512; the flat
-    /// or row kernels elsewhere): 16 to 40 planes (the last 16 overlapping those before), rows of 2
-    /// to 8, 1 to 64 positions (one to four blocks of 16; past the last whole block 1 or 2
-    /// positions gathered, or the plane's last 16 transposed; a plane of fewer than 16 one masked
-    /// block), every top padding that keeps the size and a left one of half the window's reach (of
-    /// 0 or the whole reach now and then: the flat kernel), every activation: each version writes
-    /// the portable kernel's results bit for bit, and nothing outside the output planes. Asserts
-    /// that the transposed kernel ran on a host with AVX-512.
+    /// Small depthwise 3 × 3 and 5 × 5 planes a vector's lanes at a time ([`transposed`]: 16 on
+    /// AVX-512, 8 on AVX2; the flat or row kernels elsewhere): 8 to 40 planes (the last 16 or 8
+    /// overlapping those before; fewer than 16 on the flat kernel with AVX-512), rows of 2 to 8, 1
+    /// to 64 positions (blocks of 16 or 8; past the last whole block 1 or 2 positions gathered, or
+    /// the plane's last 16 or 8 transposed; a plane of fewer one masked block), every top padding
+    /// that keeps the size and a left one of half the window's reach (of 0 or the whole reach now
+    /// and then: the flat or row kernels), every activation: each version writes the portable
+    /// kernel's results bit for bit, and nothing outside the output planes. Asserts that the
+    /// transposed kernel ran on a host with AVX2.
     #[test]
     fn transposed_planes_compute_the_definition_bit_for_bit() {
         let mut rng = SplitMix64::new(29);
@@ -1631,7 +1656,7 @@ mod tests {
             let reach = kernel - 1;
             let left = if case % 10 == 9 { reach * below(2) } else { reach / 2 };
             let shape = PlaneShape {
-                planes: 16 + below(25),
+                planes: 8 + below(33),
                 group_inputs: 1,
                 group_outputs: 1,
                 input_size: [h, w],
@@ -1645,7 +1670,7 @@ mod tests {
             };
             versions_agree(&shape, case % 3 != 0, case % 5, &mut below);
         }
-        if Isa::on_host().contains(&Isa::Avx512) {
+        if Isa::on_host().contains(&Isa::Avx2) {
             let calls = TRANSPOSED_CALLS.load(std::sync::atomic::Ordering::Relaxed);
             assert!(calls > transposed_before, "no plane was transposed");
         }

@@ -1,16 +1,19 @@
-//! Small depthwise planes 16 at a time, transposed in registers, on AVX-512: a 3 × 3 or 5 × 5
-//! window at stride 1 over planes of at most [`MAX_POSITIONS`] positions in rows of 2 to 8, each
-//! output plane the size of its input (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5
-//! or 6 × 6 at 160 or 192; EfficientNets' last 5 × 5 ones at 7 × 7).
+//! Small depthwise planes a vector's lanes at a time (16 on AVX-512, 8 on AVX2), transposed in
+//! registers: a 3 × 3 or 5 × 5 window at stride 1 over planes of at most
+//! [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions in rows of 2 to 8, each output plane the size of
+//! its input (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5 or 6 × 6 at 160 or 192;
+//! EfficientNets' last 5 × 5 ones at 7 × 7).
 //!
 //! [`super::flat`] puts a plane's positions in the lanes of a vector: every tap is a shifted,
 //! masked vector of the plane (a shuffle of two loaded vectors, or a 64-byte load across two cache
-//! lines), and a plane of 7 × 7 fills 49 of its 4 vectors' 64 lanes. Here the lanes are 16
-//! planes instead. Their inputs are transposed in blocks of 16 positions (16 masked loads and 64
-//! shuffles; a last block the plane's last 16 positions, overlapping the one before, or, where at
-//! most [`GATHERED`] positions are past the last whole block, those positions gathered one by
-//! one), so that a position of the 16 planes is one vector and a tap one multiply-add of a whole
-//! vector, with no mask and no shifted load. The 16 windows' weights are transposed into a vector
+//! lines), and a plane of 7 × 7 fills 49 of its 4 vectors' 64 lanes; AVX2's row kernels fill 7 of
+//! 8 lanes at 7 × 7, every block a border one. Here the lanes are 16 (8) planes instead. Their
+//! inputs are transposed in blocks of 16 (8) positions (16 masked loads and 64 shuffles on
+//! AVX-512; 8 loads and 24 shuffles on AVX2; a last block the plane's last 16 (8) positions,
+//! overlapping the one before, or, where at most [`Transposing::GATHERED`] positions are past
+//! the last whole block, those positions gathered one by one), so that a position of the planes
+//! is one vector and a tap one multiply-add of a whole vector, with no mask and no shifted load.
+//! The windows' weights are transposed into a vector
 //! per tap (a 3 × 3 window's 9 held in registers; a 5 × 5 one's 25 do not all fit beside the
 //! sums, and the compiler keeps some on the stack); an output row's `W` sums stay in registers;
 //! the sums are transposed back the same way. The sums are those of the other kernels bit for
@@ -30,177 +33,241 @@
 //! multiply-adds took as long as with them: the transposes, loads and stores are what it costs.
 
 use std::arch::x86_64::{
-    __m512, __m512i, _mm512_castpd_ps, _mm512_castps_pd, _mm512_i32gather_ps, _mm512_i32scatter_ps, _mm512_mullo_epi32,
-    _mm512_set1_epi32, _mm512_setr_epi32, _mm512_shuffle_f32x4, _mm512_unpackhi_pd, _mm512_unpackhi_ps,
-    _mm512_unpacklo_pd, _mm512_unpacklo_ps,
+    __m256, __m512, _mm256_i32gather_ps, _mm256_mullo_epi32, _mm256_permute2f128_ps, _mm256_set1_epi32,
+    _mm256_setr_epi32, _mm256_shuffle_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps, _mm512_castpd_ps, _mm512_castps_pd,
+    _mm512_i32gather_ps, _mm512_i32scatter_ps, _mm512_mullo_epi32, _mm512_set1_epi32, _mm512_setr_epi32,
+    _mm512_shuffle_f32x4, _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
 };
 
-use super::{Avx512, Lanes, PlaneArgs, div_ceil};
+use conv_dsl::ir::{PLANE_TRANSPOSED_MAX_POSITIONS, plane_transposed};
 
-/// Planes computed together, one per lane; also the positions of a block, the transposes being
-/// square.
-const PLANES: isize = Avx512::L;
+use super::{Avx2, Avx512, Lanes, PlaneArgs, div_ceil};
 
-/// The most positions a plane may have: the transposed inputs and the sums of 16 planes are two
-/// tables of this many vectors on the stack (4 KiB each).
-pub(super) const MAX_POSITIONS: isize = 64;
+/// The most positions a plane may have: the transposed inputs and the sums of a lane's worth of
+/// planes are two tables of this many vectors on the stack (4 KiB each on AVX-512).
+const MAX_POSITIONS: usize = PLANE_TRANSPOSED_MAX_POSITIONS as usize;
 
-/// Whether a plane statement's planes are computed so: a depthwise 3 × 3 or 5 × 5 window at
-/// stride 1, undilated, with padding of half its reach on the left (and what keeps the size on the
-/// right), at least 16 planes of at most [`MAX_POSITIONS`] positions in rows of 2 to 8, each
-/// output plane the size of its input.
-pub(super) fn applies(args: &PlaneArgs, kernel: usize, stride: usize, dilation: usize) -> bool {
-    let ([h, w], [top, left]) = (args.input_size, args.padding);
-    let reach = kernel as isize - 1;
-    let window = (kernel == 3 || kernel == 5) && stride == 1 && dilation == 1;
+/// Whether a plane statement's planes are computed so on `X`: a depthwise layer whose window and
+/// planes [`plane_transposed`] takes (3 × 3 or 5 × 5 at stride 1, small planes of the same size
+/// out as in), with at least `X::L` planes (one per lane).
+pub(super) fn applies<X: Lanes>(args: &PlaneArgs, kernel: usize, stride: usize, dilation: usize) -> bool {
+    let size = |[a, b]: [isize; 2]| [a, b].map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+    let window = (kernel as u64, stride as u64, dilation as u64);
+    let planes = plane_transposed(window, size(args.input_size), size(args.output_size), size(args.padding));
     let depthwise = args.group_inputs == 1 && args.group_outputs == 1;
-    let size = args.output_size == args.input_size && (2..=8).contains(&w) && h >= 1 && h * w <= MAX_POSITIONS;
-    let padding = left == reach / 2 && (0..=reach).contains(&top);
-    window && depthwise && size && padding && args.planes >= PLANES
+    planes && depthwise && args.planes >= X::L
 }
 
-/// `rows[i]`'s lane `j` becomes `rows[j]`'s lane `i`.
-///
-/// # Safety
-/// The host runs AVX-512 F.
-#[inline(always)]
-unsafe fn transpose(rows: &mut [__m512; 16]) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        let mut pairs = [Avx512::splat(0.0); 16];
-        for i in (0..16).step_by(2) {
-            pairs[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]);
-            pairs[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
+/// Vectors of `L` lanes that move between `L` planes and `L` positions: transposed in `L × L`
+/// blocks, or a position gathered from (scattered to) the planes.
+pub(super) trait Transposing<const L: usize>: Lanes {
+    /// The most positions past the last `L` that are gathered ([`Block::Gathered`]) rather than
+    /// transposed as the plane's last `L`, overlapping the block before.
+    const GATHERED: isize;
+    /// `rows[i]`'s lane `j` becomes `rows[j]`'s lane `i`.
+    unsafe fn transpose(rows: &mut [Self::V; L]);
+    /// Lane `p` from `at + p · step`.
+    unsafe fn gather(at: *const f32, step: isize) -> Self::V;
+    /// Lane `p` to `at + p · step`.
+    unsafe fn scatter(at: *mut f32, step: isize, x: Self::V);
+}
+
+impl Transposing<16> for Avx512 {
+    const GATHERED: isize = 2;
+
+    #[inline(always)]
+    unsafe fn transpose(rows: &mut [__m512; 16]) {
+        // SAFETY: the caller's contract (the host runs AVX-512 F).
+        unsafe {
+            let mut pairs = [Avx512::splat(0.0); 16];
+            for i in (0..16).step_by(2) {
+                pairs[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]);
+                pairs[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
+            }
+            let pd = _mm512_castps_pd;
+            for i in (0..16).step_by(4) {
+                rows[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(pairs[i]), pd(pairs[i + 2])));
+                rows[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(pairs[i]), pd(pairs[i + 2])));
+                rows[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(pairs[i + 1]), pd(pairs[i + 3])));
+                rows[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(pairs[i + 1]), pd(pairs[i + 3])));
+            }
+            // Each 128-bit lane now holds a 4 × 4 block transposed; move the blocks.
+            for i in 0..4 {
+                let (a0, a1, a2, a3) = (rows[i], rows[4 + i], rows[8 + i], rows[12 + i]);
+                let b0 = _mm512_shuffle_f32x4::<0x88>(a0, a1);
+                let b1 = _mm512_shuffle_f32x4::<0xdd>(a0, a1);
+                let b2 = _mm512_shuffle_f32x4::<0x88>(a2, a3);
+                let b3 = _mm512_shuffle_f32x4::<0xdd>(a2, a3);
+                pairs[i] = _mm512_shuffle_f32x4::<0x88>(b0, b2);
+                pairs[i + 8] = _mm512_shuffle_f32x4::<0xdd>(b0, b2);
+                pairs[i + 4] = _mm512_shuffle_f32x4::<0x88>(b1, b3);
+                pairs[i + 12] = _mm512_shuffle_f32x4::<0xdd>(b1, b3);
+            }
+            *rows = pairs;
         }
-        let pd = _mm512_castps_pd;
-        for i in (0..16).step_by(4) {
-            rows[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(pairs[i]), pd(pairs[i + 2])));
-            rows[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(pairs[i]), pd(pairs[i + 2])));
-            rows[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(pairs[i + 1]), pd(pairs[i + 3])));
-            rows[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(pairs[i + 1]), pd(pairs[i + 3])));
+    }
+
+    #[inline(always)]
+    unsafe fn gather(at: *const f32, step: isize) -> __m512 {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            _mm512_i32gather_ps::<4>(_mm512_mullo_epi32(lanes, _mm512_set1_epi32(step as i32)), at)
         }
-        // Each 128-bit lane now holds a 4 × 4 block transposed; move the blocks.
-        for i in 0..4 {
-            let (a0, a1, a2, a3) = (rows[i], rows[4 + i], rows[8 + i], rows[12 + i]);
-            let b0 = _mm512_shuffle_f32x4::<0x88>(a0, a1);
-            let b1 = _mm512_shuffle_f32x4::<0xdd>(a0, a1);
-            let b2 = _mm512_shuffle_f32x4::<0x88>(a2, a3);
-            let b3 = _mm512_shuffle_f32x4::<0xdd>(a2, a3);
-            pairs[i] = _mm512_shuffle_f32x4::<0x88>(b0, b2);
-            pairs[i + 8] = _mm512_shuffle_f32x4::<0xdd>(b0, b2);
-            pairs[i + 4] = _mm512_shuffle_f32x4::<0x88>(b1, b3);
-            pairs[i + 12] = _mm512_shuffle_f32x4::<0xdd>(b1, b3);
+    }
+
+    #[inline(always)]
+    unsafe fn scatter(at: *mut f32, step: isize, x: __m512) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            _mm512_i32scatter_ps::<4>(at, _mm512_mullo_epi32(lanes, _mm512_set1_epi32(step as i32)), x)
         }
-        *rows = pairs;
     }
 }
 
-/// 16 rows of `count` elements (at most 16) from `first`, `stride` elements apart, transposed:
+impl Transposing<8> for Avx2 {
+    const GATHERED: isize = 0;
+
+    #[inline(always)]
+    unsafe fn transpose(rows: &mut [__m256; 8]) {
+        // SAFETY: the caller's contract (the host runs AVX2).
+        unsafe {
+            let mut pairs = [Avx2::splat(0.0); 8];
+            for i in (0..8).step_by(2) {
+                pairs[i] = _mm256_unpacklo_ps(rows[i], rows[i + 1]);
+                pairs[i + 1] = _mm256_unpackhi_ps(rows[i], rows[i + 1]);
+            }
+            for i in (0..8).step_by(4) {
+                rows[i] = _mm256_shuffle_ps::<0x44>(pairs[i], pairs[i + 2]);
+                rows[i + 1] = _mm256_shuffle_ps::<0xee>(pairs[i], pairs[i + 2]);
+                rows[i + 2] = _mm256_shuffle_ps::<0x44>(pairs[i + 1], pairs[i + 3]);
+                rows[i + 3] = _mm256_shuffle_ps::<0xee>(pairs[i + 1], pairs[i + 3]);
+            }
+            // Each 128-bit lane now holds a 4 × 4 block transposed; swap the blocks across.
+            for i in 0..4 {
+                pairs[i] = _mm256_permute2f128_ps::<0x20>(rows[i], rows[i + 4]);
+                pairs[i + 4] = _mm256_permute2f128_ps::<0x31>(rows[i], rows[i + 4]);
+            }
+            *rows = pairs;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn gather(at: *const f32, step: isize) -> __m256 {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_i32gather_ps::<4>(at, _mm256_mullo_epi32(lanes, _mm256_set1_epi32(step as i32)))
+        }
+    }
+
+    /// AVX2 has no scatter: the lanes stored one by one.
+    #[inline(always)]
+    unsafe fn scatter(at: *mut f32, step: isize, x: __m256) {
+        let lanes: [f32; 8] = unsafe { std::mem::transmute(x) };
+        for (p, lane) in lanes.into_iter().enumerate() {
+            // SAFETY: the caller's contract.
+            unsafe { *at.offset(p as isize * step) = lane };
+        }
+    }
+}
+
+/// `L` rows of `count` elements (at most `L`) from `first`, `stride` elements apart, transposed:
 /// vector `i`'s lane `p` is row `p`'s element `i` (0 past `count`).
 ///
 /// # Safety
-/// The host runs AVX-512 F; each row's `count` elements are readable.
+/// The host runs `X`; each row's `count` elements are readable.
 #[inline(always)]
-unsafe fn load_transposed(first: *const f32, stride: isize, count: isize) -> [__m512; 16] {
+unsafe fn load_transposed<X: Transposing<L>, const L: usize>(
+    first: *const f32,
+    stride: isize,
+    count: isize,
+) -> [X::V; L] {
     // SAFETY: the caller's contract.
     unsafe {
-        let mask = Avx512::mask(0, count);
-        let mut rows = std::array::from_fn(|p| Avx512::load_masked(first.offset(p as isize * stride), mask));
-        transpose(&mut rows);
+        let mask = X::mask(0, count);
+        let mut rows = std::array::from_fn(|p| {
+            let row = first.offset(p as isize * stride);
+            if count == X::L { X::load(row) } else { X::load_masked(row, mask) }
+        });
+        X::transpose(&mut rows);
         rows
     }
 }
 
-/// A block of positions of 16 planes, moved between planes and the positions' vectors together.
+/// A block of positions of a lane's worth of planes, moved between planes and the positions'
+/// vectors together.
 #[derive(Clone, Copy)]
 enum Block {
-    /// `count` positions from `at` (at most 16), as one 16 × 16 transpose (masked where fewer).
+    /// `count` positions from `at` (at most `L`), as one `L × L` transpose (masked where fewer).
     Transposed { at: isize, count: isize },
-    /// `count` positions from `at`, each gathered from the 16 planes (and its sums scattered).
+    /// `count` positions from `at`, each gathered from the planes (and its sums scattered).
     Gathered { at: isize, count: isize },
 }
 
-/// The most positions past the last 16 that are gathered ([`Block::Gathered`]) rather than
-/// transposed as the plane's last 16, overlapping the block before.
-const GATHERED: isize = 2;
-
-/// Block `b` (of `⌈n / 16⌉`) of a plane of `n` positions: 16 from `16·b`; the last, where 16 do
-/// not divide `n`, the plane's last 16 or, past at most [`GATHERED`], those gathered; of a plane
-/// of fewer than 16, all of them.
+/// Block `b` (of `⌈n / L⌉`) of a plane of `n` positions in blocks of `l`: `l` from `l·b`; the
+/// last, where `l` does not divide `n`, the plane's last `l` or, past at most `gathered`, those
+/// gathered; of a plane of fewer than `l`, all of them.
 #[inline(always)]
-fn block(b: isize, n: isize) -> Block {
-    let (at, rest) = (b * PLANES, n - b * PLANES);
+fn block(b: isize, n: isize, l: isize, gathered: isize) -> Block {
+    let (at, rest) = (b * l, n - b * l);
     match rest {
-        _ if rest >= PLANES => Block::Transposed { at, count: PLANES },
-        _ if n < PLANES => Block::Transposed { at: 0, count: n },
-        _ if rest <= GATHERED => Block::Gathered { at, count: rest },
-        _ => Block::Transposed { at: n - PLANES, count: PLANES },
+        _ if rest >= l => Block::Transposed { at, count: l },
+        _ if n < l => Block::Transposed { at: 0, count: n },
+        _ if rest <= gathered => Block::Gathered { at, count: rest },
+        _ => Block::Transposed { at: n - l, count: l },
     }
 }
 
-/// `(0..16) · step`, one per lane.
+/// Every plane of `args` ([`applies`], a `K × K` window, rows of `W`), `L` at a time (the last `L`
+/// overlapping those before where `L` does not divide the planes).
 ///
 /// # Safety
-/// The host runs AVX-512 F.
+/// As for [`super::portable_kernel`], with [`applies`] true for `X`, `K` and `W` the rows' length,
+/// and the host runs `X`.
 #[inline(always)]
-unsafe fn lane_offsets(step: isize) -> __m512i {
-    // SAFETY: the caller's contract.
-    unsafe {
-        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        _mm512_mullo_epi32(lanes, _mm512_set1_epi32(step as i32))
-    }
-}
-
-/// Every plane of `args` ([`applies`], a `K × K` window, rows of `W`), 16 at a time (the last 16
-/// overlapping those before where 16 does not divide the planes).
-///
-/// # Safety
-/// As for [`super::portable_kernel`], with [`applies`] true for `K` and `W` the rows' length, and
-/// the host runs AVX-512 F.
-#[inline(always)]
-pub(super) unsafe fn planes<const K: usize, const W: usize>(args: &PlaneArgs) {
-    type X = Avx512;
+pub(super) unsafe fn planes<X: Transposing<L>, const L: usize, const K: usize, const W: usize>(args: &PlaneArgs) {
     const { assert!(K == 3 || K == 5) };
     let (h, w, top) = (args.input_size[0], W as isize, args.padding[0]);
     let (n, taps_per_window, left) = (h * w, (K * K) as isize, (K - 1) / 2);
-    debug_assert!(applies(args, K, 1, 1) && args.input_size[1] == w);
-    let blocks = div_ceil(n, PLANES);
+    debug_assert!(applies::<X>(args, K, 1, 1) && args.input_size[1] == w && X::L == L as isize);
+    let (together, blocks) = (X::L, div_ceil(n, X::L));
+    let block = |b| block(b, n, together, X::GATHERED);
     // SAFETY: the caller's contract; every load, gather, store and scatter below is of positions
-    // `0..n` of planes `first..first + 16` (masked to them where a block is short), inside the
+    // `0..n` of planes `first..first + L` (masked to them where a block is short), inside the
     // input and output planes, and of the weights and biases of those planes.
     unsafe {
-        let between_planes = lane_offsets(n);
-        // inputs[q]: position `q` of the 16 planes; sums[q]: its output.
-        let mut inputs = [X::splat(0.0); MAX_POSITIONS as usize];
-        let mut sums = [X::splat(0.0); MAX_POSITIONS as usize];
+        // inputs[q]: position `q` of the `L` planes; sums[q]: its output.
+        let mut inputs = [X::splat(0.0); MAX_POSITIONS];
+        let mut sums = [X::splat(0.0); MAX_POSITIONS];
         let mut next = 0;
         while next < args.planes {
-            let first = next.min(args.planes - PLANES);
+            let first = next.min(args.planes - together);
             let (input, output) = (args.input.offset(first * n), args.output.offset(first * n));
             for b in 0..blocks {
-                let (at, count) = match block(b, n) {
+                let (at, count) = match block(b) {
                     Block::Transposed { at, count } => (at, count),
                     Block::Gathered { at, count } => {
                         for q in at..at + count {
-                            let gathered = _mm512_i32gather_ps::<4>(between_planes, input.offset(q));
-                            *inputs.get_unchecked_mut(q as usize) = gathered;
+                            *inputs.get_unchecked_mut(q as usize) = X::gather(input.offset(q), n);
                         }
                         continue;
                     }
                 };
-                let rows = load_transposed(input.offset(at), n, count);
+                let rows = load_transposed::<X, L>(input.offset(at), n, count);
                 for (i, row) in rows.iter().enumerate().take(count as usize) {
                     *inputs.get_unchecked_mut(at as usize + i) = *row;
                 }
             }
-            // The 16 planes' windows, transposed: taps[t] holds tap `t` of every plane (a 5 × 5
-            // window's 25 in two blocks of 16).
+            // The planes' windows, transposed: taps[t] holds tap `t` of every plane (a window's
+            // taps in blocks of `L`: a 5 × 5 one's 25 in two of 16 or four of 8).
             let weight = args.weight.offset(first * taps_per_window);
             let mut taps = [X::splat(0.0); 32];
-            for (part, taps) in taps.chunks_exact_mut(16).enumerate().take((K * K).div_ceil(16)) {
-                let at = part as isize * 16;
-                let count = (taps_per_window - at).min(16);
-                taps.copy_from_slice(&load_transposed(weight.offset(at), taps_per_window, count));
+            for (part, taps) in taps.chunks_exact_mut(L).enumerate().take((K * K).div_ceil(L)) {
+                let at = (part * L) as isize;
+                let count = (taps_per_window - at).min(together);
+                taps.copy_from_slice(&load_transposed::<X, L>(weight.offset(at), taps_per_window, count));
             }
             let bias = if args.bias.is_null() { X::splat(0.0) } else { X::load(args.bias.offset(first)) };
             for y in 0..h {
@@ -224,29 +291,25 @@ pub(super) unsafe fn planes<const K: usize, const W: usize>(args: &PlaneArgs) {
                 }
             }
             for b in 0..blocks {
-                let (at, count) = match block(b, n) {
+                let (at, count) = match block(b) {
                     Block::Transposed { at, count } => (at, count),
                     Block::Gathered { at, count } => {
                         for q in at..at + count {
-                            _mm512_i32scatter_ps::<4>(
-                                output.offset(q),
-                                between_planes,
-                                *sums.get_unchecked(q as usize),
-                            );
+                            X::scatter(output.offset(q), n, *sums.get_unchecked(q as usize));
                         }
                         continue;
                     }
                 };
-                let mut rows: [__m512; 16] = std::array::from_fn(|i| {
+                let mut rows: [X::V; L] = std::array::from_fn(|i| {
                     if (i as isize) < count { *sums.get_unchecked(at as usize + i) } else { X::splat(0.0) }
                 });
-                transpose(&mut rows);
+                X::transpose(&mut rows);
                 for (p, row) in rows.iter().enumerate() {
                     let to = output.offset(p as isize * n + at);
-                    if count == PLANES { X::store(to, *row) } else { X::store_masked(to, *row, X::mask(0, count)) }
+                    if count == together { X::store(to, *row) } else { X::store_masked(to, *row, X::mask(0, count)) }
                 }
             }
-            next += PLANES;
+            next += together;
         }
     }
 }
