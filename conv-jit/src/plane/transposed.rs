@@ -21,16 +21,24 @@
 //! `W` long and the padding on the left half the window's reach, is known per output column
 //! when the code is compiled).
 //!
-//! Measured on an Intel Xeon (Emerald Rapids; the flat kernel's build and this one alternating,
-//! `convgen bench MODEL --runs 300`, 6–10 pairs, medians of the pair ratios): dw3_s1_c960_7 1.29×
-//! (0.033 → 0.026 ms; 1.19× in an earlier round), 960 planes of 6 × 6 1.84×, 960 of 5 × 5 1.84×,
-//! 1024 of 4 × 4 1.77×; 576 of 8 × 8 (which fill the flat kernel's vectors) 0.97–1.08× in three
-//! rounds, 1024 of 8 × 8 with relu6 1.05×; a 5 × 5 window on 480 planes of 7 × 7 1.98×, on 1152
-//! of 7 × 7 with relu6 1.97×, on 960 of 6 × 6 1.94× (with the 3 × 3 window unchanged, 1.00×). On
-//! the way: the windows' weights gathered (9 gathers)
-//! rather than transposed, 0.95×; a last block of 1 position (7 × 7) transposed as the plane's
-//! last 16 rather than gathered, 0.95–0.96×, one of 4 (6 × 6) 1.06×. A C copy without its
-//! multiply-adds took as long as with them: the transposes, loads and stores are what it costs.
+//! Measured on an Intel Xeon (Emerald Rapids; AVX-512: the flat kernel's build and this one
+//! alternating, `convgen bench MODEL --runs 300`, 6–10 pairs, medians of the pair ratios):
+//! dw3_s1_c960_7 1.29× (0.033 → 0.026 ms; 1.19× in an earlier round), 960 planes of 6 × 6 1.84×,
+//! 960 of 5 × 5 1.84×, 1024 of 4 × 4 1.77×; 576 of 8 × 8 (which fill the flat kernel's vectors)
+//! 0.97–1.08× in three rounds, 1024 of 8 × 8 with relu6 1.05×; a 5 × 5 window on 480 planes of 7 ×
+//! 7 1.98×, on 1152 of 7 × 7 with relu6 1.97×, on 960 of 6 × 6 1.94× (with the 3 × 3 window
+//! unchanged, 1.00×). On the way: the windows' weights gathered (9 gathers) rather than transposed,
+//! 0.95×; a last block of 1 position (7 × 7) transposed as the plane's last 16 rather than
+//! gathered, 0.95–0.96×, one of 4 (6 × 6) 1.06×. A C copy without its multiply-adds took as long as
+//! with them: the transposes, loads and stores are what it costs.
+//! AVX2 (the same host with `CONVGEN_MAX_ISA=avx2`; the build before, whose lowering gave these
+//! layers the channels-last tile kernel and two conversions, and this one alternating, 6 pairs):
+//! dw3_s1_c960_7 1.43× (0.045 → 0.031 ms), a 5 × 5 window on 480 planes of 7 × 7 1.68×, 1024
+//! planes of 4 × 4 2.02×; a last position gathered and its sums stored lane by lane rather than
+//! the plane's last 8 transposed, 1.05× on dw3_s1_c960_7, 1.12× on 960 planes of 5 × 5, 1.03× for
+//! a 5 × 5 window on 1152 of 7 × 7 (10 pairs each). Summing one output position at a time (the
+//! window's taps in registers, the inputs read from memory) rather than a row's `W` sums tap by
+//! tap ran 0.48× on AVX2 and 0.19× on AVX-512.
 
 use std::arch::x86_64::{
     __m256, __m512, _mm256_i32gather_ps, _mm256_mullo_epi32, _mm256_permute2f128_ps, _mm256_set1_epi32,
@@ -73,6 +81,8 @@ pub(super) trait Transposing<const L: usize>: Lanes {
 }
 
 impl Transposing<16> for Avx512 {
+    /// 1 or 2 positions gathered and scattered: 1.04–1.05× the plane's last 16 transposed; 4,
+    /// 0.94× (the module's doc).
     const GATHERED: isize = 2;
 
     #[inline(always)]
@@ -127,7 +137,9 @@ impl Transposing<16> for Avx512 {
 }
 
 impl Transposing<8> for Avx2 {
-    const GATHERED: isize = 0;
+    /// A last position gathered (and scattered lane by lane) rather than 8 transposed: 1.03–1.12×
+    /// (the module's doc).
+    const GATHERED: isize = 1;
 
     #[inline(always)]
     unsafe fn transpose(rows: &mut [__m256; 8]) {
