@@ -38,7 +38,10 @@
 //! the plane's last 8 transposed, 1.05× on dw3_s1_c960_7, 1.12× on 960 planes of 5 × 5, 1.03× for
 //! a 5 × 5 window on 1152 of 7 × 7 (10 pairs each). Summing one output position at a time (the
 //! window's taps in registers, the inputs read from memory) rather than a row's `W` sums tap by
-//! tap ran 0.48× on AVX2 and 0.19× on AVX-512.
+//! tap ran 0.48× on AVX2 and 0.19× on AVX-512; AVX2's full input blocks loaded as 128-bit halves
+//! into the two lanes of a vector (the loads doing the transpose's lane-crossing step: 16 loads
+//! and 16 shuffles rather than 8 and 24), 0.99–1.00× (8 pairs each on dw3_s1_c960_7, 1024 planes
+//! of 4 × 4 and a 5 × 5 window on 480 of 7 × 7).
 
 use std::arch::x86_64::{
     __m256, __m512, _mm256_i32gather_ps, _mm256_mullo_epi32, _mm256_permute2f128_ps, _mm256_set1_epi32,
