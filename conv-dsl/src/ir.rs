@@ -361,7 +361,7 @@ pub fn plane_transposed(window: (u64, u64, u64), input: [u64; 2], output: [u64; 
     matches!(kernel, 3 | 5)
         && (stride, dilation) == (1, 1)
         && size
-        && h * w <= PLANE_TRANSPOSED_MAX_POSITIONS
+        && h.saturating_mul(w) <= PLANE_TRANSPOSED_MAX_POSITIONS
         && padding
 }
 

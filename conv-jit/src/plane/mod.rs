@@ -1632,12 +1632,12 @@ mod tests {
     /// Small depthwise 3 × 3 and 5 × 5 planes a vector's lanes at a time ([`transposed`]: 16 on
     /// AVX-512, 8 on AVX2; the flat or row kernels elsewhere): 8 to 40 planes (the last 16 or 8
     /// overlapping those before; fewer than 16 on the flat kernel with AVX-512), rows of 2 to 8, 1
-    /// to 64 positions (blocks of 16 or 8; past the last whole block 1 or 2 positions gathered, or
-    /// the plane's last 16 or 8 transposed; a plane of fewer one masked block), every top padding
-    /// that keeps the size and a left one of half the window's reach (of 0 or the whole reach now
-    /// and then: the flat or row kernels), every activation: each version writes the portable
-    /// kernel's results bit for bit, and nothing outside the output planes. Asserts that the
-    /// transposed kernel ran on a host with AVX2.
+    /// to 64 positions (blocks of 16 or 8; past the last whole block 1 or 2 positions gathered on
+    /// AVX-512, 1 on AVX2, or else the plane's last 16 or 8 transposed; a plane of fewer one masked
+    /// block), every top padding that keeps the size and a left one of half the window's reach (of
+    /// 0 or the whole reach now and then: the flat or row kernels), every activation: each version
+    /// writes the portable kernel's results bit for bit, and nothing outside the output planes.
+    /// Asserts that the transposed kernel ran on a host with AVX2.
     #[test]
     fn transposed_planes_compute_the_definition_bit_for_bit() {
         let mut rng = SplitMix64::new(29);
