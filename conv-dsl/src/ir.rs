@@ -341,28 +341,40 @@ pub const PLANE_FLAT_MAX_POSITIONS: u64 = 512;
 /// against the stream's own bounds.
 pub const PLANE_VOLUME_ROWS: (u64, u64) = (33, 112);
 
-/// The most positions (H·W) of the small depthwise planes a plane kernel transposes, a vector's
-/// lanes of planes at a time (`conv_jit`'s `plane/transposed.rs`: its inputs and sums are two
-/// tables of this many vectors on its stack).
+/// The most positions (H·W) of the small depthwise planes, in rows of 2 to [`PLANE_FLAT_MAX_ROW`],
+/// that a plane kernel transposes, a vector's lanes of planes at a time (`conv_jit`'s
+/// `plane/transposed.rs`).
 pub const PLANE_TRANSPOSED_MAX_POSITIONS: u64 = 64;
 
-/// Whether a plane kernel computes a depthwise layer's planes transposed, a vector's lanes of
-/// planes at a time (`conv_jit`'s `plane/transposed.rs`), given at least that many planes: a
-/// `kernel × kernel` window of 3 or 5 at stride 1, undilated, padded on the left by half its reach
-/// and on the top by at most its reach, over `[h, w]` planes in rows of 2 to
-/// [`PLANE_FLAT_MAX_ROW`] of at most [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions, each output plane
-/// its input's size. The lowering's default for small planes on AVX2 (`lower`'s
-/// `planar::plane_pays`) and the kernel's own choice both ask it.
-pub fn plane_transposed(window: (u64, u64, u64), input: [u64; 2], output: [u64; 2], [top, left]: [u64; 2]) -> bool {
+/// The longer rows a plane kernel transposes where its vectors have 8 lanes (AVX2), in planes of
+/// at most as many rows (MobileNets' 14 × 14 layers at 224 px): there the transposed kernel ran
+/// 1.32× the planar code on dw3_s1_c384_14 and 2.04× the row kernel under a 5 × 5 window on 480
+/// planes of 14 × 14, but on AVX-512 0.66× and 0.69× of the row kernels (Intel Xeon, the builds
+/// alternating, 6–8 pairs).
+pub const PLANE_TRANSPOSED_ROW_AVX2: u64 = 14;
+
+/// Whether a plane kernel whose vectors have `lanes` lanes computes a depthwise layer's planes
+/// transposed, that many planes at a time (`conv_jit`'s `plane/transposed.rs`), given at least
+/// that many planes: a `kernel × kernel` window of 3 or 5 at stride 1, undilated, padded on the
+/// left by half its reach and on the top by at most its reach, over `[h, w]` planes in rows of 2
+/// to [`PLANE_FLAT_MAX_ROW`] of at most [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions (on 8 lanes
+/// also rows of [`PLANE_TRANSPOSED_ROW_AVX2`], at most as many), each output plane its input's
+/// size. The lowering's default for small planes on AVX2 (`lower`'s `planar::transposed_planes`)
+/// and the kernel's own choice both ask it.
+pub fn plane_transposed(
+    window: (u64, u64, u64),
+    input: [u64; 2],
+    output: [u64; 2],
+    [top, left]: [u64; 2],
+    lanes: u64,
+) -> bool {
     let (kernel, stride, dilation) = window;
     let ([h, w], reach) = (input, kernel.saturating_sub(1));
-    let size = output == input && (2..=PLANE_FLAT_MAX_ROW).contains(&w) && h >= 1;
+    let short = (2..=PLANE_FLAT_MAX_ROW).contains(&w) && h.saturating_mul(w) <= PLANE_TRANSPOSED_MAX_POSITIONS;
+    let long = lanes == 8 && w == PLANE_TRANSPOSED_ROW_AVX2 && h <= PLANE_TRANSPOSED_ROW_AVX2;
+    let size = output == input && h >= 1 && (short || long);
     let padding = left == reach / 2 && top <= reach;
-    matches!(kernel, 3 | 5)
-        && (stride, dilation) == (1, 1)
-        && size
-        && h.saturating_mul(w) <= PLANE_TRANSPOSED_MAX_POSITIONS
-        && padding
+    matches!(kernel, 3 | 5) && (stride, dilation) == (1, 1) && size && padding
 }
 
 /// Whether a plane kernel exists for a square `kernel × kernel` window with `stride` and

@@ -204,14 +204,18 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
             runs_like_the_reference(text, &network, &shape, &plan);
         }
     }
-    // Rows of 14: the planar code with vectors of 4 (the JIT's, and the macro's where its 8 do not
-    // fit twice). Small planes of at least 8 channels, their 3×3 or 5×5 window at stride 1 keeping
-    // their size with the left padding half its reach: transposed 8 at a time (rows of 2 to 8, at
-    // most 64 positions; not dilated, not for a multiplier or groups). 5×5 windows: rows of 14 at
+    // Rows of 14 in planes of more than 14 rows: the planar code with vectors of 4 (the JIT's, and
+    // the macro's where its 8 do not fit twice). Small planes of at least 8 channels, their 3×3 or
+    // 5×5 window at stride 1 keeping their size with the left padding half its reach: transposed 8
+    // at a time (rows of 2 to 8, at most 64 positions, or up to 14 rows of 14; not dilated, not for
+    // a multiplier or groups). 5×5 windows: rows of 14 at
     // stride 1, 28 at stride 2. 3×3 at stride 2 (streamed): rows of 14, not 13; not for groups.
     let macro_target = Target { microkernels: true, ..Target::AVX2 };
     let cases = [
-        ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 15, 14]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
+        ("input x: [1, 8, 3, 14]; depthwise d(x) { kernel: 3, pad: 1, act: relu }", true, true),
+        ("input x: [1, 8, 14, 13]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
         ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
         ("input x: [1, 7, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
         ("input x: [1, 8, 8, 8]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true, true),
@@ -245,7 +249,7 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         }
     }
     // The macro's planar code on rows of 14 takes vectors of 4 (its 8 do not fit twice).
-    let text = "input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }";
+    let text = "input x: [1, 8, 15, 14]; depthwise d(x) { kernel: 3, pad: 1 }";
     let (network, _, binding) = bound(text);
     let plan = lower::lower(&network, &binding, macro_target, &|_| None).unwrap();
     let schedules: Vec<_> = plan.steps.iter().flat_map(|step| &step.schedules).collect();

@@ -381,7 +381,9 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
 /// Measured on an Intel Xeon (Emerald Rapids) with `CONVGEN_MAX_ISA=avx2` against the
 /// channels-last tile kernel and its two conversions (`convgen bench --schedule dw:kernel=plane`
 /// and without, alternating, 6 pairs, median ratios): dw3_s1_c960_7 1.43×, 960 channels at 6 × 6
-/// 1.36×, 576 at 8 × 8 1.59×, a 5 × 5 window on 480 at 7 × 7 1.83×.
+/// 1.36×, 576 at 8 × 8 1.59×, a 5 × 5 window on 480 at 7 × 7 1.83×; planes of 14 × 14 against the
+/// planar code of 4 lanes or the row kernel (the builds before and after alternating, 8 pairs):
+/// dw3_s1_c384_14 1.32×, 192 channels with relu6 1.48×, a 5 × 5 window on 480 channels 2.04×.
 fn transposed_planes(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
     let narrow = target.microkernels && !target.wide_microkernels;
     let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
@@ -400,8 +402,9 @@ fn transposed_planes(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
         [top, left] => (top, left),
         _ => return false,
     };
-    let planes = plane_transposed((kernel, stride, dilation), input, output, [top, left]);
-    narrow && depthwise && conv.in_channels >= u64::from(TILE_LANES) && planes
+    let lanes = u64::from(TILE_LANES);
+    let planes = plane_transposed((kernel, stride, dilation), input, output, [top, left], lanes);
+    narrow && depthwise && conv.in_channels >= lanes && planes
 }
 
 /// Whether a 1D stage takes the plane kernel by default: a depthwise layer (or one of small

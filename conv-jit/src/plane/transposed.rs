@@ -1,8 +1,9 @@
 //! Small depthwise planes a vector's lanes at a time (16 on AVX-512, 8 on AVX2), transposed in
 //! registers: a 3 × 3 or 5 × 5 window at stride 1 over planes of at most
-//! [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions in rows of 2 to 8, each output plane the size of
-//! its input (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5 or 6 × 6 at 160 or 192;
-//! EfficientNets' last 5 × 5 ones at 7 × 7).
+//! [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions in rows of 2 to 8 (on AVX2 also planes of up to
+//! 14 rows of [`PLANE_TRANSPOSED_ROW_AVX2`]), each output plane the size of its input
+//! (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5 or 6 × 6 at 160 or 192;
+//! EfficientNets' last 5 × 5 ones at 7 × 7; on AVX2 their 14 × 14 ones).
 //!
 //! [`super::flat`] puts a plane's positions in the lanes of a vector: every tap is a shifted,
 //! masked vector of the plane (a shuffle of two loaded vectors, or a 64-byte load across two cache
@@ -13,9 +14,9 @@
 //! overlapping the one before, or, where at most [`Transposing::GATHERED`] positions are past
 //! the last whole block, those positions gathered one by one), so that a position of the planes
 //! is one vector and a tap one multiply-add of a whole vector, with no mask and no shifted load.
-//! The windows' weights are transposed into a vector
-//! per tap (a 3 × 3 window's 9 held in registers; a 5 × 5 one's 25 do not all fit beside the
-//! sums, and the compiler keeps some on the stack); an output row's `W` sums stay in registers;
+//! The windows' weights are transposed into a vector per tap (a 3 × 3 window's 9 held in
+//! registers; a 5 × 5 one's 25 do not all fit beside the sums, and the compiler keeps some on the
+//! stack); an output row's `W` sums stay in registers (on AVX2 a row of 14 in two halves of 7);
 //! the sums are transposed back the same way. The sums are those of the other kernels bit for
 //! bit: the bias, then the taps in order, those outside the plane skipped (which, the rows being
 //! `W` long and the padding on the left half the window's reach, is known per output column
@@ -36,7 +37,8 @@
 //! dw3_s1_c960_7 1.43× (0.045 → 0.031 ms), a 5 × 5 window on 480 planes of 7 × 7 1.68×, 1024
 //! planes of 4 × 4 2.02×; a last position gathered and its sums stored lane by lane rather than
 //! the plane's last 8 transposed, 1.05× on dw3_s1_c960_7, 1.12× on 960 planes of 5 × 5, 1.03× for
-//! a 5 × 5 window on 1152 of 7 × 7 (10 pairs each). Summing one output position at a time (the
+//! a 5 × 5 window on 1152 of 7 × 7 (10 pairs each). Planes of 14 × 14 (AVX2 only,
+//! [`PLANE_TRANSPOSED_ROW_AVX2`] gives the numbers): dw3_s1_c384_14 1.32× the planar code. Summing one output position at a time (the
 //! window's taps in registers, the inputs read from memory) rather than a row's `W` sums tap by
 //! tap ran 0.48× on AVX2 and 0.19× on AVX-512; AVX2's full input blocks loaded as 128-bit halves
 //! into the two lanes of a vector (the loads doing the transpose's lane-crossing step: 16 loads
@@ -50,21 +52,26 @@ use std::arch::x86_64::{
     _mm512_shuffle_f32x4, _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
 };
 
-use conv_dsl::ir::{PLANE_TRANSPOSED_MAX_POSITIONS, plane_transposed};
+use conv_dsl::ir::{PLANE_TRANSPOSED_MAX_POSITIONS, PLANE_TRANSPOSED_ROW_AVX2, plane_transposed};
 
 use super::{Avx2, Avx512, Lanes, PlaneArgs, div_ceil};
 
 /// The most positions a plane may have: the transposed inputs and the sums of a lane's worth of
-/// planes are two tables of this many vectors on the stack (4 KiB each on AVX-512).
-const MAX_POSITIONS: usize = PLANE_TRANSPOSED_MAX_POSITIONS as usize;
+/// planes are two tables of this many vectors on the stack (12.5 KiB each on AVX-512, 6 on AVX2).
+const MAX_POSITIONS: usize = {
+    let most = PLANE_TRANSPOSED_ROW_AVX2 * PLANE_TRANSPOSED_ROW_AVX2;
+    assert!(most >= PLANE_TRANSPOSED_MAX_POSITIONS);
+    most as usize
+};
 
 /// Whether a plane statement's planes are computed so on `X`: a depthwise layer whose window and
-/// planes [`plane_transposed`] takes (3 × 3 or 5 × 5 at stride 1, small planes of the same size
-/// out as in), with at least `X::L` planes (one per lane).
+/// planes [`plane_transposed`] takes for `X`'s lanes (3 × 3 or 5 × 5 at stride 1, small planes of
+/// the same size out as in), with at least `X::L` planes (one per lane).
 pub(super) fn applies<X: Lanes>(args: &PlaneArgs, kernel: usize, stride: usize, dilation: usize) -> bool {
     let size = |[a, b]: [isize; 2]| [a, b].map(|n| u64::try_from(n).unwrap_or(u64::MAX));
     let window = (kernel as u64, stride as u64, dilation as u64);
-    let planes = plane_transposed(window, size(args.input_size), size(args.output_size), size(args.padding));
+    let (input, output, padding) = (size(args.input_size), size(args.output_size), size(args.padding));
+    let planes = plane_transposed(window, input, output, padding, X::L as u64);
     let depthwise = args.group_inputs == 1 && args.group_outputs == 1;
     planes && depthwise && args.planes >= X::L
 }
@@ -236,13 +243,17 @@ fn block(b: isize, n: isize, l: isize, gathered: isize) -> Block {
 }
 
 /// Every plane of `args` ([`applies`], a `K × K` window, rows of `W`), `L` at a time (the last `L`
-/// overlapping those before where `L` does not divide the planes).
+/// overlapping those before where `L` does not divide the planes), an output row's sums `C` at a
+/// time (`C` divides `W`).
 ///
 /// # Safety
 /// As for [`super::portable_kernel`], with [`applies`] true for `X`, `K` and `W` the rows' length,
 /// and the host runs `X`.
 #[inline(always)]
-pub(super) unsafe fn planes<X: Transposing<L>, const L: usize, const K: usize, const W: usize>(args: &PlaneArgs) {
+pub(super) unsafe fn planes<X: Transposing<L>, const L: usize, const K: usize, const W: usize, const C: usize>(
+    args: &PlaneArgs,
+) {
+    const { assert!(W.is_multiple_of(C)) };
     const { assert!(K == 3 || K == 5) };
     let (h, w, top) = (args.input_size[0], W as isize, args.padding[0]);
     let (n, taps_per_window, left) = (h * w, (K * K) as isize, (K - 1) / 2);
@@ -286,23 +297,26 @@ pub(super) unsafe fn planes<X: Transposing<L>, const L: usize, const K: usize, c
             }
             let bias = if args.bias.is_null() { X::splat(0.0) } else { X::load(args.bias.offset(first)) };
             for y in 0..h {
-                let mut row_sums = [bias; W];
-                for kh in 0..K {
-                    let iy = y + kh as isize - top;
-                    if !(0..h).contains(&iy) {
-                        continue;
-                    }
-                    let row = inputs.as_ptr().offset(iy * w);
-                    for (x, sum) in row_sums.iter_mut().enumerate() {
-                        for kw in 0..K {
-                            // Column `x + kw − left`, skipped outside the row.
-                            let Some(ix) = (x + kw).checked_sub(left).filter(|&ix| ix < W) else { continue };
-                            *sum = X::fma(*sum, *row.add(ix), taps[kh * K + kw]);
+                for x0 in (0..W).step_by(C) {
+                    let mut row_sums = [bias; C];
+                    for kh in 0..K {
+                        let iy = y + kh as isize - top;
+                        if !(0..h).contains(&iy) {
+                            continue;
+                        }
+                        let row = inputs.as_ptr().offset(iy * w);
+                        for (i, sum) in row_sums.iter_mut().enumerate() {
+                            let x = x0 + i;
+                            for kw in 0..K {
+                                // Column `x + kw − left`, skipped outside the row.
+                                let Some(ix) = (x + kw).checked_sub(left).filter(|&ix| ix < W) else { continue };
+                                *sum = X::fma(*sum, *row.add(ix), taps[kh * K + kw]);
+                            }
                         }
                     }
-                }
-                for (x, sum) in row_sums.iter().enumerate() {
-                    *sums.get_unchecked_mut((y * w) as usize + x) = X::activate(*sum, args.act);
+                    for (i, sum) in row_sums.iter().enumerate() {
+                        *sums.get_unchecked_mut((y * w) as usize + x0 + i) = X::activate(*sum, args.act);
+                    }
                 }
             }
             for b in 0..blocks {
