@@ -353,12 +353,19 @@ pub const PLANE_TRANSPOSED_MAX_POSITIONS: u64 = 64;
 /// alternating, 6–8 pairs).
 pub const PLANE_TRANSPOSED_ROW_AVX2: u64 = 14;
 
+/// The rows a plane kernel transposes under a 5 × 5 window where its vectors have 8 lanes, in
+/// planes of at most as many rows (EfficientNets' 28 × 28 layers): there dw5_s1_c240_28 ran 1.20×
+/// the row kernel, but a 3 × 3 window on 256 planes of 28 × 28 0.93× (Intel Xeon,
+/// `CONVGEN_MAX_ISA=avx2`, the builds alternating, 6 pairs).
+pub const PLANE_TRANSPOSED_ROW_AVX2_5X5: u64 = 28;
+
 /// Whether a plane kernel whose vectors have `lanes` lanes computes a depthwise layer's planes
 /// transposed, that many planes at a time (`conv_jit`'s `plane/transposed.rs`), given at least
 /// that many planes: a `kernel × kernel` window of 3 or 5 at stride 1, undilated, padded on the
 /// left by half its reach and on the top by at most its reach, over `[h, w]` planes in rows of 2
 /// to [`PLANE_FLAT_MAX_ROW`] of at most [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions (on 8 lanes
-/// also rows of [`PLANE_TRANSPOSED_ROW_AVX2`], at most as many), each output plane its input's
+/// also rows of [`PLANE_TRANSPOSED_ROW_AVX2`], or under a 5 × 5 window of
+/// [`PLANE_TRANSPOSED_ROW_AVX2_5X5`], at most as many), each output plane its input's
 /// size. The lowering's default for small planes on AVX2 (`lower`'s `planar::transposed_planes`)
 /// and the kernel's own choice both ask it.
 pub fn plane_transposed(
@@ -371,7 +378,8 @@ pub fn plane_transposed(
     let (kernel, stride, dilation) = window;
     let ([h, w], reach) = (input, kernel.saturating_sub(1));
     let short = (2..=PLANE_FLAT_MAX_ROW).contains(&w) && h.saturating_mul(w) <= PLANE_TRANSPOSED_MAX_POSITIONS;
-    let long = lanes == 8 && w == PLANE_TRANSPOSED_ROW_AVX2 && h <= PLANE_TRANSPOSED_ROW_AVX2;
+    let rows = [(PLANE_TRANSPOSED_ROW_AVX2, true), (PLANE_TRANSPOSED_ROW_AVX2_5X5, kernel == 5)];
+    let long = lanes == 8 && rows.iter().any(|&(row, window)| window && w == row && h <= row);
     let size = output == input && h >= 1 && (short || long);
     let padding = left == reach / 2 && top <= reach;
     matches!(kernel, 3 | 5) && (stride, dilation) == (1, 1) && size && padding

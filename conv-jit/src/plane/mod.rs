@@ -619,11 +619,16 @@ unsafe fn avx512_stream<const K: usize, const P: usize>(args: &PlaneArgs) {
 }
 
 /// The version of [`transposed::planes`] for a `K × K` window and `args`' rows (2 to 8, or on
-/// AVX2 14), on AVX-512 or on AVX2.
+/// AVX2 14 or 28), on AVX-512 or on AVX2.
 #[cfg(target_arch = "x86_64")]
 fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(&PlaneArgs) {
+    use conv_dsl::ir::{PLANE_TRANSPOSED_MAX_POSITIONS, PLANE_TRANSPOSED_ROW_AVX2, PLANE_TRANSPOSED_ROW_AVX2_5X5};
+    // Each version's tables hold its planes' positions (`N`).
+    const SHORT: usize = PLANE_TRANSPOSED_MAX_POSITIONS as usize;
+    const ROW: usize = PLANE_TRANSPOSED_ROW_AVX2 as usize;
+    const ROW_5X5: usize = PLANE_TRANSPOSED_ROW_AVX2_5X5 as usize;
     fn version<const K: usize, const W: usize>(avx512: bool) -> unsafe fn(&PlaneArgs) {
-        if avx512 { avx512_transposed::<K, W, W> } else { avx2_transposed::<K, W, W> }
+        if avx512 { avx512_transposed::<K, W, W, SHORT> } else { avx2_transposed::<K, W, W, SHORT> }
     }
     match args.input_size[1] {
         2 => version::<K, 2>(avx512),
@@ -635,7 +640,9 @@ fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(
         8 => version::<K, 8>(avx512),
         // Rows of 14, on AVX2 only (`applies`): 7 sums at a time beside the window in its 16
         // registers (a row's 14 at once ran 0.66× under a 5 × 5 window, 1.01× under a 3 × 3 one).
-        _ => avx2_transposed::<K, 14, 7>,
+        w if w == ROW as isize => avx2_transposed::<K, ROW, 7, { ROW * ROW }>,
+        // Rows of 28, on AVX2 under a 5 × 5 window only (`applies`).
+        _ => avx2_transposed::<K, ROW_5X5, 7, { ROW_5X5 * ROW_5X5 }>,
     }
 }
 
@@ -646,11 +653,11 @@ fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(
 /// As for [`avx512_kernel`], with [`transposed::applies`] true for AVX-512, `K` and rows of `W`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn avx512_transposed<const K: usize, const W: usize, const C: usize>(args: &PlaneArgs) {
+unsafe fn avx512_transposed<const K: usize, const W: usize, const C: usize, const N: usize>(args: &PlaneArgs) {
     #[cfg(test)]
     TRANSPOSED_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: the caller's contract.
-    unsafe { transposed::planes::<Avx512, 16, K, W, C>(args) }
+    unsafe { transposed::planes::<Avx512, 16, K, W, C, N>(args) }
 }
 
 /// [`transposed::planes`] for a `K × K` window on rows of `W` (`C` sums at a time), 8 planes at a
@@ -660,11 +667,11 @@ unsafe fn avx512_transposed<const K: usize, const W: usize, const C: usize>(args
 /// As for [`avx2_kernel`], with [`transposed::applies`] true for AVX2, `K` and rows of `W`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_transposed<const K: usize, const W: usize, const C: usize>(args: &PlaneArgs) {
+unsafe fn avx2_transposed<const K: usize, const W: usize, const C: usize, const N: usize>(args: &PlaneArgs) {
     #[cfg(test)]
     TRANSPOSED_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: the caller's contract.
-    unsafe { transposed::planes::<Avx2, 8, K, W, C>(args) }
+    unsafe { transposed::planes::<Avx2, 8, K, W, C, N>(args) }
 }
 
 /// [`strided::planes`] on AVX-512.
@@ -1637,13 +1644,13 @@ mod tests {
     /// Small depthwise 3 × 3 and 5 × 5 planes a vector's lanes at a time ([`transposed`]: 16 on
     /// AVX-512, 8 on AVX2; the flat or row kernels elsewhere): 8 to 40 planes (the last 16 or 8
     /// overlapping those before; fewer than 16 on the flat kernel with AVX-512), rows of 2 to 8, 1
-    /// to 64 positions, or 1 to 14 rows of 14 (AVX2 only) (blocks of 16 or 8; past the last whole
-    /// block 1 or 2 positions gathered on AVX-512, 1 on AVX2, or else the plane's last 16 or 8
-    /// transposed; a plane of fewer one masked block), every top padding that keeps the size and a
-    /// left one of half the window's reach (of 0 or the whole reach now and then: the flat or row
-    /// kernels), every activation: each version writes the portable kernel's results bit for bit,
-    /// and nothing outside the output planes. Asserts that the transposed kernel ran on a host with
-    /// AVX2.
+    /// to 64 positions, or 1 to 14 rows of 14 and under a 5 × 5 window 1 to 28 rows of 28 (AVX2
+    /// only) (blocks of 16 or 8; past the last whole block 1 or 2 positions gathered on AVX-512, 1
+    /// on AVX2, or else the plane's last 16 or 8 transposed; a plane of fewer one masked block),
+    /// every top padding that keeps the size and a left one of half the window's reach (of 0 or the
+    /// whole reach now and then: the flat or row kernels), every activation: each version writes
+    /// the portable kernel's results bit for bit, and nothing outside the output planes. Asserts
+    /// that the transposed kernel ran on a host with AVX2.
     #[test]
     fn transposed_planes_compute_the_definition_bit_for_bit() {
         let mut rng = SplitMix64::new(29);
@@ -1651,16 +1658,21 @@ mod tests {
         let acts = [TileActivation::None, TileActivation::Relu, TileActivation::Relu6];
         let transposed_before = TRANSPOSED_CALLS.load(std::sync::atomic::Ordering::Relaxed);
         for case in 0..240 {
-            // Rows of 14 now and then (AVX2's longer rows; the row kernels elsewhere).
-            let w = if case % 6 == 5 { 14 } else { 2 + below(7) };
-            let most = if w == 14 { 14 } else { 64 / w };
+            let kernel = [3, 5][case / 4 % 2];
+            // Rows of 14, and under a 5 × 5 window 28, now and then (AVX2's longer rows; the row
+            // kernels elsewhere).
+            let w = match case % 12 {
+                5 | 11 => 14,
+                9 if kernel == 5 => 28,
+                _ => 2 + below(7),
+            };
+            let most = if w >= 14 { w } else { 64 / w };
             // Square planes now and then: 7 × 7 (a last block of 1 position), 6 × 6 (of 4),
             // 5 × 5 (of 9), 14 × 14 (of 4 past 8).
             let h = match case % 4 {
                 0 => w,
                 _ => 1 + below(most as u64),
             };
-            let kernel = [3, 5][case / 4 % 2];
             let reach = kernel - 1;
             let left = if case % 10 == 9 { reach * below(2) } else { reach / 2 };
             let shape = PlaneShape {

@@ -1,26 +1,29 @@
 //! Small depthwise planes a vector's lanes at a time (16 on AVX-512, 8 on AVX2), transposed in
 //! registers: a 3 × 3 or 5 × 5 window at stride 1 over planes of at most
-//! [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions in rows of 2 to 8 (on AVX2 also planes of up to
-//! 14 rows of [`PLANE_TRANSPOSED_ROW_AVX2`]), each output plane the size of its input
-//! (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5 or 6 × 6 at 160 or 192;
-//! EfficientNets' last 5 × 5 ones at 7 × 7; on AVX2 their 14 × 14 ones).
+//! [`PLANE_TRANSPOSED_MAX_POSITIONS`](conv_dsl::ir::PLANE_TRANSPOSED_MAX_POSITIONS) positions in
+//! rows of 2 to 8 (on AVX2 also planes of up to 14 rows of
+//! [`PLANE_TRANSPOSED_ROW_AVX2`](conv_dsl::ir::PLANE_TRANSPOSED_ROW_AVX2), and under a 5 × 5 window
+//! up to 28 rows of
+//! [`PLANE_TRANSPOSED_ROW_AVX2_5X5`](conv_dsl::ir::PLANE_TRANSPOSED_ROW_AVX2_5X5)), each output
+//! plane the size of its input (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5 or 6 × 6
+//! at 160 or 192; EfficientNets' last 5 × 5 ones at 7 × 7; on AVX2 their 14 × 14 ones and
+//! EfficientNets' 5 × 5 ones at 28 × 28).
 //!
 //! [`super::flat`] puts a plane's positions in the lanes of a vector: every tap is a shifted,
 //! masked vector of the plane (a shuffle of two loaded vectors, or a 64-byte load across two cache
-//! lines), and a plane of 7 × 7 fills 49 of its 4 vectors' 64 lanes; AVX2's row kernels fill 7 of
-//! 8 lanes at 7 × 7, every block a border one. Here the lanes are 16 (8) planes instead. Their
-//! inputs are transposed in blocks of 16 (8) positions (16 masked loads and 64 shuffles on
-//! AVX-512; 8 loads and 24 shuffles on AVX2; a last block the plane's last 16 (8) positions,
-//! overlapping the one before, or, where at most [`Transposing::GATHERED`] positions are past
-//! the last whole block, those positions gathered one by one), so that a position of the planes
-//! is one vector and a tap one multiply-add of a whole vector, with no mask and no shifted load.
-//! The windows' weights are transposed into a vector per tap (a 3 × 3 window's 9 held in
-//! registers; a 5 × 5 one's 25 do not all fit beside the sums, and the compiler keeps some on the
-//! stack); an output row's `W` sums stay in registers (on AVX2 a row of 14 in two halves of 7);
-//! the sums are transposed back the same way. The sums are those of the other kernels bit for
-//! bit: the bias, then the taps in order, those outside the plane skipped (which, the rows being
-//! `W` long and the padding on the left half the window's reach, is known per output column
-//! when the code is compiled).
+//! lines), and a plane of 7 × 7 fills 49 of its 4 vectors' 64 lanes; AVX2's row kernels fill 7 of 8
+//! lanes at 7 × 7, every block a border one. Here the lanes are 16 (8) planes instead. Their inputs
+//! are transposed in blocks of 16 (8) positions (16 masked loads and 64 shuffles on AVX-512; 8
+//! loads and 24 shuffles on AVX2; a last block the plane's last 16 (8) positions, overlapping the
+//! one before, or, where at most [`Transposing::GATHERED`] positions are past the last whole block,
+//! those positions gathered one by one), so that a position of the planes is one vector and a tap
+//! one multiply-add of a whole vector, with no mask and no shifted load. The windows' weights are
+//! transposed into a vector per tap (a 3 × 3 window's 9 held in registers; a 5 × 5 one's 25 do not
+//! all fit beside the sums, and the compiler keeps some on the stack); an output row's `W` sums
+//! stay in registers (on AVX2 rows of 14 or 28 seven at a time); the sums are transposed back the
+//! same way. The sums are those of the other kernels bit for bit: the bias, then the taps in order,
+//! those outside the plane skipped (which, the rows being `W` long and the padding on the left half
+//! the window's reach, is known per output column when the code is compiled).
 //!
 //! Measured on an Intel Xeon (Emerald Rapids; AVX-512: the flat kernel's build and this one
 //! alternating, `convgen bench MODEL --runs 300`, 6–10 pairs, medians of the pair ratios):
@@ -31,19 +34,22 @@
 //! unchanged, 1.00×). On the way: the windows' weights gathered (9 gathers) rather than transposed,
 //! 0.95×; a last block of 1 position (7 × 7) transposed as the plane's last 16 rather than
 //! gathered, 0.95–0.96×, one of 4 (6 × 6) 1.06×. A C copy without its multiply-adds took as long as
-//! with them: the transposes, loads and stores are what it costs.
-//! AVX2 (the same host with `CONVGEN_MAX_ISA=avx2`; the build before, whose lowering gave these
-//! layers the channels-last tile kernel and two conversions, and this one alternating, 6 pairs):
-//! dw3_s1_c960_7 1.43× (0.045 → 0.031 ms), a 5 × 5 window on 480 planes of 7 × 7 1.68×, 1024
-//! planes of 4 × 4 2.02×; a last position gathered and its sums stored lane by lane rather than
-//! the plane's last 8 transposed, 1.05× on dw3_s1_c960_7, 1.12× on 960 planes of 5 × 5, 1.03× for
-//! a 5 × 5 window on 1152 of 7 × 7 (10 pairs each). Planes of 14 × 14 (AVX2 only,
-//! [`PLANE_TRANSPOSED_ROW_AVX2`] gives the numbers): dw3_s1_c384_14 1.32× the planar code. Summing one output position at a time (the
-//! window's taps in registers, the inputs read from memory) rather than a row's `W` sums tap by
-//! tap ran 0.48× on AVX2 and 0.19× on AVX-512; AVX2's full input blocks loaded as 128-bit halves
-//! into the two lanes of a vector (the loads doing the transpose's lane-crossing step: 16 loads
-//! and 16 shuffles rather than 8 and 24), 0.99–1.00× (8 pairs each on dw3_s1_c960_7, 1024 planes
-//! of 4 × 4 and a 5 × 5 window on 480 of 7 × 7).
+//! with them: the transposes, loads and stores are what it costs. AVX2 (the same host with
+//! `CONVGEN_MAX_ISA=avx2`; the build before, whose lowering gave these layers the channels-last
+//! tile kernel and two conversions, and this one alternating, 6 pairs): dw3_s1_c960_7 1.43× (0.045
+//! → 0.031 ms), a 5 × 5 window on 480 planes of 7 × 7 1.68×, 1024 planes of 4 × 4 2.02×; a last
+//! position gathered and its sums stored lane by lane rather than the plane's last 8 transposed,
+//! 1.05× on dw3_s1_c960_7, 1.12× on 960 planes of 5 × 5, 1.03× for a 5 × 5 window on 1152 of 7 × 7
+//! (10 pairs each). Planes of 14 × 14 (AVX2 only,
+//! [`PLANE_TRANSPOSED_ROW_AVX2`](conv_dsl::ir::PLANE_TRANSPOSED_ROW_AVX2) gives the numbers):
+//! dw3_s1_c384_14 1.32× the planar code; 5 × 5 windows on planes of 28 × 28
+//! ([`PLANE_TRANSPOSED_ROW_AVX2_5X5`](conv_dsl::ir::PLANE_TRANSPOSED_ROW_AVX2_5X5)): dw5_s1_c240_28
+//! 1.20×. Summing one output position at a time (the window's taps in registers, the inputs read
+//! from memory) rather than a row's `W` sums tap by tap ran 0.48× on AVX2 and 0.19× on AVX-512;
+//! AVX2's full input blocks loaded as 128-bit halves into the two lanes of a vector (the loads
+//! doing the transpose's lane-crossing step: 16 loads and 16 shuffles rather than 8 and 24),
+//! 0.99–1.00× (8 pairs each on dw3_s1_c960_7, 1024 planes of 4 × 4 and a 5 × 5 window on 480 of 7 ×
+//! 7).
 
 use std::arch::x86_64::{
     __m256, __m512, _mm256_i32gather_ps, _mm256_mullo_epi32, _mm256_permute2f128_ps, _mm256_set1_epi32,
@@ -52,17 +58,9 @@ use std::arch::x86_64::{
     _mm512_shuffle_f32x4, _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
 };
 
-use conv_dsl::ir::{PLANE_TRANSPOSED_MAX_POSITIONS, PLANE_TRANSPOSED_ROW_AVX2, plane_transposed};
+use conv_dsl::ir::plane_transposed;
 
 use super::{Avx2, Avx512, Lanes, PlaneArgs, div_ceil};
-
-/// The most positions a plane may have: the transposed inputs and the sums of a lane's worth of
-/// planes are two tables of this many vectors on the stack (12.5 KiB each on AVX-512, 6 on AVX2).
-const MAX_POSITIONS: usize = {
-    let most = PLANE_TRANSPOSED_ROW_AVX2 * PLANE_TRANSPOSED_ROW_AVX2;
-    assert!(most >= PLANE_TRANSPOSED_MAX_POSITIONS);
-    most as usize
-};
 
 /// Whether a plane statement's planes are computed so on `X`: a depthwise layer whose window and
 /// planes [`plane_transposed`] takes for `X`'s lanes (3 × 3 or 5 × 5 at stride 1, small planes of
@@ -244,20 +242,29 @@ fn block(b: isize, n: isize, l: isize, gathered: isize) -> Block {
 
 /// Every plane of `args` ([`applies`], a `K × K` window, rows of `W`), `L` at a time (the last `L`
 /// overlapping those before where `L` does not divide the planes), an output row's sums `C` at a
-/// time (`C` divides `W`).
+/// time (`C` divides `W`). The transposed inputs and the sums of the `L` planes are two tables of
+/// `N` vectors (at least the plane's positions) on the stack: 4 KiB each on AVX-512, on AVX2 up
+/// to 25 KiB (28 × 28).
 ///
 /// # Safety
 /// As for [`super::portable_kernel`], with [`applies`] true for `X`, `K` and `W` the rows' length,
 /// and the host runs `X`.
 #[inline(always)]
-pub(super) unsafe fn planes<X: Transposing<L>, const L: usize, const K: usize, const W: usize, const C: usize>(
+pub(super) unsafe fn planes<
+    X: Transposing<L>,
+    const L: usize,
+    const K: usize,
+    const W: usize,
+    const C: usize,
+    const N: usize,
+>(
     args: &PlaneArgs,
 ) {
     const { assert!(W.is_multiple_of(C)) };
     const { assert!(K == 3 || K == 5) };
     let (h, w, top) = (args.input_size[0], W as isize, args.padding[0]);
     let (n, taps_per_window, left) = (h * w, (K * K) as isize, (K - 1) / 2);
-    debug_assert!(applies::<X>(args, K, 1, 1) && args.input_size[1] == w && X::L == L as isize);
+    debug_assert!(applies::<X>(args, K, 1, 1) && args.input_size[1] == w && X::L == L as isize && n as usize <= N);
     let (together, blocks) = (X::L, div_ceil(n, X::L));
     let block = |b| block(b, n, together, X::GATHERED);
     // SAFETY: the caller's contract; every load, gather, store and scatter below is of positions
@@ -265,8 +272,8 @@ pub(super) unsafe fn planes<X: Transposing<L>, const L: usize, const K: usize, c
     // input and output planes, and of the weights and biases of those planes.
     unsafe {
         // inputs[q]: position `q` of the `L` planes; sums[q]: its output.
-        let mut inputs = [X::splat(0.0); MAX_POSITIONS];
-        let mut sums = [X::splat(0.0); MAX_POSITIONS];
+        let mut inputs = [X::splat(0.0); N];
+        let mut sums = [X::splat(0.0); N];
         let mut next = 0;
         while next < args.planes {
             let first = next.min(args.planes - together);
