@@ -53,9 +53,10 @@
 
 use std::arch::x86_64::{
     __m256, __m512, _mm256_i32gather_ps, _mm256_mullo_epi32, _mm256_permute2f128_ps, _mm256_set1_epi32,
-    _mm256_setr_epi32, _mm256_shuffle_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps, _mm512_castpd_ps, _mm512_castps_pd,
-    _mm512_i32gather_ps, _mm512_i32scatter_ps, _mm512_mullo_epi32, _mm512_set1_epi32, _mm512_setr_epi32,
-    _mm512_shuffle_f32x4, _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
+    _mm256_setr_epi32, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps, _mm512_castpd_ps,
+    _mm512_castps_pd, _mm512_i32gather_ps, _mm512_i32scatter_ps, _mm512_mullo_epi32, _mm512_set1_epi32,
+    _mm512_setr_epi32, _mm512_shuffle_f32x4, _mm512_unpackhi_pd, _mm512_unpackhi_ps, _mm512_unpacklo_pd,
+    _mm512_unpacklo_ps,
 };
 
 use conv_dsl::ir::plane_transposed;
@@ -185,10 +186,13 @@ impl Transposing<8> for Avx2 {
     /// AVX2 has no scatter: the lanes stored one by one.
     #[inline(always)]
     unsafe fn scatter(at: *mut f32, step: isize, x: __m256) {
-        let lanes: [f32; 8] = unsafe { std::mem::transmute(x) };
-        for (p, lane) in lanes.into_iter().enumerate() {
-            // SAFETY: the caller's contract.
-            unsafe { *at.offset(p as isize * step) = lane };
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds the vector's 8 floats; the caller's contract for `at`.
+        unsafe {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), x);
+            for (p, lane) in lanes.into_iter().enumerate() {
+                *at.offset(p as isize * step) = lane;
+            }
         }
     }
 }
@@ -226,7 +230,7 @@ enum Block {
     Gathered { at: isize, count: isize },
 }
 
-/// Block `b` (of `⌈n / L⌉`) of a plane of `n` positions in blocks of `l`: `l` from `l·b`; the
+/// Block `b` (of `⌈n / l⌉`) of a plane of `n` positions in blocks of `l`: `l` from `l·b`; the
 /// last, where `l` does not divide `n`, the plane's last `l` or, past at most `gathered`, those
 /// gathered; of a plane of fewer than `l`, all of them.
 #[inline(always)]
