@@ -346,12 +346,17 @@ pub const PLANE_VOLUME_ROWS: (u64, u64) = (33, 112);
 /// `plane/transposed.rs`).
 pub const PLANE_TRANSPOSED_MAX_POSITIONS: u64 = 64;
 
-/// The longer rows a plane kernel transposes where its vectors have 8 lanes (AVX2), in planes of
-/// at most as many rows (MobileNets' 14 × 14 layers at 224 px): there the transposed kernel ran
-/// 1.32× the planar code on dw3_s1_c384_14 and 2.04× the row kernel under a 5 × 5 window on 480
-/// planes of 14 × 14, but on AVX-512 0.66× and 0.69× of the row kernels (Intel Xeon, the builds
-/// alternating, 6–8 pairs).
-pub const PLANE_TRANSPOSED_ROW_AVX2: u64 = 14;
+/// The longer rows (fewest and most elements) a plane kernel transposes, in planes of at most as
+/// many rows as the most (MobileNets' 14 × 14 layers at 224 px, 10 × 10 and 12 × 12 at 160 and
+/// 192 px); where its vectors have 16 lanes (AVX-512), rows one shorter than the most at most (its
+/// stream kernels run 14 × 14 faster). Measured on an Intel Xeon (the builds alternating, 6–8
+/// pairs): with 8 lanes (`CONVGEN_MAX_ISA=avx2`) the transposed kernel ran 1.32× the planar code
+/// on dw3_s1_c384_14, 2.04× the row kernel under a 5 × 5 window on 480 planes of 14 × 14, and
+/// 1.34–2.31× the planar code or the row kernels under a 3 × 3 window on 512 planes of 9 × 9 to 13
+/// × 13 (2.36–2.72× under a 5 × 5 one); with 16 lanes, against the planar code or the
+/// channels-last tile kernel, 1.78–3.09× under a 3 × 3 window on 9 × 9 to 13 × 13 (2.84–3.66×
+/// under a 5 × 5 one), but at 14 × 14 0.66× and 0.69× of the stream and row kernels.
+pub const PLANE_TRANSPOSED_ROWS: (u64, u64) = (9, 14);
 
 /// The rows a plane kernel transposes under a 5 × 5 window where its vectors have 8 lanes, in
 /// planes of at most as many rows (EfficientNets' 28 × 28 layers): there dw5_s1_c240_28 ran 1.20×
@@ -363,10 +368,11 @@ pub const PLANE_TRANSPOSED_ROW_AVX2_5X5: u64 = 28;
 /// transposed, that many planes at a time (`conv_jit`'s `plane/transposed.rs`), given at least
 /// that many planes: a `kernel × kernel` window of 3 or 5 at stride 1, undilated, padded on the
 /// left by half its reach and on the top by at most its reach, over `[h, w]` planes in rows of 2
-/// to [`PLANE_FLAT_MAX_ROW`] of at most [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions (on 8 lanes
-/// also rows of [`PLANE_TRANSPOSED_ROW_AVX2`], or under a 5 × 5 window of
-/// [`PLANE_TRANSPOSED_ROW_AVX2_5X5`], at most as many), each output plane its input's
-/// size. The lowering's default for small planes on AVX2 (`lower`'s `planar::transposed_planes`)
+/// to [`PLANE_FLAT_MAX_ROW`] of at most [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions, or in the
+/// rows of [`PLANE_TRANSPOSED_ROWS`] (on 16 lanes but its longest) in planes of at most as many
+/// rows as its longest (on 8 lanes also, under a 5 × 5 window, rows of
+/// [`PLANE_TRANSPOSED_ROW_AVX2_5X5`] in planes of at most as many rows), each output plane its
+/// input's size. The lowering's default for such planes (`lower`'s `planar::transposed_planes`)
 /// and the kernel's own choice both ask it.
 pub fn plane_transposed(
     window: (u64, u64, u64),
@@ -378,8 +384,13 @@ pub fn plane_transposed(
     let (kernel, stride, dilation) = window;
     let ([h, w], reach) = (input, kernel.saturating_sub(1));
     let short = (2..=PLANE_FLAT_MAX_ROW).contains(&w) && h.saturating_mul(w) <= PLANE_TRANSPOSED_MAX_POSITIONS;
-    let rows = [(PLANE_TRANSPOSED_ROW_AVX2, true), (PLANE_TRANSPOSED_ROW_AVX2_5X5, kernel == 5)];
-    let long = lanes == 8 && rows.iter().any(|&(row, window)| window && w == row && h <= row);
+    let (fewest, most) = PLANE_TRANSPOSED_ROWS;
+    let row_5x5 = kernel == 5 && w == PLANE_TRANSPOSED_ROW_AVX2_5X5 && h <= w;
+    let long = match lanes {
+        8 => ((fewest..=most).contains(&w) && h <= most) || row_5x5,
+        16 => (fewest..most).contains(&w) && h <= most,
+        _ => false,
+    };
     let size = output == input && h >= 1 && (short || long);
     let padding = left == reach / 2 && top <= reach;
     matches!(kernel, 3 | 5) && (stride, dilation) == (1, 1) && size && padding

@@ -207,20 +207,24 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
     // Rows of 14 in planes of more than 14 rows: the planar code with vectors of 4 (the JIT's, and
     // the macro's where its 8 do not fit twice). Small planes of at least 8 channels, their 3×3 or
     // 5×5 window at stride 1 keeping their size with the left padding half its reach: transposed 8
-    // at a time (rows of 2 to 8, at most 64 positions, or up to 14 rows of 14; not dilated, not for
-    // a multiplier or groups). 5×5 windows: rows of 14 at
+    // at a time (rows of 2 to 8, at most 64 positions, or up to 14 rows of 9 to 14; not dilated,
+    // not for a multiplier or groups). 5×5 windows: rows of 14 at
     // stride 1, 28 at stride 2. 3×3 at stride 2 (streamed): rows of 14, not 13; not for groups.
     let macro_target = Target { microkernels: true, ..Target::AVX2 };
     let cases = [
         ("input x: [1, 8, 15, 14]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
         ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
         ("input x: [1, 8, 3, 14]; depthwise d(x) { kernel: 3, pad: 1, act: relu }", true, true),
-        ("input x: [1, 8, 14, 13]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 14, 13]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
+        ("input x: [1, 8, 10, 10]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true, true),
+        ("input x: [1, 8, 15, 10]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 12, 12]; depthwise d(x) { kernel: 5, pad: 2 }", true, true),
+        ("input x: [1, 8, 11, 15]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
         ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
         ("input x: [1, 7, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
         ("input x: [1, 8, 8, 8]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true, true),
         ("input x: [1, 8, 9, 8]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
-        ("input x: [1, 8, 7, 9]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 7, 9]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
         ("input x: [1, 8, 32, 2]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
         ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3 }", false, false),
         ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 2, dilation: 2 }", false, false),
@@ -230,7 +234,7 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         ("input x: [1, 8, 6, 6]; depthwise d(x) { kernel: 5, pad: 2, act: relu }", true, true),
         ("input x: [1, 8, 28, 28]; depthwise d(x) { kernel: 5, pad: 2 }", true, true),
         ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 5, pad: 2 }", true, true),
-        ("input x: [1, 8, 13, 13]; depthwise d(x) { kernel: 5, pad: 2 }", false, false),
+        ("input x: [1, 8, 13, 13]; depthwise d(x) { kernel: 5, pad: 2 }", true, true),
         ("input x: [1, 8, 56, 56]; depthwise d(x) { kernel: 5, stride: 2, pad: 2 }", true, true),
         ("input x: [1, 8, 54, 54]; depthwise d(x) { kernel: 5, stride: 2, pad: 2 }", false, false),
         ("input x: [1, 8, 64, 64]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", true, true),
@@ -257,15 +261,21 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
     assert_eq!((schedules[0].kernel, schedules[0].lanes), (Kernel::Planar, 4), "{schedules:?}");
     // With wide (AVX-512) microkernels, a depthwise 3×3 window at stride 1 takes the plane kernel
     // from rows of 14 (one vector of 16 lanes), and on rows of at most 8 where the output plane is
-    // the input's size, of at most 512 positions (flat runs of vectors); not for groups, not 9 to
-    // 13. At stride 2 (streamed) from rows of 7, not 6, not dilated. A 5×5 depthwise window on flat
-    // planes too, and at stride 2 from rows of 14 (not 13, not 7).
+    // the input's size, of at most 512 positions (flat runs of vectors); not for groups; rows of 9
+    // to 13 only in planes of at most 14 rows, 16 or more of them (transposed 16 at a time). At
+    // stride 2 (streamed) from rows of 7, not 6, not dilated. A 5×5 depthwise window on flat planes
+    // too, on those rows of 9 to 13, and at stride 2 from rows of 14 (not 13, not 7).
     let wide = Target { wide_microkernels: true, ..with_kernels };
     let cases = [
         ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }", true),
         ("input x: [1, 8, 14, 21]; depthwise d(x) { kernel: 3, pad: 2, dilation: 2 }", true),
         ("input x: [1, 8, 14, 13]; depthwise d(x) { kernel: 3, pad: 1 }", false),
         ("input x: [1, 8, 14, 9]; depthwise d(x) { kernel: 3, pad: 1 }", false),
+        ("input x: [1, 16, 14, 9]; depthwise d(x) { kernel: 3, pad: 1 }", true),
+        ("input x: [1, 16, 10, 10]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true),
+        ("input x: [1, 15, 10, 10]; depthwise d(x) { kernel: 3, pad: 1 }", false),
+        ("input x: [1, 16, 15, 12]; depthwise d(x) { kernel: 3, pad: 1 }", false),
+        ("input x: [1, 16, 13, 13]; depthwise d(x) { kernel: 5, pad: 2 }", true),
         ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", true),
         ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 2, dilation: 2, act: relu }", true),
         ("input x: [1, 8, 64, 8]; depthwise d(x) { kernel: 3, pad: 1 }", true),

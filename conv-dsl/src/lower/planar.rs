@@ -374,18 +374,21 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
     rows && grouping && Schedule::plane().validate(conv).is_ok()
 }
 
-/// Whether a depthwise stage's small planes take the plane kernel by default where the host runs
-/// its 8-lane (AVX2) version: planes its kernel transposes 8 at a time ([`plane_transposed`]),
-/// at least 8 of them (on AVX-512 such planes are flat, [`flat_plane`]).
+/// Whether a depthwise stage's small planes take the plane kernel by default: planes its kernel
+/// transposes a vector's lanes at a time ([`plane_transposed`]: 8 where the host runs its AVX2
+/// version, 16 on AVX-512, where the smallest planes are flat anyway, [`flat_plane`]), at least
+/// that many of them.
 ///
 /// Measured on an Intel Xeon (Emerald Rapids) with `CONVGEN_MAX_ISA=avx2` against the
 /// channels-last tile kernel and its two conversions (`convgen bench --schedule dw:kernel=plane`
 /// and without, alternating, 6 pairs, median ratios): dw3_s1_c960_7 1.43×, 960 channels at 6 × 6
 /// 1.36×, 576 at 8 × 8 1.59×, a 5 × 5 window on 480 at 7 × 7 1.83×; planes of 14 × 14 against the
 /// planar code of 4 lanes or the row kernel (the builds before and after alternating, 8 pairs):
-/// dw3_s1_c384_14 1.32×, 192 channels with relu6 1.48×, a 5 × 5 window on 480 channels 2.04×.
+/// dw3_s1_c384_14 1.32×, 192 channels with relu6 1.48×, a 5 × 5 window on 480 channels 2.04×; on
+/// 512 planes of 9 × 9 to 13 × 13 1.34–2.31× (3 × 3) and 2.36–2.72× (5 × 5). With AVX-512 on such
+/// planes (against the planar code or the channels-last tile kernel, 6 pairs): 1.78–3.09× (3 × 3)
+/// and 2.84–3.66× (5 × 5).
 fn transposed_planes(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
-    let narrow = target.microkernels && !target.wide_microkernels;
     let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
     let square = |values: &[u64]| match values {
         [a, b] if a == b => Some(*a),
@@ -402,9 +405,9 @@ fn transposed_planes(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
         [top, left] => (top, left),
         _ => return false,
     };
-    let lanes = u64::from(TILE_LANES);
+    let lanes = u64::from(TILE_LANES) * if target.wide_microkernels { 2 } else { 1 };
     let planes = plane_transposed((kernel, stride, dilation), input, output, [top, left], lanes);
-    narrow && depthwise && conv.in_channels >= lanes && planes
+    target.microkernels && depthwise && conv.in_channels >= lanes && planes
 }
 
 /// Whether a 1D stage takes the plane kernel by default: a depthwise layer (or one of small

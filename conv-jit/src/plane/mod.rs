@@ -494,7 +494,7 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
     }
     if transposed::applies::<Avx512>(args, K, S, D) {
         // `applies` holds a 3 × 3 or 5 × 5 window (named as such, so that no other window makes
-        // versions of its own) and rows of 2 to 8.
+        // versions of its own) and rows of 2 to 13.
         let planes = if K == 5 { transposed_rows::<5>(args, true) } else { transposed_rows::<3>(args, true) };
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(planes)(args) };
@@ -556,7 +556,7 @@ unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>
     }
     if transposed::applies::<Avx2>(args, K, S, D) {
         // `applies` holds a 3 × 3 or 5 × 5 window (named as such, so that no other window makes
-        // versions of its own) and rows of 2 to 8.
+        // versions of its own) and rows of 2 to 14 or 28.
         let planes = if K == 5 { transposed_rows::<5>(args, false) } else { transposed_rows::<3>(args, false) };
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(planes)(args) };
@@ -618,17 +618,21 @@ unsafe fn avx512_stream<const K: usize, const P: usize>(args: &PlaneArgs) {
     unsafe { stream::planes::<Avx512, K, P>(args) }
 }
 
-/// The version of [`transposed::planes`] for a `K × K` window and `args`' rows (2 to 8, or on
-/// AVX2 14 or 28), on AVX-512 or on AVX2.
+/// The version of [`transposed::planes`] for a `K × K` window and `args`' rows (2 to 13, or on
+/// AVX2 also 14 or 28), on AVX-512 or on AVX2.
 #[cfg(target_arch = "x86_64")]
 fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(&PlaneArgs) {
-    use conv_dsl::ir::{PLANE_TRANSPOSED_MAX_POSITIONS, PLANE_TRANSPOSED_ROW_AVX2, PLANE_TRANSPOSED_ROW_AVX2_5X5};
+    use conv_dsl::ir::{PLANE_TRANSPOSED_MAX_POSITIONS, PLANE_TRANSPOSED_ROW_AVX2_5X5, PLANE_TRANSPOSED_ROWS};
     // Each version's tables hold its planes' positions (`N`).
     const SHORT: usize = PLANE_TRANSPOSED_MAX_POSITIONS as usize;
-    const ROW: usize = PLANE_TRANSPOSED_ROW_AVX2 as usize;
+    const ROWS: usize = PLANE_TRANSPOSED_ROWS.1 as usize;
+    const { assert!(PLANE_TRANSPOSED_ROWS.0 == 9 && ROWS == 14, "a version for each row length") };
     const ROW_5X5: usize = PLANE_TRANSPOSED_ROW_AVX2_5X5 as usize;
     fn version<const K: usize, const W: usize>(avx512: bool) -> unsafe fn(&PlaneArgs) {
         if avx512 { avx512_transposed::<K, W, W, SHORT> } else { avx2_transposed::<K, W, W, SHORT> }
+    }
+    fn long<const K: usize, const W: usize, const C: usize, const N: usize>(avx512: bool) -> unsafe fn(&PlaneArgs) {
+        if avx512 { avx512_transposed::<K, W, C, N> } else { avx2_transposed::<K, W, C, N> }
     }
     match args.input_size[1] {
         2 => version::<K, 2>(avx512),
@@ -638,9 +642,16 @@ fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(
         6 => version::<K, 6>(avx512),
         7 => version::<K, 7>(avx512),
         8 => version::<K, 8>(avx512),
-        // Rows of 14, on AVX2 only (`applies`): 7 sums at a time beside the window in its 16
-        // registers (a row's 14 at once ran 0.66× under a 5 × 5 window, 1.01× under a 3 × 3 one).
-        w if w == ROW as isize => avx2_transposed::<K, ROW, 7, { ROW * ROW }>,
+        // Rows of 9 to 14 (14 on AVX2 only: `applies`), in planes of at most 14 rows: at most 7
+        // sums at a time beside the window in AVX2's 16 registers (a row's 14 at once ran 0.66×
+        // under a 5 × 5 window, 1.01× under a 3 × 3 one), the row's sums in as even runs as that
+        // allows; the same runs on AVX-512.
+        9 => long::<K, 9, 5, { ROWS * 9 }>(avx512),
+        10 => long::<K, 10, 5, { ROWS * 10 }>(avx512),
+        11 => long::<K, 11, 6, { ROWS * 11 }>(avx512),
+        12 => long::<K, 12, 6, { ROWS * 12 }>(avx512),
+        13 => long::<K, 13, 7, { ROWS * 13 }>(avx512),
+        14 => avx2_transposed::<K, 14, 7, { ROWS * 14 }>,
         // Rows of 28, on AVX2 under a 5 × 5 window only (`applies`).
         _ => avx2_transposed::<K, ROW_5X5, 7, { ROW_5X5 * ROW_5X5 }>,
     }
@@ -1644,7 +1655,8 @@ mod tests {
     /// Small depthwise 3 × 3 and 5 × 5 planes a vector's lanes at a time ([`transposed`]: 16 on
     /// AVX-512, 8 on AVX2; the flat or row kernels elsewhere): 8 to 40 planes (the last 16 or 8
     /// overlapping those before; fewer than 16 on the flat kernel with AVX-512), rows of 2 to 8, 1
-    /// to 64 positions, or 1 to 14 rows of 14 and under a 5 × 5 window 1 to 28 rows of 28 (AVX2
+    /// to 64 positions, or 1 to 14 rows of 9 to 14 (their sums in runs of 5 to 7, the last shorter
+    /// in rows of 9, 11 and 13; 14 on AVX2 only) and under a 5 × 5 window 1 to 28 rows of 28 (AVX2
     /// only) (blocks of 16 or 8; past the last whole block 1 or 2 positions gathered on AVX-512, 1
     /// on AVX2, or else the plane's last 16 or 8 transposed; a plane of fewer one masked block),
     /// every top padding that keeps the size and a left one of half the window's reach (of 0 or the
@@ -1659,14 +1671,19 @@ mod tests {
         let transposed_before = TRANSPOSED_CALLS.load(std::sync::atomic::Ordering::Relaxed);
         for case in 0..240 {
             let kernel = [3, 5][case / 4 % 2];
-            // Rows of 14, and under a 5 × 5 window 28, now and then (AVX2's longer rows; the row
-            // kernels elsewhere).
+            // Rows of 9 to 14, and under a 5 × 5 window 28, now and then (the longer rows: 9 to 13
+            // on both ISAs, 14 and 28 on AVX2, in planes of up to 14 and 28 rows; the stream and
+            // row kernels elsewhere).
             let w = match case % 12 {
-                5 | 11 => 14,
+                5 | 11 => 9 + below(6),
                 9 if kernel == 5 => 28,
                 _ => 2 + below(7),
             };
-            let most = if w >= 14 { w } else { 64 / w };
+            let most = match w {
+                28 => 28,
+                9.. => 14,
+                _ => 64 / w,
+            };
             // Square planes now and then: 7 × 7 (a last block of 1 position), 6 × 6 (of 4),
             // 5 × 5 (of 9), 14 × 14 (of 4 past 8).
             let h = match case % 4 {

@@ -1,13 +1,13 @@
 //! Small depthwise planes a vector's lanes at a time (16 on AVX-512, 8 on AVX2), transposed in
 //! registers: a 3 × 3 or 5 × 5 window at stride 1 over planes of at most
 //! [`PLANE_TRANSPOSED_MAX_POSITIONS`](conv_dsl::ir::PLANE_TRANSPOSED_MAX_POSITIONS) positions in
-//! rows of 2 to 8 (on AVX2 also planes of up to 14 rows of
-//! [`PLANE_TRANSPOSED_ROW_AVX2`](conv_dsl::ir::PLANE_TRANSPOSED_ROW_AVX2), and under a 5 × 5 window
-//! up to 28 rows of
+//! rows of 2 to 8, or of up to 14 rows of 9 to 13 (on AVX2 also 14:
+//! [`PLANE_TRANSPOSED_ROWS`](conv_dsl::ir::PLANE_TRANSPOSED_ROWS); and under a 5 × 5 window up to
+//! 28 rows of
 //! [`PLANE_TRANSPOSED_ROW_AVX2_5X5`](conv_dsl::ir::PLANE_TRANSPOSED_ROW_AVX2_5X5)), each output
 //! plane the size of its input (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5 or 6 × 6
-//! at 160 or 192; EfficientNets' last 5 × 5 ones at 7 × 7; on AVX2 their 14 × 14 ones and
-//! EfficientNets' 5 × 5 ones at 28 × 28).
+//! at 160 or 192, and their 10 × 10 and 12 × 12 ones there; EfficientNets' last 5 × 5 ones at 7 ×
+//! 7; on AVX2 MobileNets' 14 × 14 ones and EfficientNets' 5 × 5 ones at 28 × 28).
 //!
 //! [`super::flat`] puts a plane's positions in the lanes of a vector: every tap is a shifted,
 //! masked vector of the plane (a shuffle of two loaded vectors, or a 64-byte load across two cache
@@ -41,8 +41,15 @@
 //! position gathered and its sums stored lane by lane rather than the plane's last 8 transposed,
 //! 1.05× on dw3_s1_c960_7, 1.12× on 960 planes of 5 × 5, 1.03× for a 5 × 5 window on 1152 of 7 × 7
 //! (10 pairs each). Planes of 14 × 14 (AVX2 only,
-//! [`PLANE_TRANSPOSED_ROW_AVX2`](conv_dsl::ir::PLANE_TRANSPOSED_ROW_AVX2) gives the numbers):
-//! dw3_s1_c384_14 1.32× the planar code; 5 × 5 windows on planes of 28 × 28
+//! [`PLANE_TRANSPOSED_ROWS`](conv_dsl::ir::PLANE_TRANSPOSED_ROWS) gives the numbers):
+//! dw3_s1_c384_14 1.32× the planar code; rows of 9 to 13 (512 planes of each size against the
+//! planar code or the row kernels, 6 pairs): 3 × 3 1.34× (13 × 13) to 2.31× (9 × 9), 5 × 5
+//! 2.36–2.72× — with one loop over a row's runs of 7 and 6 sums, LLVM left rows of 13 rolled
+//! (1.03×); a function per run, inlined with its length a constant ([`row_run`]), 1.34× and 2.72×;
+//! on AVX-512 (against the planar code or the channels-last tile kernel, the same method) 3 × 3
+//! 1.78× (13 × 13) to 3.09× (9 × 9), 5 × 5 2.84–3.66×, 384 planes of 12 × 12 with relu6 2.47× (the
+//! stream and row kernels keep 14 × 14: transposed there, before these runs, 0.66× and 0.69×); 5 × 5 windows on planes of 28
+//! × 28
 //! ([`PLANE_TRANSPOSED_ROW_AVX2_5X5`](conv_dsl::ir::PLANE_TRANSPOSED_ROW_AVX2_5X5)): dw5_s1_c240_28
 //! 1.20×. Summing one output position at a time (the window's taps in registers, the inputs read
 //! from memory) rather than a row's `W` sums tap by tap ran 0.48× on AVX2 and 0.19× on AVX-512;
@@ -246,9 +253,9 @@ fn block(b: isize, n: isize, l: isize, gathered: isize) -> Block {
 
 /// Every plane of `args` ([`applies`], a `K × K` window, rows of `W`), `L` at a time (the last `L`
 /// overlapping those before where `L` does not divide the planes), an output row's sums `C` at a
-/// time (`C` divides `W`). The transposed inputs and the sums of the `L` planes are two tables of
-/// `N` vectors (at least the plane's positions) on the stack: 4 KiB each on AVX-512, on AVX2 up
-/// to 25 KiB (28 × 28).
+/// time (the last `W mod C` alone where `C` does not divide `W`: [`row_run`]). The transposed
+/// inputs and the sums of the `L` planes are two tables of `N` vectors (at least the plane's
+/// positions) on the stack: 4 KiB each on AVX-512, on AVX2 up to 25 KiB (28 × 28).
 ///
 /// # Safety
 /// As for [`super::portable_kernel`], with [`applies`] true for `X`, `K` and `W` the rows' length,
@@ -264,10 +271,10 @@ pub(super) unsafe fn planes<
 >(
     args: &PlaneArgs,
 ) {
-    const { assert!(W.is_multiple_of(C)) };
+    const { assert!(C >= 1 && C <= W) };
     const { assert!(K == 3 || K == 5) };
     let (h, w, top) = (args.input_size[0], W as isize, args.padding[0]);
-    let (n, taps_per_window, left) = (h * w, (K * K) as isize, (K - 1) / 2);
+    let (n, taps_per_window) = (h * w, (K * K) as isize);
     debug_assert!(applies::<X>(args, K, 1, 1) && args.input_size[1] == w && X::L == L as isize && n as usize <= N);
     let (together, blocks) = (X::L, div_ceil(n, X::L));
     let block = |b| block(b, n, together, X::GATHERED);
@@ -307,27 +314,16 @@ pub(super) unsafe fn planes<
                 taps.copy_from_slice(&load_transposed::<X, L>(weight.offset(at), taps_per_window, count));
             }
             let bias = if args.bias.is_null() { X::splat(0.0) } else { X::load(args.bias.offset(first)) };
+            let source = RunSource { inputs: &inputs, taps: &taps, bias, act: args.act, h, top };
+            // The runs of `C` sums, then the row's last `W mod C` (each call inlined with its
+            // count a constant: one loop over runs of both lengths was left rolled in rows of 13).
+            let full = W - W % C;
             for y in 0..h {
-                for x0 in (0..W).step_by(C) {
-                    let mut row_sums = [bias; C];
-                    for kh in 0..K {
-                        let iy = y + kh as isize - top;
-                        if !(0..h).contains(&iy) {
-                            continue;
-                        }
-                        let row = inputs.as_ptr().offset(iy * w);
-                        for (i, sum) in row_sums.iter_mut().enumerate() {
-                            let x = x0 + i;
-                            for kw in 0..K {
-                                // Column `x + kw − left`, skipped outside the row.
-                                let Some(ix) = (x + kw).checked_sub(left).filter(|&ix| ix < W) else { continue };
-                                *sum = X::fma(*sum, *row.add(ix), taps[kh * K + kw]);
-                            }
-                        }
-                    }
-                    for (i, sum) in row_sums.iter().enumerate() {
-                        *sums.get_unchecked_mut((y * w) as usize + x0 + i) = X::activate(*sum, args.act);
-                    }
+                for x0 in (0..full).step_by(C) {
+                    row_run::<X, K, W, C>(&source, &mut sums, y, x0, C);
+                }
+                if full < W {
+                    row_run::<X, K, W, C>(&source, &mut sums, y, full, W - full);
                 }
             }
             for b in 0..blocks {
@@ -350,6 +346,57 @@ pub(super) unsafe fn planes<
                 }
             }
             next += together;
+        }
+    }
+}
+
+/// What [`row_run`] reads: the transposed inputs of the `L` planes, their windows' taps (`taps[t]`
+/// tap `t`), their bias, the activation, and the planes' rows and top padding.
+struct RunSource<'a, V> {
+    inputs: &'a [V],
+    taps: &'a [V; 32],
+    bias: V,
+    act: isize,
+    h: isize,
+    top: isize,
+}
+
+/// Output row `y`'s sums `x0..x0 + count` (`count` at most `C`, in registers) of the `L` planes,
+/// each the bias and then the taps in order, those outside the plane skipped; activated into
+/// `sums`.
+///
+/// # Safety
+/// The host runs `X`; `source.inputs` and `sums` hold the planes' `h·W` positions, `x0 + count ≤ W`.
+#[inline(always)]
+unsafe fn row_run<X: Lanes, const K: usize, const W: usize, const C: usize>(
+    source: &RunSource<X::V>,
+    sums: &mut [X::V],
+    y: isize,
+    x0: usize,
+    count: usize,
+) {
+    let (w, left) = (W as isize, (K - 1) / 2);
+    // SAFETY: the caller's contract: every row read is one of the `h` rows, every column one of
+    // the `W`, and every sum written one of output row `y`'s.
+    unsafe {
+        let mut row_sums = [source.bias; C];
+        for kh in 0..K {
+            let iy = y + kh as isize - source.top;
+            if !(0..source.h).contains(&iy) {
+                continue;
+            }
+            let row = source.inputs.as_ptr().offset(iy * w);
+            for (i, sum) in row_sums.iter_mut().enumerate().take(count) {
+                let x = x0 + i;
+                for kw in 0..K {
+                    // Column `x + kw − left`, skipped outside the row.
+                    let Some(ix) = (x + kw).checked_sub(left).filter(|&ix| ix < W) else { continue };
+                    *sum = X::fma(*sum, *row.add(ix), source.taps[kh * K + kw]);
+                }
+            }
+        }
+        for (i, sum) in row_sums.iter().enumerate().take(count) {
+            *sums.get_unchecked_mut((y * w) as usize + x0 + i) = X::activate(*sum, source.act);
         }
     }
 }
