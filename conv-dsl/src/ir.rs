@@ -355,7 +355,8 @@ pub const PLANE_TRANSPOSED_MAX_POSITIONS: u64 = 64;
 /// 1.34–2.31× the planar code or the row kernels under a 3 × 3 window on 512 planes of 9 × 9 to 13
 /// × 13 (2.36–2.72× under a 5 × 5 one); with 16 lanes, against the planar code or the
 /// channels-last tile kernel, 1.78–3.09× under a 3 × 3 window on 9 × 9 to 13 × 13 (2.84–3.66×
-/// under a 5 × 5 one), but at 14 × 14 0.66× and 0.69× of the stream and row kernels.
+/// under a 5 × 5 one), but at 14 × 14 0.61–0.91× of the stream and row kernels (dw3_s1_c384_14
+/// 0.61×, 512 planes 0.72×, under a 5 × 5 window 0.91×).
 pub const PLANE_TRANSPOSED_ROWS: (u64, u64) = (9, 14);
 
 /// The rows a plane kernel transposes under a 5 × 5 window where its vectors have 8 lanes, in

@@ -47,9 +47,9 @@
 //! 2.36–2.72× — with one loop over a row's runs of 7 and 6 sums, LLVM left rows of 13 rolled
 //! (1.03×); a function per run, inlined with its length a constant ([`row_run`]), 1.34× and 2.72×;
 //! on AVX-512 (against the planar code or the channels-last tile kernel, the same method) 3 × 3
-//! 1.78× (13 × 13) to 3.09× (9 × 9), 5 × 5 2.84–3.66×, 384 planes of 12 × 12 with relu6 2.47× (the
-//! stream and row kernels keep 14 × 14: transposed there, before these runs, 0.66× and 0.69×); 5 × 5 windows on planes of 28
-//! × 28
+//! 1.78× (13 × 13) to 3.09× (9 × 9), 5 × 5 2.84–3.66×, 384 planes of 12 × 12 with relu6 2.47×;
+//! the stream and row kernels keep 14 × 14 there (transposed in these runs: dw3_s1_c384_14 0.61×,
+//! 512 planes of 14 × 14 0.72×, under a 5 × 5 window 0.91×). 5 × 5 windows on planes of 28 × 28
 //! ([`PLANE_TRANSPOSED_ROW_AVX2_5X5`](conv_dsl::ir::PLANE_TRANSPOSED_ROW_AVX2_5X5)): dw5_s1_c240_28
 //! 1.20×. Summing one output position at a time (the window's taps in registers, the inputs read
 //! from memory) rather than a row's `W` sums tap by tap ran 0.48× on AVX2 and 0.19× on AVX-512;
