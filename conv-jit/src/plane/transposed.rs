@@ -255,7 +255,8 @@ fn block(b: isize, n: isize, l: isize, gathered: isize) -> Block {
 /// overlapping those before where `L` does not divide the planes), an output row's sums `C` at a
 /// time (the last `W mod C` alone where `C` does not divide `W`: [`row_run`]). The transposed
 /// inputs and the sums of the `L` planes are two tables of `N` vectors (at least the plane's
-/// positions) on the stack: 4 KiB each on AVX-512, on AVX2 up to 25 KiB (28 × 28).
+/// positions) on the stack: each up to 11.4 KiB on AVX-512 (14 rows of 13), 24.5 KiB on AVX2 (28 ×
+/// 28).
 ///
 /// # Safety
 /// As for [`super::portable_kernel`], with [`applies`] true for `X`, `K` and `W` the rows' length,
