@@ -628,11 +628,11 @@ fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(
     const ROWS: usize = PLANE_TRANSPOSED_ROWS.1 as usize;
     const { assert!(PLANE_TRANSPOSED_ROWS.0 == 9 && ROWS == 14, "a version for each row length") };
     const ROW_5X5: usize = PLANE_TRANSPOSED_ROW_AVX2_5X5 as usize;
-    fn version<const K: usize, const W: usize>(avx512: bool) -> unsafe fn(&PlaneArgs) {
-        if avx512 { avx512_transposed::<K, W, W, SHORT> } else { avx2_transposed::<K, W, W, SHORT> }
-    }
     fn long<const K: usize, const W: usize, const C: usize, const N: usize>(avx512: bool) -> unsafe fn(&PlaneArgs) {
         if avx512 { avx512_transposed::<K, W, C, N> } else { avx2_transposed::<K, W, C, N> }
+    }
+    fn version<const K: usize, const W: usize>(avx512: bool) -> unsafe fn(&PlaneArgs) {
+        long::<K, W, W, SHORT>(avx512)
     }
     match args.input_size[1] {
         2 => version::<K, 2>(avx512),
