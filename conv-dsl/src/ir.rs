@@ -359,11 +359,17 @@ pub const PLANE_TRANSPOSED_MAX_POSITIONS: u64 = 64;
 /// 0.61×, 512 planes 0.72×, under a 5 × 5 window 0.91×).
 pub const PLANE_TRANSPOSED_ROWS: (u64, u64) = (9, 14);
 
-/// The rows a plane kernel transposes under a 5 × 5 window where its vectors have 8 lanes, in
-/// planes of at most as many rows (EfficientNets' 28 × 28 layers): there dw5_s1_c240_28 ran 1.20×
-/// the row kernel, but a 3 × 3 window on 256 planes of 28 × 28 0.93× (Intel Xeon,
-/// `CONVGEN_MAX_ISA=avx2`, the builds alternating, 6 pairs).
-pub const PLANE_TRANSPOSED_ROW_AVX2_5X5: u64 = 28;
+/// The rows (fewest and most elements) a plane kernel transposes a row at a time where its vectors
+/// have 8 lanes (AVX2), in planes of any height (`conv_jit`'s `plane/banded.rs`): past
+/// [`PLANE_TRANSPOSED_ROWS`], up to the shortest rows its stride-1 stream takes
+/// ([`PLANE_VOLUME_ROWS`]). Measured on an Intel Xeon with `CONVGEN_MAX_ISA=avx2` (the build
+/// before and this one alternating, `convgen bench MODEL --runs 300`, 4 pairs, 512 planes of each
+/// size): under a 3 × 3 window against the planar code of 4 lanes, 1.74× (16 × 16), 1.58× (20 ×
+/// 20), 1.22× (24 × 24), 1.49× (28 × 28), 1.25× (32 × 32); under a 5 × 5 one against the row
+/// kernel 2.50×, 2.41×, 1.68× and 1.64× (16 to 32 but 28), and at 28 × 28 1.29× the whole planes
+/// transposed at once ([`PLANE_TRANSPOSED_ROWS`]' kernel, which took EfficientNets' 28 × 28
+/// layers before: dw5_s1_c240_28 1.20× the row kernel).
+pub const PLANE_TRANSPOSED_BANDED_ROWS: (u64, u64) = (15, 32);
 
 /// Whether a plane kernel whose vectors have `lanes` lanes computes a depthwise layer's planes
 /// transposed, that many planes at a time (`conv_jit`'s `plane/transposed.rs`), given at least
@@ -371,9 +377,8 @@ pub const PLANE_TRANSPOSED_ROW_AVX2_5X5: u64 = 28;
 /// left by half its reach and on the top by at most its reach, over `[h, w]` planes in rows of 2
 /// to [`PLANE_FLAT_MAX_ROW`] of at most [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions, or in the
 /// rows of [`PLANE_TRANSPOSED_ROWS`] (on 16 lanes but its longest) in planes of at most as many
-/// rows as its longest (on 8 lanes also, under a 5 × 5 window, rows of
-/// [`PLANE_TRANSPOSED_ROW_AVX2_5X5`] in planes of at most as many rows), each output plane its
-/// input's size. The lowering's default for such planes (`lower`'s `planar::transposed_planes`)
+/// rows as its longest, or (on 8 lanes) in the rows of [`PLANE_TRANSPOSED_BANDED_ROWS`], each
+/// output plane its input's size. The lowering's default for such planes (`lower`'s `planar::transposed_planes`)
 /// and the kernel's own choice both ask it.
 pub fn plane_transposed(
     window: (u64, u64, u64),
@@ -386,9 +391,9 @@ pub fn plane_transposed(
     let ([h, w], reach) = (input, kernel.saturating_sub(1));
     let short = (2..=PLANE_FLAT_MAX_ROW).contains(&w) && h.saturating_mul(w) <= PLANE_TRANSPOSED_MAX_POSITIONS;
     let (fewest, most) = PLANE_TRANSPOSED_ROWS;
-    let row_5x5 = kernel == 5 && w == PLANE_TRANSPOSED_ROW_AVX2_5X5 && h <= w;
+    let banded = (PLANE_TRANSPOSED_BANDED_ROWS.0..=PLANE_TRANSPOSED_BANDED_ROWS.1).contains(&w);
     let long = match lanes {
-        8 => ((fewest..=most).contains(&w) && h <= most) || row_5x5,
+        8 => ((fewest..=most).contains(&w) && h <= most) || banded,
         16 => (fewest..most).contains(&w) && h <= most,
         _ => false,
     };

@@ -176,14 +176,16 @@ fn plane_schedules_are_refused_where_no_kernel_computes_the_layer() {
 /// On a target with microkernels, a one-layer depthwise model (or grouped, with groups of fewer
 /// than 8 output channels) takes the plane kernel by default only with rows of at least 32
 /// outputs (where it was measured faster; 14 for a 3×3 depthwise window at stride 1 on a target
-/// with wide microkernels, or a 5×5 window; a 1D window at stride 1, any); otherwise the planar
+/// with wide microkernels, or a 5×5 window; 15 for an undilated 3×3 one at stride 1 keeping the
+/// size, transposed 8 planes at a time; a 1D window at stride 1, any); otherwise the planar
 /// code or the channels-last kernels as before. Without microkernels, never.
 #[test]
 fn the_plane_kernel_is_the_default_for_long_rows() {
     let cases = [
         ("input x: [1, 8, 20, 32]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true),
         ("input x: [1, 8, 20, 40]; depthwise d(x) { kernel: 3, dilation: 2, pad: 2 }", true),
-        ("input x: [1, 8, 20, 31]; depthwise d(x) { kernel: 3, pad: 1 }", false),
+        ("input x: [1, 8, 20, 31]; depthwise d(x) { kernel: 3, pad: 1 }", true),
+        ("input x: [1, 8, 20, 31]; depthwise d(x) { kernel: 3, dilation: 2, pad: 2 }", false),
         ("input x: [1, 8, 40, 80]; depthwise d(x) { kernel: 3, stride: 2, pad: 1 }", true),
         ("input x: [1, 8, 20, 40]; depthwise d(x) { kernel: 3, pad: 1, act: hardswish }", false),
         ("input x: [1, 8, 20, 40]; conv c(x) { out: 8, kernel: 3, pad: 1, groups: 2 }", true),
@@ -207,8 +209,8 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
     // Rows of 14 in planes of more than 14 rows: the planar code with vectors of 4 (the JIT's, and
     // the macro's where its 8 do not fit twice). Small planes of at least 8 channels, their 3×3 or
     // 5×5 window at stride 1 keeping their size with the left padding half its reach: transposed 8
-    // at a time (rows of 2 to 8, at most 64 positions, or up to 14 rows of 9 to 14; not dilated,
-    // not for a multiplier or groups). 5×5 windows: rows of 14 at
+    // at a time (rows of 2 to 8, at most 64 positions, or up to 14 rows of 9 to 14, or any number
+    // of rows of 15 to 32; not dilated, not for a multiplier or groups). 5×5 windows: rows of 14 at
     // stride 1, 28 at stride 2. 3×3 at stride 2 (streamed): rows of 14, not 13; not for groups.
     let macro_target = Target { microkernels: true, ..Target::AVX2 };
     let cases = [
@@ -219,7 +221,13 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         ("input x: [1, 8, 10, 10]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true, true),
         ("input x: [1, 8, 15, 10]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
         ("input x: [1, 8, 12, 12]; depthwise d(x) { kernel: 5, pad: 2 }", true, true),
-        ("input x: [1, 8, 11, 15]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 11, 15]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
+        ("input x: [1, 8, 40, 16]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
+        ("input x: [1, 8, 28, 28]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true, true),
+        ("input x: [1, 8, 32, 32]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
+        ("input x: [1, 7, 20, 20]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 20, 20]; depthwise d(x) { kernel: 3, pad: 1, multiplier: 2 }", false, false),
+        ("input x: [1, 8, 20, 20]; depthwise d(x) { kernel: 5, pad: 2, act: relu }", true, true),
         ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
         ("input x: [1, 7, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
         ("input x: [1, 8, 8, 8]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true, true),

@@ -294,7 +294,8 @@ fn even_parts(count: u64, units: u64) -> u64 {
 ///   the inline planar code, of 4 lanes where need be: [`default_schedule`]);
 ///   — or, on a `target` with wide (AVX-512) microkernels, a depthwise one at stride 1 with rows
 ///   of at least [`PLANE_MIN_SHORT_ROW`], or on a flat plane ([`flat_plane`]); on a `target`
-///   with 8-lane (AVX2) microkernels, a depthwise one on small planes ([`transposed_planes`]);
+///   with 8-lane (AVX2) microkernels, a depthwise one on small planes or in rows of 15 to 32
+///   ([`transposed_planes`]);
 ///   — or a depthwise 3×3 one at stride 2 (undilated) with rows of at least
 ///   [`PLANE_MIN_STREAMED_ROW`] on a `target` with wide microkernels, else
 ///   [`PLANE_MIN_STREAMED_ROW_AVX2`];
@@ -374,20 +375,22 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
     rows && grouping && Schedule::plane().validate(conv).is_ok()
 }
 
-/// Whether a depthwise stage's small planes take the plane kernel by default: planes its kernel
-/// transposes a vector's lanes at a time ([`plane_transposed`]: 8 where the host runs its AVX2
+/// Whether a depthwise stage's small planes (on AVX2 also rows of up to 32) take the plane kernel
+/// by default: planes its kernel transposes a vector's lanes at a time ([`plane_transposed`]: 8 where the host runs its AVX2
 /// version, 16 on AVX-512, where the smallest planes are flat anyway, [`flat_plane`]), at least
 /// that many of them.
 ///
-/// Measured on an Intel Xeon (Emerald Rapids) with `CONVGEN_MAX_ISA=avx2` against the
-/// channels-last tile kernel and its two conversions (`convgen bench --schedule dw:kernel=plane`
-/// and without, alternating, 6 pairs, median ratios): dw3_s1_c960_7 1.43×, 960 channels at 6 × 6
-/// 1.36×, 576 at 8 × 8 1.59×, a 5 × 5 window on 480 at 7 × 7 1.83×; planes of 14 × 14 against the
-/// planar code of 4 lanes or the row kernel (the builds before and after alternating, 8 pairs):
-/// dw3_s1_c384_14 1.32×, 192 channels with relu6 1.48×, a 5 × 5 window on 480 channels 2.04×; on
-/// 512 planes of 9 × 9 to 13 × 13 1.34–2.31× (3 × 3) and 2.36–2.72× (5 × 5). With AVX-512 on such
-/// planes (against the planar code or the channels-last tile kernel, 6 pairs): 1.78–3.09× (3 × 3)
-/// and 2.84–3.66× (5 × 5).
+/// Measured on an Intel Xeon (Emerald Rapids) with `CONVGEN_MAX_ISA=avx2` against the channels-last
+/// tile kernel and its two conversions (`convgen bench --schedule dw:kernel=plane` and without,
+/// alternating, 6 pairs, median ratios): dw3_s1_c960_7 1.43×, 960 channels at 6 × 6 1.36×, 576 at 8
+/// × 8 1.59×, a 5 × 5 window on 480 at 7 × 7 1.83×; planes of 14 × 14 against the planar code of 4
+/// lanes or the row kernel (the builds before and after alternating, 8 pairs): dw3_s1_c384_14
+/// 1.32×, 192 channels with relu6 1.48×, a 5 × 5 window on 480 channels 2.04×; on 512 planes of 9 ×
+/// 9 to 13 × 13 1.34–2.31× (3 × 3) and 2.36–2.72× (5 × 5); in rows of 15 to 32, a row at a time
+/// ([`PLANE_TRANSPOSED_BANDED_ROWS`](crate::ir::PLANE_TRANSPOSED_BANDED_ROWS)), 512 planes of 16 ×
+/// 16 to 32 × 32 1.22–1.74× the planar code (3 × 3) and 1.29–2.50× the row kernel or, at 28 × 28,
+/// the whole planes transposed (5 × 5). With AVX-512 on such planes (against the planar code or the
+/// channels-last tile kernel, 6 pairs): 1.78–3.09× (3 × 3) and 2.84–3.66× (5 × 5).
 fn transposed_planes(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
     let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
     let square = |values: &[u64]| match values {

@@ -41,6 +41,8 @@ use conv_dsl::ir::{PLANE_WINDOWS, Plane, PlaneDepth, TileActivation};
 use crate::microkernel::{ACT_RELU, ACT_RELU6, Isa, act_code, activate};
 
 #[cfg(target_arch = "x86_64")]
+mod banded;
+#[cfg(target_arch = "x86_64")]
 mod columns;
 #[cfg(target_arch = "x86_64")]
 mod flat;
@@ -556,7 +558,7 @@ unsafe extern "C" fn avx2_kernel<const K: usize, const S: usize, const D: usize>
     }
     if transposed::applies::<Avx2>(args, K, S, D) {
         // `applies` holds a 3 × 3 or 5 × 5 window (named as such, so that no other window makes
-        // versions of its own) and rows of 2 to 14 or 28.
+        // versions of its own) and rows of 2 to 32.
         let planes = if K == 5 { transposed_rows::<5>(args, false) } else { transposed_rows::<3>(args, false) };
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(planes)(args) };
@@ -619,15 +621,14 @@ unsafe fn avx512_stream<const K: usize, const P: usize>(args: &PlaneArgs) {
 }
 
 /// The version of [`transposed::planes`] for a `K × K` window and `args`' rows (2 to 13, or on
-/// AVX2 also 14 or 28), on AVX-512 or on AVX2.
+/// AVX2 also 14), on AVX-512 or on AVX2; or on AVX2 of [`banded::planes`] for longer rows.
 #[cfg(target_arch = "x86_64")]
 fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(&PlaneArgs) {
-    use conv_dsl::ir::{PLANE_TRANSPOSED_MAX_POSITIONS, PLANE_TRANSPOSED_ROW_AVX2_5X5, PLANE_TRANSPOSED_ROWS};
+    use conv_dsl::ir::{PLANE_TRANSPOSED_MAX_POSITIONS, PLANE_TRANSPOSED_ROWS};
     // Each version's tables hold its planes' positions (`N`).
     const SHORT: usize = PLANE_TRANSPOSED_MAX_POSITIONS as usize;
     const ROWS: usize = PLANE_TRANSPOSED_ROWS.1 as usize;
     const { assert!(PLANE_TRANSPOSED_ROWS.0 == 9 && ROWS == 14, "a version for each row length") };
-    const ROW_5X5: usize = PLANE_TRANSPOSED_ROW_AVX2_5X5 as usize;
     fn long<const K: usize, const W: usize, const C: usize, const N: usize>(avx512: bool) -> unsafe fn(&PlaneArgs) {
         if avx512 { avx512_transposed::<K, W, C, N> } else { avx2_transposed::<K, W, C, N> }
     }
@@ -652,8 +653,8 @@ fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(
         12 => long::<K, 12, 6, { ROWS * 12 }>(avx512),
         13 => long::<K, 13, 7, { ROWS * 13 }>(avx512),
         14 => avx2_transposed::<K, 14, 7, { ROWS * 14 }>,
-        // Rows of 28, on AVX2 under a 5 × 5 window only (`applies`).
-        _ => avx2_transposed::<K, ROW_5X5, 7, { ROW_5X5 * ROW_5X5 }>,
+        // Longer rows, on AVX2 only (`applies`), a row at a time.
+        _ => avx2_banded::<K>,
     }
 }
 
@@ -683,6 +684,22 @@ unsafe fn avx2_transposed<const K: usize, const W: usize, const C: usize, const 
     TRANSPOSED_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: the caller's contract.
     unsafe { transposed::planes::<Avx2, 8, K, W, C, N>(args) }
+}
+
+/// [`banded::planes`] for a `K × K` window, 8 planes at a time on AVX2, an output row's sums 7 at
+/// a time (as in rows of 14: [`transposed_rows`]).
+///
+/// # Safety
+/// As for [`avx2_kernel`], with [`transposed::applies`] true for AVX2 and `K`, and rows of
+/// [`PLANE_TRANSPOSED_BANDED_ROWS`](conv_dsl::ir::PLANE_TRANSPOSED_BANDED_ROWS).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_banded<const K: usize>(args: &PlaneArgs) {
+    #[cfg(test)]
+    TRANSPOSED_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    const MOST: usize = conv_dsl::ir::PLANE_TRANSPOSED_BANDED_ROWS.1 as usize;
+    // SAFETY: the caller's contract.
+    unsafe { banded::planes::<Avx2, 8, K, 7, MOST>(args) }
 }
 
 /// [`strided::planes`] on AVX-512.
@@ -1656,13 +1673,14 @@ mod tests {
     /// AVX-512, 8 on AVX2; the flat or row kernels elsewhere): 8 to 40 planes (the last 16 or 8
     /// overlapping those before; fewer than 16 on the flat kernel with AVX-512), rows of 2 to 8, 1
     /// to 64 positions, or 1 to 14 rows of 9 to 14 (their sums in runs of 5 to 7, the last shorter
-    /// in rows of 9, 11 and 13; 14 on AVX2 only) and under a 5 × 5 window 1 to 28 rows of 28 (AVX2
-    /// only) (blocks of 16 or 8; past the last whole block 1 or 2 positions gathered on AVX-512, 1
-    /// on AVX2, or else the plane's last 16 or 8 transposed; a plane of fewer one masked block),
-    /// every top padding that keeps the size and a left one of half the window's reach (of 0 or the
-    /// whole reach now and then: the flat or row kernels), every activation: each version writes
-    /// the portable kernel's results bit for bit, and nothing outside the output planes. Asserts
-    /// that the transposed kernel ran on a host with AVX2.
+    /// in rows of 9, 11 and 13; 14 on AVX2 only) (blocks of 16 or 8; past the last whole block 1 or
+    /// 2 positions gathered on AVX-512, 1 on AVX2, or else the plane's last 16 or 8 transposed; a
+    /// plane of fewer one masked block), or 1 to 40 rows of 15 to 32 (AVX2 only, a row at a time:
+    /// [`banded`]; runs of 7 sums and blocks of 8 positions, the last of each overlapping the one
+    /// before), every top padding that keeps the size and a left one of half the window's reach (of
+    /// 0 or the whole reach now and then: the flat or row kernels), every activation: each version
+    /// writes the portable kernel's results bit for bit, and nothing outside the output planes.
+    /// Asserts that the transposed kernel ran on a host with AVX2.
     #[test]
     fn transposed_planes_compute_the_definition_bit_for_bit() {
         let mut rng = SplitMix64::new(29);
@@ -1671,16 +1689,16 @@ mod tests {
         let transposed_before = TRANSPOSED_CALLS.load(std::sync::atomic::Ordering::Relaxed);
         for case in 0..240 {
             let kernel = [3, 5][case / 4 % 2];
-            // Rows of 9 to 14, and under a 5 × 5 window 28, now and then (the longer rows: 9 to 13
-            // on both ISAs, 14 and 28 on AVX2, in planes of up to 14 and 28 rows; the stream and
-            // row kernels elsewhere).
+            // Rows of 9 to 14, and of 15 to 32, now and then (the longer rows: 9 to 13 on both
+            // ISAs, 14 on AVX2, in planes of up to 14 rows; 15 to 32 on AVX2, a row at a time, in
+            // planes of up to 40; the stream and row kernels elsewhere).
             let w = match case % 12 {
                 5 | 11 => 9 + below(6),
-                9 if kernel == 5 => 28,
+                3 | 9 => 15 + below(18),
                 _ => 2 + below(7),
             };
             let most = match w {
-                28 => 28,
+                15.. => 40,
                 9.. => 14,
                 _ => 64 / w,
             };

@@ -2,12 +2,11 @@
 //! registers: a 3 × 3 or 5 × 5 window at stride 1 over planes of at most
 //! [`PLANE_TRANSPOSED_MAX_POSITIONS`](conv_dsl::ir::PLANE_TRANSPOSED_MAX_POSITIONS) positions in
 //! rows of 2 to 8, or of up to 14 rows of 9 to 13 (on AVX2 also 14:
-//! [`PLANE_TRANSPOSED_ROWS`](conv_dsl::ir::PLANE_TRANSPOSED_ROWS); and under a 5 × 5 window up to
-//! 28 rows of
-//! [`PLANE_TRANSPOSED_ROW_AVX2_5X5`](conv_dsl::ir::PLANE_TRANSPOSED_ROW_AVX2_5X5)), each output
-//! plane the size of its input (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5 or 6 × 6
-//! at 160 or 192, and their 10 × 10 and 12 × 12 ones there; EfficientNets' last 5 × 5 ones at 7 ×
-//! 7; on AVX2 MobileNets' 14 × 14 ones and EfficientNets' 5 × 5 ones at 28 × 28).
+//! [`PLANE_TRANSPOSED_ROWS`](conv_dsl::ir::PLANE_TRANSPOSED_ROWS)), each output plane the size of
+//! its input (MobileNets' last depthwise layers: 7 × 7 at 224 px, 5 × 5 or 6 × 6 at 160 or 192, and
+//! their 10 × 10 and 12 × 12 ones there; EfficientNets' last 5 × 5 ones at 7 × 7; on AVX2
+//! MobileNets' 14 × 14 ones). Longer rows, on AVX2, are transposed a row at a time
+//! ([`super::banded`]).
 //!
 //! [`super::flat`] puts a plane's positions in the lanes of a vector: every tap is a shifted,
 //! masked vector of the plane (a shuffle of two loaded vectors, or a 64-byte load across two cache
@@ -49,9 +48,9 @@
 //! on AVX-512 (against the planar code or the channels-last tile kernel, the same method) 3 × 3
 //! 1.78× (13 × 13) to 3.09× (9 × 9), 5 × 5 2.84–3.66×, 384 planes of 12 × 12 with relu6 2.47×;
 //! the stream and row kernels keep 14 × 14 there (transposed in these runs: dw3_s1_c384_14 0.61×,
-//! 512 planes of 14 × 14 0.72×, under a 5 × 5 window 0.91×). 5 × 5 windows on planes of 28 × 28
-//! ([`PLANE_TRANSPOSED_ROW_AVX2_5X5`](conv_dsl::ir::PLANE_TRANSPOSED_ROW_AVX2_5X5)): dw5_s1_c240_28
-//! 1.20×. Summing one output position at a time (the window's taps in registers, the inputs read
+//! 512 planes of 14 × 14 0.72×, under a 5 × 5 window 0.91×). Planes of 28 × 28 (AVX2): under a
+//! 5 × 5 window dw5_s1_c240_28 1.20× the row kernel, under a 3 × 3 one 0.93× of the planar code (its
+//! two tables, 49 KiB, likely past the 48 KiB L1 cache; [`super::banded`] took them). Summing one output position at a time (the window's taps in registers, the inputs read
 //! from memory) rather than a row's `W` sums tap by tap ran 0.48× on AVX2 and 0.19× on AVX-512;
 //! AVX2's full input blocks loaded as 128-bit halves into the two lanes of a vector (the loads
 //! doing the transpose's lane-crossing step: 16 loads and 16 shuffles rather than 8 and 24),
@@ -210,7 +209,7 @@ impl Transposing<8> for Avx2 {
 /// # Safety
 /// The host runs `X`; each row's `count` elements are readable.
 #[inline(always)]
-unsafe fn load_transposed<X: Transposing<L>, const L: usize>(
+pub(super) unsafe fn load_transposed<X: Transposing<L>, const L: usize>(
     first: *const f32,
     stride: isize,
     count: isize,
@@ -225,6 +224,26 @@ unsafe fn load_transposed<X: Transposing<L>, const L: usize>(
         X::transpose(&mut rows);
         rows
     }
+}
+
+/// The windows of `L` planes from `weight` (`K · K` taps each), transposed: `taps[t]` holds tap `t`
+/// of every plane (a window's taps in blocks of `L`: a 5 × 5 one's 25 in two of 16 or four of 8).
+///
+/// # Safety
+/// The host runs `X`; `L` windows are readable from `weight`.
+#[inline(always)]
+pub(super) unsafe fn window_taps<X: Transposing<L>, const L: usize, const K: usize>(weight: *const f32) -> [X::V; 32] {
+    const { assert!(K * K <= 32) };
+    let taps_per_window = (K * K) as isize;
+    // SAFETY: the caller's contract (the host runs `X`).
+    let mut taps = [unsafe { X::splat(0.0) }; 32];
+    for (part, taps) in taps.chunks_exact_mut(L).enumerate().take((K * K).div_ceil(L)) {
+        let at = (part * L) as isize;
+        let count = (taps_per_window - at).min(X::L);
+        // SAFETY: the caller's contract.
+        taps.copy_from_slice(&unsafe { load_transposed::<X, L>(weight.offset(at), taps_per_window, count) });
+    }
+    taps
 }
 
 /// A block of positions of a lane's worth of planes, moved between planes and the positions'
@@ -255,8 +274,8 @@ fn block(b: isize, n: isize, l: isize, gathered: isize) -> Block {
 /// overlapping those before where `L` does not divide the planes), an output row's sums `C` at a
 /// time (the last `W mod C` alone where `C` does not divide `W`: [`row_run`]). The transposed
 /// inputs and the sums of the `L` planes are two tables of `N` vectors (at least the plane's
-/// positions) on the stack: each up to 11.4 KiB on AVX-512 (14 rows of 13), 24.5 KiB on AVX2 (28 ×
-/// 28).
+/// positions) on the stack: each up to 11.4 KiB on AVX-512 (14 rows of 13), 6.1 KiB on AVX2 (14 ×
+/// 14).
 ///
 /// # Safety
 /// As for [`super::portable_kernel`], with [`applies`] true for `X`, `K` and `W` the rows' length,
@@ -305,15 +324,7 @@ pub(super) unsafe fn planes<
                     *inputs.get_unchecked_mut(at as usize + i) = *row;
                 }
             }
-            // The planes' windows, transposed: taps[t] holds tap `t` of every plane (a window's
-            // taps in blocks of `L`: a 5 × 5 one's 25 in two of 16 or four of 8).
-            let weight = args.weight.offset(first * taps_per_window);
-            let mut taps = [X::splat(0.0); 32];
-            for (part, taps) in taps.chunks_exact_mut(L).enumerate().take((K * K).div_ceil(L)) {
-                let at = (part * L) as isize;
-                let count = (taps_per_window - at).min(together);
-                taps.copy_from_slice(&load_transposed::<X, L>(weight.offset(at), taps_per_window, count));
-            }
+            let taps = window_taps::<X, L, K>(args.weight.offset(first * taps_per_window));
             let bias = if args.bias.is_null() { X::splat(0.0) } else { X::load(args.bias.offset(first)) };
             let source = RunSource { inputs: &inputs, taps: &taps, bias, act: args.act, h, top };
             // The runs of `C` sums, then the row's last `W mod C` (each call inlined with its
