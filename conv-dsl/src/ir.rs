@@ -372,13 +372,13 @@ pub const PLANE_TRANSPOSED_ROWS: (u64, u64) = (9, 14);
 pub const PLANE_TRANSPOSED_BANDED_ROWS: (u64, u64) = (15, 32);
 
 /// Whether a plane kernel whose vectors have `lanes` lanes computes a depthwise layer's planes
-/// transposed, that many planes at a time (`conv_jit`'s `plane/transposed.rs`), given at least
-/// that many planes: a `kernel × kernel` window of 3 or 5 at stride 1, undilated, padded on the
-/// left by half its reach and on the top by at most its reach, over `[h, w]` planes in rows of 2
-/// to [`PLANE_FLAT_MAX_ROW`] of at most [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions, or in the
-/// rows of [`PLANE_TRANSPOSED_ROWS`] (on 16 lanes but its longest) in planes of at most as many
-/// rows as its longest, or (on 8 lanes) in the rows of [`PLANE_TRANSPOSED_BANDED_ROWS`], each
-/// output plane its input's size. The lowering's default for such planes (`lower`'s `planar::transposed_planes`)
+/// transposed, that many planes at a time (`conv_jit`'s `plane/transposed.rs`), given at least that
+/// many planes: a `kernel × kernel` window of 3 or 5 at stride 1, undilated, padded on the left by
+/// half its reach and on the top by at most its reach, over `[h, w]` planes in rows of 2 to
+/// [`PLANE_FLAT_MAX_ROW`] of at most [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions, or in the rows
+/// of [`PLANE_TRANSPOSED_ROWS`] (on 16 lanes but its longest) in planes of at most as many rows as
+/// its longest, or (on 8 lanes) in the rows of [`PLANE_TRANSPOSED_BANDED_ROWS`], each output plane
+/// its input's size. The lowering's default for such planes (`lower`'s `planar::transposed_planes`)
 /// and the kernel's own choice both ask it.
 pub fn plane_transposed(
     window: (u64, u64, u64),

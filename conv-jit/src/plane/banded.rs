@@ -27,10 +27,10 @@
 //! these rows there.
 
 use super::transposed::{Transposing, load_transposed, window_taps};
-use super::{Lanes, PlaneArgs};
+use super::{Lanes, PlaneArgs, div_ceil};
 
-/// Every plane of `args` ([`super::transposed::applies`] true for `X` and rows of `13 < W ≤ MAXW`,
-/// a `K × K` window), `L` at a time (the last `L` overlapping those before where `L` does not
+/// Every plane of `args` ([`super::transposed::applies`] true for `X`, a `K × K` window, rows of at
+/// most `MAXW`), `L` at a time (the last `L` overlapping those before where `L` does not
 /// divide the planes), an output row's sums `C` at a time.
 ///
 /// # Safety
@@ -48,7 +48,7 @@ pub(super) unsafe fn planes<X: Transposing<L>, const L: usize, const K: usize, c
     debug_assert!(w >= lanes && w >= (C + K) as isize && w <= MAXW as isize);
     // The first column of each block of `L` positions of a row: every `L`-th, the last the row's
     // last `L`.
-    let blocks = (w + lanes - 1) / lanes;
+    let blocks = div_ceil(w, lanes);
     let block_at = |b: isize| (b * lanes).min(w - lanes);
     // SAFETY: the caller's contract; every load and store below is of positions `0..n` of planes
     // `first..first + L` (a row `y`'s `w` positions from `y·w`), inside the input and output

@@ -46,16 +46,16 @@
 //! 2.36–2.72× — with one loop over a row's runs of 7 and 6 sums, LLVM left rows of 13 rolled
 //! (1.03×); a function per run, inlined with its length a constant ([`row_run`]), 1.34× and 2.72×;
 //! on AVX-512 (against the planar code or the channels-last tile kernel, the same method) 3 × 3
-//! 1.78× (13 × 13) to 3.09× (9 × 9), 5 × 5 2.84–3.66×, 384 planes of 12 × 12 with relu6 2.47×;
-//! the stream and row kernels keep 14 × 14 there (transposed in these runs: dw3_s1_c384_14 0.61×,
-//! 512 planes of 14 × 14 0.72×, under a 5 × 5 window 0.91×). Planes of 28 × 28 (AVX2): under a
-//! 5 × 5 window dw5_s1_c240_28 1.20× the row kernel, under a 3 × 3 one 0.93× of the planar code (its
-//! two tables, 49 KiB, likely past the 48 KiB L1 cache; [`super::banded`] took them). Summing one output position at a time (the window's taps in registers, the inputs read
-//! from memory) rather than a row's `W` sums tap by tap ran 0.48× on AVX2 and 0.19× on AVX-512;
-//! AVX2's full input blocks loaded as 128-bit halves into the two lanes of a vector (the loads
-//! doing the transpose's lane-crossing step: 16 loads and 16 shuffles rather than 8 and 24),
-//! 0.99–1.00× (8 pairs each on dw3_s1_c960_7, 1024 planes of 4 × 4 and a 5 × 5 window on 480 of 7 ×
-//! 7).
+//! 1.78× (13 × 13) to 3.09× (9 × 9), 5 × 5 2.84–3.66×, 384 planes of 12 × 12 with relu6 2.47×; the
+//! stream and row kernels keep 14 × 14 there (transposed in these runs: dw3_s1_c384_14 0.61×, 512
+//! planes of 14 × 14 0.72×, under a 5 × 5 window 0.91×). Planes of 28 × 28 (AVX2): under a 5 × 5
+//! window dw5_s1_c240_28 1.20× the row kernel, under a 3 × 3 one 0.93× of the planar code (its two
+//! tables, 49 KiB, likely past the 48 KiB L1 cache; [`super::banded`] took them). Summing one
+//! output position at a time (the window's taps in registers, the inputs read from memory) rather
+//! than a row's `W` sums tap by tap ran 0.48× on AVX2 and 0.19× on AVX-512; AVX2's full input
+//! blocks loaded as 128-bit halves into the two lanes of a vector (the loads doing the transpose's
+//! lane-crossing step: 16 loads and 16 shuffles rather than 8 and 24), 0.99–1.00× (8 pairs each on
+//! dw3_s1_c960_7, 1024 planes of 4 × 4 and a 5 × 5 window on 480 of 7 × 7).
 
 use std::arch::x86_64::{
     __m256, __m512, _mm256_i32gather_ps, _mm256_mullo_epi32, _mm256_permute2f128_ps, _mm256_set1_epi32,
