@@ -376,9 +376,9 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
 }
 
 /// Whether a depthwise stage's small planes (on AVX2 also rows of up to 32) take the plane kernel
-/// by default: planes its kernel transposes a vector's lanes at a time ([`plane_transposed`]: 8 where the host runs its AVX2
-/// version, 16 on AVX-512, where the smallest planes are flat anyway, [`flat_plane`]), at least
-/// that many of them.
+/// by default: planes its kernel transposes a vector's lanes at a time ([`plane_transposed`]: 8
+/// where the host runs its AVX2 version, 16 on AVX-512, where the smallest planes are flat anyway,
+/// [`flat_plane`]), at least that many of them.
 ///
 /// Measured on an Intel Xeon (Emerald Rapids) with `CONVGEN_MAX_ISA=avx2` against the channels-last
 /// tile kernel and its two conversions (`convgen bench --schedule dw:kernel=plane` and without,

@@ -20,8 +20,8 @@
 //! this one alternating (`convgen bench MODEL --runs 300`, 4 pairs, medians of the pair ratios, 512
 //! planes of each size): under a 3 × 3 window, against the planar code of 4 lanes that took them,
 //! 1.74× at 16 × 16, 1.58× at 20 × 20, 1.22× at 24 × 24, 1.49× at 28 × 28, 1.25× at 32 × 32; under
-//! a 5 × 5 one, against the row kernel, 2.50×, 2.41×, 1.68× and 1.64× (16, 20, 24 and 32), and at 28
-//! × 28 1.29× [`super::transposed`]'s whole planes. With AVX-512's 16 lanes (rows of 16 to 32,
+//! a 5 × 5 one, against the row kernel, 2.50×, 2.41×, 1.68× and 1.64× (16, 20, 24 and 32), and at
+//! 28 × 28 1.29× [`super::transposed`]'s whole planes. With AVX-512's 16 lanes (rows of 16 to 32,
 //! against its stream and row kernels, 3 pairs) it ran 0.56–0.82× under a 3 × 3 window and
 //! 0.86–0.98× under a 5 × 5 one with runs of 7 sums, 0.48–0.80× with runs of 14: those kernels keep
 //! these rows there.
