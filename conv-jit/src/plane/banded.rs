@@ -43,8 +43,8 @@ pub(super) unsafe fn planes<X: Transposing<L>, const L: usize, const K: usize, c
     const { assert!(K == 3 || K == 5) };
     const { assert!(C >= 1 && C + K <= MAXW && L <= MAXW) };
     let (h, w, top) = (args.input_size[0], args.input_size[1], args.padding[0]);
-    let (n, together, lanes) = (h * w, X::L, L as isize);
-    debug_assert!(super::transposed::applies::<X>(args, K, 1, 1) && X::L == lanes);
+    let (n, lanes) = (h * w, X::L);
+    debug_assert!(super::transposed::applies::<X>(args, K, 1, 1) && lanes == L as isize);
     debug_assert!(w >= lanes && w >= (C + K) as isize && w <= MAXW as isize);
     // The first column of each block of `L` positions of a row: every `L`-th, the last the row's
     // last `L`.
@@ -61,7 +61,7 @@ pub(super) unsafe fn planes<X: Transposing<L>, const L: usize, const K: usize, c
         let mut sums = [X::splat(0.0); MAXW];
         let mut next = 0;
         while next < args.planes {
-            let first = next.min(args.planes - together);
+            let first = next.min(args.planes - lanes);
             let (input, output) = (args.input.offset(first * n), args.output.offset(first * n));
             let taps = window_taps::<X, L, K>(args.weight.offset(first * (K * K) as isize));
             let bias = if args.bias.is_null() { X::splat(0.0) } else { X::load(args.bias.offset(first)) };
@@ -73,7 +73,7 @@ pub(super) unsafe fn planes<X: Transposing<L>, const L: usize, const K: usize, c
                     let row = &mut ring[(transposed % K as isize) as usize];
                     for b in 0..blocks {
                         let at = block_at(b);
-                        let vectors = load_transposed::<X, L>(input.offset(transposed * w + at), n, together);
+                        let vectors = load_transposed::<X, L>(input.offset(transposed * w + at), n, lanes);
                         row.get_unchecked_mut(at as usize..at as usize + L).copy_from_slice(&vectors);
                     }
                     transposed += 1;
@@ -103,7 +103,7 @@ pub(super) unsafe fn planes<X: Transposing<L>, const L: usize, const K: usize, c
                     }
                 }
             }
-            next += together;
+            next += lanes;
         }
     }
 }
