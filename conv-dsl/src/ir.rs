@@ -359,17 +359,23 @@ pub const PLANE_TRANSPOSED_MAX_POSITIONS: u64 = 64;
 /// 0.61×, 512 planes 0.72×, under a 5 × 5 window 0.91×).
 pub const PLANE_TRANSPOSED_ROWS: (u64, u64) = (9, 14);
 
-/// The rows (fewest and most elements) a plane kernel transposes a row at a time where its vectors
-/// have 8 lanes (AVX2), in planes of any height (`conv_jit`'s `plane/banded.rs`): past
-/// [`PLANE_TRANSPOSED_ROWS`], up to the shortest rows its stride-1 stream takes
-/// ([`PLANE_VOLUME_ROWS`]). Measured on an Intel Xeon with `CONVGEN_MAX_ISA=avx2` (the build
+/// The longest rows a plane kernel transposes a row at a time where its vectors have 8 lanes
+/// (AVX2), in planes of any height (`conv_jit`'s `plane/banded.rs`): up to the shortest rows its
+/// stride-1 stream takes ([`PLANE_VOLUME_ROWS`]); the shortest are those that hold a run of
+/// [`PLANE_TRANSPOSED_BANDED_RUN`] sums and the window ([`plane_transposed`]: 10 under a 3 × 3
+/// window, 12 under a 5 × 5 one), where [`PLANE_TRANSPOSED_ROWS`]' whole planes do not take them
+/// (planes of more than 14 rows). Measured on an Intel Xeon with `CONVGEN_MAX_ISA=avx2` (the build
 /// before and this one alternating, `convgen bench MODEL --runs 300`, 4 pairs, 512 planes of each
 /// size): under a 3 × 3 window against the planar code of 4 lanes, 1.74× (16 × 16), 1.58× (20 ×
 /// 20), 1.22× (24 × 24), 1.49× (28 × 28), 1.25× (32 × 32); under a 5 × 5 one against the row
 /// kernel 2.50×, 2.41×, 1.68× and 1.64× (16 to 32 but 28), and at 28 × 28 1.29× the whole planes
 /// transposed at once ([`PLANE_TRANSPOSED_ROWS`]' kernel, which took EfficientNets' 28 × 28
 /// layers before: dw5_s1_c240_28 1.20× the row kernel).
-pub const PLANE_TRANSPOSED_BANDED_ROWS: (u64, u64) = (15, 32);
+pub const PLANE_TRANSPOSED_BANDED_MOST: u64 = 32;
+
+/// The sums of an output row that `conv_jit`'s `plane/banded.rs` keeps in registers at a time,
+/// beside the window's taps in AVX2's 16 (the runs of [`PLANE_TRANSPOSED_ROWS`]' rows of 14).
+pub const PLANE_TRANSPOSED_BANDED_RUN: u64 = 7;
 
 /// Whether a plane kernel whose vectors have `lanes` lanes computes a depthwise layer's planes
 /// transposed, that many planes at a time (`conv_jit`'s `plane/transposed.rs`), given at least that
@@ -377,9 +383,10 @@ pub const PLANE_TRANSPOSED_BANDED_ROWS: (u64, u64) = (15, 32);
 /// half its reach and on the top by at most its reach, over `[h, w]` planes in rows of 2 to
 /// [`PLANE_FLAT_MAX_ROW`] of at most [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions, or in the rows
 /// of [`PLANE_TRANSPOSED_ROWS`] (on 16 lanes but its longest) in planes of at most as many rows as
-/// its longest, or (on 8 lanes) in the rows of [`PLANE_TRANSPOSED_BANDED_ROWS`], each output plane
-/// its input's size. The lowering's default for such planes (`lower`'s `planar::transposed_planes`)
-/// and the kernel's own choice both ask it.
+/// its longest, or (on 8 lanes) in rows of `kernel` + [`PLANE_TRANSPOSED_BANDED_RUN`] to
+/// [`PLANE_TRANSPOSED_BANDED_MOST`] in planes of any height, each output plane its input's size.
+/// The lowering's default for such planes (`lower`'s `planar::transposed_planes`) and the kernel's
+/// own choice both ask it.
 pub fn plane_transposed(
     window: (u64, u64, u64),
     input: [u64; 2],
@@ -391,7 +398,7 @@ pub fn plane_transposed(
     let ([h, w], reach) = (input, kernel.saturating_sub(1));
     let short = (2..=PLANE_FLAT_MAX_ROW).contains(&w) && h.saturating_mul(w) <= PLANE_TRANSPOSED_MAX_POSITIONS;
     let (fewest, most) = PLANE_TRANSPOSED_ROWS;
-    let banded = (PLANE_TRANSPOSED_BANDED_ROWS.0..=PLANE_TRANSPOSED_BANDED_ROWS.1).contains(&w);
+    let banded = (kernel.saturating_add(PLANE_TRANSPOSED_BANDED_RUN)..=PLANE_TRANSPOSED_BANDED_MOST).contains(&w);
     let long = match lanes {
         8 => ((fewest..=most).contains(&w) && h <= most) || banded,
         16 => (fewest..most).contains(&w) && h <= most,

@@ -176,8 +176,9 @@ fn plane_schedules_are_refused_where_no_kernel_computes_the_layer() {
 /// On a target with microkernels, a one-layer depthwise model (or grouped, with groups of fewer
 /// than 8 output channels) takes the plane kernel by default only with rows of at least 32
 /// outputs (where it was measured faster; 14 for a 3×3 depthwise window at stride 1 on a target
-/// with wide microkernels, or a 5×5 window; 15 for an undilated 3×3 one at stride 1 keeping the
-/// size, transposed 8 planes at a time; a 1D window at stride 1, any); otherwise the planar
+/// with wide microkernels, or a 5×5 window; 10 for an undilated 3×3 one at stride 1 keeping the
+/// size, transposed 8 planes at a time, in planes of more than 14 rows, and 15 in any; a 1D window
+/// at stride 1, any); otherwise the planar
 /// code or the channels-last kernels as before. Without microkernels, never.
 #[test]
 fn the_plane_kernel_is_the_default_for_long_rows() {
@@ -206,20 +207,27 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
             runs_like_the_reference(text, &network, &shape, &plan);
         }
     }
-    // Rows of 14 in planes of more than 14 rows: the planar code with vectors of 4 (the JIT's, and
-    // the macro's where its 8 do not fit twice). Small planes of at least 8 channels, their 3×3 or
-    // 5×5 window at stride 1 keeping their size with the left padding half its reach: transposed 8
-    // at a time (rows of 2 to 8, at most 64 positions, or up to 14 rows of 9 to 14, or any number
-    // of rows of 15 to 32; not dilated, not for a multiplier or groups). 5×5 windows: rows of 14 at
+    // Small planes of at least 8 channels, their 3×3 or 5×5 window at stride 1 keeping their size
+    // with the left padding half its reach: transposed 8 at a time (rows of 2 to 8, at most 64
+    // positions, or up to 14 rows of 9 to 14, or any number of rows of 15 to 32, or more than 14
+    // rows of 10 to 14 — of 12 to 14 under 5×5; not dilated, not for a multiplier or groups);
+    // otherwise rows of 14 in planes of more than 14 rows take the planar code with vectors of 4
+    // (the JIT's, and the macro's where its 8 do not fit twice). 5×5 windows: rows of 14 at
     // stride 1, 28 at stride 2. 3×3 at stride 2 (streamed): rows of 14, not 13; not for groups.
     let macro_target = Target { microkernels: true, ..Target::AVX2 };
     let cases = [
-        ("input x: [1, 8, 15, 14]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 15, 14]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
+        ("input x: [1, 7, 15, 14]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
         ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
         ("input x: [1, 8, 3, 14]; depthwise d(x) { kernel: 3, pad: 1, act: relu }", true, true),
         ("input x: [1, 8, 14, 13]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
         ("input x: [1, 8, 10, 10]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true, true),
-        ("input x: [1, 8, 15, 10]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 15, 10]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
+        ("input x: [1, 8, 40, 10]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true, true),
+        ("input x: [1, 8, 15, 9]; depthwise d(x) { kernel: 3, pad: 1 }", false, false),
+        ("input x: [1, 8, 20, 12]; depthwise d(x) { kernel: 5, pad: 2 }", true, true),
+        ("input x: [1, 8, 20, 11]; depthwise d(x) { kernel: 5, pad: 2 }", false, false),
+        ("input x: [1, 8, 20, 12]; depthwise d(x) { kernel: 3, pad: 2, dilation: 2 }", false, false),
         ("input x: [1, 8, 12, 12]; depthwise d(x) { kernel: 5, pad: 2 }", true, true),
         ("input x: [1, 8, 11, 15]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
         ("input x: [1, 8, 40, 16]; depthwise d(x) { kernel: 3, pad: 1 }", true, true),
@@ -261,7 +269,7 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         }
     }
     // The macro's planar code on rows of 14 takes vectors of 4 (its 8 do not fit twice).
-    let text = "input x: [1, 8, 15, 14]; depthwise d(x) { kernel: 3, pad: 1 }";
+    let text = "input x: [1, 7, 15, 14]; depthwise d(x) { kernel: 3, pad: 1 }";
     let (network, _, binding) = bound(text);
     let plan = lower::lower(&network, &binding, macro_target, &|_| None).unwrap();
     let schedules: Vec<_> = plan.steps.iter().flat_map(|step| &step.schedules).collect();

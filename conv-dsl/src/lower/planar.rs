@@ -387,10 +387,14 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
 /// lanes or the row kernel (the builds before and after alternating, 8 pairs): dw3_s1_c384_14
 /// 1.32×, 192 channels with relu6 1.48×, a 5 × 5 window on 480 channels 2.04×; on 512 planes of 9 ×
 /// 9 to 13 × 13 1.34–2.31× (3 × 3) and 2.36–2.72× (5 × 5); in rows of 15 to 32, a row at a time
-/// ([`PLANE_TRANSPOSED_BANDED_ROWS`](crate::ir::PLANE_TRANSPOSED_BANDED_ROWS)), 512 planes of 16 ×
+/// ([`PLANE_TRANSPOSED_BANDED_MOST`](crate::ir::PLANE_TRANSPOSED_BANDED_MOST)), 512 planes of 16 ×
 /// 16 to 32 × 32 1.22–1.74× the planar code (3 × 3) and 1.29–2.50× the row kernel or, at 28 × 28,
-/// the whole planes transposed (5 × 5). With AVX-512 on such planes (against the planar code or the
-/// channels-last tile kernel, 6 pairs): 1.78–3.09× (3 × 3) and 2.84–3.66× (5 × 5).
+/// the whole planes transposed (5 × 5); so too rows of 10 to 14 (12 to 14 under a 5 × 5 window)
+/// in planes of more than 14 rows, 512 of them (6 pairs): 1.12× (3 × 3, 40 rows of 10), 1.52×
+/// (30 of 11), 1.62× (24 of 12), 1.50× (28 of 14) the planar code; 5 × 5, 3.0× the channels-last
+/// tile kernel (20 rows of 13) and 2.1× the row kernel (28 of 14), 4 pairs. With AVX-512 on such
+/// planes (against the planar code or the channels-last tile kernel, 6 pairs): 1.78–3.09× (3 × 3)
+/// and 2.84–3.66× (5 × 5).
 fn transposed_planes(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
     let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
     let square = |values: &[u64]| match values {

@@ -1,8 +1,9 @@
 //! Depthwise planes of longer rows a vector's lanes at a time, transposed a row at a time: the
 //! kernel of [`super::transposed`] (a plane per lane, each tap one unmasked multiply-add of a
-//! whole vector) for rows of
-//! [`PLANE_TRANSPOSED_BANDED_ROWS`](conv_dsl::ir::PLANE_TRANSPOSED_BANDED_ROWS) (on AVX2), in
-//! planes of any height. [`super::transposed`] transposes whole planes into tables on the stack,
+//! whole vector) for rows of 15 to
+//! [`PLANE_TRANSPOSED_BANDED_MOST`](conv_dsl::ir::PLANE_TRANSPOSED_BANDED_MOST) (on AVX2) in
+//! planes of any height, and of 10 to 14 (12 to 14 under a 5 × 5 window) in planes of more than
+//! 14 rows. [`super::transposed`] transposes whole planes into tables on the stack,
 //! which past 14 × 14 outgrow the L1 cache (two tables of 24.5 KiB at 28 × 28 on AVX2); here an
 //! input row is transposed when the first output row that reads it is computed and kept in a ring
 //! of the window's `K` rows, and each output row's sums are transposed back as soon as they are

@@ -621,7 +621,8 @@ unsafe fn avx512_stream<const K: usize, const P: usize>(args: &PlaneArgs) {
 }
 
 /// The version of [`transposed::planes`] for a `K × K` window and `args`' rows (2 to 13, or on
-/// AVX2 also 14), on AVX-512 or on AVX2; or on AVX2 of [`banded::planes`] for longer rows.
+/// AVX2 also 14), on AVX-512 or on AVX2; or on AVX2 of [`banded::planes`] for longer rows, and
+/// for rows of 10 to 14 in planes of more than 14 rows.
 #[cfg(target_arch = "x86_64")]
 fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(&PlaneArgs) {
     use conv_dsl::ir::{PLANE_TRANSPOSED_MAX_POSITIONS, PLANE_TRANSPOSED_ROWS};
@@ -635,7 +636,13 @@ fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(
     fn version<const K: usize, const W: usize>(avx512: bool) -> unsafe fn(&PlaneArgs) {
         long::<K, W, W, SHORT>(avx512)
     }
-    match args.input_size[1] {
+    // Rows of 10 to 14 in planes of more rows than the tables hold (`applies`): on AVX2 only, a
+    // row at a time.
+    let [h, w] = args.input_size;
+    if !avx512 && w >= PLANE_TRANSPOSED_ROWS.0 as isize && h > ROWS as isize {
+        return avx2_banded::<K>;
+    }
+    match w {
         2 => version::<K, 2>(avx512),
         3 => version::<K, 3>(avx512),
         4 => version::<K, 4>(avx512),
@@ -686,20 +693,22 @@ unsafe fn avx2_transposed<const K: usize, const W: usize, const C: usize, const 
     unsafe { transposed::planes::<Avx2, 8, K, W, C, N>(args) }
 }
 
-/// [`banded::planes`] for a `K × K` window, 8 planes at a time on AVX2, an output row's sums 7 at
-/// a time (as in rows of 14: [`transposed_rows`]).
+/// [`banded::planes`] for a `K × K` window, 8 planes at a time on AVX2, an output row's sums
+/// [`PLANE_TRANSPOSED_BANDED_RUN`](conv_dsl::ir::PLANE_TRANSPOSED_BANDED_RUN) at a time (7, as in
+/// rows of 14: [`transposed_rows`]).
 ///
 /// # Safety
-/// As for [`avx2_kernel`], with [`transposed::applies`] true for AVX2 and `K`, and rows of
-/// [`PLANE_TRANSPOSED_BANDED_ROWS`](conv_dsl::ir::PLANE_TRANSPOSED_BANDED_ROWS).
+/// As for [`avx2_kernel`], with [`transposed::applies`] true for AVX2 and `K`, and rows of `K` +
+/// that run to [`PLANE_TRANSPOSED_BANDED_MOST`](conv_dsl::ir::PLANE_TRANSPOSED_BANDED_MOST).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2_banded<const K: usize>(args: &PlaneArgs) {
     #[cfg(test)]
     TRANSPOSED_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    const MOST: usize = conv_dsl::ir::PLANE_TRANSPOSED_BANDED_ROWS.1 as usize;
+    const RUN: usize = conv_dsl::ir::PLANE_TRANSPOSED_BANDED_RUN as usize;
+    const MOST: usize = conv_dsl::ir::PLANE_TRANSPOSED_BANDED_MOST as usize;
     // SAFETY: the caller's contract.
-    unsafe { banded::planes::<Avx2, 8, K, 7, MOST>(args) }
+    unsafe { banded::planes::<Avx2, 8, K, RUN, MOST>(args) }
 }
 
 /// [`strided::planes`] on AVX-512.
@@ -1675,10 +1684,11 @@ mod tests {
     /// to 64 positions, or 1 to 14 rows of 9 to 14 (their sums in runs of 5 to 7, the last shorter
     /// in rows of 9, 11 and 13; 14 on AVX2 only) (blocks of 16 or 8; past the last whole block 1 or
     /// 2 positions gathered on AVX-512, 1 on AVX2, or else the plane's last 16 or 8 transposed; a
-    /// plane of fewer one masked block), or 1 to 40 rows of 15 to 32 (AVX2 only, a row at a time:
-    /// [`banded`]; runs of 7 sums and blocks of 8 positions, the last of each overlapping the one
-    /// before), every top padding that keeps the size and a left one of half the window's reach (of
-    /// 0 or the whole reach now and then: the flat or row kernels), every activation: each version
+    /// plane of fewer one masked block), or 1 to 40 rows of 10 to 32 (AVX2 only, a row at a time:
+    /// [`banded`], past 14 rows where rows are shorter than 15; runs of 7 sums and blocks of 8
+    /// positions, the last of each overlapping the one before), every top padding that keeps the
+    /// size and a left one of half the window's reach (of 0 or the whole reach now and then: the
+    /// flat or row kernels), every activation: each version
     /// writes the portable kernel's results bit for bit, and nothing outside the output planes.
     /// Asserts that the transposed kernel ran on a host with AVX2.
     #[test]
@@ -1689,18 +1699,17 @@ mod tests {
         let transposed_before = TRANSPOSED_CALLS.load(std::sync::atomic::Ordering::Relaxed);
         for case in 0..240 {
             let kernel = [3, 5][case / 4 % 2];
-            // Rows of 9 to 14, and of 15 to 32, now and then (the longer rows: 9 to 13 on both
-            // ISAs, 14 on AVX2, in planes of up to 14 rows; 15 to 32 on AVX2, a row at a time, in
-            // planes of up to 40; the stream and row kernels elsewhere).
-            let w = match case % 12 {
-                5 | 11 => 9 + below(6),
-                3 | 9 => 15 + below(18),
-                _ => 2 + below(7),
-            };
-            let most = match w {
-                15.. => 40,
-                9.. => 14,
-                _ => 64 / w,
+            // Rows of 9 to 14 in planes of up to 14 rows, and of 10 to 32 in planes of up to 40,
+            // now and then (the longer rows: 9 to 13 on both ISAs, 14 on AVX2, in planes of up to
+            // 14 rows; 15 to 32 on AVX2 a row at a time, and so 10 to 14 (12 to 14 under a 5 × 5
+            // window) in planes of more than 14 rows; the stream and row kernels elsewhere).
+            let (w, most) = match case % 12 {
+                5 | 11 => (9 + below(6), 14),
+                3 | 9 => (10 + below(23), 40),
+                _ => {
+                    let w = 2 + below(7);
+                    (w, 64 / w)
+                }
             };
             // Square planes now and then: 7 × 7 (a last block of 1 position), 6 × 6 (of 4),
             // 5 × 5 (of 9), 14 × 14 (of 4 past 8).
