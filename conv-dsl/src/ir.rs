@@ -364,7 +364,8 @@ pub const PLANE_TRANSPOSED_ROWS: (u64, u64) = (9, 14);
 /// stride-1 stream takes ([`PLANE_VOLUME_ROWS`]); the shortest are those that hold a run of
 /// [`PLANE_TRANSPOSED_BANDED_RUN`] sums and the window ([`plane_transposed`]: 10 under a 3 × 3
 /// window, 12 under a 5 × 5 one), where [`PLANE_TRANSPOSED_ROWS`]' whole planes do not take them
-/// (planes of more than 14 rows). Measured on an Intel Xeon with `CONVGEN_MAX_ISA=avx2` (the build
+/// (planes of more than 14 rows; on AVX-512 too, up to rows of 13, with AVX2's kernel: its 16
+/// lanes' blocks need rows of 16). Measured on an Intel Xeon with `CONVGEN_MAX_ISA=avx2` (the build
 /// before and this one alternating, `convgen bench MODEL --runs 300`, 4 pairs, 512 planes of each
 /// size): under a 3 × 3 window against the planar code of 4 lanes, 1.74× (16 × 16), 1.58× (20 ×
 /// 20), 1.22× (24 × 24), 1.49× (28 × 28), 1.25× (32 × 32); under a 5 × 5 one against the row
@@ -383,8 +384,9 @@ pub const PLANE_TRANSPOSED_BANDED_RUN: u64 = 7;
 /// half its reach and on the top by at most its reach, over `[h, w]` planes in rows of 2 to
 /// [`PLANE_FLAT_MAX_ROW`] of at most [`PLANE_TRANSPOSED_MAX_POSITIONS`] positions, or in the rows
 /// of [`PLANE_TRANSPOSED_ROWS`] (on 16 lanes but its longest) in planes of at most as many rows as
-/// its longest, or (on 8 lanes) in rows of `kernel` + [`PLANE_TRANSPOSED_BANDED_RUN`] to
-/// [`PLANE_TRANSPOSED_BANDED_MOST`] in planes of any height, each output plane its input's size.
+/// its longest, or in rows of `kernel` + [`PLANE_TRANSPOSED_BANDED_RUN`] to
+/// [`PLANE_TRANSPOSED_BANDED_MOST`] (on 16 lanes to one shorter than [`PLANE_TRANSPOSED_ROWS`]'
+/// longest) in planes of any height, each output plane its input's size.
 /// The lowering's default for such planes (`lower`'s `planar::transposed_planes`) and the kernel's
 /// own choice both ask it.
 pub fn plane_transposed(
@@ -401,7 +403,7 @@ pub fn plane_transposed(
     let banded = (kernel.saturating_add(PLANE_TRANSPOSED_BANDED_RUN)..=PLANE_TRANSPOSED_BANDED_MOST).contains(&w);
     let long = match lanes {
         8 => ((fewest..=most).contains(&w) && h <= most) || banded,
-        16 => (fewest..most).contains(&w) && h <= most,
+        16 => (fewest..most).contains(&w) && (h <= most || banded),
         _ => false,
     };
     let size = output == input && h >= 1 && (short || long);

@@ -278,9 +278,10 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
     // With wide (AVX-512) microkernels, a depthwise 3×3 window at stride 1 takes the plane kernel
     // from rows of 14 (one vector of 16 lanes), and on rows of at most 8 where the output plane is
     // the input's size, of at most 512 positions (flat runs of vectors); not for groups; rows of 9
-    // to 13 only in planes of at most 14 rows, 16 or more of them (transposed 16 at a time). At
-    // stride 2 (streamed) from rows of 7, not 6, not dilated. A 5×5 depthwise window on flat planes
-    // too, on those rows of 9 to 13, and at stride 2 from rows of 14 (not 13, not 7).
+    // to 13 in planes of at most 14 rows, 16 or more of them (transposed 16 at a time), or of 10 to
+    // 13 in taller ones (AVX2's banded kernel), not 9. At stride 2 (streamed) from rows of 7, not
+    // 6, not dilated. A 5×5 depthwise window on flat planes too, on those rows of 9 to 13 (12 to 13
+    // in taller planes, not 11), and at stride 2 from rows of 14 (not 13, not 7).
     let wide = Target { wide_microkernels: true, ..with_kernels };
     let cases = [
         ("input x: [1, 8, 14, 14]; depthwise d(x) { kernel: 3, pad: 1 }", true),
@@ -290,7 +291,13 @@ fn the_plane_kernel_is_the_default_for_long_rows() {
         ("input x: [1, 16, 14, 9]; depthwise d(x) { kernel: 3, pad: 1 }", true),
         ("input x: [1, 16, 10, 10]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true),
         ("input x: [1, 15, 10, 10]; depthwise d(x) { kernel: 3, pad: 1 }", false),
-        ("input x: [1, 16, 15, 12]; depthwise d(x) { kernel: 3, pad: 1 }", false),
+        ("input x: [1, 16, 15, 12]; depthwise d(x) { kernel: 3, pad: 1 }", true),
+        ("input x: [1, 16, 40, 10]; depthwise d(x) { kernel: 3, pad: 1, act: relu6 }", true),
+        ("input x: [1, 16, 15, 9]; depthwise d(x) { kernel: 3, pad: 1 }", false),
+        ("input x: [1, 16, 28, 14]; depthwise d(x) { kernel: 5, pad: 2 }", true),
+        ("input x: [1, 16, 20, 13]; depthwise d(x) { kernel: 5, pad: 2 }", true),
+        ("input x: [1, 16, 20, 11]; depthwise d(x) { kernel: 5, pad: 2 }", false),
+        ("input x: [1, 8, 20, 12]; depthwise d(x) { kernel: 3, pad: 1 }", false),
         ("input x: [1, 16, 13, 13]; depthwise d(x) { kernel: 5, pad: 2 }", true),
         ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 1 }", true),
         ("input x: [1, 8, 7, 7]; depthwise d(x) { kernel: 3, pad: 2, dilation: 2, act: relu }", true),

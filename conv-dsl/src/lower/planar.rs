@@ -394,7 +394,8 @@ pub(super) fn plane_pays(conv: &Conv, bound: &BoundConv, target: Target) -> bool
 /// (30 of 11), 1.62× (24 of 12), 1.50× (28 of 14) the planar code; 5 × 5, 3.0× the channels-last
 /// tile kernel (20 rows of 13) and 2.1× the row kernel (28 of 14), 4 pairs. With AVX-512 on such
 /// planes (against the planar code or the channels-last tile kernel, 6 pairs): 1.78–3.09× (3 × 3)
-/// and 2.84–3.66× (5 × 5).
+/// and 2.84–3.66× (5 × 5); on rows of 10 to 13 in taller planes (AVX2's banded kernel, 4–6 pairs)
+/// 0.97–1.07× (40 × 10), 1.23× (30 × 11), 1.40–1.60× (24 × 12), 2.29× (5 × 5, 20 × 13).
 fn transposed_planes(conv: &Conv, bound: &BoundConv, target: Target) -> bool {
     let depthwise = conv.in_channels == conv.groups && conv.out_channels == conv.groups;
     let square = |values: &[u64]| match values {

@@ -3,7 +3,8 @@
 //! whole vector) for rows of 15 to
 //! [`PLANE_TRANSPOSED_BANDED_MOST`](conv_dsl::ir::PLANE_TRANSPOSED_BANDED_MOST) (on AVX2) in
 //! planes of any height, and of 10 to 14 (12 to 14 under a 5 × 5 window) in planes of more than
-//! 14 rows. [`super::transposed`] transposes whole planes into tables on the stack,
+//! 14 rows (on AVX-512 hosts too, to rows of 13: AVX-512's 16 lanes would need rows of 16).
+//! [`super::transposed`] transposes whole planes into tables on the stack,
 //! which past 14 × 14 outgrow the L1 cache (two tables of 24.5 KiB at 28 × 28 on AVX2); here an
 //! input row is transposed when the first output row that reads it is computed and kept in a ring
 //! of the window's `K` rows, and each output row's sums are transposed back as soon as they are

@@ -496,7 +496,8 @@ unsafe extern "C" fn avx512_kernel<const K: usize, const S: usize, const D: usiz
     }
     if transposed::applies::<Avx512>(args, K, S, D) {
         // `applies` holds a 3 × 3 or 5 × 5 window (named as such, so that no other window makes
-        // versions of its own) and rows of 2 to 13.
+        // versions of its own) and rows of 2 to 13 (of 10 to 13 in taller planes: AVX2's banded
+        // kernel).
         let planes = if K == 5 { transposed_rows::<5>(args, true) } else { transposed_rows::<3>(args, true) };
         // SAFETY: the caller's contract. (An opaque pointer: see `out_of_line`.)
         return unsafe { out_of_line(planes)(args) };
@@ -622,7 +623,7 @@ unsafe fn avx512_stream<const K: usize, const P: usize>(args: &PlaneArgs) {
 
 /// The version of [`transposed::planes`] for a `K × K` window and `args`' rows (2 to 13, or on
 /// AVX2 also 14), on AVX-512 or on AVX2; or on AVX2 of [`banded::planes`] for longer rows, and
-/// for rows of 10 to 14 in planes of more than 14 rows.
+/// (on both) for rows of 10 to 14 in planes of more than 14 rows.
 #[cfg(target_arch = "x86_64")]
 fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(&PlaneArgs) {
     use conv_dsl::ir::{PLANE_TRANSPOSED_MAX_POSITIONS, PLANE_TRANSPOSED_ROWS};
@@ -636,10 +637,14 @@ fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(
     fn version<const K: usize, const W: usize>(avx512: bool) -> unsafe fn(&PlaneArgs) {
         long::<K, W, W, SHORT>(avx512)
     }
-    // Rows of 10 to 14 in planes of more rows than the tables hold (`applies`): on AVX2 only, a
-    // row at a time.
+    // Rows of 10 to 14 (AVX-512: to 13) in planes of more rows than the tables hold (`applies`):
+    // a row at a time, on AVX-512 too with AVX2's 8 lanes (blocks of 16 positions need rows of 16).
+    // On AVX-512 (`CONVGEN_MAX_ISA` unset, the build before and a version with this alternating,
+    // 512 planes, 4 pairs), against its planar code or tile kernel: 1.20× (3 × 3, 40 rows of 10),
+    // 1.58× (24 of 12), 2.77× (5 × 5, 20 of 13); rows of 14 keep its stream and row kernels (this
+    // ran 0.57× and 0.64× of them at 28 rows of 14).
     let [h, w] = args.input_size;
-    if !avx512 && w >= PLANE_TRANSPOSED_ROWS.0 as isize && h > ROWS as isize {
+    if w >= PLANE_TRANSPOSED_ROWS.0 as isize && h > ROWS as isize {
         return avx2_banded::<K>;
     }
     match w {
@@ -1684,9 +1689,10 @@ mod tests {
     /// to 64 positions, or 1 to 14 rows of 9 to 14 (their sums in runs of 5 to 7, the last shorter
     /// in rows of 9, 11 and 13; 14 on AVX2 only) (blocks of 16 or 8; past the last whole block 1 or
     /// 2 positions gathered on AVX-512, 1 on AVX2, or else the plane's last 16 or 8 transposed; a
-    /// plane of fewer one masked block), or 1 to 40 rows of 10 to 32 (AVX2 only, a row at a time:
-    /// [`banded`], past 14 rows where rows are shorter than 15; runs of 7 sums and blocks of 8
-    /// positions, the last of each overlapping the one before), every top padding that keeps the
+    /// plane of fewer one masked block), or 1 to 40 rows of 10 to 32 (a row at a time: [`banded`],
+    /// 8 planes at a time, on AVX2 rows of 15 to 32 and past 14 rows of 10 to 14, on AVX-512 past
+    /// 14 rows of 10 to 13; runs of 7 sums and blocks of 8 positions, the last of each overlapping
+    /// the one before), every top padding that keeps the
     /// size and a left one of half the window's reach (of 0 or the whole reach now and then: the
     /// flat or row kernels), every activation: each version
     /// writes the portable kernel's results bit for bit, and nothing outside the output planes.
