@@ -386,9 +386,8 @@ pub const PLANE_TRANSPOSED_BANDED_RUN: u64 = 7;
 /// of [`PLANE_TRANSPOSED_ROWS`] (on 16 lanes but its longest) in planes of at most as many rows as
 /// its longest, or in rows of `kernel` + [`PLANE_TRANSPOSED_BANDED_RUN`] to
 /// [`PLANE_TRANSPOSED_BANDED_MOST`] (on 16 lanes to one shorter than [`PLANE_TRANSPOSED_ROWS`]'
-/// longest) in planes of any height, each output plane its input's size.
-/// The lowering's default for such planes (`lower`'s `planar::transposed_planes`) and the kernel's
-/// own choice both ask it.
+/// longest) in planes of any height, each output plane its input's size. The lowering's default
+/// for such planes (`lower`'s `planar::transposed_planes`) and the kernel's own choice both ask it.
 pub fn plane_transposed(
     window: (u64, u64, u64),
     input: [u64; 2],

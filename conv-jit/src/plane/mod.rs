@@ -639,10 +639,10 @@ fn transposed_rows<const K: usize>(args: &PlaneArgs, avx512: bool) -> unsafe fn(
     }
     // Rows of 10 to 14 (AVX-512: to 13) in planes of more rows than the tables hold (`applies`):
     // a row at a time, on AVX-512 too with AVX2's 8 lanes (blocks of 16 positions need rows of 16).
-    // On AVX-512 (`CONVGEN_MAX_ISA` unset, the build before and a version with this alternating,
-    // 512 planes, 4 pairs), against its planar code or tile kernel: 1.20× (3 × 3, 40 rows of 10),
-    // 1.58× (24 of 12), 2.77× (5 × 5, 20 of 13); rows of 14 keep its stream and row kernels (this
-    // ran 0.57× and 0.64× of them at 28 rows of 14).
+    // On AVX-512 (`CONVGEN_MAX_ISA` unset, the build before and this one alternating, 512 planes,
+    // 4–6 pairs), against its planar code or tile kernel: 0.97–1.07× (3 × 3, 40 rows of 10), 1.23×
+    // (30 of 11), 1.40–1.60× (24 of 12), 2.29× (5 × 5, 20 of 13); rows of 14 keep its stream and
+    // row kernels (this kernel ran 0.57× and 0.64× of them at 28 rows of 14).
     let [h, w] = args.input_size;
     if w >= PLANE_TRANSPOSED_ROWS.0 as isize && h > ROWS as isize {
         return avx2_banded::<K>;
@@ -1692,10 +1692,10 @@ mod tests {
     /// plane of fewer one masked block), or 1 to 40 rows of 10 to 32 (a row at a time: [`banded`],
     /// 8 planes at a time, on AVX2 rows of 15 to 32 and past 14 rows of 10 to 14, on AVX-512 past
     /// 14 rows of 10 to 13; runs of 7 sums and blocks of 8 positions, the last of each overlapping
-    /// the one before), every top padding that keeps the
-    /// size and a left one of half the window's reach (of 0 or the whole reach now and then: the
-    /// flat or row kernels), every activation: each version
-    /// writes the portable kernel's results bit for bit, and nothing outside the output planes.
+    /// the one before), every top padding that keeps the size and a left one of half the window's
+    /// reach (of 0 or the whole reach now and then: the flat or row kernels), every activation:
+    /// each version writes the portable kernel's results bit for bit, and nothing outside the
+    /// output planes.
     /// Asserts that the transposed kernel ran on a host with AVX2.
     #[test]
     fn transposed_planes_compute_the_definition_bit_for_bit() {
@@ -1708,7 +1708,8 @@ mod tests {
             // Rows of 9 to 14 in planes of up to 14 rows, and of 10 to 32 in planes of up to 40,
             // now and then (the longer rows: 9 to 13 on both ISAs, 14 on AVX2, in planes of up to
             // 14 rows; 15 to 32 on AVX2 a row at a time, and so 10 to 14 (12 to 14 under a 5 × 5
-            // window) in planes of more than 14 rows; the stream and row kernels elsewhere).
+            // window; AVX-512 to 13) in planes of more than 14 rows; the stream and row kernels
+            // elsewhere).
             let (w, most) = match case % 12 {
                 5 | 11 => (9 + below(6), 14),
                 3 | 9 => (10 + below(23), 40),
